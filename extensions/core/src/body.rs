@@ -1,0 +1,108 @@
+//! [`McpBody`]: the body type of requests and responses passing through this pack's layers.
+//!
+//! Layers stay generic over the inner body `B`. A layer that answers by itself (a rejection, a
+//! metadata document) or hands on a body it had to read (the inspected request) uses the `full`
+//! form; a layer that rewrites a response (capability negotiation) uses a streaming rewriter; every
+//! other body passes through untouched.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+
+use crate::negotiate::rewrite::{JsonRewrite, SseRewrite};
+
+/// The boxed error type of [`McpBody`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pin_project! {
+    /// A body that is either the inner body, a buffered one, or a rewritten stream.
+    #[derive(Debug)]
+    pub struct McpBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<B> {
+        Full { data: Option<Bytes> },
+        Inner { #[pin] body: B },
+        Json { #[pin] body: JsonRewrite<B> },
+        Sse { #[pin] body: SseRewrite<B> },
+    }
+}
+
+impl<B> McpBody<B> {
+    /// Wraps an inner body unchanged.
+    pub fn new(body: B) -> Self {
+        Self { kind: Kind::Inner { body } }
+    }
+
+    /// A body made of these bytes.
+    pub fn full(data: impl Into<Bytes>) -> Self {
+        let data = data.into();
+        Self { kind: Kind::Full { data: (!data.is_empty()).then_some(data) } }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Self { kind: Kind::Full { data: None } }
+    }
+
+    pub(crate) fn json_rewrite(body: JsonRewrite<B>) -> Self {
+        Self { kind: Kind::Json { body } }
+    }
+
+    pub(crate) fn sse_rewrite(body: SseRewrite<B>) -> Self {
+        Self { kind: Kind::Sse { body } }
+    }
+}
+
+impl<B> From<Bytes> for McpBody<B> {
+    fn from(data: Bytes) -> Self {
+        Self::full(data)
+    }
+}
+
+impl<B> Body for McpBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.project().kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Inner { body } => match ready!(body.poll_frame(cx)) {
+                Some(Ok(frame)) => Poll::Ready(Some(Ok(frame))),
+                Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+                None => Poll::Ready(None),
+            },
+            KindProj::Json { body } => body.poll_frame(cx),
+            KindProj::Sse { body } => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Json { .. } | Kind::Sse { .. } => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Json { .. } | Kind::Sse { .. } => SizeHint::default(),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! # mcp-enterprise-core
+//!
+//! The small, dependency-light core of the MCP enterprise extension pack. Every extension crate
+//! depends on this one and on nothing else of ours.
+//!
+//! - [`InspectLayer`]: reads each posted JSON-RPC message **once** (bounded), checks it — JSON,
+//!   JSON-RPC shape, SEP-2243 `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name` headers against the
+//!   body — and stores an [`McpRequest`] (id, method, target, protocol version, era, what the
+//!   client declared, trace context) in the request extensions. Both protocol eras are understood:
+//!   legacy 2025-11-25 (`initialize`, `Mcp-Session-Id`) and modern 2026-07-28 (`server/discover`,
+//!   per-request `_meta`).
+//! - [`NegotiateLayer`]: SEP-2133 capability negotiation: advertises an [`ExtensionSet`] in
+//!   `initialize` / `server/discover` results (JSON and streaming SSE), exposes
+//!   [`NegotiatedExtensions`] to inner services, rejects modern clients lacking a required
+//!   extension with `-32021`.
+//! - [`Principal`]: the authenticated caller, shared by auth, audit and policy layers.
+//! - [`ProtectedResourceMetadata`] (RFC 9728) and [`Challenge`] (`WWW-Authenticate`).
+//!
+//! Out of scope here: authentication itself (see the `sso`, `dpop` and `workload-identity`
+//! crates) and proxying (see the gateway).
+//!
+//! ```
+//! use mcp_enterprise_core::{ExtensionSet, InspectLayer, NegotiateLayer, McpBody, McpRequest};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let extensions = ExtensionSet::builder().with_own("audit", serde_json::json!({}))?.build();
+//! let mcp_server = service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
+//!     let mcp = req.extensions().get::<McpRequest>().expect("inspected");
+//!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{:?}", mcp.era())))))
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(InspectLayer::new())
+//!     .layer(NegotiateLayer::new(extensions))
+//!     .service(mcp_server);
+//!
+//! // a modern request whose Mcp-Method header disagrees with the body is refused with -32020
+//! let req = Request::post("/mcp")
+//!     .header("mcp-protocol-version", "2026-07-28")
+//!     .header("mcp-method", "tools/list")
+//!     .body(Full::new(Bytes::from(
+//!         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+//!     )))?;
+//! let res = svc.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+//! # Ok(()) }
+//! ```
+
+pub mod body;
+pub mod challenge;
+pub mod config;
+pub mod error;
+pub mod extensions;
+pub mod headers;
+pub mod inspect;
+pub mod jsonrpc;
+pub mod message;
+pub mod metadata;
+pub mod negotiate;
+pub mod principal;
+
+pub use body::{BoxError, McpBody};
+pub use challenge::{AuthErrorCode, Challenge};
+pub use config::CoreConfig;
+pub use error::{ConfigError, Rejection};
+pub use extensions::{ExtensionId, ExtensionSet, ExtensionSetBuilder, NegotiatedExtensions};
+pub use inspect::{Inspect, InspectLayer};
+pub use jsonrpc::{JsonRpcError, JsonRpcId};
+pub use message::{ClientDeclaration, Era, McpRequest, MessageKind, TraceContext, UnverifiedClientInfo};
+pub use metadata::{MetadataContribution, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
+pub use negotiate::{Negotiate, NegotiateLayer};
+pub use principal::{AuthMethod, Principal, PrincipalKind, TokenFingerprint};

@@ -1,0 +1,588 @@
+//! The parsed view of one MCP message posted by a client, shared by every layer.
+//!
+//! [`McpRequest`] is produced once by the [`InspectLayer`](crate::InspectLayer) and stored in the
+//! request extensions; later layers (auth, audit, policy, negotiation) read it instead of parsing
+//! the body again. It is cheap to clone.
+
+use std::sync::Arc;
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+
+use crate::error::Rejection;
+use crate::headers::{self, decode_value};
+use crate::jsonrpc::JsonRpcId;
+
+/// The first protocol revision of the modern (per-request `_meta`) era.
+pub const MODERN_PROTOCOL_VERSION: &str = "2026-07-28";
+/// The last protocol revision of the legacy (`initialize`) era.
+pub const LEGACY_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// `_meta` key carrying the protocol version of a modern request.
+pub const META_PROTOCOL_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+/// `_meta` key carrying the client capabilities of a modern request.
+pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+/// `_meta` key carrying the (self-asserted) client info of a modern request.
+pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
+
+/// Which protocol era a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Era {
+    /// 2025-11-25 and earlier: `initialize` handshake, capabilities remembered per `Mcp-Session-Id`.
+    Legacy,
+    /// 2026-07-28 and later: stateless, capabilities in every request's `_meta`.
+    Modern,
+}
+
+/// What kind of JSON-RPC message the client posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// A request (has `method` and `id`).
+    Request,
+    /// A notification (has `method`, no `id`).
+    Notification,
+    /// A response to a server-initiated request (legacy era).
+    Response,
+}
+
+/// What a client declared about itself: capabilities and (unverified) client info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientDeclaration {
+    capabilities: Value,
+    client_info: Option<UnverifiedClientInfo>,
+}
+
+impl ClientDeclaration {
+    /// A declaration from a capabilities object and optional `clientInfo`.
+    pub fn new(capabilities: Value, client_info: Option<&Value>) -> Self {
+        Self { capabilities, client_info: client_info.map(UnverifiedClientInfo::from_value) }
+    }
+
+    /// The `ClientCapabilities` object (`Value::Null` when none was sent).
+    pub fn capabilities(&self) -> &Value {
+        &self.capabilities
+    }
+
+    /// The declared extensions: id → settings.
+    pub fn extensions(&self) -> Option<&Map<String, Value>> {
+        self.capabilities.get("extensions").and_then(Value::as_object)
+    }
+
+    /// The client's self-asserted identity. Never base a security decision on it.
+    pub fn client_info(&self) -> Option<&UnverifiedClientInfo> {
+        self.client_info.as_ref()
+    }
+}
+
+/// `clientInfo` as the client asserted it. The name says it: log it, never trust it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedClientInfo {
+    name: Option<String>,
+    version: Option<String>,
+    raw: Value,
+}
+
+impl UnverifiedClientInfo {
+    fn from_value(value: &Value) -> Self {
+        let text = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+        Self { name: text("name"), version: text("version"), raw: value.clone() }
+    }
+
+    /// The claimed implementation name.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The claimed implementation version.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    /// The whole object as sent.
+    pub fn raw(&self) -> &Value {
+        &self.raw
+    }
+}
+
+/// W3C trace context carried in `_meta` (SEP-414).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+    /// `tracestate`.
+    pub tracestate: Option<String>,
+    /// `baggage`.
+    pub baggage: Option<String>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: MessageKind,
+    id: Option<JsonRpcId>,
+    method: Option<String>,
+    name: Option<String>,
+    uri: Option<String>,
+    protocol_version: Option<String>,
+    era: Era,
+    client: Option<Arc<ClientDeclaration>>,
+    trace: TraceContext,
+    session_id: Option<String>,
+    message: Value,
+}
+
+/// One parsed MCP message from a client.
+#[derive(Debug, Clone)]
+pub struct McpRequest(Arc<Inner>);
+
+impl McpRequest {
+    /// Parses and checks a posted message.
+    ///
+    /// `legacy_client` is consulted for legacy messages other than `initialize`: it maps the
+    /// `Mcp-Session-Id` to what the client declared at `initialize`.
+    pub fn parse(
+        headers: &HeaderMap,
+        body: &[u8],
+        legacy_client: impl FnOnce(&str) -> Option<Arc<ClientDeclaration>>,
+    ) -> Result<Self, Rejection> {
+        let message: Value = serde_json::from_slice(body).map_err(|e| Rejection::Parse { detail: parse_detail(&e) })?;
+        let invalid = |detail: &'static str, id: Option<JsonRpcId>| Rejection::InvalidMessage { detail, id };
+        let obj = match &message {
+            Value::Object(obj) => obj,
+            Value::Array(_) => return Err(invalid("JSON-RPC batches are not supported by MCP", None)),
+            _ => return Err(invalid("a JSON-RPC message must be an object", None)),
+        };
+        let id = match obj.get("id") {
+            None => None,
+            Some(v) => Some(JsonRpcId::from_value(v).ok_or(invalid("the id must be a string or an integer", None))?),
+        };
+        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
+        }
+        let method = match obj.get("method") {
+            None => None,
+            Some(Value::String(m)) => Some(m.clone()),
+            Some(_) => return Err(invalid("\"method\" must be a string", id)),
+        };
+        let kind = match (&method, &id) {
+            (Some(_), Some(_)) => MessageKind::Request,
+            (Some(_), None) => MessageKind::Notification,
+            (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => MessageKind::Response,
+            _ => return Err(invalid("a message needs a method, or an id with a result or error", id)),
+        };
+        let params = match obj.get("params") {
+            None => None,
+            Some(Value::Object(p)) => Some(p),
+            Some(_) => return Err(invalid("\"params\" must be an object", id)),
+        };
+        let meta = match params.and_then(|p| p.get("_meta")) {
+            None => None,
+            Some(Value::Object(m)) => Some(m),
+            Some(_) => return Err(invalid("\"params._meta\" must be an object", id)),
+        };
+        let param_text = |key: &str| params.and_then(|p| p.get(key)).and_then(Value::as_str).map(str::to_owned);
+        let (name, uri) = (param_text("name"), param_text("uri"));
+        let meta_version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION)).and_then(Value::as_str);
+
+        let header_version = single_header(headers, &headers::MCP_PROTOCOL_VERSION, id.as_ref())?;
+        let method_str = method.as_deref().unwrap_or("");
+        let era = if method_str == "initialize" {
+            Era::Legacy
+        } else if let Some(v) = meta_version {
+            if is_modern_version(v) { Era::Modern } else { Era::Legacy }
+        } else if method_str == "server/discover" || header_version.as_deref().is_some_and(is_modern_version) {
+            Era::Modern
+        } else {
+            Era::Legacy
+        };
+
+        let protocol_version = match era {
+            Era::Modern => meta_version.map(str::to_owned).or_else(|| header_version.clone()),
+            Era::Legacy if method_str == "initialize" => param_text("protocolVersion"),
+            Era::Legacy => header_version.clone(),
+        };
+
+        let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.clone() };
+
+        // SEP-2243: headers that are present must agree with the body in every era; in the modern
+        // era the standard headers are also required.
+        if era == Era::Modern && kind != MessageKind::Response {
+            match (&header_version, meta_version) {
+                (None, _) => return Err(mismatch("the MCP-Protocol-Version header is required".into())),
+                (Some(_), None) => {
+                    return Err(mismatch(format!(
+                        "MCP-Protocol-Version is set but the body has no _meta[\"{META_PROTOCOL_VERSION}\"]"
+                    )));
+                }
+                (Some(h), Some(b)) if h != b => {
+                    return Err(mismatch(format!("MCP-Protocol-Version header {h:?} does not match the body {b:?}")));
+                }
+                _ => {}
+            }
+        }
+        let header_method = single_header(headers, &headers::MCP_METHOD, id.as_ref())?;
+        match (&header_method, &method) {
+            (Some(h), Some(m)) if h != m => {
+                return Err(mismatch(format!("Mcp-Method header {h:?} does not match the body method {m:?}")));
+            }
+            (Some(_), None) => return Err(mismatch("Mcp-Method is set on a message that has no method".into())),
+            (None, Some(_)) if era == Era::Modern && kind == MessageKind::Request => {
+                return Err(mismatch("the Mcp-Method header is required".into()));
+            }
+            _ => {}
+        }
+        let body_name = match method_str {
+            "tools/call" | "prompts/get" => Some(("params.name", name.as_deref())),
+            "resources/read" => Some(("params.uri", uri.as_deref())),
+            _ => None,
+        };
+        let header_name = single_header(headers, &headers::MCP_NAME, id.as_ref())?;
+        match (&header_name, body_name) {
+            (Some(h), Some((field, b))) if Some(h.as_str()) != b => {
+                return Err(mismatch(format!("Mcp-Name header {h:?} does not match {field} {b:?}")));
+            }
+            (None, Some(_)) if era == Era::Modern && kind == MessageKind::Request => {
+                return Err(mismatch(format!("the Mcp-Name header is required for {method_str}")));
+            }
+            _ => {}
+        }
+        for (header_name, value) in headers {
+            if header_name.as_str().starts_with(headers::MCP_PARAM_PREFIX) {
+                decode_value(value.as_bytes())
+                    .map_err(|e| mismatch(format!("{} header is malformed: {e}", header_name.as_str())))?;
+            }
+        }
+
+        let session_id = headers
+            .get(&headers::MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SESSION_ID_LEN)
+            .map(str::to_owned);
+        let client = match era {
+            Era::Modern => meta.map(|m| {
+                Arc::new(ClientDeclaration::new(
+                    m.get(META_CLIENT_CAPABILITIES).cloned().unwrap_or(Value::Null),
+                    m.get(META_CLIENT_INFO),
+                ))
+            }),
+            Era::Legacy if method_str == "initialize" => params.map(|p| {
+                Arc::new(ClientDeclaration::new(
+                    p.get("capabilities").cloned().unwrap_or(Value::Null),
+                    p.get("clientInfo"),
+                ))
+            }),
+            Era::Legacy => session_id.as_deref().and_then(legacy_client),
+        };
+        let meta_text = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_owned);
+        let trace = TraceContext {
+            traceparent: meta_text("traceparent"),
+            tracestate: meta_text("tracestate"),
+            baggage: meta_text("baggage"),
+        };
+        Ok(Self(Arc::new(Inner {
+            kind,
+            id,
+            method,
+            name,
+            uri,
+            protocol_version,
+            era,
+            client,
+            trace,
+            session_id,
+            message,
+        })))
+    }
+
+    /// The message kind.
+    pub fn kind(&self) -> MessageKind {
+        self.0.kind
+    }
+
+    /// The JSON-RPC id (requests and responses).
+    pub fn id(&self) -> Option<&JsonRpcId> {
+        self.0.id.as_ref()
+    }
+
+    /// The method (requests and notifications).
+    pub fn method(&self) -> Option<&str> {
+        self.0.method.as_deref()
+    }
+
+    /// `params.name` (the tool or prompt name), when present.
+    pub fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    /// `params.uri` (the resource), when present.
+    pub fn uri(&self) -> Option<&str> {
+        self.0.uri.as_deref()
+    }
+
+    /// The target a `tools/call`, `prompts/get` or `resources/read` acts on (what `Mcp-Name` carries).
+    pub fn target(&self) -> Option<&str> {
+        match self.method()? {
+            "tools/call" | "prompts/get" => self.name(),
+            "resources/read" => self.uri(),
+            _ => None,
+        }
+    }
+
+    /// The protocol version this message was sent under, when known.
+    pub fn protocol_version(&self) -> Option<&str> {
+        self.0.protocol_version.as_deref()
+    }
+
+    /// The protocol era.
+    pub fn era(&self) -> Era {
+        self.0.era
+    }
+
+    /// What the client declared (modern: this request's `_meta`; legacy: its `initialize`).
+    pub fn client(&self) -> Option<&ClientDeclaration> {
+        self.0.client.as_deref()
+    }
+
+    /// The client's capabilities object, if known.
+    pub fn client_capabilities(&self) -> Option<&Value> {
+        self.client().map(ClientDeclaration::capabilities)
+    }
+
+    /// Trace context keys from `_meta`.
+    pub fn trace(&self) -> &TraceContext {
+        &self.0.trace
+    }
+
+    /// The legacy `Mcp-Session-Id` the client sent, if any.
+    pub fn session_id(&self) -> Option<&str> {
+        self.0.session_id.as_deref()
+    }
+
+    /// `params`, when present.
+    pub fn params(&self) -> Option<&Map<String, Value>> {
+        self.0.message.get("params").and_then(Value::as_object)
+    }
+
+    /// `params.arguments` of a `tools/call` or `prompts/get`.
+    pub fn arguments(&self) -> Option<&Map<String, Value>> {
+        self.params().and_then(|p| p.get("arguments")).and_then(Value::as_object)
+    }
+
+    /// The whole parsed message.
+    pub fn message(&self) -> &Value {
+        &self.0.message
+    }
+
+    pub(crate) fn client_arc(&self) -> Option<Arc<ClientDeclaration>> {
+        self.0.client.clone()
+    }
+}
+
+/// Upper bound on a session id we remember (the value is client-controlled).
+pub(crate) const MAX_SESSION_ID_LEN: usize = 256;
+
+/// Whether a `YYYY-MM-DD` protocol version belongs to the modern era.
+pub fn is_modern_version(version: &str) -> bool {
+    let b = version.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && version >= MODERN_PROTOCOL_VERSION
+}
+
+/// Reads a header that may appear at most once, decoding the SEP-2243 sentinel form.
+fn single_header(
+    headers: &HeaderMap,
+    name: &http::HeaderName,
+    id: Option<&JsonRpcId>,
+) -> Result<Option<String>, Rejection> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.cloned() };
+    if values.next().is_some() {
+        return Err(mismatch(format!("the {} header appears more than once", name.as_str())));
+    }
+    decode_value(first.as_bytes())
+        .map(Some)
+        .map_err(|e| mismatch(format!("the {} header is malformed: {e}", name.as_str())))
+}
+
+/// A parser message that says where, not what (never echo body content).
+fn parse_detail(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Eof => "unexpected end of input",
+        serde_json::error::Category::Syntax => "invalid JSON syntax",
+        serde_json::error::Category::Data => "invalid JSON data",
+        serde_json::error::Category::Io => "read error",
+    };
+    format!("{what} at line {} column {}", e.line(), e.column())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+    use crate::jsonrpc::codes;
+
+    fn modern_body(method: &str, params: Value) -> Vec<u8> {
+        let mut params = params;
+        params["_meta"] = json!({
+            META_PROTOCOL_VERSION: "2026-07-28",
+            META_CLIENT_CAPABILITIES: {"extensions": {"com.acme/x": {}}},
+            META_CLIENT_INFO: {"name": "cli", "version": "1"},
+            "traceparent": "00-abc-def-01",
+        });
+        serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})).expect("json")
+    }
+
+    fn modern_headers(method: &str, name: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(headers::MCP_PROTOCOL_VERSION, HeaderValue::from_static("2026-07-28"));
+        h.insert(headers::MCP_METHOD, HeaderValue::from_str(method).expect("hv"));
+        if let Some(n) = name {
+            h.insert(headers::MCP_NAME, HeaderValue::from_str(&crate::headers::encode_value(n)).expect("hv"));
+        }
+        h
+    }
+
+    fn parse(h: &HeaderMap, body: &[u8]) -> Result<McpRequest, Rejection> {
+        McpRequest::parse(h, body, |_| None)
+    }
+
+    fn code(r: Result<McpRequest, Rejection>) -> i64 {
+        r.expect_err("must be rejected").to_jsonrpc().code()
+    }
+
+    #[test]
+    fn modern_tools_call_is_parsed() {
+        let body = modern_body("tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}));
+        let req = parse(&modern_headers("tools/call", Some("echo")), &body).expect("valid");
+        assert_eq!(req.era(), Era::Modern);
+        assert_eq!(req.kind(), MessageKind::Request);
+        assert_eq!(req.id(), Some(&JsonRpcId::Number(1)));
+        assert_eq!(req.method(), Some("tools/call"));
+        assert_eq!(req.target(), Some("echo"));
+        assert_eq!(req.protocol_version(), Some("2026-07-28"));
+        assert_eq!(req.arguments().and_then(|a| a.get("text")), Some(&json!("hi")));
+        let client = req.client().expect("declared");
+        assert!(client.extensions().expect("ext").contains_key("com.acme/x"));
+        assert_eq!(client.client_info().and_then(|c| c.name()), Some("cli"));
+        assert_eq!(req.trace().traceparent.as_deref(), Some("00-abc-def-01"));
+    }
+
+    #[test]
+    fn sentinel_encoded_name_matches() {
+        let body = modern_body("tools/call", json!({"name": "héllo"}));
+        assert!(parse(&modern_headers("tools/call", Some("héllo")), &body).is_ok());
+        let body = modern_body("resources/read", json!({"uri": "file:///ünï"}));
+        assert!(parse(&modern_headers("resources/read", Some("file:///ünï")), &body).is_ok());
+    }
+
+    #[test]
+    fn modern_header_rules() {
+        let body = modern_body("tools/call", json!({"name": "echo"}));
+        // missing version header
+        let mut h = modern_headers("tools/call", Some("echo"));
+        h.remove(headers::MCP_PROTOCOL_VERSION);
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // version mismatch
+        let mut h = modern_headers("tools/call", Some("echo"));
+        h.insert(headers::MCP_PROTOCOL_VERSION, HeaderValue::from_static("2026-08-01"));
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // missing method
+        let mut h = modern_headers("tools/call", Some("echo"));
+        h.remove(headers::MCP_METHOD);
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // method mismatch
+        assert_eq!(code(parse(&modern_headers("tools/list", Some("echo")), &body)), codes::HEADER_MISMATCH);
+        // missing name
+        assert_eq!(code(parse(&modern_headers("tools/call", None), &body)), codes::HEADER_MISMATCH);
+        // name mismatch
+        assert_eq!(code(parse(&modern_headers("tools/call", Some("other")), &body)), codes::HEADER_MISMATCH);
+        // duplicate header
+        let mut h = modern_headers("tools/call", Some("echo"));
+        h.append(headers::MCP_METHOD, HeaderValue::from_static("tools/call"));
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // malformed sentinel
+        let mut h = modern_headers("tools/call", None);
+        h.insert(headers::MCP_NAME, HeaderValue::from_static("=?base64?***?="));
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // malformed Mcp-Param
+        let mut h = modern_headers("tools/call", Some("echo"));
+        h.insert("mcp-param-region", HeaderValue::from_bytes(b"\xffbad").expect("hv"));
+        assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
+        // header says modern but the body has no version in _meta
+        let plain = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).expect("json");
+        assert_eq!(code(parse(&modern_headers("tools/list", None), &plain)), codes::HEADER_MISMATCH);
+        // the rejection carries the request id
+        let err = parse(&modern_headers("tools/list", Some("echo")), &body).expect_err("mismatch");
+        assert_eq!(err.to_jsonrpc().to_value()["id"], json!(1));
+    }
+
+    #[test]
+    fn legacy_initialize_and_session_lookup() {
+        let body = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":"a","method":"initialize","params":{
+            "protocolVersion":"2025-11-25","capabilities":{"extensions":{"com.acme/x":{}}},"clientInfo":{"name":"old"}}}))
+        .expect("json");
+        let req = parse(&HeaderMap::new(), &body).expect("valid");
+        assert_eq!(req.era(), Era::Legacy);
+        assert_eq!(req.protocol_version(), Some("2025-11-25"));
+        assert_eq!(req.client().and_then(|c| c.client_info()).and_then(|c| c.name()), Some("old"));
+
+        let decl = req.client_arc().expect("declared");
+        let mut h = HeaderMap::new();
+        h.insert(headers::MCP_SESSION_ID, HeaderValue::from_static("s1"));
+        h.insert(headers::MCP_PROTOCOL_VERSION, HeaderValue::from_static("2025-11-25"));
+        let body = br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+        let req = McpRequest::parse(&h, body, |sid| (sid == "s1").then(|| decl.clone())).expect("valid");
+        assert_eq!(req.era(), Era::Legacy);
+        assert_eq!(req.session_id(), Some("s1"));
+        assert!(req.client().is_some());
+        // legacy requests need no Mcp-Method, but a present one must agree
+        h.insert(headers::MCP_METHOD, HeaderValue::from_static("tools/call"));
+        assert_eq!(code(parse(&h, body)), codes::HEADER_MISMATCH);
+    }
+
+    #[test]
+    fn malformed_messages() {
+        let h = HeaderMap::new();
+        assert_eq!(code(parse(&h, b"{not json")), codes::PARSE_ERROR);
+        assert_eq!(code(parse(&h, b"")), codes::PARSE_ERROR);
+        assert_eq!(code(parse(&h, b"[]")), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, b"42")), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#)), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, br#"{"jsonrpc":"2.0","id":null,"method":"x"}"#)), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, br#"{"jsonrpc":"2.0","id":1,"method":7}"#)), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, br#"{"jsonrpc":"2.0","id":1}"#)), codes::INVALID_REQUEST);
+        assert_eq!(code(parse(&h, br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#)), codes::INVALID_REQUEST);
+        assert_eq!(
+            code(parse(&h, br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":1}}"#)),
+            codes::INVALID_REQUEST
+        );
+        // the parse error does not echo body content
+        let err = parse(&h, b"{\"secret-token-abc\" 1}").expect_err("bad");
+        assert!(!err.to_string().contains("secret-token-abc"));
+    }
+
+    #[test]
+    fn notifications_and_responses() {
+        let h = HeaderMap::new();
+        let n = parse(&h, br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).expect("valid");
+        assert_eq!(n.kind(), MessageKind::Notification);
+        let r = parse(&h, br#"{"jsonrpc":"2.0","id":5,"result":{}}"#).expect("valid");
+        assert_eq!(r.kind(), MessageKind::Response);
+    }
+
+    #[test]
+    fn version_classification() {
+        assert!(is_modern_version("2026-07-28"));
+        assert!(is_modern_version("2027-01-01"));
+        assert!(!is_modern_version("2025-11-25"));
+        assert!(!is_modern_version("2026-7-28"));
+        assert!(!is_modern_version("9999-99-9x"));
+    }
+}

@@ -1,0 +1,110 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::ProtectedResourceMetadata;
+use crate::body::McpBody;
+
+/// Serves a [`ProtectedResourceMetadata`] document with `GET` at its well-known paths; every
+/// other request goes to the inner service.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ProtectedResourceMetadataLayer {
+    metadata: ProtectedResourceMetadata,
+}
+
+impl ProtectedResourceMetadataLayer {
+    /// Serves `metadata`.
+    pub fn new(metadata: ProtectedResourceMetadata) -> Self {
+        Self { metadata }
+    }
+}
+
+impl<S> Layer<S> for ProtectedResourceMetadataLayer {
+    type Service = ProtectedResourceMetadataService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProtectedResourceMetadataService { inner, metadata: self.metadata.clone() }
+    }
+}
+
+/// The service made by [`ProtectedResourceMetadataLayer`].
+#[derive(Debug, Clone)]
+pub struct ProtectedResourceMetadataService<S> {
+    inner: S,
+    metadata: ProtectedResourceMetadata,
+}
+
+impl<S, B, ResB> Service<Request<B>> for ProtectedResourceMetadataService<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+{
+    type Response = Response<McpBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if !self.metadata.paths().iter().any(|p| p == req.uri().path()) {
+            return ResponseFuture { kind: Kind::Inner { future: self.inner.call(req) } };
+        }
+        let response = if req.method() == Method::GET || req.method() == Method::HEAD {
+            let mut res = Response::new(if req.method() == Method::GET { self.metadata.body() } else { Bytes::new() });
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            res
+        } else {
+            let mut res = Response::new(Bytes::new());
+            *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            res
+        };
+        ResponseFuture { kind: Kind::Ready { response: Some(response) } }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ProtectedResourceMetadataService`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    #[derive(Debug)]
+    enum Kind<F> {
+        Inner { #[pin] future: F },
+        Ready { response: Option<Response<Bytes>> },
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<McpBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Inner { future } => Poll::Ready(Ok(ready!(future.poll(cx))?.map(McpBody::new))),
+            KindProj::Ready { response } => {
+                let response = response.take().unwrap_or_default();
+                Poll::Ready(Ok(response.map(McpBody::full)))
+            }
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! The authenticated caller, as auth layers establish it and audit/authorization read it.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+/// What kind of party the principal is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PrincipalKind {
+    /// A human user (an SSO subject).
+    User,
+    /// An OAuth client acting for itself (client credentials).
+    ServiceClient,
+    /// A workload with a platform identity (SPIFFE, Kubernetes, cloud OIDC).
+    Workload,
+}
+
+/// How the principal authenticated on this request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AuthMethod {
+    /// A bearer access token.
+    Bearer,
+    /// A DPoP-bound access token with a valid proof.
+    Dpop,
+    /// A workload identity token.
+    Workload,
+}
+
+/// A non-reversible fingerprint of a credential: the first 16 bytes of its SHA-256 digest,
+/// shown as base64url. Lets audit correlate uses of one token without storing it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenFingerprint([u8; 16]);
+
+impl TokenFingerprint {
+    /// Builds the fingerprint from the SHA-256 digest of the token bytes (the auth layer computes
+    /// the digest with its crypto provider; this crate has no crypto dependency).
+    pub fn from_sha256(digest: &[u8; 32]) -> Self {
+        let mut fp = [0u8; 16];
+        fp.copy_from_slice(&digest[..16]);
+        Self(fp)
+    }
+
+    /// The raw 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for TokenFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&URL_SAFE_NO_PAD.encode(self.0))
+    }
+}
+
+impl fmt::Debug for TokenFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TokenFingerprint({self})")
+    }
+}
+
+/// An authenticated caller. Inserted into the request extensions by auth layers.
+#[derive(Clone, PartialEq)]
+pub struct Principal {
+    issuer: String,
+    subject: String,
+    kind: PrincipalKind,
+    auth_method: AuthMethod,
+    client_id: Option<String>,
+    scopes: Vec<String>,
+    claims: Map<String, Value>,
+    token_fingerprint: Option<TokenFingerprint>,
+}
+
+impl fmt::Debug for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // claim values may be personal data: show their names only
+        f.debug_struct("Principal")
+            .field("issuer", &self.issuer)
+            .field("subject", &self.subject)
+            .field("kind", &self.kind)
+            .field("auth_method", &self.auth_method)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("claims", &self.claims.keys().collect::<Vec<_>>())
+            .field("token_fingerprint", &self.token_fingerprint)
+            .finish()
+    }
+}
+
+impl Principal {
+    /// Starts a principal.
+    pub fn builder(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        kind: PrincipalKind,
+        auth_method: AuthMethod,
+    ) -> PrincipalBuilder {
+        PrincipalBuilder {
+            principal: Self {
+                issuer: issuer.into(),
+                subject: subject.into(),
+                kind,
+                auth_method,
+                client_id: None,
+                scopes: Vec::new(),
+                claims: Map::new(),
+                token_fingerprint: None,
+            },
+        }
+    }
+
+    /// The token issuer (`iss`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+    /// The subject (`sub`), unique within the issuer.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+    /// What kind of party this is.
+    pub fn kind(&self) -> PrincipalKind {
+        self.kind
+    }
+    /// How it authenticated.
+    pub fn auth_method(&self) -> AuthMethod {
+        self.auth_method
+    }
+    /// The OAuth client id (`client_id` / `azp`), when known.
+    pub fn client_id(&self) -> Option<&str> {
+        self.client_id.as_deref()
+    }
+    /// Granted scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+    /// Whether `scope` was granted.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+    /// Claims selected by configuration for downstream use.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+    /// The fingerprint of the credential used.
+    pub fn token_fingerprint(&self) -> Option<TokenFingerprint> {
+        self.token_fingerprint
+    }
+}
+
+/// Builds a [`Principal`].
+#[derive(Debug)]
+#[must_use]
+pub struct PrincipalBuilder {
+    principal: Principal,
+}
+
+impl PrincipalBuilder {
+    /// Sets the client id.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.principal.client_id = Some(client_id.into());
+        self
+    }
+    /// Sets the granted scopes (duplicates are dropped).
+    pub fn scopes<I, T>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        for s in scopes {
+            let s = s.into();
+            if !self.principal.scopes.contains(&s) {
+                self.principal.scopes.push(s);
+            }
+        }
+        self
+    }
+    /// Adds a selected claim.
+    pub fn claim(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.principal.claims.insert(name.into(), value);
+        self
+    }
+    /// Sets the credential fingerprint.
+    pub fn token_fingerprint(mut self, fingerprint: TokenFingerprint) -> Self {
+        self.principal.token_fingerprint = Some(fingerprint);
+        self
+    }
+    /// Finishes the principal.
+    pub fn build(self) -> Principal {
+        self.principal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn builder_and_redacting_debug() {
+        let p = Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Dpop)
+            .client_id("app")
+            .scopes(["read", "write", "read"])
+            .claim("email", json!("alice@example.com"))
+            .token_fingerprint(TokenFingerprint::from_sha256(&[7u8; 32]))
+            .build();
+        assert!(p.has_scope("write"));
+        assert_eq!(p.scopes().len(), 2);
+        assert_eq!(p.client_id(), Some("app"));
+        let dbg = format!("{p:?}");
+        assert!(dbg.contains("email"));
+        assert!(!dbg.contains("alice@example.com"), "{dbg}");
+        assert_eq!(p.token_fingerprint().map(|f| f.to_string()).as_deref(), Some("BwcHBwcHBwcHBwcHBwcHBw"));
+    }
+}

@@ -240,7 +240,10 @@ impl McpRequest {
         let header_name = single_header(headers, &headers::MCP_NAME, id.as_ref())?;
         match (&header_name, body_name) {
             (Some(h), Some((field, b))) if Some(h.as_str()) != b => {
-                return Err(mismatch(format!("Mcp-Name header {h:?} does not match {field} {b:?}")));
+                return Err(mismatch(match b {
+                    Some(b) => format!("Mcp-Name header {h:?} does not match {field} {b:?}"),
+                    None => format!("Mcp-Name header {h:?} is set but the body has no {field}"),
+                }));
             }
             (None, Some(_)) if era == Era::Modern && kind == MessageKind::Request => {
                 return Err(mismatch(format!("the Mcp-Name header is required for {method_str}")));

@@ -1,0 +1,188 @@
+//! The forwarding service: streams a request to the upstream MCP server and its response back.
+//!
+//! - Bodies stream both ways, SSE included; nothing is buffered here.
+//! - Dropping the response (the client went away) drops the upstream response, which closes the
+//!   upstream connection: the upstream sees the cancellation.
+//! - Hop-by-hop headers are dropped (RFC 9110 §7.6.1). `Authorization` and `DPoP` are **never**
+//!   forwarded: token passthrough is forbidden by the MCP authorization spec. Every other header,
+//!   `Mcp-Session-Id` and `Mcp-Param-*` included, is forwarded unchanged.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use mcp_enterprise_core::jsonrpc::codes;
+use mcp_enterprise_core::{BoxError, JsonRpcError, McpBody, McpRequest};
+use tower_service::Service;
+
+/// The body sent upstream.
+type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Forwards requests under one path prefix to one upstream MCP endpoint.
+#[derive(Clone, Debug)]
+pub struct Proxy {
+    client: Client<HttpConnector, UpstreamBody>,
+    upstream: Uri,
+    prefix: String,
+}
+
+impl Proxy {
+    /// Forwards `{prefix}{rest}` to `{upstream path}{rest}`. `upstream` must be an absolute
+    /// `http://` URI (checked by the gateway builder).
+    pub fn new(upstream: Uri, prefix: impl Into<String>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
+        Self { client, upstream, prefix: prefix.into() }
+    }
+
+    /// The upstream URI for a request path, or `None` when the path is not under the prefix.
+    fn target(&self, uri: &Uri) -> Option<Uri> {
+        let path = uri.path();
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        let base = self.upstream.path().trim_end_matches('/');
+        let base = if base.is_empty() && rest.is_empty() { "/" } else { base };
+        let pq = match uri.query() {
+            Some(q) => format!("{base}{rest}?{q}"),
+            None => format!("{base}{rest}"),
+        };
+        let mut parts = self.upstream.clone().into_parts();
+        parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+        Uri::from_parts(parts).ok()
+    }
+}
+
+/// Removes hop-by-hop headers, including those named by `Connection`.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+    ] {
+        headers.remove(name);
+    }
+    headers.remove("keep-alive");
+    headers.remove("proxy-connection");
+}
+
+fn error_response(status: StatusCode, mcp: Option<&McpRequest>, message: &str) -> Response<McpBody<Incoming>> {
+    JsonRpcError::new(codes::INTERNAL_ERROR, message).with_id(mcp.and_then(|m| m.id().cloned())).into_response(status)
+}
+
+impl<B> Service<Request<B>> for Proxy
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<McpBody<Incoming>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let Some(target) = self.target(req.uri()) else {
+            let response = JsonRpcError::new(codes::METHOD_NOT_FOUND, "no MCP endpoint at this path")
+                .into_response(StatusCode::NOT_FOUND);
+            return Box::pin(std::future::ready(Ok(response)));
+        };
+        let client = self.client.clone();
+        let (mut parts, body) = req.into_parts();
+        let mcp = parts.extensions.remove::<McpRequest>();
+        strip_hop_by_hop(&mut parts.headers);
+        // never pass the caller's credentials on
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.headers.remove(mcp_enterprise_core::headers::DPOP);
+        // the upstream sees its own authority
+        parts.headers.remove(header::HOST);
+        parts.uri = target;
+        parts.version = http::Version::HTTP_11;
+        let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        Box::pin(async move {
+            match client.request(upstream_req).await {
+                Ok(response) => {
+                    let (mut parts, body) = response.into_parts();
+                    strip_hop_by_hop(&mut parts.headers);
+                    Ok(Response::from_parts(parts, McpBody::new(body)))
+                }
+                Err(e) => {
+                    let (status, message) = if e.is_connect() {
+                        (StatusCode::BAD_GATEWAY, "the upstream MCP server is unreachable")
+                    } else {
+                        (StatusCode::BAD_GATEWAY, "the upstream MCP server failed to answer")
+                    };
+                    tracing::warn!(error = %e, "upstream request failed");
+                    Ok(error_response(status, mcp.as_ref(), message))
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_mapping() {
+        let p = Proxy::new("http://127.0.0.1:9/upstream/mcp".parse().expect("uri"), "/mcp");
+        let t = |s: &str| p.target(&s.parse().expect("uri")).map(|u| u.to_string());
+        assert_eq!(t("/mcp").as_deref(), Some("http://127.0.0.1:9/upstream/mcp"));
+        assert_eq!(t("/mcp?x=1").as_deref(), Some("http://127.0.0.1:9/upstream/mcp?x=1"));
+        assert_eq!(t("/mcp/server-card").as_deref(), Some("http://127.0.0.1:9/upstream/mcp/server-card"));
+        assert_eq!(t("/mcpx"), None);
+        assert_eq!(t("/other"), None);
+        let root = Proxy::new("http://127.0.0.1:9".parse().expect("uri"), "/mcp");
+        assert_eq!(
+            root.target(&"/mcp".parse().expect("uri")).map(|u| u.to_string()).as_deref(),
+            Some("http://127.0.0.1:9/")
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, x-private".parse().expect("hv"));
+        h.insert("x-private", "1".parse().expect("hv"));
+        h.insert("keep-alive", "timeout=5".parse().expect("hv"));
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().expect("hv"));
+        h.insert("mcp-session-id", "abc".parse().expect("hv"));
+        h.insert("mcp-param-region", "eu".parse().expect("hv"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 2);
+        assert!(h.contains_key("mcp-session-id") && h.contains_key("mcp-param-region"));
+    }
+}

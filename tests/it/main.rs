@@ -1,0 +1,8 @@
+//! The one integration-test harness of the workspace. Every peer it starts binds to 127.0.0.1
+//! and is stopped when its test ends.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+mod gateway;
+mod negotiation;

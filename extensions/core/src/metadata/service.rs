@@ -108,3 +108,42 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use http_body_util::{BodyExt, Full};
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+    use crate::MetadataContribution;
+
+    #[tokio::test]
+    async fn serves_document_at_both_well_known_paths() {
+        let prm = ProtectedResourceMetadata::builder("https://mcp.example.com/mcp")
+            .expect("valid")
+            .contribute(MetadataContribution::new().authorization_server("https://idp.example.com"))
+            .build();
+        let inner = service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"inner"))))
+        });
+        let svc = ProtectedResourceMetadataLayer::new(prm).layer(inner);
+        for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+            let res = svc.clone().oneshot(Request::get(path).body(Full::default()).expect("req")).await.expect("ok");
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.headers()[header::CONTENT_TYPE], "application/json");
+            let body = res.into_body().collect().await.expect("body").to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+            assert_eq!(v["resource"], "https://mcp.example.com/mcp");
+            assert_eq!(v["authorization_servers"][0], "https://idp.example.com");
+        }
+        let res = svc
+            .clone()
+            .oneshot(Request::post("/.well-known/oauth-protected-resource").body(Full::default()).expect("req"));
+        let res = res.await.expect("ok");
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let res = svc.oneshot(Request::get("/mcp").body(Full::default()).expect("req")).await.expect("ok");
+        assert_eq!(res.into_body().collect().await.expect("body").to_bytes(), "inner");
+    }
+}

@@ -89,7 +89,8 @@ async fn header_mismatches_are_refused_with_32020() {
     let url = gw.mcp_url();
     let echo = || modern(&url, 7, "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}), json!({}));
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut HeaderMap)>)> = vec![
+    type Mutate = Box<dyn Fn(&mut HeaderMap)>;
+    let cases: Vec<(&str, Mutate)> = vec![
         ("method mismatch", Box::new(|h| drop(h.insert("mcp-method", "tools/list".parse().unwrap())))),
         ("name mismatch", Box::new(|h| drop(h.insert("mcp-name", "delete_customer".parse().unwrap())))),
         ("missing name", Box::new(|h| drop(h.remove("mcp-name")))),

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod conformance;
 mod gateway;
 mod negotiation;

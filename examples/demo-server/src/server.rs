@@ -1,0 +1,392 @@
+//! The [`DemoServer`] handler: its tools, its resource and its prompt.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use rmcp::{
+    ErrorData, Json, RoleServer, ServerHandler,
+    handler::server::{
+        router::{prompt::PromptRouter, tool::ToolRouter},
+        wrapper::Parameters,
+    },
+    model::{
+        CallToolResult, ContentBlock, GetPromptResult, Implementation, ListResourcesResult, PaginatedRequestParams,
+        ProgressNotificationParam, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
+        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+    },
+    prompt, prompt_handler, prompt_router, schemars,
+    service::RequestContext,
+    tool, tool_handler, tool_router,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Name the server reports in `serverInfo` (legacy `initialize`) and in
+/// `_meta["io.modelcontextprotocol/serverInfo"]` (modern `server/discover`).
+pub const SERVER_NAME: &str = "mcp-enterprise-demo";
+
+/// URI of the one text resource the server exposes.
+pub const README_URI: &str = "demo://readme";
+
+/// Bounds accepted by `stream_progress` for `steps`.
+const STEPS_RANGE: std::ops::RangeInclusive<u32> = 1..=600;
+/// Bounds accepted by `stream_progress` for `interval_ms`.
+const INTERVAL_RANGE: std::ops::RangeInclusive<u64> = 10..=5000;
+
+const README_TEXT: &str = "\
+# mcp-enterprise demo server
+
+A small MCP server used to exercise the mcp-enterprise middleware and gateway.
+
+Tools:
+- `echo {text}` returns the text unchanged.
+- `add {a, b}` returns the sum (text and structured content `{\"sum\": ..}`).
+- `stream_progress {steps, interval_ms}` sends one `notifications/progress` per step
+  (when the request carries `_meta.progressToken`), `interval_ms` apart and the first
+  one at once, then answers `done after N steps` (after `steps * interval_ms` in all).
+- `lookup_customer {id}` / `delete_customer {id}` work on a small in-memory table
+  (ids `c-001` .. `c-004`); an unknown id is a tool error (`isError: true`).
+
+Prompt: `summarize {topic}`.
+";
+
+/// One row of the in-memory customer table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Customer {
+    id: String,
+    name: String,
+    email: String,
+    tier: String,
+}
+
+/// The fixed demo customers every new [`DemoServer`] starts with.
+fn demo_customers() -> BTreeMap<String, Customer> {
+    [
+        ("c-001", "Ada Lovelace", "ada@example.com", "enterprise"),
+        ("c-002", "Grace Hopper", "grace@example.com", "enterprise"),
+        ("c-003", "Alan Turing", "alan@example.com", "team"),
+        ("c-004", "Katherine Johnson", "katherine@example.com", "free"),
+    ]
+    .into_iter()
+    .map(|(id, name, email, tier)| {
+        let customer =
+            Customer { id: id.to_owned(), name: name.to_owned(), email: email.to_owned(), tier: tier.to_owned() };
+        (customer.id.clone(), customer)
+    })
+    .collect()
+}
+
+/// Arguments of `echo`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct EchoArgs {
+    /// The text to send back unchanged.
+    text: String,
+}
+
+/// Arguments of `add`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct AddArgs {
+    /// First addend.
+    a: f64,
+    /// Second addend.
+    b: f64,
+}
+
+/// Structured result of `add`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+struct AddOutput {
+    /// `a + b`.
+    sum: f64,
+}
+
+/// Arguments of `stream_progress`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct StreamProgressArgs {
+    /// Number of progress notifications to send (1 to 600).
+    #[schemars(range(min = 1, max = 600))]
+    steps: u32,
+    /// Milliseconds to wait before each notification (10 to 5000).
+    #[schemars(range(min = 10, max = 5000))]
+    interval_ms: u64,
+}
+
+/// Arguments of `lookup_customer` and `delete_customer`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct CustomerIdArgs {
+    /// Customer id, for example `c-001`.
+    id: String,
+}
+
+/// Arguments of the `summarize` prompt.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct SummarizeArgs {
+    /// What the summary should be about.
+    topic: String,
+}
+
+/// The demo MCP server handler.
+///
+/// Tools: `echo`, `add`, `stream_progress`, `lookup_customer`, `delete_customer`;
+/// resource: `demo://readme`; prompt: `summarize`. See the crate docs for their
+/// arguments and results.
+///
+/// Clones share one customer table, so a `delete_customer` is visible to every
+/// later request served by the same [`mcp_service`](crate::mcp_service), whichever
+/// protocol era or session it arrives on. Each [`DemoServer::new`] starts from the
+/// fixed demo data.
+#[derive(Debug, Clone)]
+pub struct DemoServer {
+    customers: Arc<Mutex<BTreeMap<String, Customer>>>,
+    tool_router: ToolRouter<Self>,
+    prompt_router: PromptRouter<Self>,
+}
+
+impl Default for DemoServer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DemoServer {
+    /// A server with a fresh copy of the demo customer table.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            customers: Arc::new(Mutex::new(demo_customers())),
+            tool_router: Self::tool_router(),
+            prompt_router: Self::prompt_router(),
+        }
+    }
+
+    fn customers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Customer>> {
+        // The table holds plain data; a panic elsewhere cannot leave it half-updated.
+        self.customers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn unknown_customer(id: &str) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(format!("no customer with id `{id}`"))])
+}
+
+#[tool_router]
+impl DemoServer {
+    /// Returns its input.
+    #[tool(
+        description = "Echo the given text back unchanged.",
+        annotations(title = "Echo", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn echo(&self, Parameters(EchoArgs { text }): Parameters<EchoArgs>) -> String {
+        text
+    }
+
+    /// Adds two numbers.
+    #[tool(
+        description = "Add two numbers and return their sum, as text and as structured content {\"sum\": number}.",
+        annotations(title = "Add", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn add(&self, Parameters(AddArgs { a, b }): Parameters<AddArgs>) -> Json<AddOutput> {
+        Json(AddOutput { sum: a + b })
+    }
+
+    /// Sends progress notifications, then answers.
+    #[tool(
+        description = "Send `steps` notifications/progress (progress 1..=steps, total = steps) interval_ms milliseconds apart, the first one immediately, when the request's _meta carries a progressToken; then, interval_ms after the last one, return \"done after N steps\". steps: 1..=600, interval_ms: 10..=5000.",
+        annotations(title = "Stream progress", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn stream_progress(
+        &self,
+        Parameters(StreamProgressArgs { steps, interval_ms }): Parameters<StreamProgressArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> CallToolResult {
+        if !STEPS_RANGE.contains(&steps) {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "steps must be between {} and {}, got {steps}",
+                STEPS_RANGE.start(),
+                STEPS_RANGE.end()
+            ))]);
+        }
+        if !INTERVAL_RANGE.contains(&interval_ms) {
+            return CallToolResult::error(vec![ContentBlock::text(format!(
+                "interval_ms must be between {} and {}, got {interval_ms}",
+                INTERVAL_RANGE.start(),
+                INTERVAL_RANGE.end()
+            ))]);
+        }
+        let token = context.meta.get_progress_token();
+        let interval = Duration::from_millis(interval_ms);
+        // Notification k goes out at (k - 1) * interval, the result at steps * interval:
+        // the first event (and, on the 2026-07-28 path, the response headers) is not delayed.
+        for step in 1..=steps {
+            if let Some(token) = &token {
+                let progress = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_total(f64::from(steps))
+                    .with_message(format!("step {step}/{steps}"));
+                if let Err(error) = context.peer.notify_progress(progress).await {
+                    // The response stream is gone: nobody is left to read the result.
+                    tracing::debug!(step, %error, "stream_progress: client went away");
+                    return CallToolResult::error(vec![ContentBlock::text(format!("client went away at step {step}"))]);
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = context.ct.cancelled() => {
+                    tracing::debug!(step, "stream_progress cancelled");
+                    return CallToolResult::error(vec![ContentBlock::text(format!(
+                        "cancelled at step {step}"
+                    ))]);
+                }
+            }
+        }
+        CallToolResult::success(vec![ContentBlock::text(format!("done after {steps} steps"))])
+    }
+
+    /// Reads one customer.
+    #[tool(
+        description = "Look up a demo customer by id (c-001 .. c-004). Returns the customer as JSON; an unknown id is a tool error.",
+        annotations(title = "Look up customer", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn lookup_customer(&self, Parameters(CustomerIdArgs { id }): Parameters<CustomerIdArgs>) -> CallToolResult {
+        let found = self.customers().get(&id).cloned();
+        match found {
+            Some(customer) => CallToolResult::structured(json!(customer)),
+            None => unknown_customer(&id),
+        }
+    }
+
+    /// Removes one customer.
+    #[tool(
+        description = "Delete a demo customer by id. The customer is really removed from the in-memory table; an unknown id is a tool error.",
+        annotations(
+            title = "Delete customer",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
+    async fn delete_customer(&self, Parameters(CustomerIdArgs { id }): Parameters<CustomerIdArgs>) -> CallToolResult {
+        let removed = self.customers().remove(&id);
+        match removed {
+            Some(customer) => {
+                tracing::info!(id = %customer.id, "deleted demo customer");
+                CallToolResult::structured(json!({ "deleted": customer }))
+            }
+            None => unknown_customer(&id),
+        }
+    }
+}
+
+#[prompt_router]
+#[expect(missing_docs, reason = "rmcp's #[prompt] generates an undocumented `pub fn summarize_prompt_attr`")]
+impl DemoServer {
+    /// Asks the model for a summary.
+    #[prompt(description = "Ask for a short, neutral summary of a topic.")]
+    async fn summarize(&self, Parameters(SummarizeArgs { topic }): Parameters<SummarizeArgs>) -> GetPromptResult {
+        GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("Summarize the following topic in three short bullet points: {topic}"),
+        )])
+        .with_description(format!("Summary of {topic}"))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+#[prompt_handler(router = self.prompt_router)]
+impl ServerHandler for DemoServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
+            .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Demo server for mcp-enterprise. Tools: echo, add, stream_progress, \
+             lookup_customer, delete_customer. Resource: demo://readme. Prompt: summarize.",
+            )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(vec![
+            Resource::new(README_URI, "readme")
+                .with_title("Demo server README")
+                .with_description("What this server offers and how to call it.")
+                .with_mime_type("text/markdown"),
+        ]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        if request.uri == README_URI {
+            Ok(ReadResourceResult::new(vec![
+                ResourceContents::text(README_TEXT, README_URI).with_mime_type("text/markdown"),
+            ])
+            .into())
+        } else {
+            Err(ErrorData::resource_not_found(
+                format!("no resource at `{}`", request.uri),
+                Some(json!({ "uri": request.uri })),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_every_tool_with_a_schema_and_description() {
+        let server = DemoServer::new();
+        let mut names: Vec<_> = server
+            .tool_router
+            .list_all()
+            .into_iter()
+            .map(|tool| {
+                assert!(tool.description.is_some(), "{} has no description", tool.name);
+                assert_eq!(tool.input_schema.get("type"), Some(&json!("object")), "{}", tool.name);
+                tool.name.to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "stream_progress"]);
+        assert_eq!(server.prompt_router.list_all().len(), 1);
+    }
+
+    #[test]
+    fn stream_progress_schema_carries_the_bounds() {
+        let server = DemoServer::new();
+        let tool = server
+            .tool_router
+            .list_all()
+            .into_iter()
+            .find(|tool| tool.name == "stream_progress")
+            .expect("stream_progress is listed");
+        let steps = &tool.input_schema["properties"]["steps"];
+        assert_eq!(steps["minimum"], json!(1));
+        assert_eq!(steps["maximum"], json!(600));
+        let interval = &tool.input_schema["properties"]["interval_ms"];
+        assert_eq!(interval["minimum"], json!(10));
+        assert_eq!(interval["maximum"], json!(5000));
+    }
+
+    #[tokio::test]
+    async fn delete_really_removes_and_clones_share_the_table() {
+        let server = DemoServer::new();
+        let clone = server.clone();
+        let args = || Parameters(CustomerIdArgs { id: "c-003".into() });
+        let deleted = server.delete_customer(args()).await;
+        assert_eq!(deleted.is_error, Some(false));
+        assert_eq!(deleted.structured_content.expect("structured")["deleted"]["name"], "Alan Turing");
+        assert_eq!(clone.lookup_customer(args()).await.is_error, Some(true));
+        assert_eq!(clone.delete_customer(args()).await.is_error, Some(true));
+        // A new server starts from the fixed data again.
+        assert_eq!(DemoServer::new().lookup_customer(args()).await.is_error, Some(false));
+    }
+}

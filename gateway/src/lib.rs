@@ -3,7 +3,8 @@
 //! A reverse proxy that puts the mcp-enterprise extension pack in front of any Streamable HTTP MCP
 //! server. Request path, outermost first:
 //!
-//! 1. `Origin` check (DNS-rebinding defence required by the transport spec) → `403`;
+//! 1. `Host` and `Origin` checks (DNS-rebinding defence required by the transport spec): a `Host`
+//!    that is not an allowed name (default: loopback names) or a cross-origin `Origin` → `403`;
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
@@ -80,8 +81,18 @@ pub struct Gateway {
     mcp_path: String,
     inspect: InspectLayer,
     extensions: ExtensionSet,
-    allowed_origins: Arc<[String]>,
+    origin_policy: Arc<OriginPolicy>,
 }
+
+/// Which `Host` and `Origin` values are accepted.
+#[derive(Debug)]
+struct OriginPolicy {
+    hosts: Vec<String>,
+    origins: Vec<String>,
+}
+
+/// Host names a gateway accepts by default: the loopback names.
+pub const LOOPBACK_HOSTS: &[&str] = &["localhost", "127.0.0.1", "::1"];
 
 /// Builds a [`Gateway`].
 #[derive(Debug)]
@@ -92,6 +103,7 @@ pub struct GatewayBuilder {
     mcp_path: String,
     inspect: InspectLayer,
     extensions: ExtensionSet,
+    allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
 
@@ -104,6 +116,7 @@ impl Gateway {
             mcp_path: "/mcp".to_owned(),
             inspect: InspectLayer::new(),
             extensions: ExtensionSet::default(),
+            allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
         }
     }
@@ -122,7 +135,7 @@ impl Gateway {
             .service(proxy);
         Router::new()
             .fallback_service(stack)
-            .layer(middleware::from_fn_with_state(self.allowed_origins.clone(), check_origin))
+            .layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin))
     }
 
     /// Binds the listen address and serves on the current tokio runtime.
@@ -190,6 +203,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Accepts these host names in `Host` (any port), in addition to the loopback names. A gateway
+    /// reachable under a DNS name must list it: any other `Host` is refused with `403`, which is
+    /// what defeats DNS rebinding.
+    pub fn allowed_hosts<I: IntoIterator<Item = String>>(mut self, hosts: I) -> Self {
+        self.allowed_hosts.extend(hosts.into_iter().map(|h| h.to_ascii_lowercase()));
+        self
+    }
+
     /// Allows browser requests from these origins (e.g. `https://app.example.com`), in addition to
     /// same-origin requests.
     pub fn allowed_origins<I: IntoIterator<Item = String>>(mut self, origins: I) -> Self {
@@ -205,28 +226,82 @@ impl GatewayBuilder {
             mcp_path: self.mcp_path,
             inspect: self.inspect,
             extensions: self.extensions,
-            allowed_origins: self.allowed_origins.into(),
+            origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
         })
     }
 }
 
-/// Rejects cross-origin browser requests (`Origin` present, neither same-origin nor allowed).
-async fn check_origin(State(allowed): State<Arc<[String]>>, req: Request, next: Next) -> Response {
+/// The host part of a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`), lowercased.
+fn host_name(authority: &str) -> Option<String> {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        let (v6, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.starts_with(':')) {
+            return None;
+        }
+        v6
+    } else {
+        match authority.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some(_) => return None,
+            None => authority,
+        }
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+fn forbidden(message: &str) -> Response {
+    let body = JsonRpcError::new(codes::INVALID_REQUEST, message);
+    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_bytes()).into_response()
+}
+
+/// DNS-rebinding defence: the `Host` must be an allowed name, and a browser `Origin` must be
+/// same-origin with it or explicitly allowed.
+async fn check_origin(State(policy): State<Arc<OriginPolicy>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let Some(host) = host else {
+        let body = JsonRpcError::new(codes::INVALID_REQUEST, "the Host header is required");
+        return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_bytes())
+            .into_response();
+    };
+    if !host_name(host).is_some_and(|name| policy.hosts.iter().any(|h| *h == name)) {
+        return forbidden(
+            "the Host is not one this gateway serves (DNS rebinding defence); allow it with --allowed-host",
+        );
+    }
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
         let ok = origin.to_str().is_ok_and(|o| {
-            allowed.iter().any(|a| a == o)
-                || host.is_some_and(|h| {
-                    o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")).is_some_and(|rest| rest == h)
-                })
+            policy.origins.iter().any(|a| a == o)
+                || o.strip_prefix("http://")
+                    .or_else(|| o.strip_prefix("https://"))
+                    .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
         });
         if !ok {
-            let body = JsonRpcError::new(codes::INVALID_REQUEST, "cross-origin request refused: Origin is not allowed");
-            return (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_bytes())
-                .into_response();
+            return forbidden("cross-origin request refused: Origin is not allowed");
         }
     }
     next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_name;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("localhost:8787").as_deref(), Some("localhost"));
+        assert_eq!(host_name("LocalHost").as_deref(), Some("localhost"));
+        assert_eq!(host_name("127.0.0.1:1").as_deref(), Some("127.0.0.1"));
+        assert_eq!(host_name("[::1]:8787").as_deref(), Some("::1"));
+        assert_eq!(host_name("[::1]").as_deref(), Some("::1"));
+        assert_eq!(host_name("[::1]x"), None);
+        assert_eq!(host_name("evil.example.com:80").as_deref(), Some("evil.example.com"));
+        assert_eq!(host_name("a:b"), None);
+        assert_eq!(host_name(":80"), None);
+    }
 }
 
 /// A gateway serving in the background.

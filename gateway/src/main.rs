@@ -35,6 +35,13 @@ struct ServeArgs {
     /// embedded demo server is started.
     #[arg(long)]
     upstream: Option<String>,
+    /// Also accept this name in the Host header (repeatable). Needed when clients reach the
+    /// gateway under a DNS name; any other Host is refused (DNS rebinding defence).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+    /// Allow browser requests from this origin, e.g. https://app.example.com (repeatable).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
     /// Allow listening on a non-loopback address. Until authentication is configured this
     /// exposes the upstream server to the network unauthenticated.
     #[arg(long)]
@@ -53,6 +60,8 @@ async fn main() -> anyhow::Result<()> {
         None => ServeArgs {
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
             insecure_listen_any: false,
         },
     };
@@ -85,6 +94,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .upstream(&upstream)?
         .listen(args.listen)
         .extensions(extensions)
+        .allowed_hosts(args.allowed_hosts)
+        .allowed_origins(args.allowed_origins)
         .build()?
         .spawn()
         .await
@@ -107,7 +118,7 @@ fn print_banner(url: &str, upstream: &str, demo: bool) {
 
   MCP endpoint : {url}
   forwards to  : {upstream}  ({what})
-  layers       : origin check -> inspect (JSON-RPC + SEP-2243 header checks) -> negotiate (SEP-2133) -> proxy
+  layers       : host/origin check -> inspect (JSON-RPC + SEP-2243 header checks) -> negotiate (SEP-2133) -> proxy
 
 Call it (modern 2026-07-28 era):
   curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \

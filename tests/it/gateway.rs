@@ -294,6 +294,49 @@ async fn cross_origin_requests_are_refused() {
 }
 
 #[tokio::test]
+async fn dns_rebinding_hosts_are_refused() {
+    let upstream = demo_upstream().await;
+    let gw = gateway(&upstream.url, ExtensionSet::default()).await;
+    let port = gw.local_addr().port();
+    for (host, origin, expected) in [
+        (format!("evil.example.com:{port}"), None, StatusCode::FORBIDDEN),
+        // a rebinding attack carries the attacker's name in both headers
+        ("evil.example.com".to_owned(), Some("http://evil.example.com".to_owned()), StatusCode::FORBIDDEN),
+        (format!("localhost:{port}"), None, StatusCode::OK),
+        (format!("[::1]:{port}"), None, StatusCode::OK),
+        (format!("LOCALHOST:{port}"), Some(format!("http://localhost:{port}")), StatusCode::OK),
+        (format!("localhost:{port}"), Some("http://localhost:1".to_owned()), StatusCode::FORBIDDEN),
+    ] {
+        let mut req = modern(&gw.mcp_url(), 1, "tools/list", json!({}), json!({}));
+        req.headers_mut().insert("host", host.parse().unwrap());
+        if let Some(origin) = &origin {
+            req.headers_mut().insert("origin", origin.parse().unwrap());
+        }
+        let (status, _, msg) = call(req).await;
+        assert_eq!(status, expected, "Host {host}, Origin {origin:?}: {msg}");
+    }
+    gw.shutdown().await;
+
+    // a gateway reachable under a DNS name accepts it once configured
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .unwrap()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .allowed_hosts(["mcp.example.com".to_owned()])
+        .allowed_origins(["https://app.example.com".to_owned()])
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    let mut req = modern(&gw.mcp_url(), 1, "tools/list", json!({}), json!({}));
+    req.headers_mut().insert("host", "mcp.example.com".parse().unwrap());
+    req.headers_mut().insert("origin", "https://app.example.com".parse().unwrap());
+    assert_eq!(call(req).await.0, StatusCode::OK);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn unknown_paths_and_dead_upstreams() {
     let upstream = demo_upstream().await;
     let gw = gateway(&upstream.url, ExtensionSet::default()).await;
@@ -312,5 +355,4 @@ async fn unknown_paths_and_dead_upstreams() {
     assert_eq!(msg["id"], 4);
     assert_eq!(error_code(&msg), -32603);
     gw.shutdown().await;
-    let _unused: Option<Request<Full<Bytes>>> = None;
 }

@@ -267,7 +267,7 @@ async fn check_origin(State(policy): State<Arc<OriginPolicy>>, req: Request, nex
         return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_bytes())
             .into_response();
     };
-    if !host_name(host).is_some_and(|name| policy.hosts.iter().any(|h| *h == name)) {
+    if !host_name(host).is_some_and(|name| policy.hosts.contains(&name)) {
         return forbidden(
             "the Host is not one this gateway serves (DNS rebinding defence); allow it with --allowed-host",
         );

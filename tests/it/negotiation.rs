@@ -59,6 +59,35 @@ async fn advertised_in_json_initialize_and_discover() {
 }
 
 #[tokio::test]
+async fn merged_with_extensions_the_upstream_declares() {
+    let obj = |v: Value| v.as_object().unwrap().clone();
+    let server = mcp_enterprise_demo_server::DemoServer::new()
+        .with_extension("io.modelcontextprotocol/ui", obj(json!({"mimeTypes": ["text/html;profile=mcp-app"]})))
+        .with_extension(AUDIT, obj(json!({"chain": "none", "upstreamOnly": true})));
+    for json_response in [false, true] {
+        let config = StreamableHttpServerConfig::default()
+            .with_json_response(json_response)
+            .with_legacy_session_mode(!json_response);
+        let upstream = common::demo_upstream_serving(server.clone(), config).await;
+        let gw = gateway(&upstream.url, common::extensions()).await;
+        for req in [
+            legacy_initialize(&gw.mcp_url(), json!({})),
+            modern(&gw.mcp_url(), 2, "server/discover", json!({}), json!({})),
+        ] {
+            let (status, _, msg) = call(req).await;
+            assert_eq!(status, 200, "{msg}");
+            let ext = &msg["result"]["capabilities"]["extensions"];
+            // the upstream's own extension is kept as declared
+            assert_eq!(ext["io.modelcontextprotocol/ui"], json!({"mimeTypes": ["text/html;profile=mcp-app"]}), "{msg}");
+            // ours are added; on a shared id our settings win, the upstream's other settings stay
+            assert_eq!(ext[AUDIT], json!({"chain": "sha-256", "upstreamOnly": true}), "{msg}");
+            assert_eq!(ext[DPOP], json!({}), "{msg}");
+        }
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test]
 async fn other_responses_are_not_touched() {
     let upstream = demo_upstream().await;
     let gw = gateway(&upstream.url, common::extensions()).await;

@@ -168,7 +168,15 @@ pub fn mcp_service() -> StreamableHttpService<DemoServer, LocalSessionManager> {
 pub fn mcp_service_with_config(
     config: StreamableHttpServerConfig,
 ) -> StreamableHttpService<DemoServer, LocalSessionManager> {
-    let server = DemoServer::new();
+    mcp_service_for(DemoServer::new(), config)
+}
+
+/// Serves a given [`DemoServer`] (e.g. one that declares extensions) with an rmcp configuration.
+#[must_use]
+pub fn mcp_service_for(
+    server: DemoServer,
+    config: StreamableHttpServerConfig,
+) -> StreamableHttpService<DemoServer, LocalSessionManager> {
     StreamableHttpService::new(move || Ok(server.clone()), Arc::new(LocalSessionManager::default()), config)
 }
 
@@ -201,8 +209,18 @@ pub async fn serve_with_config(
     config: StreamableHttpServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_server(listener, DemoServer::new(), config, shutdown).await
+}
+
+/// Like [`serve_with_config`], serving a given [`DemoServer`].
+pub async fn serve_server(
+    listener: tokio::net::TcpListener,
+    server: DemoServer,
+    config: StreamableHttpServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let sessions = config.cancellation_token.clone();
-    let app = router_for(mcp_service_with_config(config));
+    let app = router_for(mcp_service_for(server, config));
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -140,6 +140,7 @@ struct SummarizeArgs {
 #[derive(Debug, Clone)]
 pub struct DemoServer {
     customers: Arc<Mutex<BTreeMap<String, Customer>>>,
+    extensions: rmcp::model::ExtensionCapabilities,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
@@ -156,9 +157,18 @@ impl DemoServer {
     pub fn new() -> Self {
         Self {
             customers: Arc::new(Mutex::new(demo_customers())),
+            extensions: rmcp::model::ExtensionCapabilities::new(),
             tool_router: Self::tool_router(),
             prompt_router: Self::prompt_router(),
         }
+    }
+
+    /// Declares a SEP-2133 extension with its settings object in the server's capabilities
+    /// (`initialize` and `server/discover` results), as a server implementing it would.
+    #[must_use]
+    pub fn with_extension(mut self, id: &str, settings: serde_json::Map<String, serde_json::Value>) -> Self {
+        self.extensions.insert(id.to_owned(), settings);
+        self
     }
 
     fn customers(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Customer>> {
@@ -297,7 +307,11 @@ impl DemoServer {
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for DemoServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build())
+        let mut capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build();
+        if !self.extensions.is_empty() {
+            capabilities.extensions = Some(self.extensions.clone());
+        }
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Demo server for mcp-enterprise. Tools: echo, add, stream_progress, \

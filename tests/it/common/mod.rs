@@ -35,6 +35,18 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 pub struct Upstream {
     pub url: String,
     stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Upstream {
+    /// Fails if the server task has ended (it should serve until dropped).
+    pub fn check_running(&self) -> Result<(), String> {
+        if self.task.is_finished() {
+            Err(format!("the demo server at {} has stopped serving", self.url))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Drop for Upstream {
@@ -49,13 +61,21 @@ impl Drop for Upstream {
 pub async fn demo_upstream_with(
     config: rmcp::transport::streamable_http_server::StreamableHttpServerConfig,
 ) -> Upstream {
+    demo_upstream_serving(mcp_enterprise_demo_server::DemoServer::new(), config).await
+}
+
+/// Starts a given demo server (e.g. one declaring extensions).
+pub async fn demo_upstream_serving(
+    server: mcp_enterprise_demo_server::DemoServer,
+    config: rmcp::transport::streamable_http_server::StreamableHttpServerConfig,
+) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(mcp_enterprise_demo_server::serve_with_config(listener, config, async move {
+    let task = tokio::spawn(mcp_enterprise_demo_server::serve_server(listener, server, config, async move {
         let _ = stopped.await;
     }));
-    Upstream { url: format!("http://{addr}/mcp"), stop: Some(stop) }
+    Upstream { url: format!("http://{addr}/mcp"), stop: Some(stop), task }
 }
 
 pub async fn demo_upstream() -> Upstream {

@@ -3,10 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
-use axum::body::Body as AxumBody;
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::Full;
@@ -16,8 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::common::{
-    self, ChannelBody, SseReader, call, demo_upstream, eventually, gateway, legacy_initialize, modern, post, post_raw,
-    send,
+    self, SseReader, call, demo_upstream, eventually, gateway, legacy_initialize, modern, post, post_raw, send,
 };
 
 #[tokio::test]
@@ -146,37 +144,9 @@ async fn malformed_and_oversized_bodies() {
     gw.shutdown().await;
 }
 
-/// An upstream that records the headers it receives and streams an SSE body fed by the test.
-async fn recording_upstream() -> (String, Arc<Mutex<Vec<HeaderMap>>>, tokio::sync::mpsc::Receiver<common::StreamHandle>)
-{
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (streams_tx, streams_rx) = tokio::sync::mpsc::channel(4);
-    let app = {
-        let seen = seen.clone();
-        axum::Router::new().fallback(move |req: axum::extract::Request| {
-            let seen = seen.clone();
-            let streams_tx = streams_tx.clone();
-            async move {
-                seen.lock().unwrap().push(req.headers().clone());
-                let (tx, body, dropped) = ChannelBody::new(16);
-                let _ = streams_tx.send(common::StreamHandle { tx, dropped }).await;
-                http::Response::builder()
-                    .header("content-type", "text/event-stream")
-                    .header("mcp-session-id", "upstream-session")
-                    .body(AxumBody::new(body))
-                    .unwrap()
-            }
-        })
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}/upstream/mcp"), seen, streams_rx)
-}
-
 #[tokio::test]
 async fn credentials_are_never_forwarded_and_other_headers_are() {
-    let (upstream, seen, mut streams) = recording_upstream().await;
+    let (upstream, seen, mut streams) = common::recording_upstream().await;
     let gw = gateway(&upstream, ExtensionSet::default()).await;
     let mut req = modern(&gw.mcp_url(), 1, "tools/list", json!({}), json!({}));
     let h = req.headers_mut();
@@ -207,7 +177,7 @@ async fn credentials_are_never_forwarded_and_other_headers_are() {
 
 #[tokio::test]
 async fn client_disconnect_cancels_the_upstream_stream() {
-    let (upstream, _, mut streams) = recording_upstream().await;
+    let (upstream, _, mut streams) = common::recording_upstream().await;
     let gw = gateway(&upstream, ExtensionSet::default()).await;
     let res = send(modern(&gw.mcp_url(), 1, "tools/call", json!({"name": "slow"}), json!({}))).await;
     let stream = streams.recv().await.unwrap();

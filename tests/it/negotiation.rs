@@ -88,6 +88,41 @@ async fn merged_with_extensions_the_upstream_declares() {
 }
 
 #[tokio::test]
+async fn sse_events_before_the_response_are_not_delayed() {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    let (upstream, _, mut streams) = common::recording_upstream().await;
+    let gw = gateway(&upstream, common::extensions()).await;
+    let res = common::send(modern(&gw.mcp_url(), 11, "server/discover", json!({}), json!({}))).await;
+    let stream = streams.recv().await.unwrap();
+    let mut reader = common::SseReader::new(res);
+    // a progress event and a keep-alive comment come first; the response is still pending
+    let progress = "event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progress\":1}}\n\n";
+    stream.tx.send(Bytes::from(format!(": keep-alive\n\n{progress}"))).await.unwrap();
+    let (_, first) = tokio::time::timeout(Duration::from_secs(5), reader.next())
+        .await
+        .expect("the progress event must arrive while the response is still pending")
+        .unwrap();
+    assert_eq!(first["method"], "notifications/progress");
+    // the response arrives split inside its data line
+    let response = "data: {\"jsonrpc\":\"2.0\",\"id\":11,\"result\":{\"capabilities\":{\"tools\":{}}}}\n\n";
+    let (a, b) = response.split_at(30);
+    stream.tx.send(Bytes::from(a.to_owned())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stream.tx.send(Bytes::from(b.to_owned())).await.unwrap();
+    let (_, msg) = tokio::time::timeout(Duration::from_secs(5), reader.next()).await.unwrap().unwrap();
+    assert_advertised(&msg);
+    // later events still flow
+    stream.tx.send(Bytes::from(progress)).await.unwrap();
+    let (_, later) = tokio::time::timeout(Duration::from_secs(5), reader.next()).await.unwrap().unwrap();
+    assert_eq!(later["method"], "notifications/progress");
+    drop(stream);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn other_responses_are_not_touched() {
     let upstream = demo_upstream().await;
     let gw = gateway(&upstream.url, common::extensions()).await;

@@ -5,8 +5,8 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -266,4 +266,31 @@ pub async fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cond()
+}
+
+/// An upstream that records the headers it receives and streams an SSE body fed by the test.
+pub async fn recording_upstream() -> (String, Arc<Mutex<Vec<HeaderMap>>>, tokio::sync::mpsc::Receiver<StreamHandle>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (streams_tx, streams_rx) = tokio::sync::mpsc::channel(4);
+    let app = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let seen = seen.clone();
+            let streams_tx = streams_tx.clone();
+            async move {
+                seen.lock().unwrap().push(req.headers().clone());
+                let (tx, body, dropped) = ChannelBody::new(16);
+                let _ = streams_tx.send(StreamHandle { tx, dropped }).await;
+                http::Response::builder()
+                    .header("content-type", "text/event-stream")
+                    .header("mcp-session-id", "upstream-session")
+                    .body(axum::body::Body::new(body))
+                    .unwrap()
+            }
+        })
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/upstream/mcp"), seen, streams_rx)
 }

@@ -5,17 +5,23 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::message::ClientDeclaration;
 
-#[derive(Debug)]
 pub(crate) struct SessionStore {
     capacity: usize,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct State {
     map: HashMap<String, Arc<ClientDeclaration>>,
     // insertion order, for evicting the oldest session; may hold keys already removed
     order: VecDeque<String>,
+}
+
+impl std::fmt::Debug for SessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // what clients declared is theirs: show only the size
+        f.debug_struct("SessionStore").field("capacity", &self.capacity).field("len", &self.lock().map.len()).finish()
+    }
 }
 
 impl SessionStore {

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod demo;
 pub mod proxy;
 
 use std::net::SocketAddr;

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use mcp_enterprise_core::ExtensionSet;
+use mcp_enterprise_gateway::demo::{DemoUpstream, banner, default_extensions};
 use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway};
 use tracing_subscriber::EnvFilter;
 
@@ -76,68 +76,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let shutdown = tokio::sync::watch::channel(false);
-    let (upstream, demo) = match &args.upstream {
-        Some(url) => (url.clone(), None),
-        None => {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the demo server")?;
-            let addr = listener.local_addr()?;
-            let mut stop = shutdown.1.clone();
-            let task = tokio::spawn(mcp_enterprise_demo_server::serve(listener, async move {
-                let _ = stop.changed().await;
-            }));
-            (format!("http://{addr}/mcp"), Some(task))
-        }
+    let demo = match &args.upstream {
+        Some(_) => None,
+        None => Some(DemoUpstream::start().await.context("starting the demo MCP server")?),
     };
-    let extensions = ExtensionSet::builder().with_own("gateway", serde_json::json!({}))?.build();
+    let upstream = match (&args.upstream, &demo) {
+        (Some(url), _) => url.clone(),
+        (None, Some(demo)) => demo.url().to_owned(),
+        (None, None) => bail!("no upstream"),
+    };
     let gateway = Gateway::builder()
         .upstream(&upstream)?
         .listen(args.listen)
-        .extensions(extensions)
+        .extensions(default_extensions())
         .allowed_hosts(args.allowed_hosts)
         .allowed_origins(args.allowed_origins)
         .build()?
         .spawn()
         .await
         .with_context(|| format!("cannot listen on {} (is it in use? try --listen 127.0.0.1:0)", args.listen))?;
-    print_banner(&gateway.mcp_url(), &upstream, demo.is_some());
+    println!("{}", banner(&gateway.mcp_url(), &upstream, demo.is_some()));
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("shutting down");
-    let _ = shutdown.0.send(true);
     gateway.shutdown().await;
-    if let Some(task) = demo {
-        let _ = task.await;
+    if let Some(demo) = demo {
+        demo.stop().await;
     }
     Ok(())
-}
-
-fn print_banner(url: &str, upstream: &str, demo: bool) {
-    let what = if demo { "embedded demo MCP server (rmcp)" } else { "upstream MCP server" };
-    println!(
-        r#"mcp-enterprise gateway is listening.
-
-  MCP endpoint : {url}
-  forwards to  : {upstream}  ({what})
-  layers       : host/origin check -> inspect (JSON-RPC + SEP-2243 header checks) -> negotiate (SEP-2133) -> proxy
-
-Call it (modern 2026-07-28 era):
-  curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: server/discover' \
-    -d '{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
-
-  curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: echo' \
-    -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
-
-A header that disagrees with the body is refused (400, JSON-RPC -32020):
-  curl -si {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: delete_customer' \
-    -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"x"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
-
-Legacy (2025-11-25) clients: POST initialize, then reuse the Mcp-Session-Id it returns:
-  curl -si {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
-
-Press Ctrl-C to stop."#
-    );
 }

@@ -5,5 +5,6 @@
 
 mod common;
 mod conformance;
+mod demo;
 mod gateway;
 mod negotiation;

@@ -1,71 +1,149 @@
-//! Transparency: the official MCP conformance suite, run against a real MCP server nobody here
-//! wrote (`@modelcontextprotocol/server-everything`), first directly and then through the gateway.
-//! Every `(scenario, check)` that is SUCCESS directly must be SUCCESS through the gateway.
+//! Transparency: the official MCP conformance suite, run against a real MCP server first directly
+//! and then through the gateway. Every `(scenario, check)` that is SUCCESS directly must be SUCCESS
+//! through the gateway. Two upstreams, one flow ([`assert_transparent`]):
+//!
+//! - `@modelcontextprotocol/server-everything`, the reference server nobody here wrote: 2025-era
+//!   protocol only (sessions, SSE, the GET stream);
+//! - the rmcp demo server (`examples/demo-server`, official Rust SDK), which also speaks the
+//!   2026-07-28 era, so the modern scenarios (`server-stateless`, `http-header-validation`,
+//!   `http-custom-header-server-validation`, ...) really go through the gateway.
 //!
 //! Many checks fail directly by design (the feature scenarios expect the suite's own fixture
-//! tools, and server-everything speaks only the 2025-era protocol), so results are compared per
-//! check from each run's `checks.json`, never by exit code. Both conformance releases run: the
-//! stable 0.1.16 and the 0.2.0 prerelease (2026-07-28 scenarios, `wire-schema-valid` checks).
+//! tools), so results are compared per check from each run's `checks.json`, never by exit code.
+//! Both conformance releases run: the stable 0.1.16 and the 0.2.0 prerelease (2026-07-28
+//! scenarios, `wire-schema-valid` checks). Before comparing, each direct run must be healthy (a
+//! floor of SUCCESS checks and a few named anchor checks), so a broken peer fails the test instead
+//! of making the comparison vacuous.
 //!
 //! Needs the npm peers: `npm ci --prefix tests/peers` (the test fails, with that hint, without
 //! them). Set `MCP_TEST_KEEP_ARTIFACTS=1` to keep the logs and result files of a passing run; a
 //! failing run always keeps them.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use mcp_enterprise_gateway::Gateway;
 use mcp_enterprise_tests::artifacts::Artifacts;
 use mcp_enterprise_tests::conformance::{self, CheckStatus, ConformanceRun, Suite};
 use mcp_enterprise_tests::peers::{Peers, ServerEverything};
 
-/// Checks that must pass against server-everything directly, so that a broken peer or suite
-/// install fails the test instead of making the comparison vacuous. Each covers a transport path
-/// a proxy can break: the legacy handshake and session id, plain JSON-RPC round trips, SSE
-/// responses (several at once), the standalone GET stream and the Host/Origin handling.
-const DIRECT_ANCHORS: &[(Suite, &str, &str)] = &[
-    (Suite::Stable, "server-initialize", "server-initialize"),
-    (Suite::Stable, "ping", "ping"),
-    (Suite::Stable, "tools-list", "tools-list"),
-    (Suite::Stable, "tools-call-simple-text", "tools-call-simple-text"),
-    (Suite::Stable, "resources-subscribe", "resources-subscribe"),
-    (Suite::Stable, "server-sse-multiple-streams", "server-accepts-multiple-post-streams"),
-    (Suite::Stable, "server-sse-multiple-streams", "server-sse-streams-functional"),
-    (Suite::Stable, "dns-rebinding-protection", "localhost-host-valid-accepted"),
-    (Suite::Next, "server-initialize", "server-session-id-visible-ascii"),
-    (Suite::Next, "server-session-lifecycle", "server-session-initialized-accepted"),
-    (Suite::Next, "server-session-lifecycle", "server-session-delete-accepted"),
-    (Suite::Next, "tools-list", "wire-schema-valid"),
-    (Suite::Next, "server-sse-multiple-streams", "server-sse-streams-functional"),
-    (Suite::Next, "server-stateless", "sep-2575-http-server-unsupported-version-400"),
-];
+use crate::common;
 
-/// The fewest SUCCESS checks a direct run may have. Observed with the pinned versions
-/// (tests/peers/package-lock.json): 13 for stable, 55 for next (aggregated per check id).
-fn min_direct_successes(suite: Suite) -> usize {
-    match suite {
-        Suite::Stable => 12,
-        _ => 50,
-    }
+/// What a direct run against one upstream must show before it can serve as the baseline.
+#[derive(Debug)]
+struct Baseline {
+    /// The upstream, for messages.
+    upstream: &'static str,
+    /// Artifact directory prefix.
+    prefix: &'static str,
+    /// The fewest SUCCESS checks (aggregated per check id) a direct run of each suite may have.
+    min_successes: &'static [(Suite, usize)],
+    /// `(suite, scenario, check id)` that must pass directly.
+    anchors: &'static [(Suite, &'static str, &'static str)],
+}
+
+/// server-everything. Each anchor covers a transport path a proxy can break: the legacy handshake
+/// and session id, plain JSON-RPC round trips, SSE responses (several at once), the standalone GET
+/// stream and the Host/Origin handling. Floors: observed 13 (stable) and 55 (next) with the
+/// pinned versions (tests/peers/package-lock.json).
+const SERVER_EVERYTHING: Baseline = Baseline {
+    upstream: "server-everything",
+    prefix: "conformance-everything-",
+    min_successes: &[(Suite::Stable, 12), (Suite::Next, 50)],
+    anchors: &[
+        (Suite::Stable, "server-initialize", "server-initialize"),
+        (Suite::Stable, "ping", "ping"),
+        (Suite::Stable, "tools-list", "tools-list"),
+        (Suite::Stable, "tools-call-simple-text", "tools-call-simple-text"),
+        (Suite::Stable, "resources-subscribe", "resources-subscribe"),
+        (Suite::Stable, "server-sse-multiple-streams", "server-accepts-multiple-post-streams"),
+        (Suite::Stable, "server-sse-multiple-streams", "server-sse-streams-functional"),
+        (Suite::Stable, "dns-rebinding-protection", "localhost-host-valid-accepted"),
+        (Suite::Next, "server-initialize", "server-session-id-visible-ascii"),
+        (Suite::Next, "server-session-lifecycle", "server-session-initialized-accepted"),
+        (Suite::Next, "server-session-lifecycle", "server-session-delete-accepted"),
+        (Suite::Next, "tools-list", "wire-schema-valid"),
+        (Suite::Next, "server-sse-multiple-streams", "server-sse-streams-functional"),
+        (Suite::Next, "server-stateless", "sep-2575-http-server-unsupported-version-400"),
+    ],
+};
+
+/// The rmcp demo server (both eras). It has none of the suite's fixture tools, prompts or
+/// resources, so most feature checks fail directly; what passes is the transport and protocol
+/// machinery of both eras. Anchors: the legacy handshake, SSE streams with priming events, Host
+/// checking and session termination; and in the 2026-07-28 era `server/discover`, per-request
+/// `_meta` validation (`-32602`), the SEP-2243 header checks (`-32020`, HTTP 400), HTTP 400 for an
+/// unsupported version, HTTP 404 for unknown methods, caching hints and resource-not-found.
+/// Floors: observed 11 (stable) and 114 (next) with the pinned versions, identical over 7 runs.
+const RMCP_DEMO: Baseline = Baseline {
+    upstream: "the rmcp demo server",
+    prefix: "conformance-rmcp-",
+    min_successes: &[(Suite::Stable, 10), (Suite::Next, 105)],
+    anchors: &[
+        (Suite::Stable, "server-initialize", "server-initialize"),
+        (Suite::Stable, "tools-list", "tools-list"),
+        (Suite::Stable, "server-sse-multiple-streams", "server-sse-streams-functional"),
+        (Suite::Stable, "server-sse-polling", "server-sse-priming-event"),
+        (Suite::Stable, "dns-rebinding-protection", "localhost-host-rebinding-rejected"),
+        (Suite::Next, "server-session-lifecycle", "server-session-terminated-returns-404"),
+        (Suite::Next, "server-stateless", "sep-2575-server-implements-discover"),
+        (Suite::Next, "server-stateless", "sep-2575-request-meta-invalid-missing-meta"),
+        (Suite::Next, "server-stateless", "sep-2575-http-server-header-mismatch-400"),
+        (Suite::Next, "server-stateless", "sep-2575-http-server-unsupported-version-400"),
+        (Suite::Next, "server-stateless", "sep-2575-http-server-method-not-found-404"),
+        (Suite::Next, "http-header-validation", "sep-2243-server-reject-invalid-headers"),
+        (Suite::Next, "http-header-validation", "sep-2243-server-reject-error-code"),
+        (Suite::Next, "caching", "sep-2549-tools-list-caching-hints"),
+        (Suite::Next, "sep-2164-resource-not-found", "sep-2164-error-code"),
+        (Suite::Next, "tools-list", "wire-schema-valid"),
+    ],
+};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_is_transparent_to_the_conformance_suite_on_server_everything() {
+    let peers = Peers::require();
+    let artifacts = Artifacts::new_in(env!("CARGO_TARGET_TMPDIR"), SERVER_EVERYTHING.prefix).expect("artifacts dir");
+    let mut upstream =
+        ServerEverything::start(&peers, artifacts.path()).await.expect("start server-everything on loopback");
+    let url = upstream.mcp_url();
+    assert_transparent(&peers, artifacts, &SERVER_EVERYTHING, &url, || {
+        upstream.check_running().map_err(|err| err.to_string())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn gateway_is_transparent_to_the_conformance_suite() {
+async fn gateway_is_transparent_to_the_conformance_suite_on_the_rmcp_demo_server() {
     let peers = Peers::require();
-    let artifacts = Artifacts::new_in(env!("CARGO_TARGET_TMPDIR"), "conformance-").expect("create artifacts dir");
-    let mut upstream =
-        ServerEverything::start(&peers, artifacts.path()).await.expect("start server-everything on loopback");
-    let upstream_url = upstream.mcp_url();
+    let artifacts = Artifacts::new_in(env!("CARGO_TARGET_TMPDIR"), RMCP_DEMO.prefix).expect("artifacts dir");
+    let upstream = common::demo_upstream().await;
+    let url = upstream.url.clone();
+    assert_transparent(&peers, artifacts, &RMCP_DEMO, &url, || upstream.check_running()).await;
+}
 
-    // 1. Directly against server-everything.
-    let direct = run_suites(&peers, &upstream_url, artifacts.path(), "direct").await;
-    let mut problems = Vec::new();
-    for run in &direct {
-        problems.extend(direct_health(run));
+/// Runs both suites against `upstream_url` directly, checks the direct runs against `baseline`,
+/// runs them again through a gateway in front of `upstream_url`, and fails listing every check
+/// that passed directly but not through the gateway. `upstream_running` reports whether the
+/// upstream is still up (checked after each pass). Artifacts are kept on failure.
+async fn assert_transparent(
+    peers: &Peers,
+    artifacts: Artifacts,
+    baseline: &Baseline,
+    upstream_url: &str,
+    mut upstream_running: impl FnMut() -> Result<(), String>,
+) {
+    let upstream = baseline.upstream;
+
+    // 1. Directly against the upstream.
+    let direct = run_suites(peers, upstream_url, artifacts.path(), "direct").await;
+    let mut problems: Vec<String> = direct.iter().flat_map(|run| direct_health(run, baseline)).collect();
+    if let Err(err) = upstream_running() {
+        problems.push(format!("{upstream} did not survive the direct runs: {err}"));
     }
-    upstream.check_running().expect("server-everything survived the direct runs");
     assert!(
         problems.is_empty(),
-        "the direct runs against server-everything are not healthy, so nothing can be compared \
+        "the direct runs against {upstream} are not healthy, so nothing can be compared \
          (peer or suite broken?):\n{}\n\n{}",
         problems.join("\n"),
         direct.iter().map(describe).collect::<Vec<_>>().join("\n\n"),
@@ -74,16 +152,16 @@ async fn gateway_is_transparent_to_the_conformance_suite() {
     // 2. The same, through the gateway.
     let listen: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
     let gateway = Gateway::builder()
-        .upstream(&upstream_url)
+        .upstream(upstream_url)
         .expect("upstream URL accepted")
         .listen(listen)
         .build()
         .expect("gateway configuration");
     let running = gateway.spawn().await.expect("gateway binds on loopback");
     let gateway_url = running.mcp_url();
-    let proxied = run_suites(&peers, &gateway_url, artifacts.path(), "gateway").await;
+    let proxied = run_suites(peers, &gateway_url, artifacts.path(), "gateway").await;
     running.shutdown().await;
-    upstream.check_running().expect("server-everything survived the runs through the gateway");
+    upstream_running().unwrap_or_else(|err| panic!("{upstream} did not survive the runs through the gateway: {err}"));
 
     // 3. Compare.
     let mut report = String::new();
@@ -93,24 +171,24 @@ async fn gateway_is_transparent_to_the_conformance_suite() {
         let found = conformance::regressions(&d.results, &p.results);
         let others = conformance::other_differences(&d.results, &p.results);
         println!(
-            "[{}] direct {:.1?}: {}\n[{}] gateway {:.1?}: {}",
-            d.suite,
+            "[{upstream}, {suite}] direct {:.1?}: {}\n[{upstream}, {suite}] gateway {:.1?}: {}",
             d.elapsed,
             d.results.summary(),
-            p.suite,
             p.elapsed,
-            p.results.summary()
+            p.results.summary(),
+            suite = d.suite,
         );
         if !others.is_empty() {
             println!(
-                "[{}] other differences (informational):\n{}",
+                "[{upstream}, {}] other differences (informational):\n{}",
                 d.suite,
                 conformance::render_table(&["scenario", "check", "direct", "via gateway"], &others)
             );
         }
         if !found.is_empty() || p.timed_out {
             regressions += found.len();
-            report.push_str(&format!(
+            let _ = write!(
+                report,
                 "\n== conformance {} ({}): {} check(s) pass directly but not through the gateway{}\n{}\
                  direct results: {}\ngateway results: {} (CLI output: {})\n",
                 d.suite,
@@ -121,22 +199,21 @@ async fn gateway_is_transparent_to_the_conformance_suite() {
                 d.results_dir.display(),
                 p.results_dir.display(),
                 p.log.display(),
-            ));
+            );
         }
     }
-    drop(upstream);
     if !report.is_empty() {
         let kept = artifacts.keep();
         panic!(
-            "the gateway is not transparent: {regressions} conformance check(s) regressed.\n{report}\n\
-             upstream {upstream_url}, gateway {gateway_url}; artifacts kept in {}",
+            "the gateway is not transparent in front of {upstream}: {regressions} conformance check(s) \
+             regressed.\n{report}\nupstream {upstream_url}, gateway {gateway_url}; artifacts kept in {}",
             kept.display()
         );
     }
 }
 
 /// Runs every suite against `url`, one after the other, into `artifacts/<label>-<suite>`.
-async fn run_suites(peers: &Peers, url: &str, artifacts: &std::path::Path, label: &str) -> Vec<ConformanceRun> {
+async fn run_suites(peers: &Peers, url: &str, artifacts: &Path, label: &str) -> Vec<ConformanceRun> {
     let mut runs = Vec::new();
     for suite in Suite::ALL {
         let out = artifacts.join(format!("{label}-{suite}"));
@@ -149,17 +226,20 @@ async fn run_suites(peers: &Peers, url: &str, artifacts: &std::path::Path, label
 }
 
 /// Why a direct run cannot serve as the baseline (empty when it can).
-fn direct_health(run: &ConformanceRun) -> Vec<String> {
+fn direct_health(run: &ConformanceRun, baseline: &Baseline) -> Vec<String> {
     let mut problems = Vec::new();
     if run.timed_out {
         problems.push(format!("[{}] the run timed out after {:?}", run.suite, run.elapsed));
     }
     let successes = run.results.count(&CheckStatus::Success);
-    let min = min_direct_successes(run.suite);
-    if successes < min {
-        problems.push(format!("[{}] only {successes} SUCCESS checks, expected at least {min}", run.suite));
+    match baseline.min_successes.iter().find(|(suite, _)| *suite == run.suite) {
+        Some(&(_, min)) if successes < min => {
+            problems.push(format!("[{}] only {successes} SUCCESS checks, expected at least {min}", run.suite));
+        }
+        Some(_) => {}
+        None => problems.push(format!("[{}] no floor of SUCCESS checks is set for this suite", run.suite)),
     }
-    for (suite, scenario, check) in DIRECT_ANCHORS {
+    for (suite, scenario, check) in baseline.anchors {
         if *suite == run.suite && !run.results.passed(scenario, check) {
             let status = run
                 .results

@@ -95,6 +95,14 @@ pub enum Rejection {
         /// The request id.
         id: Option<JsonRpcId>,
     },
+    /// A modern request lacks a required `_meta` field (`-32602`).
+    #[error("invalid params: request _meta is missing the required field {field}")]
+    MissingMeta {
+        /// The missing `_meta` key.
+        field: &'static str,
+        /// The request id.
+        id: Option<JsonRpcId>,
+    },
     /// The client did not declare an extension this server requires (`-32021`).
     #[error("missing required client capability: {}", .missing.join(", "))]
     MissingRequiredExtension {
@@ -122,6 +130,9 @@ impl Rejection {
                 JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()).with_id(id.clone())
             }
             Self::BodyTooLarge { .. } | Self::BodyRead => JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()),
+            Self::MissingMeta { id, .. } => {
+                JsonRpcError::new(codes::INVALID_PARAMS, self.to_string()).with_id(id.clone())
+            }
             Self::HeaderMismatch { id, .. } => {
                 JsonRpcError::new(codes::HEADER_MISMATCH, self.to_string()).with_id(id.clone())
             }

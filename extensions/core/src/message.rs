@@ -211,9 +211,8 @@ impl McpRequest {
             match (&header_version, meta_version) {
                 (None, _) => return Err(mismatch("the MCP-Protocol-Version header is required".into())),
                 (Some(_), None) => {
-                    return Err(mismatch(format!(
-                        "MCP-Protocol-Version is set but the body has no _meta[\"{META_PROTOCOL_VERSION}\"]"
-                    )));
+                    // a required _meta field is missing: Invalid params, as the spec says
+                    return Err(Rejection::MissingMeta { field: META_PROTOCOL_VERSION, id: id.clone() });
                 }
                 (Some(h), Some(b)) if h != b => {
                     return Err(mismatch(format!("MCP-Protocol-Version header {h:?} does not match the body {b:?}")));
@@ -518,9 +517,12 @@ mod tests {
         let mut h = modern_headers("tools/call", Some("echo"));
         h.insert("mcp-param-region", HeaderValue::from_bytes(b"\xffbad").expect("hv"));
         assert_eq!(code(parse(&h, &body)), codes::HEADER_MISMATCH);
-        // header says modern but the body has no version in _meta
+        // header says modern but the body has no version in _meta: a missing required field
         let plain = serde_json::to_vec(&json!({"jsonrpc":"2.0","id":1,"method":"tools/list"})).expect("json");
-        assert_eq!(code(parse(&modern_headers("tools/list", None), &plain)), codes::HEADER_MISMATCH);
+        let err = parse(&modern_headers("tools/list", None), &plain).expect_err("missing _meta");
+        assert_eq!(err.status(), http::StatusCode::BAD_REQUEST);
+        assert_eq!(err.to_jsonrpc().code(), codes::INVALID_PARAMS);
+        assert!(err.to_string().contains(META_PROTOCOL_VERSION), "{err}");
         // the rejection carries the request id
         let err = parse(&modern_headers("tools/list", Some("echo")), &body).expect_err("mismatch");
         assert_eq!(err.to_jsonrpc().to_value()["id"], json!(1));

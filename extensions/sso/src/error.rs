@@ -1,0 +1,162 @@
+//! [`SsoConfigError`] for a bad setup, [`AuthError`] for a refused request.
+
+use http::StatusCode;
+use mcp_enterprise_core::AuthErrorCode;
+
+/// The SSO layer was configured wrongly. Returned when building; never a panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SsoConfigError {
+    /// No trusted issuer was configured.
+    #[error("at least one trusted issuer is required")]
+    NoIssuers,
+    /// An issuer setting is wrong.
+    #[error("issuer {issuer:?}: {reason}")]
+    Issuer {
+        /// The issuer.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Two issuers have the same identifier.
+    #[error("issuer {0:?} is configured twice")]
+    DuplicateIssuer(String),
+    /// More than one issuer introspects opaque tokens: an opaque token names no issuer, so it
+    /// would be sent to every one of them.
+    #[error("only one issuer may introspect opaque tokens; {0:?} and {1:?} both do")]
+    AmbiguousIntrospection(String, String),
+    /// The resource (canonical server URI) is not usable.
+    #[error("invalid resource URI {value:?}: {reason}")]
+    InvalidResource {
+        /// The value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A scope rule is wrong.
+    #[error("scope rule {index}: {reason}")]
+    ScopeRule {
+        /// Position of the rule.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A static JWKS could not be read or parsed.
+    #[error("static JWKS for issuer {issuer:?}: {reason}")]
+    StaticJwks {
+        /// The issuer.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The TLS client could not be set up.
+    #[error("TLS client setup failed: {0}")]
+    Tls(String),
+    /// A core setting is wrong.
+    #[error(transparent)]
+    Core(#[from] mcp_enterprise_core::ConfigError),
+}
+
+/// Why a request was refused. Descriptions never contain token contents.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No `Authorization: Bearer` credential.
+    #[error("no bearer token")]
+    MissingToken,
+    /// The `Authorization` header is malformed or uses another scheme.
+    #[error("malformed Authorization header: {0}")]
+    MalformedHeader(&'static str),
+    /// The token is larger than the configured limit.
+    #[error("the token is larger than {0} bytes")]
+    TokenTooLarge(usize),
+    /// The token is not a well-formed JWT.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The algorithm is not allowed for the issuer (`none` and HMAC never are by default).
+    #[error("algorithm {0} is not allowed")]
+    DisallowedAlgorithm(String),
+    /// The `typ` header is not accepted.
+    #[error("token type {0:?} is not an access token type")]
+    WrongType(String),
+    /// The token carries a `crit` header.
+    #[error("critical header extensions are not supported")]
+    CriticalHeader,
+    /// The issuer is not trusted.
+    #[error("the issuer is not trusted")]
+    UntrustedIssuer,
+    /// No published key fits the token.
+    #[error("no trusted key matches the token")]
+    UnknownKey,
+    /// The key does not fit the algorithm.
+    #[error("the key does not fit the algorithm")]
+    KeyMismatch,
+    /// The signature does not verify.
+    #[error("the signature does not verify")]
+    BadSignature,
+    /// The token has no audience.
+    #[error("the token has no audience")]
+    MissingAudience,
+    /// The audience is not this resource.
+    #[error("the token is not meant for this resource")]
+    WrongAudience,
+    /// `exp` is missing.
+    #[error("the token has no expiry")]
+    MissingExpiry,
+    /// The token has expired.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iat` is in the future.
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    /// A claim has the wrong type.
+    #[error("claim {0} is malformed")]
+    BadClaim(&'static str),
+    /// The token is sender-constrained (`cnf.jkt`) but was presented as a bearer token.
+    #[error("a DPoP-bound token was presented as a bearer token")]
+    DpopBoundToken,
+    /// Introspection says the token is not active.
+    #[error("the token is not active")]
+    Inactive,
+    /// Opaque tokens cannot be checked (no introspection configured).
+    #[error("opaque tokens are not accepted")]
+    OpaqueNotAccepted,
+    /// The identity provider could not be reached and nothing cached can decide.
+    #[error("the identity provider is unavailable")]
+    IdpUnavailable,
+    /// The token lacks scopes the operation needs.
+    #[error("insufficient scope: the operation needs {}", .required.join(" "))]
+    InsufficientScope {
+        /// Every scope the operation needs.
+        required: Vec<String>,
+        /// The ones the token lacks.
+        missing: Vec<String>,
+        /// The rules that asked for them.
+        rules: Vec<String>,
+    },
+}
+
+impl AuthError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InsufficientScope { .. } => StatusCode::FORBIDDEN,
+            Self::IdpUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::MalformedHeader(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// The OAuth error code for the challenge (`None`: no `error` parameter, e.g. no token at all).
+    pub fn code(&self) -> Option<AuthErrorCode> {
+        match self {
+            Self::MissingToken | Self::IdpUnavailable => None,
+            Self::MalformedHeader(_) => Some(AuthErrorCode::InvalidRequest),
+            Self::InsufficientScope { .. } => Some(AuthErrorCode::InsufficientScope),
+            _ => Some(AuthErrorCode::InvalidToken),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution, ProtectedResourceMetadata};
+use tower_layer::Layer;
+
+use crate::cache::TokenCache;
+use crate::claims::ClaimMapping;
+use crate::clock::{Clock, SystemClock};
+use crate::error::SsoConfigError;
+use crate::http::HttpClient;
+use crate::issuer::Issuer;
+use crate::jwks::{JwksCache, JwksSettings};
+use crate::scopes::ScopePolicy;
+use crate::service::Sso;
+use crate::verify::{TrustedIssuer, Verifier, key_source};
+
+/// Official extensions this layer can advertise through core negotiation (settings `{}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AdvertisedExtension {
+    /// `io.modelcontextprotocol/enterprise-managed-authorization` (ID-JAG / SEP-990).
+    EnterpriseManagedAuthorization,
+    /// `io.modelcontextprotocol/oauth-client-credentials` (SEP-1046).
+    OauthClientCredentials,
+}
+
+impl AdvertisedExtension {
+    /// The extension id.
+    pub fn id(self) -> &'static str {
+        match self {
+            Self::EnterpriseManagedAuthorization => "io.modelcontextprotocol/enterprise-managed-authorization",
+            Self::OauthClientCredentials => "io.modelcontextprotocol/oauth-client-credentials",
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) verifier: Verifier,
+    pub(crate) scopes: ScopePolicy,
+    pub(crate) resource: String,
+    pub(crate) metadata_url: String,
+    pub(crate) advertise: Vec<AdvertisedExtension>,
+}
+
+/// An OAuth 2.1 resource server for MCP: every request must carry a valid bearer access token
+/// from a trusted issuer, for this resource, with the scopes the MCP operation needs. Inserts a
+/// [`Principal`](mcp_enterprise_core::Principal) into the request extensions.
+///
+/// Place it inside [`InspectLayer`](mcp_enterprise_core::InspectLayer) (scope rules read the
+/// parsed method and tool name). A request that already carries a `Principal` (set by an outer
+/// DPoP or workload-identity layer) is only checked for scopes.
+#[derive(Clone)]
+#[must_use]
+pub struct SsoLayer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for SsoLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // secrets (introspection credentials, shared secrets) stay out of the output
+        f.debug_struct("SsoLayer")
+            .field("resource", &self.inner.resource)
+            .field("issuers", &self.inner.verifier.issuers.iter().map(|i| i.config.id()).collect::<Vec<_>>())
+            .field("scopes", &self.inner.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SsoLayer {
+    /// Starts a layer protecting the MCP server whose canonical URI (RFC 8707 resource, the
+    /// audience tokens must name) is `resource`, e.g. `https://mcp.example.com/mcp`.
+    pub fn builder(resource: &str) -> SsoLayerBuilder {
+        SsoLayerBuilder {
+            resource: resource.to_owned(),
+            issuers: Vec::new(),
+            scopes: ScopePolicy::default(),
+            claims: ClaimMapping::default(),
+            clock: Arc::new(SystemClock),
+            token_cache_capacity: 10_000,
+            max_token_bytes: 16 * 1024,
+            http_timeout: Duration::from_secs(5),
+            jwks: JwksSettings {
+                default_ttl: Duration::from_secs(300),
+                min_ttl: Duration::from_secs(30),
+                max_ttl: Duration::from_secs(24 * 3600),
+                min_refetch_interval: Duration::from_secs(10),
+                max_stale: Duration::from_secs(3600),
+            },
+            advertise: Vec::new(),
+        }
+    }
+
+    /// The canonical resource URI.
+    pub fn resource(&self) -> &str {
+        &self.inner.resource
+    }
+
+    /// The URL of the protected resource metadata (for `resource_metadata` in challenges).
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.inner.metadata_url
+    }
+
+    /// This layer's part of the RFC 9728 metadata: the issuers, the scopes the rules use
+    /// (`offline_access` never), bearer in the header.
+    pub fn metadata_contribution(&self) -> MetadataContribution {
+        let mut c = MetadataContribution::new().scopes(self.inner.scopes.all_scopes());
+        for issuer in &self.inner.verifier.issuers {
+            c = c.authorization_server(issuer.config.id());
+        }
+        c
+    }
+
+    /// Adds the configured official extensions (settings `{}`) to an extension set.
+    pub fn add_extensions(&self, mut set: ExtensionSetBuilder) -> Result<ExtensionSetBuilder, SsoConfigError> {
+        for ext in &self.inner.advertise {
+            set = set.with_id(ext.id(), serde_json::Value::Object(serde_json::Map::new()))?;
+        }
+        Ok(set)
+    }
+}
+
+impl<S> Layer<S> for SsoLayer {
+    type Service = Sso<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Sso { inner, layer: self.clone() }
+    }
+}
+
+/// Builds an [`SsoLayer`].
+#[must_use]
+pub struct SsoLayerBuilder {
+    resource: String,
+    issuers: Vec<Issuer>,
+    scopes: ScopePolicy,
+    claims: ClaimMapping,
+    clock: Arc<dyn Clock>,
+    token_cache_capacity: usize,
+    max_token_bytes: usize,
+    http_timeout: Duration,
+    jwks: JwksSettings,
+    advertise: Vec<AdvertisedExtension>,
+}
+
+impl fmt::Debug for SsoLayerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsoLayerBuilder")
+            .field("resource", &self.resource)
+            .field("issuers", &self.issuers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SsoLayerBuilder {
+    /// Trusts an issuer. Repeatable (multi-tenant).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
+    /// The scope rules.
+    pub fn scope_policy(mut self, policy: ScopePolicy) -> Self {
+        self.scopes = policy;
+        self
+    }
+
+    /// Where principal parts are read from the claims.
+    pub fn claims(mut self, mapping: ClaimMapping) -> Self {
+        self.claims = mapping;
+        self
+    }
+
+    /// The clock (tests inject a manual one).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How many validated tokens are remembered (0 disables the cache). Default 10 000.
+    pub fn token_cache_capacity(mut self, capacity: usize) -> Self {
+        self.token_cache_capacity = capacity;
+        self
+    }
+
+    /// Largest accepted token in bytes (default 16 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Timeout of each call to an identity provider (default 5 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// Shortest time between two JWKS fetches caused by unknown kids or failed signatures
+    /// (default 10 s).
+    pub fn jwks_min_refetch_interval(mut self, interval: Duration) -> Self {
+        self.jwks.min_refetch_interval = interval;
+        self
+    }
+
+    /// How long expired keys keep serving while the IdP is unreachable (default 1 h).
+    pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
+        self.jwks.max_stale = max_stale;
+        self
+    }
+
+    /// JWKS lifetime when the IdP sends no `Cache-Control: max-age` (default 5 min), and the
+    /// bounds any `max-age` is clamped to (default 30 s … 24 h).
+    pub fn jwks_ttl(mut self, default: Duration, min: Duration, max: Duration) -> Self {
+        self.jwks.default_ttl = default;
+        self.jwks.min_ttl = min.min(max);
+        self.jwks.max_ttl = max;
+        self
+    }
+
+    /// Advertises an official extension through core negotiation.
+    pub fn advertise(mut self, extension: AdvertisedExtension) -> Self {
+        if !self.advertise.contains(&extension) {
+            self.advertise.push(extension);
+        }
+        self
+    }
+
+    /// Checks everything and builds the layer. Nothing is fetched yet: keys and metadata are
+    /// fetched lazily by the first request that needs them.
+    pub fn build(self) -> Result<SsoLayer, SsoConfigError> {
+        let metadata = ProtectedResourceMetadata::builder(&self.resource)
+            .map_err(|e| SsoConfigError::InvalidResource { value: self.resource.clone(), reason: e.to_string() })?
+            .build();
+        if self.issuers.is_empty() {
+            return Err(SsoConfigError::NoIssuers);
+        }
+        let http = HttpClient::new(self.http_timeout)?;
+        let mut trusted: Vec<TrustedIssuer> = Vec::new();
+        let mut introspecting: Option<String> = None;
+        for issuer in self.issuers {
+            let issuer = issuer.finish(&self.resource)?;
+            if trusted.iter().any(|t| t.config.id() == issuer.id()) {
+                return Err(SsoConfigError::DuplicateIssuer(issuer.id().to_owned()));
+            }
+            if issuer.introspection.is_some() {
+                if let Some(first) = &introspecting {
+                    return Err(SsoConfigError::AmbiguousIntrospection(first.clone(), issuer.id().to_owned()));
+                }
+                introspecting = Some(issuer.id().to_owned());
+            }
+            let source = key_source(&issuer)
+                .map_err(|reason| SsoConfigError::StaticJwks { issuer: issuer.id().to_owned(), reason })?;
+            let cache = JwksCache::new(issuer.id().to_owned(), source, http.clone(), self.clock.clone(), self.jwks);
+            trusted.push(TrustedIssuer::new(issuer, cache));
+        }
+        let verifier = Verifier {
+            issuers: trusted,
+            claims: self.claims,
+            cache: TokenCache::new(self.token_cache_capacity),
+            clock: self.clock,
+            max_token_bytes: self.max_token_bytes,
+            http,
+        };
+        Ok(SsoLayer {
+            inner: Arc::new(Inner {
+                verifier,
+                scopes: self.scopes,
+                resource: self.resource,
+                metadata_url: metadata.metadata_url().to_owned(),
+                advertise: self.advertise,
+            }),
+        })
+    }
+}

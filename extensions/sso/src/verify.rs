@@ -1,0 +1,274 @@
+//! Token validation: JWTs against the issuer's keys, opaque tokens by introspection, then
+//! claims → principal. Every failure is an [`AuthError`] that never carries token contents.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use mcp_enterprise_core::{Principal, TokenFingerprint};
+use serde_json::{Map, Value};
+
+use crate::cache::TokenCache;
+use crate::claims::ClaimMapping;
+use crate::clock::Clock;
+use crate::error::AuthError;
+use crate::http::HttpClient;
+use crate::issuer::{Issuer, Keys};
+use crate::jwks::{JwksCache, KeyQuery, VerifyKey};
+
+/// An issuer with its live key cache.
+#[derive(Debug)]
+pub(crate) struct TrustedIssuer {
+    pub(crate) config: Issuer,
+    pub(crate) jwks: Arc<JwksCache>,
+    hmac: Option<Arc<VerifyKeyHmac>>,
+}
+
+struct VerifyKeyHmac(DecodingKey);
+
+impl std::fmt::Debug for VerifyKeyHmac {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifyKeyHmac(***)")
+    }
+}
+
+impl TrustedIssuer {
+    pub(crate) fn new(config: Issuer, jwks: JwksCache) -> Self {
+        let hmac = config
+            .shared_secret
+            .as_ref()
+            .map(|s| Arc::new(VerifyKeyHmac(DecodingKey::from_secret(s.expose().as_bytes()))));
+        Self { config, jwks: Arc::new(jwks), hmac }
+    }
+}
+
+/// Everything needed to judge a token.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    pub(crate) issuers: Vec<TrustedIssuer>,
+    pub(crate) claims: ClaimMapping,
+    pub(crate) cache: TokenCache,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) max_token_bytes: usize,
+    pub(crate) http: HttpClient,
+}
+
+fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, AuthError> {
+    URL_SAFE_NO_PAD.decode(part).map_err(|_| AuthError::Malformed(what))
+}
+
+fn json_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, AuthError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(AuthError::Malformed(what)),
+    }
+}
+
+/// A NumericDate claim in whole seconds.
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
+            _ => Err(AuthError::BadClaim(name)),
+        },
+    }
+}
+
+fn sha256(token: &str) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+impl Verifier {
+    fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// Judges a bearer token; the principal is cached until the token expires.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TokenTooLarge(self.max_token_bytes));
+        }
+        let digest = sha256(token);
+        if let Some(hit) = self.cache.get(&digest, self.now()) {
+            return Ok(hit);
+        }
+        let fingerprint = TokenFingerprint::from_sha256(&digest);
+        let (principal, expires_at) = if token.bytes().filter(|b| *b == b'.').count() == 2 {
+            self.verify_jwt(token, fingerprint).await?
+        } else {
+            self.introspect(token, fingerprint).await?
+        };
+        let principal = Arc::new(principal);
+        self.cache.insert(digest, principal.clone(), expires_at, self.now());
+        Ok(principal)
+    }
+
+    async fn verify_jwt(&self, token: &str, fingerprint: TokenFingerprint) -> Result<(Principal, Duration), AuthError> {
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(AuthError::Malformed("not a compact JWS"));
+        };
+        if h.is_empty() || p.is_empty() || sig.is_empty() {
+            return Err(AuthError::Malformed("empty JWS part"));
+        }
+        let header = json_object(&b64(h, "header is not base64url")?, "header is not a JSON object")?;
+        let alg_name = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed("no alg"))?;
+        let alg: Algorithm =
+            alg_name.parse().map_err(|_| AuthError::DisallowedAlgorithm(alg_name.chars().take(16).collect()))?;
+        if header.contains_key("crit") {
+            return Err(AuthError::CriticalHeader);
+        }
+        // `jku`, `x5u`, `x5c` and an embedded `jwk` are never used: keys come only from the
+        // issuer's configured or discovered JWKS.
+        let claims = json_object(&b64(p, "payload is not base64url")?, "payload is not a JSON object")?;
+        let iss = claims.get("iss").and_then(Value::as_str).ok_or(AuthError::UntrustedIssuer)?;
+        let issuer = self.issuers.iter().find(|i| i.config.issuer == iss).ok_or(AuthError::UntrustedIssuer)?;
+        let typ = header.get("typ").and_then(Value::as_str);
+        if !issuer.config.typ.accepts(typ) {
+            return Err(AuthError::WrongType(typ.unwrap_or("").chars().take(32).collect()));
+        }
+        if !issuer.config.algorithms.contains(&alg) {
+            return Err(AuthError::DisallowedAlgorithm(alg_name.to_owned()));
+        }
+        let message = &token[..h.len() + 1 + p.len()];
+        if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+            let key = issuer.hmac.as_ref().ok_or_else(|| AuthError::DisallowedAlgorithm(alg_name.to_owned()))?;
+            if !jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.0, alg).unwrap_or(false) {
+                return Err(AuthError::BadSignature);
+            }
+        } else {
+            let kid = header.get("kid").and_then(Value::as_str);
+            let query = KeyQuery { kid, alg };
+            let (key, attempts) = issuer.jwks.key_for(query).await?;
+            if !verify_with(&key, sig, message, alg)? {
+                // the IdP may have re-keyed under the same kid: refetch once (rate-limited)
+                let fresh = issuer.jwks.refetch_after_failure(query, attempts, &key).await;
+                match fresh {
+                    Some(new_key) if verify_with(&new_key, sig, message, alg)? => {}
+                    _ => return Err(AuthError::BadSignature),
+                }
+            }
+        }
+        self.check_claims(issuer, &claims)?;
+        let exp = numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?;
+        let principal =
+            self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
+        Ok((principal, Duration::from_secs(exp)))
+    }
+
+    fn check_claims(&self, issuer: &TrustedIssuer, claims: &Map<String, Value>) -> Result<(), AuthError> {
+        let now = self.now().as_secs();
+        let leeway = issuer.config.leeway.as_secs();
+        match claims.get("aud") {
+            None => return Err(AuthError::MissingAudience),
+            Some(Value::String(a)) if issuer.config.audiences.contains(a) => {}
+            Some(Value::Array(list))
+                if list.iter().filter_map(Value::as_str).any(|a| issuer.config.audiences.iter().any(|x| x == a)) => {}
+            Some(Value::String(_) | Value::Array(_)) => return Err(AuthError::WrongAudience),
+            Some(_) => return Err(AuthError::BadClaim("aud")),
+        }
+        let exp = numeric_date(claims, "exp")?.ok_or(AuthError::MissingExpiry)?;
+        if now >= exp.saturating_add(leeway) {
+            return Err(AuthError::Expired);
+        }
+        if let Some(nbf) = numeric_date(claims, "nbf")?
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        if let Some(iat) = numeric_date(claims, "iat")?
+            && now.saturating_add(leeway) < iat
+        {
+            return Err(AuthError::IssuedInFuture);
+        }
+        if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
+            return Err(AuthError::DpopBoundToken);
+        }
+        Ok(())
+    }
+
+    async fn introspect(&self, token: &str, fingerprint: TokenFingerprint) -> Result<(Principal, Duration), AuthError> {
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(AuthError::Malformed("not a token"));
+        }
+        let Some((issuer, settings)) =
+            self.issuers.iter().find_map(|i| i.config.introspection.as_ref().map(|s| (i, s)))
+        else {
+            return Err(AuthError::OpaqueNotAccepted);
+        };
+        let endpoint = match &settings.endpoint {
+            Some(e) => e.clone(),
+            None => issuer
+                .jwks
+                .metadata()
+                .await
+                .map_err(|e| {
+                    tracing::warn!(issuer = %issuer.config.issuer, error = %e, "discovery for introspection failed");
+                    AuthError::IdpUnavailable
+                })?
+                .introspection_endpoint
+                .clone()
+                .ok_or_else(|| {
+                    tracing::warn!(issuer = %issuer.config.issuer, "the metadata has no introspection_endpoint");
+                    AuthError::IdpUnavailable
+                })?,
+        };
+        let form = [("token", token), ("token_type_hint", "access_token")];
+        let fetched =
+            self.http.post_form(&endpoint, &settings.client_id, settings.client_secret.expose(), &form).await.map_err(
+                |e| {
+                    tracing::warn!(issuer = %issuer.config.issuer, error = %e, "introspection failed");
+                    AuthError::IdpUnavailable
+                },
+            )?;
+        let claims = json_object(&fetched.body, "introspection response is not a JSON object").map_err(|_| {
+            tracing::warn!(issuer = %issuer.config.issuer, "introspection response is not a JSON object");
+            AuthError::IdpUnavailable
+        })?;
+        if claims.get("active") != Some(&Value::Bool(true)) {
+            return Err(AuthError::Inactive);
+        }
+        if let Some(iss) = claims.get("iss").and_then(Value::as_str)
+            && iss != issuer.config.issuer
+        {
+            return Err(AuthError::UntrustedIssuer);
+        }
+        self.check_claims(issuer, &claims)?;
+        if claims.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("dpop")) {
+            return Err(AuthError::DpopBoundToken);
+        }
+        let exp = Duration::from_secs(numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?);
+        let until = exp.min(self.now() + settings.max_cache_ttl);
+        let principal =
+            self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
+        Ok((principal, until))
+    }
+}
+
+fn verify_with(key: &VerifyKey, sig: &str, message: &str, alg: Algorithm) -> Result<bool, AuthError> {
+    if !key.fits(alg) {
+        return Err(AuthError::KeyMismatch);
+    }
+    Ok(jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.key, alg).unwrap_or(false))
+}
+
+/// The key source a configured [`Keys`] becomes.
+pub(crate) fn key_source(issuer: &Issuer) -> Result<crate::jwks::KeySource, String> {
+    Ok(match &issuer.keys {
+        Keys::Discover => crate::jwks::KeySource::Discover,
+        Keys::JwksUri(url) => crate::jwks::KeySource::Url(url.clone()),
+        Keys::Static(doc) => {
+            let keys = crate::jwks::parse_jwks(doc.to_string().as_bytes())?;
+            if keys.is_empty() {
+                return Err("no usable public signature key".into());
+            }
+            crate::jwks::KeySource::Static(keys.into_iter().map(Arc::new).collect())
+        }
+    })
+}

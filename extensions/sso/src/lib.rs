@@ -82,3 +82,5 @@ pub use jsonwebtoken::Algorithm;
 pub use layer::{AdvertisedExtension, SsoLayer, SsoLayerBuilder};
 pub use scopes::{Glob, ScopePolicy, ScopeRule};
 pub use service::Sso;
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,20 @@
-//! The embedded demo: the rmcp demo MCP server on a loopback port, fronted by the gateway, and the
-//! text that tells a newcomer how to call it.
+//! The embedded demo: the rmcp demo MCP server on a loopback port, a demo identity provider
+//! (an in-process signing key whose JWKS the gateway trusts), the gateway with SSO in front, and
+//! the text that tells a newcomer how to call it.
 
+use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_enterprise_sso::{Issuer, Keys, ScopePolicy, ScopeRule, SsoLayer};
+use serde_json::{Value, json};
+
+use crate::{Gateway, RunningGateway};
 
 use mcp_enterprise_core::ExtensionSet;
 use tokio::net::TcpListener;
@@ -60,35 +73,224 @@ pub fn default_extensions() -> ExtensionSet {
         .unwrap_or_default()
 }
 
-/// What `mcp-enterprise serve` prints: the endpoint and curl commands for both eras, including one
-/// the gateway refuses.
-pub fn banner(url: &str, upstream: &str, demo: bool) -> String {
-    let what = if demo { "embedded demo MCP server (rmcp)" } else { "upstream MCP server" };
-    format!(
-        r#"mcp-enterprise gateway is listening.
+/// The demo identity provider: a P-256 key made at start-up. Its tokens are real ES256 JWTs
+/// (`typ: at+jwt`), verified by the SSO layer like any IdP's; only the key never leaves the process.
+pub struct DemoIdp {
+    pkcs8: Vec<u8>,
+    jwks: Value,
+}
+
+impl std::fmt::Debug for DemoIdp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoIdp").field("issuer", &DEMO_ISSUER).finish_non_exhaustive()
+    }
+}
+
+/// The demo issuer identifier (never fetched: its keys are given to the layer directly).
+pub const DEMO_ISSUER: &str = "https://demo-idp.mcp-enterprise.invalid";
+const DEMO_KID: &str = "demo-key-1";
+
+impl DemoIdp {
+    /// Makes a new key.
+    pub fn generate() -> io::Result<Self> {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .map_err(|_| io::Error::other("key generation failed"))?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .map_err(|_| io::Error::other("key generation failed"))?;
+        let point = pair.public_key().as_ref();
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": DEMO_KID,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        Ok(Self { pkcs8: pkcs8.as_ref().to_vec(), jwks })
+    }
+
+    /// The public JWKS.
+    pub fn jwks(&self) -> &Value {
+        &self.jwks
+    }
+
+    /// Mints an access token for `subject` with `scopes`, for `audience`, valid for `ttl`.
+    pub fn mint(&self, subject: &str, scopes: &str, audience: &str, ttl: Duration) -> io::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": DEMO_KID});
+        let claims = json!({"iss": DEMO_ISSUER, "sub": subject, "aud": audience, "client_id": "demo-client",
+            "scope": scopes, "iat": now, "exp": now + ttl.as_secs(), "jti": format!("{subject}-{now}")});
+        let message =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let key = jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8);
+        let sig = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::ES256)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(format!("{message}.{sig}"))
+    }
+}
+
+/// The demo's scope rules: every call needs `mcp`; `delete_*` tools need `mcp:admin`, which
+/// implies `mcp`.
+pub fn demo_scopes() -> ScopePolicy {
+    ScopePolicy::new(
+        vec![
+            ScopeRule::new("*", None, vec!["mcp".into()]),
+            ScopeRule::new("tools/call", Some("delete_*"), vec!["mcp:admin".into()]),
+        ],
+        BTreeMap::from([("mcp:admin".to_owned(), vec!["mcp".to_owned()])]),
+    )
+    .unwrap_or_default()
+}
+
+/// The whole embedded demo, running.
+#[derive(Debug)]
+pub struct Demo {
+    /// The gateway.
+    pub gateway: RunningGateway,
+    /// The demo MCP server behind it.
+    pub upstream: DemoUpstream,
+    /// A token for `alice` with scope `mcp` (may call tools, not `delete_*`).
+    pub user_token: String,
+    /// A token for `admin` with scope `mcp:admin`.
+    pub admin_token: String,
+}
+
+impl Demo {
+    /// Starts the demo MCP server, the demo IdP and the gateway (SSO on) listening on `listen`.
+    pub async fn start(listen: SocketAddr) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let upstream = DemoUpstream::start().await?;
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {listen} (is it in use? try --listen 127.0.0.1:0): {e}"))
+        })?;
+        let resource = format!("http://{}/mcp", listener.local_addr()?);
+        let idp = DemoIdp::generate()?;
+        let sso = SsoLayer::builder(&resource)
+            .issuer(Issuer::new(DEMO_ISSUER).keys(Keys::Static(idp.jwks().clone())))
+            .scope_policy(demo_scopes())
+            .build()?;
+        let gateway = Gateway::builder()
+            .upstream(upstream.url())?
+            .extensions(default_extensions())
+            .sso(sso)
+            .build()?
+            .serve_on(listener)?;
+        let hour = Duration::from_secs(3600);
+        Ok(Self {
+            user_token: idp.mint("alice", "mcp", &resource, hour)?,
+            admin_token: idp.mint("admin", "mcp:admin", &resource, hour)?,
+            gateway,
+            upstream,
+        })
+    }
+
+    /// What `mcp-enterprise serve` prints.
+    pub fn banner(&self) -> String {
+        let url = self.gateway.mcp_url();
+        let origin = url.trim_end_matches("/mcp");
+        let discover = curl(&url, Some("USER_TOKEN"), 1, "server/discover", None, json!({}));
+        let echo = curl(
+            &url,
+            Some("USER_TOKEN"),
+            2,
+            "tools/call",
+            Some("echo"),
+            json!({"name": "echo", "arguments": {"text": "hello"}}),
+        );
+        let denied = curl(
+            &url,
+            Some("USER_TOKEN"),
+            3,
+            "tools/call",
+            Some("delete_customer"),
+            json!({"name": "delete_customer", "arguments": {"id": "c-001"}}),
+        );
+        let admin_call = curl(
+            &url,
+            Some("ADMIN_TOKEN"),
+            4,
+            "tools/call",
+            Some("delete_customer"),
+            json!({"name": "delete_customer", "arguments": {"id": "c-001"}}),
+        );
+        let anonymous = curl(&url, None, 5, "tools/list", None, json!({}));
+        let denied = denied.replacen("curl -s ", "curl -si ", 1);
+        let anonymous = anonymous.replacen("curl -s ", "curl -si ", 1);
+        let mut mismatch = curl(
+            &url,
+            Some("USER_TOKEN"),
+            6,
+            "tools/call",
+            Some("delete_customer"),
+            json!({"name": "echo", "arguments": {"text": "x"}}),
+        );
+        mismatch = mismatch.replacen("curl -s ", "curl -si ", 1);
+        let legacy = format!(
+            "curl -si {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\\n    \
+             -H \"authorization: Bearer $USER_TOKEN\" \\\n    \
+             -d '{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{{}},\"clientInfo\":{{\"name\":\"curl\",\"version\":\"1\"}}}}}}'"
+        );
+        format!(
+            r#"mcp-enterprise gateway is listening (embedded demo).
 
   MCP endpoint : {url}
-  forwards to  : {upstream}  ({what})
-  layers       : host/origin check -> inspect (JSON-RPC + SEP-2243 header checks) -> negotiate (SEP-2133) -> proxy
+  forwards to  : {upstream}  (demo MCP server built with rmcp)
+  identity     : demo IdP {DEMO_ISSUER} (in-process ES256 key); scopes: mcp, mcp:admin (implies mcp);
+                 tools named delete_* need mcp:admin
+  layers       : host/origin check -> protected resource metadata -> inspect (JSON-RPC, SEP-2243)
+                 -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> proxy
 
-Call it (modern 2026-07-28 era):
-  curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: server/discover' \
-    -d '{{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
+Demo tokens (valid 1 hour; minted by the demo IdP for this endpoint only):
+  export USER_TOKEN='{user}'
+  export ADMIN_TOKEN='{admin}'
 
-  curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: echo' \
-    -d '{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"hello"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
+Discover the server (modern 2026-07-28 era):
+  {discover}
+
+Call a tool:
+  {echo}
+
+A call the token's scopes do not allow is refused (403, WWW-Authenticate: error="insufficient_scope", scope="mcp mcp:admin"):
+  {denied}
+
+With the admin token it goes through:
+  {admin_call}
+
+No token: 401 with a challenge that points to the metadata:
+  {anonymous}
+  curl -s {origin}/.well-known/oauth-protected-resource/mcp
 
 A header that disagrees with the body is refused (400, JSON-RPC -32020):
-  curl -si {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: tools/call' -H 'mcp-name: delete_customer' \
-    -d '{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"x"}},"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{{}}}}}}}}'
+  {mismatch}
 
 Legacy (2025-11-25) clients: POST initialize, then reuse the Mcp-Session-Id it returns:
-  curl -si {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \
-    -d '{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{}},"clientInfo":{{"name":"curl","version":"1"}}}}}}'
+  {legacy}
 
-Press Ctrl-C to stop."#
-    )
+Press Ctrl-C to stop."#,
+            upstream = self.upstream.url(),
+            user = self.user_token,
+            admin = self.admin_token,
+        )
+    }
+
+    /// Stops everything.
+    pub async fn stop(self) {
+        self.gateway.shutdown().await;
+        self.upstream.stop().await;
+    }
+}
+
+/// One modern-era curl command.
+fn curl(url: &str, token: Option<&str>, id: u64, method: &str, name: Option<&str>, mut params: Value) -> String {
+    params["_meta"] = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}});
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+    let mut cmd = format!(
+        "curl -s {url} -H 'content-type: application/json' -H 'accept: application/json, text/event-stream' \\\n    \
+         -H 'mcp-protocol-version: 2026-07-28' -H 'mcp-method: {method}'"
+    );
+    if let Some(name) = name {
+        cmd.push_str(&format!(" -H 'mcp-name: {name}'"));
+    }
+    if let Some(var) = token {
+        cmd.push_str(&format!(" -H \"authorization: Bearer ${var}\""));
+    }
+    cmd.push_str(&format!(" \\\n    -d '{body}'"));
+    cmd
 }

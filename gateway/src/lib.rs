@@ -38,7 +38,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, Uri, header};
 use mcp_enterprise_core::jsonrpc::codes;
-use mcp_enterprise_core::{ExtensionSet, InspectLayer, JsonRpcError, NegotiateLayer};
+use mcp_enterprise_core::{
+    ExtensionSet, InspectLayer, JsonRpcError, NegotiateLayer, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
+};
+use mcp_enterprise_sso::SsoLayer;
 pub use proxy::Proxy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -69,6 +72,9 @@ pub enum ConfigError {
     /// A core layer setting is wrong.
     #[error(transparent)]
     Core(#[from] mcp_enterprise_core::ConfigError),
+    /// The SSO layer setting is wrong.
+    #[error("sso: {0}")]
+    Sso(String),
 }
 
 /// The default listen address: loopback only.
@@ -82,6 +88,8 @@ pub struct Gateway {
     mcp_path: String,
     inspect: InspectLayer,
     extensions: ExtensionSet,
+    sso: Option<SsoLayer>,
+    metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
 }
 
@@ -104,6 +112,7 @@ pub struct GatewayBuilder {
     mcp_path: String,
     inspect: InspectLayer,
     extensions: ExtensionSet,
+    sso: Option<SsoLayer>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
@@ -117,6 +126,7 @@ impl Gateway {
             mcp_path: "/mcp".to_owned(),
             inspect: InspectLayer::new(),
             extensions: ExtensionSet::default(),
+            sso: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
         }
@@ -130,18 +140,27 @@ impl Gateway {
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
-        let stack = ServiceBuilder::new()
-            .layer(self.inspect.clone())
-            .layer(NegotiateLayer::new(self.extensions.clone()))
-            .service(proxy);
-        Router::new()
-            .fallback_service(stack)
-            .layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin))
+        let stack =
+            ServiceBuilder::new().layer(self.inspect.clone()).layer(NegotiateLayer::new(self.extensions.clone()));
+        let router = match &self.sso {
+            Some(sso) => Router::new().fallback_service(stack.layer(sso.clone()).service(proxy)),
+            None => Router::new().fallback_service(stack.service(proxy)),
+        };
+        let router = match &self.metadata {
+            Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
+            None => router,
+        };
+        router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin))
     }
 
     /// Binds the listen address and serves on the current tokio runtime.
     pub async fn spawn(self) -> std::io::Result<RunningGateway> {
         let listener = TcpListener::bind(self.listen).await?;
+        self.serve_on(listener)
+    }
+
+    /// Serves on an already bound listener (its address wins over the configured one).
+    pub fn serve_on(self, listener: TcpListener) -> std::io::Result<RunningGateway> {
         let local_addr = listener.local_addr()?;
         let router = self.router();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -204,6 +223,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Requires OAuth 2.1 bearer tokens (SSO). The gateway then also serves the RFC 9728
+    /// protected resource metadata and advertises the layer's extensions.
+    pub fn sso(mut self, sso: SsoLayer) -> Self {
+        self.sso = Some(sso);
+        self
+    }
+
     /// Accepts these host names in `Host` (any port), in addition to the loopback names. A gateway
     /// reachable under a DNS name must list it: any other `Host` is refused with `403`, which is
     /// what defeats DNS rebinding.
@@ -221,12 +247,24 @@ impl GatewayBuilder {
 
     /// Finishes the gateway.
     pub fn build(self) -> Result<Gateway, ConfigError> {
+        let (extensions, metadata) = match &self.sso {
+            Some(sso) => {
+                let set =
+                    sso.add_extensions(self.extensions.to_builder()).map_err(|e| ConfigError::Sso(e.to_string()))?;
+                let metadata =
+                    ProtectedResourceMetadata::builder(sso.resource())?.contribute(sso.metadata_contribution()).build();
+                (set.build(), Some(metadata))
+            }
+            None => (self.extensions, None),
+        };
         Ok(Gateway {
             upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
             listen: self.listen,
             mcp_path: self.mcp_path,
             inspect: self.inspect,
-            extensions: self.extensions,
+            extensions,
+            sso: self.sso,
+            metadata,
             origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
         })
     }

@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
-use mcp_enterprise_gateway::demo::{DemoUpstream, banner, default_extensions};
+use mcp_enterprise_gateway::demo::{Demo, default_extensions};
 use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway};
+use mcp_enterprise_sso::{SsoConfig, SsoLayer};
 use tracing_subscriber::EnvFilter;
 
 /// The mcp-enterprise gateway: enterprise extensions in front of any MCP server.
@@ -42,6 +43,9 @@ struct ServeArgs {
     /// Allow browser requests from this origin, e.g. https://app.example.com (repeatable).
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Require OAuth bearer tokens as described by this SSO configuration file (JSON).
+    #[arg(long, value_name = "FILE")]
+    sso_config: Option<std::path::PathBuf>,
     /// Allow listening on a non-loopback address. Until authentication is configured this
     /// exposes the upstream server to the network unauthenticated.
     #[arg(long)]
@@ -60,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         None => ServeArgs {
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
+            sso_config: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             insecure_listen_any: false,
@@ -69,38 +74,56 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() && !args.insecure_listen_any {
+    let Some(upstream) = args.upstream.clone() else {
+        return serve_demo(&args).await;
+    };
+    if !args.listen.ip().is_loopback() && !args.insecure_listen_any && args.sso_config.is_none() {
         bail!(
-            "refusing to listen on non-loopback address {}: no authentication is configured yet, so this would \
-             expose the upstream MCP server to the network (pass --insecure-listen-any to do it anyway)",
+            "refusing to listen on non-loopback address {} without authentication: pass --sso-config, or \
+             --insecure-listen-any to expose the upstream MCP server unauthenticated",
             args.listen
         );
     }
-    let demo = match &args.upstream {
-        Some(_) => None,
-        None => Some(DemoUpstream::start().await.context("starting the demo MCP server")?),
-    };
-    let upstream = match (&args.upstream, &demo) {
-        (Some(url), _) => url.clone(),
-        (None, Some(demo)) => demo.url().to_owned(),
-        (None, None) => bail!("no upstream"),
-    };
-    let gateway = Gateway::builder()
+    let mut builder = Gateway::builder()
         .upstream(&upstream)?
         .listen(args.listen)
         .extensions(default_extensions())
-        .allowed_hosts(args.allowed_hosts)
-        .allowed_origins(args.allowed_origins)
+        .allowed_hosts(args.allowed_hosts.clone())
+        .allowed_origins(args.allowed_origins.clone());
+    if let Some(path) = &args.sso_config {
+        builder = builder.sso(load_sso(path)?);
+    }
+    let gateway = builder
         .build()?
         .spawn()
         .await
         .with_context(|| format!("cannot listen on {} (is it in use? try --listen 127.0.0.1:0)", args.listen))?;
-    println!("{}", banner(&gateway.mcp_url(), &upstream, demo.is_some()));
+    println!(
+        "mcp-enterprise gateway is listening.\n\n  MCP endpoint : {}\n  forwards to  : {upstream}\n",
+        gateway.mcp_url()
+    );
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("shutting down");
     gateway.shutdown().await;
-    if let Some(demo) = demo {
-        demo.stop().await;
-    }
     Ok(())
+}
+
+async fn serve_demo(args: &ServeArgs) -> anyhow::Result<()> {
+    if !args.listen.ip().is_loopback() {
+        bail!("the embedded demo only listens on loopback addresses (got {})", args.listen);
+    }
+    let demo = Demo::start(args.listen).await.map_err(|e| anyhow::anyhow!("starting the demo: {e}"))?;
+    println!("{}", demo.banner());
+    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    eprintln!("shutting down");
+    demo.stop().await;
+    Ok(())
+}
+
+/// Reads an SSO configuration file (JSON); errors name the file, line and column.
+fn load_sso(path: &std::path::Path) -> anyhow::Result<SsoLayer> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: SsoConfig = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
+    SsoLayer::from_config(&config).with_context(|| format!("{}: invalid SSO configuration", path.display()))
 }

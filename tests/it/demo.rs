@@ -4,24 +4,48 @@
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use mcp_enterprise_gateway::Gateway;
-use mcp_enterprise_gateway::demo::{DemoUpstream, banner, default_extensions};
+use std::collections::HashMap;
+
+use mcp_enterprise_gateway::demo::Demo;
 
 use crate::common::call;
 
-/// Splits a shell command line into words, honouring single quotes (all the banner uses).
-fn shell_words(line: &str) -> Vec<String> {
+/// Splits a shell command line into words: single quotes are literal, double quotes expand
+/// `$NAME` from `vars` (all the banner uses).
+fn shell_words(line: &str, vars: &HashMap<String, String>) -> Vec<String> {
     let mut words = Vec::new();
     let mut word = String::new();
-    let mut quoted = false;
     let mut in_word = false;
-    for c in line.chars() {
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
         match c {
             '\'' => {
-                quoted = !quoted;
                 in_word = true;
+                for c in chars.by_ref() {
+                    if c == '\'' {
+                        break;
+                    }
+                    word.push(c);
+                }
             }
-            c if c.is_whitespace() && !quoted => {
+            '"' => {
+                in_word = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '$' => {
+                            let mut name = String::new();
+                            while let Some(n) = chars.peek().filter(|n| n.is_ascii_alphanumeric() || **n == '_') {
+                                name.push(*n);
+                                chars.next();
+                            }
+                            word.push_str(vars.get(&name).unwrap_or_else(|| panic!("${name} is not exported")));
+                        }
+                        c => word.push(c),
+                    }
+                }
+            }
+            c if c.is_whitespace() => {
                 if in_word {
                     words.push(std::mem::take(&mut word));
                     in_word = false;
@@ -39,12 +63,18 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// The curl commands of a banner, continuation lines joined.
-fn curl_commands(text: &str) -> Vec<Vec<String>> {
+/// The exported variables and the curl commands of a banner, continuation lines joined.
+fn parse_banner(text: &str) -> (HashMap<String, String>, Vec<Vec<String>>) {
+    let mut vars = HashMap::new();
     let mut commands = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {
         let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("export ") {
+            let (name, value) = rest.split_once('=').unwrap();
+            vars.insert(name.to_owned(), value.trim_matches('\'').to_owned());
+            continue;
+        }
         if let Some(cmd) = current.as_mut() {
             cmd.push(' ');
             cmd.push_str(trimmed.trim_end_matches('\\'));
@@ -52,47 +82,35 @@ fn curl_commands(text: &str) -> Vec<Vec<String>> {
             current = Some(trimmed.trim_end_matches('\\').to_owned());
         }
         if current.is_some() && !trimmed.ends_with('\\') {
-            commands.push(shell_words(&current.take().unwrap_or_default()));
+            commands.push(current.take().unwrap_or_default());
         }
     }
-    commands
+    let commands = commands.iter().map(|c| shell_words(c, &vars)).collect();
+    (vars, commands)
 }
 
 fn to_request(words: &[String]) -> Request<Full<Bytes>> {
     let url = words.iter().find(|w| w.starts_with("http://")).expect("URL in curl command");
-    let mut builder = Request::post(url.as_str());
-    let mut body = String::new();
+    let data = words.iter().position(|w| w == "-d").map(|i| words[i + 1].clone());
+    let mut builder = if data.is_some() { Request::post(url.as_str()) } else { Request::get(url.as_str()) };
     let mut it = words.iter();
     while let Some(w) = it.next() {
-        match w.as_str() {
-            "-H" => {
-                let (k, v) = it.next().unwrap().split_once(':').unwrap();
-                builder = builder.header(k.trim(), v.trim());
-            }
-            "-d" => body = it.next().unwrap().clone(),
-            _ => {}
+        if w == "-H" {
+            let (k, v) = it.next().unwrap().split_once(':').unwrap();
+            builder = builder.header(k.trim(), v.trim());
         }
     }
-    builder.body(Full::new(Bytes::from(body))).unwrap()
+    builder.body(Full::new(Bytes::from(data.unwrap_or_default()))).unwrap()
 }
 
 #[tokio::test]
 async fn banner_commands_work_as_described() {
-    let demo = DemoUpstream::start().await.unwrap();
-    let gw = Gateway::builder()
-        .upstream(demo.url())
-        .unwrap()
-        .listen("127.0.0.1:0".parse().unwrap())
-        .extensions(default_extensions())
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap();
-    let text = banner(&gw.mcp_url(), demo.url(), true);
-    assert!(text.contains(&gw.mcp_url()));
-    let commands = curl_commands(&text);
-    assert_eq!(commands.len(), 4, "{text}");
+    let demo = Demo::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let text = demo.banner();
+    assert!(text.contains(&demo.gateway.mcp_url()));
+    let (vars, commands) = parse_banner(&text);
+    assert_eq!(vars.len(), 2, "{text}");
+    assert_eq!(commands.len(), 8, "{text}");
 
     let (status, _, msg) = call(to_request(&commands[0])).await;
     assert_eq!(status, 200, "server/discover: {msg}");
@@ -102,15 +120,33 @@ async fn banner_commands_work_as_described() {
     assert_eq!(status, 200, "tools/call echo: {msg}");
     assert_eq!(msg["result"]["content"][0]["text"], "hello");
 
-    let (status, _, msg) = call(to_request(&commands[2])).await;
+    let (status, headers, msg) = call(to_request(&commands[2])).await;
+    assert_eq!(status, 403, "a user may not delete: {msg}");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("scope=\"mcp mcp:admin\", error=\"insufficient_scope\""), "{challenge}");
+
+    let (status, _, msg) = call(to_request(&commands[3])).await;
+    assert_eq!(status, 200, "the admin may delete: {msg}");
+    assert_eq!(msg["result"]["isError"], false, "{msg}");
+
+    let (status, headers, _) = call(to_request(&commands[4])).await;
+    assert_eq!(status, 401, "no token");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer resource_metadata=\"http://"), "{challenge}");
+
+    let (status, _, prm) = call(to_request(&commands[5])).await;
+    assert_eq!(status, 200, "protected resource metadata");
+    assert_eq!(prm["resource"], demo.gateway.mcp_url());
+    assert_eq!(prm["authorization_servers"][0], mcp_enterprise_gateway::demo::DEMO_ISSUER);
+
+    let (status, _, msg) = call(to_request(&commands[6])).await;
     assert_eq!(status, 400, "the mismatch example is refused: {msg}");
     assert_eq!(msg["error"]["code"], -32020);
 
-    let (status, headers, msg) = call(to_request(&commands[3])).await;
+    let (status, headers, msg) = call(to_request(&commands[7])).await;
     assert_eq!(status, 200, "legacy initialize: {msg}");
     assert!(headers.contains_key("mcp-session-id"));
     assert_eq!(msg["result"]["serverInfo"]["name"], "mcp-enterprise-demo");
 
-    gw.shutdown().await;
     demo.stop().await;
 }

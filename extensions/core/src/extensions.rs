@@ -171,6 +171,15 @@ impl ExtensionSet {
         }
     }
 
+    /// A builder holding this set's extensions, to add more (e.g. from another layer).
+    pub fn to_builder(&self) -> ExtensionSetBuilder {
+        ExtensionSetBuilder {
+            vendor_prefix: self.vendor_prefix().to_owned(),
+            entries: self.inner.entries.clone(),
+            required: self.inner.required.clone(),
+        }
+    }
+
     /// The vendor prefix our own extension ids use.
     pub fn vendor_prefix(&self) -> &str {
         if self.inner.vendor_prefix.is_empty() { DEFAULT_VENDOR_PREFIX } else { &self.inner.vendor_prefix }
@@ -392,6 +401,9 @@ mod tests {
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].as_str(), "io.github.mcp-enterprise/dpop");
         assert!(set.negotiate(None).ids().next().is_none());
+        let more = set.to_builder().with_own("policy", json!({})).expect("add").build();
+        assert!(more.contains("io.github.mcp-enterprise/audit") && more.contains("io.github.mcp-enterprise/policy"));
+        assert_eq!(more.required().len(), 1);
         assert!(!check_peer_id("bad id"));
     }
 }

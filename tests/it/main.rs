@@ -8,3 +8,4 @@ mod conformance;
 mod demo;
 mod gateway;
 mod negotiation;
+mod oidc_peer;

@@ -1,0 +1,49 @@
+// JOSE helpers (npm `jose`, panva) for the tests, independent of the Rust code under test.
+//
+//   node jose-cli.mjs gen-key ALG [ALG...]
+//       Prints a JSON array with one new private JWK per ALG (ES256, ES384, RS256, PS256, EdDSA,
+//       ...), each with "kid" (its RFC 7638 thumbprint), "alg" and "use": "sig".
+//
+//   node jose-cli.mjs sign < {"jwk": {...}, "header": {...}, "payload": "<base64url bytes>"}
+//       Prints the compact JWS of exactly those payload bytes under exactly that protected header
+//       ("alg" must suit the key; an "oct" JWK signs HS256/384/512).
+import { readFileSync } from 'node:fs';
+
+import {
+  calculateJwkThumbprint, CompactSign, exportJWK, generateKeyPair, importJWK,
+} from 'jose';
+
+const [command, ...rest] = process.argv.slice(2);
+
+async function genKey(alg) {
+  const options = { extractable: true };
+  if (alg.startsWith('RS') || alg.startsWith('PS')) options.modulusLength = 2048;
+  const { privateKey } = await generateKeyPair(alg, options);
+  const jwk = await exportJWK(privateKey);
+  jwk.kid = await calculateJwkThumbprint(jwk);
+  jwk.alg = alg;
+  jwk.use = 'sig';
+  return jwk;
+}
+
+switch (command) {
+  case 'gen-key': {
+    if (rest.length === 0) throw new Error('gen-key needs at least one algorithm');
+    const keys = [];
+    for (const alg of rest) keys.push(await genKey(alg));
+    console.log(JSON.stringify(keys));
+    break;
+  }
+  case 'sign': {
+    const input = JSON.parse(readFileSync(0, 'utf8'));
+    const { jwk, header } = input;
+    const key = await importJWK(jwk, header.alg);
+    const payload = Buffer.from(input.payload, 'base64url');
+    const jws = await new CompactSign(payload).setProtectedHeader(header).sign(key);
+    console.log(jws);
+    break;
+  }
+  default:
+    console.error('usage: jose-cli.mjs gen-key ALG [ALG...] | jose-cli.mjs sign < request.json');
+    process.exit(2);
+}

@@ -1,0 +1,210 @@
+// A real, certified OpenID provider (npm `oidc-provider`, panva) for the SSO integration tests.
+//
+//   node -r ./loopback-only.cjs oidc-provider.mjs --config CONFIG.json
+//
+// Everything comes from CONFIG.json, written by the Rust harness (tests/support/oidc.rs):
+//
+//   {
+//     "port": 41234,                       // listens on 127.0.0.1:port
+//     "issuer": "http://127.0.0.1:41234",  // may carry a path, e.g. ".../tenant-a" (no trailing '/')
+//     "pathDiscovery": "both",             // path issuer only: "both" | "insertion" | "append"
+//     "jwksPath": "/tmp/.../jwks.json",    // {"keys": [private JWKs]}: keys[0] signs, all are published
+//     "signingAlg": null,                  // JWS alg of JWT access tokens (default: keys[0].alg)
+//     "resources": [{"id": "https://mcp.test/mcp", "format": "jwt"}, {"id": "...", "format": "opaque"}],
+//     "anyResourceAsJwt": false,           // unknown resource indicators get JWT tokens instead of invalid_target
+//     "scope": "mcp:tools mcp:tools:read mcp:admin",
+//     "accessTokenTtl": 300,               // seconds
+//     "clients": [{client_id, client_secret, grant_types, ...}],
+//     "introspectionClients": ["mcp-resource-server"],
+//     "dpopRequireNonce": false,
+//     "readyFile": "/tmp/.../ready-1.json" // written (atomically) once listening
+//   }
+//
+// When listening it prints one line `OIDC_PROVIDER_READY {json}` on stdout and writes the same
+// JSON to readyFile. Note: oidc-provider itself logs notices on stdout (console.info).
+import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { parseArgs } from 'node:util';
+
+import Provider, { errors } from 'oidc-provider';
+// Internal module of the pinned version (no "exports" map restricts it): the stock memory
+// adapter, given an unbounded store (the default store is an LRU of 1000 entries and the default
+// adapter prints a "development-only" warning).
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
+
+const { values: args } = parseArgs({ options: { config: { type: 'string' } } });
+if (!args.config) {
+  console.error('usage: oidc-provider.mjs --config CONFIG.json');
+  process.exit(2);
+}
+const config = JSON.parse(readFileSync(args.config, 'utf8'));
+
+const jwks = JSON.parse(readFileSync(config.jwksPath, 'utf8'));
+if (!Array.isArray(jwks.keys) || jwks.keys.length === 0) {
+  throw new Error(`${config.jwksPath} holds no keys`);
+}
+const [signingKey] = jwks.keys;
+const signingAlg = config.signingAlg ?? signingKey.alg;
+if (!signingAlg) throw new Error('the first key has no "alg" and no signingAlg is configured');
+if (!signingKey.kid) throw new Error('the first key has no "kid"');
+
+const resources = new Map(config.resources.map((resource) => [resource.id, resource]));
+const introspectionClients = new Set(config.introspectionClients ?? []);
+const ttl = Number(config.accessTokenTtl);
+
+function resourceServerInfo(id, format) {
+  const info = {
+    audience: id,
+    scope: config.scope,
+    accessTokenTTL: ttl,
+    accessTokenFormat: format,
+  };
+  if (format === 'jwt') {
+    // Pin the first key: keystore selection by alg alone could pick an older key of that alg.
+    info.jwt = { sign: { alg: signingAlg, kid: signingKey.kid } };
+  }
+  return info;
+}
+
+// The store interface MemoryAdapter expects (get, set with {maxAge} in ms, delete), unbounded.
+class UnboundedStore {
+  #map = new Map();
+
+  get(key) {
+    const entry = this.#map.get(key);
+    if (entry === undefined) return undefined;
+    if (entry.expiresAt <= Date.now()) {
+      this.#map.delete(key);
+      return undefined;
+    }
+    return entry.value;
+  }
+
+  set(key, value, options) {
+    const expiresAt = options?.maxAge === undefined ? Infinity : Date.now() + options.maxAge;
+    this.#map.set(key, { value, expiresAt });
+  }
+
+  delete(key) {
+    this.#map.delete(key);
+  }
+}
+const store = new UnboundedStore();
+
+const provider = new Provider(config.issuer, {
+  adapter: (model) => new MemoryAdapter(model, store, 0),
+  clients: config.clients,
+  jwks,
+  // Not used by client_credentials, but set so nothing falls back to a development default.
+  cookies: { keys: [randomBytes(32).toString('base64url')] },
+  async findAccount(_ctx, sub) {
+    return { accountId: sub, async claims() { return { sub }; } };
+  },
+  clientDefaults: {
+    grant_types: ['client_credentials'],
+    response_types: [],
+    id_token_signed_response_alg: signingAlg,
+    token_endpoint_auth_method: 'client_secret_basic',
+  },
+  scopes: ['openid', 'offline_access', ...config.scope.split(' ').filter(Boolean)],
+  ttl: {
+    AccessToken: ttl,
+    ClientCredentials: ttl,
+  },
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: {
+      enabled: true,
+      // The resource server's client may introspect any token; other clients only their own.
+      async allowedPolicy(ctx, client, token) {
+        return introspectionClients.has(client.clientId) || token.clientId === client.clientId;
+      },
+    },
+    revocation: {
+      enabled: true,
+      // A client may revoke its own tokens only.
+      async allowedPolicy(_ctx, client, token) {
+        return token.clientId === client.clientId;
+      },
+    },
+    dPoP: {
+      enabled: true,
+      nonceSecret: randomBytes(32),
+      requireNonce: () => Boolean(config.dpopRequireNonce),
+    },
+    resourceIndicators: {
+      enabled: true,
+      async getResourceServerInfo(_ctx, resourceIndicator) {
+        const known = resources.get(resourceIndicator);
+        if (known) return resourceServerInfo(known.id, known.format);
+        if (config.anyResourceAsJwt) return resourceServerInfo(resourceIndicator, 'jwt');
+        throw new errors.InvalidTarget();
+      },
+    },
+  },
+});
+provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
+
+// Issuer path (e.g. /tenant-a): the provider's routes live under it. Discovery is reachable by
+// RFC 8414 path insertion (/.well-known/oauth-authorization-server/tenant-a, also for
+// openid-configuration) and/or by OpenID Connect Discovery appending (/tenant-a/.well-known/...),
+// as `pathDiscovery` says.
+const issuerPath = new URL(config.issuer).pathname.replace(/\/$/, '');
+const pathDiscovery = config.pathDiscovery ?? 'both';
+const WELL_KNOWN = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'];
+
+function route(rawUrl) {
+  if (!issuerPath) return rawUrl;
+  const url = new URL(rawUrl, 'http://internal');
+  const { pathname, search } = url;
+  for (const wellKnown of WELL_KNOWN) {
+    if (pathname === `${wellKnown}${issuerPath}`) {
+      return pathDiscovery === 'append' ? null : `${wellKnown}${search}`;
+    }
+  }
+  if (pathname === issuerPath || pathname.startsWith(`${issuerPath}/`)) {
+    const inner = pathname.slice(issuerPath.length) || '/';
+    if (WELL_KNOWN.includes(inner) && pathDiscovery === 'insertion') return null;
+    return `${inner}${search}`;
+  }
+  return null;
+}
+
+const callback = provider.callback();
+const server = createServer((req, res) => {
+  const routed = route(req.url);
+  if (routed === null) {
+    res.writeHead(404, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'not_found', error_description: `no route for ${req.url}` }));
+    return;
+  }
+  req.url = routed;
+  // oidc-provider builds its endpoint URLs from the request (Host header, and the mount path
+  // taken from the Express-style `baseUrl`), not from the issuer.
+  req.baseUrl = issuerPath;
+  callback(req, res);
+});
+
+server.listen(config.port, '127.0.0.1', () => {
+  const ready = {
+    issuer: config.issuer,
+    port: server.address().port,
+    pid: process.pid,
+    signingKid: signingKey.kid,
+    signingAlg,
+    kids: jwks.keys.map((key) => key.kid),
+    node: process.version,
+  };
+  const line = JSON.stringify(ready);
+  if (config.readyFile) {
+    writeFileSync(`${config.readyFile}.tmp`, line);
+    renameSync(`${config.readyFile}.tmp`, config.readyFile);
+  }
+  console.log(`OIDC_PROVIDER_READY ${line}`);
+});
+server.on('error', (err) => {
+  console.error(`oidc-provider listen error: ${err.code ?? ''} ${err.message}`);
+  process.exit(1);
+});

@@ -299,6 +299,8 @@ impl SsoLayer {
 mod tests {
     use super::*;
 
+    const RESOURCE_FOR_TEST: &str = "https://mcp.example.com/mcp";
+
     #[tokio::test]
     async fn full_config_builds_and_typos_fail() {
         let cfg: SsoConfig = serde_json::from_value(serde_json::json!({
@@ -316,6 +318,18 @@ mod tests {
         assert_eq!(layer.resource_metadata_url(), "https://mcp.example.com/.well-known/oauth-protected-resource/mcp");
         assert!(!format!("{cfg:?}").contains("s3cret"));
         assert!(!format!("{layer:?}").contains("s3cret"));
+        let set = layer.add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ids").build();
+        assert_eq!(
+            set.advertised().get("io.modelcontextprotocol/enterprise-managed-authorization"),
+            Some(&serde_json::json!({}))
+        );
+        let prm = layer.metadata_contribution();
+        let doc = mcp_enterprise_core::ProtectedResourceMetadata::builder(RESOURCE_FOR_TEST)
+            .expect("uri")
+            .contribute(prm)
+            .build();
+        assert_eq!(doc.to_json()["authorization_servers"], serde_json::json!(["https://idp.example.com"]));
+        assert_eq!(doc.to_json()["scopes_supported"], serde_json::json!(["mcp:admin", "mcp:tools"]));
 
         let typo = serde_json::from_value::<SsoConfig>(serde_json::json!({
             "resource": "https://mcp.example.com/mcp", "issuers": [{"issuer": "https://i", "audience": "x"}]}));

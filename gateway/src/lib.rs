@@ -77,6 +77,54 @@ pub enum ConfigError {
     Sso(String),
 }
 
+/// Why a configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid: `file:line:column: what`.
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong (the unknown or missing key, the bad value).
+        message: String,
+    },
+    /// The settings parse but are not acceptable.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Why.
+        source: mcp_enterprise_sso::SsoConfigError,
+    },
+}
+
+/// Reads an SSO configuration file (JSON) and builds the layer. Errors name the file, line, column
+/// and key.
+pub fn load_sso_config(path: &std::path::Path) -> Result<SsoLayer, ConfigFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
+    let config: mcp_enterprise_sso::SsoConfig = serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
+        path: shown.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
+    })?;
+    SsoLayer::from_config(&config).map_err(|source| ConfigFileError::Invalid { path: shown, source })
+}
+
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 

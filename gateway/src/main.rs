@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use mcp_enterprise_gateway::demo::{Demo, default_extensions};
-use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway};
-use mcp_enterprise_sso::{SsoConfig, SsoLayer};
+use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_sso_config};
 use tracing_subscriber::EnvFilter;
 
 /// The mcp-enterprise gateway: enterprise extensions in front of any MCP server.
@@ -91,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .allowed_hosts(args.allowed_hosts.clone())
         .allowed_origins(args.allowed_origins.clone());
     if let Some(path) = &args.sso_config {
-        builder = builder.sso(load_sso(path)?);
+        builder = builder.sso(load_sso_config(path)?);
     }
     let gateway = builder
         .build()?
@@ -118,12 +117,4 @@ async fn serve_demo(args: &ServeArgs) -> anyhow::Result<()> {
     eprintln!("shutting down");
     demo.stop().await;
     Ok(())
-}
-
-/// Reads an SSO configuration file (JSON); errors name the file, line and column.
-fn load_sso(path: &std::path::Path) -> anyhow::Result<SsoLayer> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let config: SsoConfig = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}:{}:{}: {e}", path.display(), e.line(), e.column()))?;
-    SsoLayer::from_config(&config).with_context(|| format!("{}: invalid SSO configuration", path.display()))
 }

@@ -326,3 +326,33 @@ async fn unknown_paths_and_dead_upstreams() {
     assert_eq!(error_code(&msg), -32603);
     gw.shutdown().await;
 }
+
+#[test]
+fn sso_config_file_errors_name_file_line_and_key() {
+    let dir = std::env::temp_dir().join(format!("mcp-enterprise-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let typo = dir.join("typo.json");
+    std::fs::write(&typo, "{\n  \"resource\": \"https://mcp.example.com/mcp\",\n  \"issuers\": [{\"issuer\": \"https://idp\", \"audence\": [\"x\"]}]\n}\n").unwrap();
+    let err = mcp_enterprise_gateway::load_sso_config(&typo).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("{}:3:", typo.display())), "{err}");
+    assert!(err.contains("unknown field `audence`"), "{err}");
+
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"resource": "https://mcp.example.com/mcp", "issuers": [{"issuer": "http://idp.example.com"}]}"#,
+    )
+    .unwrap();
+    let err = mcp_enterprise_gateway::load_sso_config(&bad).unwrap_err().to_string();
+    assert!(err.contains("plain http is only allowed for loopback"), "{err}");
+
+    let good = dir.join("good.json");
+    std::fs::write(
+        &good,
+        r#"{"resource": "https://mcp.example.com/mcp", "issuers": [{"issuer": "https://idp.example.com"}]}"#,
+    )
+    .unwrap();
+    assert!(mcp_enterprise_gateway::load_sso_config(&good).is_ok());
+    assert!(mcp_enterprise_gateway::load_sso_config(&dir.join("missing.json")).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

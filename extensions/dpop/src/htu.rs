@@ -1,0 +1,111 @@
+//! `htu` comparison: RFC 3986 syntax- and scheme-based normalisation (lowercase scheme and host,
+//! default port dropped, percent-encoding case, unreserved characters decoded, dot segments
+//! removed), query and fragment ignored, one trailing slash tolerated.
+
+use http::Uri;
+
+/// Normalises an absolute http(s) URI for comparison; `None` when it is not one (including any
+/// non-ASCII character, which a URI cannot contain).
+pub fn normalize(uri: &str) -> Option<String> {
+    if !uri.is_ascii() || uri.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return None;
+    }
+    let without_fragment = uri.split('#').next().unwrap_or(uri);
+    let parsed: Uri = without_fragment.parse().ok()?;
+    let scheme = parsed.scheme_str()?.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = parsed.authority()?;
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let host = authority.host().to_ascii_lowercase();
+    let port = match authority.port_u16() {
+        Some(p) if p != default_port => format!(":{p}"),
+        _ => String::new(),
+    };
+    let path = normalize_path(parsed.path())?;
+    Some(format!("{scheme}://{host}{port}{path}"))
+}
+
+fn normalize_path(path: &str) -> Option<String> {
+    // percent-encoding: uppercase hex, decode unreserved characters
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = path.get(i + 1..i + 3)?;
+            let value = u8::from_str_radix(hex, 16).ok()?;
+            if value.is_ascii_alphanumeric() || b"-._~".contains(&value) {
+                out.push(value as char);
+            } else {
+                out.push('%');
+                out.push_str(&hex.to_ascii_uppercase());
+            }
+            i += 3;
+        } else {
+            out.push(bytes[i] as char);
+            i += 1;
+        }
+    }
+    // dot segments (RFC 3986 §5.2.4)
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in out.split('/').skip(1) {
+        match seg {
+            "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut result = String::from("/");
+    result.push_str(&segments.join("/"));
+    if out.ends_with("/.") || out.ends_with("/..") {
+        result.push('/');
+    }
+    Some(result)
+}
+
+/// Whether a proof's `htu` names the expected URI.
+pub fn matches(htu: &str, expected: &str) -> bool {
+    match (normalize(htu), normalize(expected)) {
+        (Some(a), Some(b)) => a == b || (a.trim_end_matches('/') == b.trim_end_matches('/') && a.len().abs_diff(b.len()) <= 1),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalize("HTTPS://MCP.Example.COM:443/mcp?x=1#f").as_deref(), Some("https://mcp.example.com/mcp"));
+        assert_eq!(normalize("http://127.0.0.1:80/mcp").as_deref(), Some("http://127.0.0.1/mcp"));
+        assert_eq!(normalize("http://127.0.0.1:8080/mcp").as_deref(), Some("http://127.0.0.1:8080/mcp"));
+        assert_eq!(normalize("https://h/a/./b/../c").as_deref(), Some("https://h/a/c"));
+        assert_eq!(normalize("https://h/%7euser/%2f").as_deref(), Some("https://h/~user/%2F"));
+        assert_eq!(normalize("https://h").as_deref(), Some("https://h/"));
+        assert_eq!(normalize("https://h/mcp/ü"), None, "non-ASCII");
+        assert_eq!(normalize("ftp://h/x"), None);
+        assert_eq!(normalize("/relative"), None);
+        assert_eq!(normalize("https://u:p@h/x"), None);
+        assert_eq!(normalize("https://h/%zz"), None);
+    }
+
+    #[test]
+    fn matching() {
+        assert!(matches("https://MCP.example.com:443/mcp?q#f", "https://mcp.example.com/mcp"));
+        assert!(matches("https://mcp.example.com/mcp/", "https://mcp.example.com/mcp"));
+        assert!(!matches("https://mcp.example.com/mcp//", "https://mcp.example.com/mcp"));
+        assert!(!matches("https://wrong.example.com/mcp", "https://mcp.example.com/mcp"));
+        assert!(!matches("http://mcp.example.com/mcp", "https://mcp.example.com/mcp"));
+        assert!(!matches("https://mcp.example.com:8443/mcp", "https://mcp.example.com/mcp"));
+        assert!(!matches("https://mcp.example.com/mcpx", "https://mcp.example.com/mcp"));
+    }
+}

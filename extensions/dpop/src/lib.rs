@@ -1,0 +1,49 @@
+//! # mcp-enterprise-dpop
+//!
+//! RFC 9449 DPoP for MCP resource servers (SEP-1932): sender-constrained access tokens, so a stolen
+//! token is useless without the client's private key.
+//!
+//! **Guarantee**: a request reaches the inner service only with `Authorization: DPoP <token>` and
+//! exactly one `DPoP` proof that is a compact JWS with `typ` `dpop+jwt`, an allowed asymmetric
+//! `alg`, a public `jwk` (no private parts) that fits the algorithm and verifies the signature,
+//! `jti`/`htm`/`htu`/`iat`/`ath` present, `htm` = the method, `htu` = the external request URI
+//! (RFC 3986-normalised, query and fragment ignored), `iat` within the window (±300 s at most),
+//! `ath` = SHA-256 of the token, a valid server nonce when nonces are required, a `jti` not seen
+//! before when a replay store is set — and a token that the [`TokenValidator`] accepts (issuer,
+//! audience, lifetime) whose `cnf.jkt` is the proof key's RFC 7638 thumbprint.
+//!
+//! Every refusal is `401` with `WWW-Authenticate: DPoP error="invalid_dpop_proof" | "invalid_token"
+//! | "use_dpop_nonce", algs="…", resource_metadata="…"` (and `DPoP-Nonce` where due); every response
+//! carries `Date`.
+//!
+//! Nonces are stateless (AES-256-GCM-sealed timestamps, rotating keys), so replicas sharing the
+//! key accept each other's nonces with no shared store. The client side ([`DpopSigner`],
+//! [`DpopClientLayer`]) signs a fresh proof per request and follows server nonces.
+
+mod client;
+mod clock;
+mod config;
+mod error;
+mod future;
+mod htu;
+mod jwk;
+mod layer;
+mod nonce;
+mod proof;
+mod replay;
+mod service;
+mod validator;
+
+pub use client::{ClientKeyAlg, DpopClient, DpopClientLayer, DpopSigner};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{DpopConfig, NonceConfig, StaticValidatorConfig};
+pub use error::{DpopConfigError, DpopError};
+pub use future::ResponseFuture;
+pub use htu::{matches as htu_matches, normalize as normalize_htu};
+pub use jwk::{ProofAlg, jwk_thumbprint};
+pub use layer::{BearerMode, DEFAULT_EXTENSION_ID, DpopLayer, DpopLayerBuilder, ExternalOrigin, NonceMode};
+pub use nonce::{NonceError, NonceKey, NonceKeys};
+pub use proof::access_token_hash;
+pub use replay::{BoxFuture, MemoryReplayStore, ReplayError, ReplayStore};
+pub use service::Dpop;
+pub use validator::{BoundToken, StaticKeyValidator, TokenError, TokenValidator};

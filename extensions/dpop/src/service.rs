@@ -1,0 +1,252 @@
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use mcp_enterprise_core::headers::{DPOP, DPOP_NONCE};
+use mcp_enterprise_core::jsonrpc::codes;
+use mcp_enterprise_core::{AuthMethod, Challenge, JsonRpcError, McpBody, McpRequest, Principal};
+use serde_json::json;
+use tower_service::Service;
+
+use crate::clock::http_date;
+use crate::error::DpopError;
+use crate::future::ResponseFuture;
+use crate::layer::{BearerMode, DpopLayer, ExternalOrigin, Inner, NonceMode};
+use crate::proof::{self, Expect};
+
+/// The service made by [`DpopLayer`].
+#[derive(Clone)]
+pub struct Dpop<S> {
+    pub(crate) inner: S,
+    pub(crate) layer: DpopLayer,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Dpop<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dpop").field("inner", &self.inner).field("layer", &self.layer).finish()
+    }
+}
+
+/// What the `Authorization` header holds.
+enum Credentials<'a> {
+    None,
+    Dpop(&'a str),
+    Other,
+    Malformed,
+}
+
+fn credentials(headers: &http::HeaderMap) -> Credentials<'_> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Credentials::None };
+    if values.next().is_some() {
+        return Credentials::Malformed;
+    }
+    let Ok(value) = value.to_str() else { return Credentials::Malformed };
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => {
+            let token = token.trim_matches(' ');
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)) {
+                Credentials::Malformed
+            } else {
+                Credentials::Dpop(token)
+            }
+        }
+        _ => Credentials::Other,
+    }
+}
+
+impl Inner {
+    fn nonce_keys(&self) -> Option<&crate::nonce::NonceKeys> {
+        match &self.nonce {
+            NonceMode::Off => None,
+            NonceMode::Optional(k) | NonceMode::Required(k) => Some(k),
+        }
+    }
+
+    fn challenge(&self, error: Option<&DpopError>) -> Challenge {
+        let mut c = Challenge::dpop().algs(self.algorithms.iter().map(|a| a.as_str()));
+        if let Some(url) = &self.resource_metadata {
+            c = c.resource_metadata(url);
+        }
+        if let Some(e) = error
+            && let Some(code) = e.code()
+        {
+            c = c.error(code).error_description(&e.to_string());
+        }
+        c
+    }
+
+    fn expected_htu(&self, req: &http::request::Parts) -> String {
+        let origin = match &self.origin {
+            ExternalOrigin::Fixed(o) => o.clone(),
+            ExternalOrigin::InsecureTrustForwardedHeaders(fallback) => {
+                let h = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                match (h("x-forwarded-proto"), h("x-forwarded-host")) {
+                    (Some(proto), Some(host)) if matches!(proto.as_str(), "http" | "https") => format!("{proto}://{host}"),
+                    _ => fallback.clone(),
+                }
+            }
+        };
+        format!("{origin}{}", req.uri.path())
+    }
+
+    /// Checks everything; returns the principal and whether a fresh nonce should go out.
+    async fn authenticate(&self, req: &http::request::Parts, token: &str) -> Result<(Principal, bool), DpopError> {
+        let mut proofs = req.headers.get_all(DPOP).iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(DpopError::InvalidProof("exactly one DPoP header is required"));
+        };
+        let proof = proof.to_str().map_err(|_| DpopError::InvalidProof("the DPoP header is not ASCII"))?;
+        if proof.contains(',') {
+            // folded duplicate headers
+            return Err(DpopError::InvalidProof("exactly one DPoP header is required"));
+        }
+        let now = self.clock.now();
+        let htu = self.expected_htu(req);
+        let expect = Expect {
+            method: req.method.as_str(),
+            htu: &htu,
+            access_token: token,
+            now,
+            iat_window: self.iat_window,
+            max_bytes: self.max_proof_bytes,
+        };
+        let valid = proof::validate(proof, &self.algorithms, &expect)?;
+        let mut fresh_nonce = false;
+        if let Some(keys) = self.nonce_keys() {
+            match (&valid.nonce, &self.nonce) {
+                (Some(n), _) => {
+                    let issued = keys.check(n, now).map_err(|_| DpopError::UseNonce)?;
+                    fresh_nonce = now.saturating_sub(issued) > keys.lifetime() / 2;
+                }
+                (None, NonceMode::Required(_)) => return Err(DpopError::UseNonce),
+                (None, _) => fresh_nonce = true,
+            }
+        }
+        let bound = self.validator.validate(token).await.map_err(|e| match e {
+            crate::validator::TokenError::Invalid(m) => DpopError::InvalidToken(m),
+            _ => DpopError::Unavailable,
+        })?;
+        match &bound.jkt {
+            Some(jkt) if jkt == &valid.jkt => {}
+            Some(_) => return Err(DpopError::InvalidToken("the token is bound to another key".into())),
+            None => return Err(DpopError::InvalidToken("the token is not DPoP-bound".into())),
+        }
+        if let Some(store) = &self.replay {
+            // unique per key; remembered until the proof's window closes
+            let key = format!("{}:{}", valid.jkt, valid.jti);
+            let until = Duration::from_secs(valid.iat) + self.iat_window + Duration::from_secs(1);
+            match store.check_and_insert(&key, now, until).await {
+                Ok(true) => {}
+                Ok(false) => return Err(DpopError::Replayed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "DPoP replay store refused; failing closed");
+                    return Err(DpopError::Unavailable);
+                }
+            }
+        }
+        let p = bound.principal;
+        let mut builder = Principal::builder(p.issuer(), p.subject(), p.kind(), AuthMethod::Dpop).scopes(p.scopes().iter().cloned());
+        if let Some(c) = p.client_id() {
+            builder = builder.client_id(c);
+        }
+        if let Some(fp) = p.token_fingerprint() {
+            builder = builder.token_fingerprint(fp);
+        }
+        for (k, v) in p.claims() {
+            builder = builder.claim(k.clone(), v.clone());
+        }
+        Ok((builder.build(), fresh_nonce))
+    }
+
+    fn decorate<B>(&self, response: &mut Response<B>, nonce: bool) {
+        let now = self.clock.now();
+        if !response.headers().contains_key(header::DATE)
+            && let Ok(date) = HeaderValue::from_str(&http_date(now))
+        {
+            response.headers_mut().insert(header::DATE, date);
+        }
+        if nonce
+            && let Some(keys) = self.nonce_keys()
+            && let Ok(value) = HeaderValue::from_str(&keys.issue(now))
+        {
+            response.headers_mut().insert(DPOP_NONCE, value);
+        }
+    }
+
+    fn refuse<B: From<Bytes>>(&self, error: DpopError, mcp: Option<&McpRequest>) -> Response<McpBody<B>> {
+        let status = error.status();
+        let body = JsonRpcError::new(codes::INVALID_REQUEST, format!("{}: {error}", status.canonical_reason().unwrap_or("refused")))
+            .with_id(mcp.and_then(|m| m.id().cloned()))
+            .with_data(json!({ "status": status.as_u16() }));
+        let mut response: Response<McpBody<B>> = body.into_response(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        } else {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, self.challenge(Some(&error)).to_header_value());
+        }
+        let nonce = matches!(error, DpopError::UseNonce);
+        self.decorate(&mut response, nonce);
+        tracing::info!(reason = %error, "DPoP request refused");
+        response.extensions_mut().insert(error);
+        response
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Dpop<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+    ResB: From<Bytes> + Send + 'static,
+{
+    type Response = Response<McpBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut service = std::mem::replace(&mut self.inner, clone);
+        let inner = self.layer.inner.clone();
+        ResponseFuture {
+            inner: Box::pin(async move {
+                let mcp = req.extensions().get::<McpRequest>().cloned();
+                let token = match credentials(req.headers()) {
+                    Credentials::Dpop(t) => t.to_owned(),
+                    Credentials::Malformed => {
+                        return Ok(inner.refuse(DpopError::InvalidToken("malformed Authorization header".into()), mcp.as_ref()));
+                    }
+                    Credentials::None | Credentials::Other if inner.bearer == BearerMode::AlsoBearer => {
+                        // another scheme's layer decides; add our challenge to its refusals
+                        let mut response = service.call(req).await?.map(McpBody::new);
+                        if response.status() == StatusCode::UNAUTHORIZED {
+                            response.headers_mut().append(header::WWW_AUTHENTICATE, inner.challenge(None).to_header_value());
+                        }
+                        inner.decorate(&mut response, false);
+                        return Ok(response);
+                    }
+                    Credentials::None => return Ok(inner.refuse(DpopError::MissingToken, mcp.as_ref())),
+                    Credentials::Other => {
+                        return Ok(inner.refuse(DpopError::InvalidToken("only DPoP-bound tokens are accepted".into()), mcp.as_ref()));
+                    }
+                };
+                let (mut parts, body) = req.into_parts();
+                match inner.authenticate(&parts, &token).await {
+                    Ok((principal, nonce)) => {
+                        parts.extensions.insert(principal);
+                        let req = Request::from_parts(parts, body);
+                        let mut response = service.call(req).await?.map(McpBody::new);
+                        inner.decorate(&mut response, nonce);
+                        Ok(response)
+                    }
+                    Err(error) => Ok(inner.refuse(error, mcp.as_ref())),
+                }
+            }),
+        }
+    }
+}

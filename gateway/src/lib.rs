@@ -41,6 +41,7 @@ use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::{
     ExtensionSet, InspectLayer, JsonRpcError, NegotiateLayer, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
 };
+use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_sso::SsoLayer;
 pub use proxy::Proxy;
 use tokio::net::TcpListener;
@@ -75,6 +76,9 @@ pub enum ConfigError {
     /// The SSO layer setting is wrong.
     #[error("sso: {0}")]
     Sso(String),
+    /// The DPoP layer setting is wrong.
+    #[error("dpop: {0}")]
+    Dpop(String),
 }
 
 /// Why a configuration file could not be used.
@@ -101,6 +105,14 @@ pub enum ConfigFileError {
         /// What is wrong (the unknown or missing key, the bad value).
         message: String,
     },
+    /// A layer refused the settings.
+    #[error("{path}: {message}")]
+    Layer {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
     /// The settings parse but are not acceptable.
     #[error("{path}: {source}")]
     Invalid {
@@ -125,6 +137,45 @@ pub fn load_sso_config(path: &std::path::Path) -> Result<SsoLayer, ConfigFileErr
     SsoLayer::from_config(&config).map_err(|source| ConfigFileError::Invalid { path: shown, source })
 }
 
+/// Lets the DPoP layer judge access tokens with the SSO layer's issuers, keys and audience rules
+/// (the extensions stay independent; the gateway joins them).
+pub fn sso_token_validator(sso: &SsoLayer) -> std::sync::Arc<dyn mcp_enterprise_dpop::TokenValidator> {
+    std::sync::Arc::new(SsoValidator(sso.clone()))
+}
+
+#[derive(Debug)]
+struct SsoValidator(SsoLayer);
+
+impl mcp_enterprise_dpop::TokenValidator for SsoValidator {
+    fn validate<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> mcp_enterprise_dpop::BoxFuture<'a, Result<mcp_enterprise_dpop::BoundToken, mcp_enterprise_dpop::TokenError>>
+    {
+        Box::pin(async move {
+            match self.0.validate_for_dpop(token).await {
+                Ok(v) => Ok(mcp_enterprise_dpop::BoundToken::new(v.principal, v.jkt)),
+                Err(mcp_enterprise_sso::AuthError::IdpUnavailable) => Err(mcp_enterprise_dpop::TokenError::Unavailable),
+                Err(e) => Err(mcp_enterprise_dpop::TokenError::Invalid(e.to_string())),
+            }
+        })
+    }
+}
+
+/// Reads a DPoP configuration file (JSON); with an SSO layer, tokens are judged by it.
+pub fn load_dpop_config(path: &std::path::Path, sso: Option<&SsoLayer>) -> Result<DpopLayer, ConfigFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
+    let config: mcp_enterprise_dpop::DpopConfig = serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
+        path: shown.clone(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
+    })?;
+    DpopLayer::from_config(&config, sso.map(sso_token_validator))
+        .map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
+}
+
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
@@ -137,6 +188,7 @@ pub struct Gateway {
     inspect: InspectLayer,
     extensions: ExtensionSet,
     sso: Option<SsoLayer>,
+    dpop: Option<DpopLayer>,
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
 }
@@ -161,6 +213,7 @@ pub struct GatewayBuilder {
     inspect: InspectLayer,
     extensions: ExtensionSet,
     sso: Option<SsoLayer>,
+    dpop: Option<DpopLayer>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
@@ -175,6 +228,7 @@ impl Gateway {
             inspect: InspectLayer::new(),
             extensions: ExtensionSet::default(),
             sso: None,
+            dpop: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
         }
@@ -190,9 +244,13 @@ impl Gateway {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
         let stack =
             ServiceBuilder::new().layer(self.inspect.clone()).layer(NegotiateLayer::new(self.extensions.clone()));
-        let router = match &self.sso {
-            Some(sso) => Router::new().fallback_service(stack.layer(sso.clone()).service(proxy)),
-            None => Router::new().fallback_service(stack.service(proxy)),
+        let router = match (&self.dpop, &self.sso) {
+            (Some(dpop), Some(sso)) => {
+                Router::new().fallback_service(stack.layer(dpop.clone()).layer(sso.clone()).service(proxy))
+            }
+            (Some(dpop), None) => Router::new().fallback_service(stack.layer(dpop.clone()).service(proxy)),
+            (None, Some(sso)) => Router::new().fallback_service(stack.layer(sso.clone()).service(proxy)),
+            (None, None) => Router::new().fallback_service(stack.service(proxy)),
         };
         let router = match &self.metadata {
             Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
@@ -278,6 +336,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Requires DPoP-bound tokens (RFC 9449). With [`sso`](Self::sso) too, build the layer with
+    /// [`sso_token_validator`] and `BearerMode::AlsoBearer` to accept both schemes.
+    pub fn dpop(mut self, dpop: DpopLayer) -> Self {
+        self.dpop = Some(dpop);
+        self
+    }
+
     /// Accepts these host names in `Host` (any port), in addition to the loopback names. A gateway
     /// reachable under a DNS name must list it: any other `Host` is refused with `403`, which is
     /// what defeats DNS rebinding.
@@ -295,16 +360,23 @@ impl GatewayBuilder {
 
     /// Finishes the gateway.
     pub fn build(self) -> Result<Gateway, ConfigError> {
-        let (extensions, metadata) = match &self.sso {
-            Some(sso) => {
-                let set =
-                    sso.add_extensions(self.extensions.to_builder()).map_err(|e| ConfigError::Sso(e.to_string()))?;
-                let metadata =
-                    ProtectedResourceMetadata::builder(sso.resource())?.contribute(sso.metadata_contribution()).build();
-                (set.build(), Some(metadata))
-            }
-            None => (self.extensions, None),
-        };
+        let mut extensions = self.extensions.to_builder();
+        let mut metadata = None;
+        if let Some(sso) = &self.sso {
+            extensions = sso.add_extensions(extensions).map_err(|e| ConfigError::Sso(e.to_string()))?;
+            metadata =
+                Some(ProtectedResourceMetadata::builder(sso.resource())?.contribute(sso.metadata_contribution()));
+        }
+        if let Some(dpop) = &self.dpop {
+            extensions = dpop.add_extensions(extensions).map_err(|e| ConfigError::Dpop(e.to_string()))?;
+            let builder = match metadata {
+                Some(b) => b,
+                None => ProtectedResourceMetadata::builder(&format!("{}{}", dpop.origin(), self.mcp_path))?,
+            };
+            metadata = Some(builder.contribute(dpop.metadata_contribution()));
+        }
+        let extensions = extensions.build();
+        let metadata = metadata.map(mcp_enterprise_core::metadata::ProtectedResourceMetadataBuilder::build);
         Ok(Gateway {
             upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
             listen: self.listen,
@@ -312,6 +384,7 @@ impl GatewayBuilder {
             inspect: self.inspect,
             extensions,
             sso: self.sso,
+            dpop: self.dpop,
             metadata,
             origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
         })

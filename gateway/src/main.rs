@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use mcp_enterprise_gateway::demo::{Demo, default_extensions};
-use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_sso_config};
+use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_dpop_config, load_sso_config};
 use tracing_subscriber::EnvFilter;
 
 /// The mcp-enterprise gateway: enterprise extensions in front of any MCP server.
@@ -45,6 +45,10 @@ struct ServeArgs {
     /// Require OAuth bearer tokens as described by this SSO configuration file (JSON).
     #[arg(long, value_name = "FILE")]
     sso_config: Option<std::path::PathBuf>,
+    /// Require DPoP-bound tokens as described by this DPoP configuration file (JSON); with
+    /// --sso-config the SSO issuers judge the tokens.
+    #[arg(long, value_name = "FILE")]
+    dpop_config: Option<std::path::PathBuf>,
     /// Allow listening on a non-loopback address. Until authentication is configured this
     /// exposes the upstream server to the network unauthenticated.
     #[arg(long)]
@@ -64,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
             sso_config: None,
+            dpop_config: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             insecure_listen_any: false,
@@ -76,7 +81,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let Some(upstream) = args.upstream.clone() else {
         return serve_demo(&args).await;
     };
-    if !args.listen.ip().is_loopback() && !args.insecure_listen_any && args.sso_config.is_none() {
+    if !args.listen.ip().is_loopback()
+        && !args.insecure_listen_any
+        && args.sso_config.is_none()
+        && args.dpop_config.is_none()
+    {
         bail!(
             "refusing to listen on non-loopback address {} without authentication: pass --sso-config, or \
              --insecure-listen-any to expose the upstream MCP server unauthenticated",
@@ -89,8 +98,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .extensions(default_extensions())
         .allowed_hosts(args.allowed_hosts.clone())
         .allowed_origins(args.allowed_origins.clone());
-    if let Some(path) = &args.sso_config {
-        builder = builder.sso(load_sso_config(path)?);
+    let sso = args.sso_config.as_deref().map(load_sso_config).transpose()?;
+    if let Some(path) = &args.dpop_config {
+        builder = builder.dpop(load_dpop_config(path, sso.as_ref())?);
+    }
+    if let Some(sso) = sso {
+        builder = builder.sso(sso);
     }
     let gateway = builder
         .build()?

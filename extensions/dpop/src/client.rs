@@ -63,15 +63,18 @@ impl DpopSigner {
         let rng = SystemRandom::new();
         let (key, jwk) = match alg {
             ClientKeyAlg::Es256 => {
-                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(|_| SignError("key generation"))?;
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).map_err(|_| SignError("key generation"))?;
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| SignError("key generation"))?;
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+                    .map_err(|_| SignError("key generation"))?;
                 let p = pair.public_key().as_ref();
                 let jwk = json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(&p[1..33]), "y": URL_SAFE_NO_PAD.encode(&p[33..65])});
                 (Key::Es256(pair), jwk)
             }
             ClientKeyAlg::EdDsa => {
                 let pair = Ed25519KeyPair::generate().map_err(|_| SignError("key generation"))?;
-                let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())});
+                let jwk =
+                    json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())});
                 (Key::EdDsa(pair), jwk)
             }
         };
@@ -98,7 +101,13 @@ impl DpopSigner {
 
     /// A proof for `method` `url` (query and fragment are dropped from `htu`), bound to
     /// `access_token` (`ath`) when given, carrying `nonce` when given. Every call has a new `jti`.
-    pub fn proof(&self, method: &str, url: &str, access_token: Option<&str>, nonce: Option<&str>) -> Result<String, SignError> {
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+        nonce: Option<&str>,
+    ) -> Result<String, SignError> {
         let htu = htu::normalize(url).ok_or(SignError("the URL is not an absolute http(s) URL"))?;
         let mut jti = [0u8; 16];
         SystemRandom::new().fill(&mut jti).map_err(|_| SignError("randomness"))?;
@@ -107,17 +116,21 @@ impl DpopSigner {
             Key::EdDsa(_) => "EdDSA",
         };
         let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": self.jwk});
-        let mut claims = json!({"jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": htu, "iat": self.clock.now().as_secs()});
+        let mut claims =
+            json!({"jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": htu, "iat": self.clock.now().as_secs()});
         if let Some(token) = access_token {
             claims["ath"] = json!(access_token_hash(token));
         }
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let message =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
         let rng = SystemRandom::new();
         let sig = match &self.key {
-            Key::Es256(pair) => pair.sign(&rng, message.as_bytes()).map_err(|_| SignError("signing"))?.as_ref().to_vec(),
+            Key::Es256(pair) => {
+                pair.sign(&rng, message.as_bytes()).map_err(|_| SignError("signing"))?.as_ref().to_vec()
+            }
             Key::EdDsa(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
         };
         Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig)))
@@ -185,11 +198,9 @@ where
         Box::pin(async move {
             let origin = origin_of(req.uri());
             let url = req.uri().to_string();
-            let token = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("dpop")).map(|(_, t)| t.trim().to_owned()));
+            let token = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+                v.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("dpop")).map(|(_, t)| t.trim().to_owned())
+            });
             let sign = |req: &mut Request<B>, nonce: Option<&str>| -> Result<(), SignError> {
                 let proof = signer.proof(req.method().as_str(), &url, token.as_deref(), nonce)?;
                 let value = HeaderValue::from_str(&proof).map_err(|_| SignError("header"))?;
@@ -232,7 +243,8 @@ mod tests {
         for alg in [ClientKeyAlg::Es256, ClientKeyAlg::EdDsa] {
             let signer = DpopSigner::generate(alg).expect("key");
             let now = SystemClock.now();
-            let proof = signer.proof("POST", "https://MCP.example.com:443/mcp?x=1", Some("tok"), Some("n1")).expect("proof");
+            let proof =
+                signer.proof("POST", "https://MCP.example.com:443/mcp?x=1", Some("tok"), Some("n1")).expect("proof");
             let expect = Expect {
                 method: "POST",
                 htu: "https://mcp.example.com/mcp",

@@ -93,9 +93,13 @@ impl DpopLayer {
     /// static one.
     pub fn from_config(cfg: &DpopConfig, validator: Option<Arc<dyn TokenValidator>>) -> Result<Self, DpopConfigError> {
         let validator: Arc<dyn TokenValidator> = match (&cfg.static_validator, validator) {
-            (Some(s), _) => Arc::new(StaticKeyValidator::new(&s.issuer, s.audiences.clone(), &s.jwks, Arc::new(SystemClock))?),
+            (Some(s), _) => {
+                Arc::new(StaticKeyValidator::new(&s.issuer, s.audiences.clone(), &s.jwks, Arc::new(SystemClock))?)
+            }
             (None, Some(v)) => v,
-            (None, None) => return Err(DpopConfigError::Validator("no token validator: configure static_validator".into())),
+            (None, None) => {
+                return Err(DpopConfigError::Validator("no token validator: configure static_validator".into()));
+            }
         };
         let origin = if cfg.insecure_trust_forwarded_headers {
             ExternalOrigin::InsecureTrustForwardedHeaders(cfg.origin.clone())
@@ -117,7 +121,8 @@ impl DpopLayer {
         let keys = || -> Result<NonceKeys, DpopConfigError> {
             let mut parsed = Vec::new();
             for (i, k) in cfg.nonce.keys.iter().enumerate() {
-                let bytes = URL_SAFE_NO_PAD.decode(k.trim_end_matches('=')).map_err(|_| DpopConfigError::NonceKey(i))?;
+                let bytes =
+                    URL_SAFE_NO_PAD.decode(k.trim_end_matches('=')).map_err(|_| DpopConfigError::NonceKey(i))?;
                 let secret: [u8; 32] = bytes.try_into().map_err(|_| DpopConfigError::NonceKey(i))?;
                 parsed.push(NonceKey::new(u8::try_from(cfg.nonce.keys.len() - i).unwrap_or(0), &secret));
             }

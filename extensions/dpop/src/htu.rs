@@ -74,7 +74,9 @@ fn normalize_path(path: &str) -> Option<String> {
 /// Whether a proof's `htu` names the expected URI.
 pub fn matches(htu: &str, expected: &str) -> bool {
     match (normalize(htu), normalize(expected)) {
-        (Some(a), Some(b)) => a == b || (a.trim_end_matches('/') == b.trim_end_matches('/') && a.len().abs_diff(b.len()) <= 1),
+        (Some(a), Some(b)) => {
+            a == b || (a.trim_end_matches('/') == b.trim_end_matches('/') && a.len().abs_diff(b.len()) <= 1)
+        }
         _ => false,
     }
 }

@@ -180,7 +180,12 @@ impl ProofKey {
             (KeyKind::Ec { crv, .. }, ProofAlg::Es512) => *crv == "P-521",
             (KeyKind::Rsa { .. }, a) => matches!(
                 a,
-                ProofAlg::Rs256 | ProofAlg::Rs384 | ProofAlg::Rs512 | ProofAlg::Ps256 | ProofAlg::Ps384 | ProofAlg::Ps512
+                ProofAlg::Rs256
+                    | ProofAlg::Rs384
+                    | ProofAlg::Rs512
+                    | ProofAlg::Ps256
+                    | ProofAlg::Ps384
+                    | ProofAlg::Ps512
             ),
             (KeyKind::Ed25519 { .. }, ProofAlg::EdDsa) => true,
             _ => false,

@@ -104,6 +104,13 @@ impl DpopLayer {
         }
     }
 
+    /// The external origin (fixed part).
+    pub fn origin(&self) -> &str {
+        match &self.inner.origin {
+            ExternalOrigin::Fixed(o) | ExternalOrigin::InsecureTrustForwardedHeaders(o) => o,
+        }
+    }
+
     /// The accepted proof algorithms.
     pub fn algorithms(&self) -> &[ProofAlg] {
         &self.inner.algorithms

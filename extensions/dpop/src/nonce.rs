@@ -90,7 +90,8 @@ impl NonceKeys {
         let mut iv = [0u8; NONCE_LEN];
         let _ = SystemRandom::new().fill(&mut iv);
         let mut data = now.as_secs().to_be_bytes().to_vec();
-        let sealed = self.current.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(AAD), &mut data);
+        let sealed =
+            self.current.key.seal_in_place_append_tag(Nonce::assume_unique_for_key(iv), Aad::from(AAD), &mut data);
         if sealed.is_err() {
             // sealing 8 bytes cannot fail; an unusable nonce is refused later, never trusted
             return String::new();
@@ -111,10 +112,8 @@ impl NonceKeys {
         if raw.len() != 1 + NONCE_LEN + 8 + 16 {
             return Err(NonceError::Invalid);
         }
-        let key = std::iter::once(&self.current)
-            .chain(&self.previous)
-            .find(|k| k.id == raw[0])
-            .ok_or(NonceError::Invalid)?;
+        let key =
+            std::iter::once(&self.current).chain(&self.previous).find(|k| k.id == raw[0]).ok_or(NonceError::Invalid)?;
         let mut iv = [0u8; NONCE_LEN];
         iv.copy_from_slice(&raw[1..=NONCE_LEN]);
         let mut data = raw[1 + NONCE_LEN..].to_vec();

@@ -66,7 +66,9 @@ pub(crate) fn validate(proof: &str, allowed: &[ProofAlg], e: &Expect<'_>) -> Res
         return Err(Bad("typ must be dpop+jwt"));
     }
     let alg_name = text(&header, "alg").ok_or(Bad("no alg"))?;
-    let alg = ProofAlg::parse(&alg_name).filter(|a| allowed.contains(a)).ok_or(Bad("alg is not an allowed asymmetric algorithm"))?;
+    let alg = ProofAlg::parse(&alg_name)
+        .filter(|a| allowed.contains(a))
+        .ok_or(Bad("alg is not an allowed asymmetric algorithm"))?;
     if header.contains_key("crit") {
         return Err(Bad("crit is not supported"));
     }
@@ -87,7 +89,11 @@ pub(crate) fn validate(proof: &str, allowed: &[ProofAlg], e: &Expect<'_>) -> Res
     let jti = text(&claims, "jti").filter(|j| !j.is_empty() && j.len() <= 256).ok_or(Bad("missing or invalid jti"))?;
     let htm = text(&claims, "htm").ok_or(Bad("missing htm"))?;
     let htu_claim = text(&claims, "htu").ok_or(Bad("missing htu"))?;
-    let iat = claims.get("iat").and_then(Value::as_f64).filter(|f| f.is_finite() && *f >= 0.0).ok_or(Bad("missing or invalid iat"))? as u64;
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_f64)
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .ok_or(Bad("missing or invalid iat"))? as u64;
     let ath = text(&claims, "ath").ok_or(Bad("missing ath"))?;
     if htm != e.method {
         return Err(Bad("htm does not match the request method"));

@@ -28,7 +28,12 @@ pub enum ReplayError {
 pub trait ReplayStore: Send + Sync + std::fmt::Debug + 'static {
     /// Records `key` until `expires_at` (seconds since the epoch). `Ok(true)`: first use;
     /// `Ok(false)`: a replay.
-    fn check_and_insert<'a>(&'a self, key: &'a str, now: Duration, expires_at: Duration) -> BoxFuture<'a, Result<bool, ReplayError>>;
+    fn check_and_insert<'a>(
+        &'a self,
+        key: &'a str,
+        now: Duration,
+        expires_at: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>>;
 }
 
 /// Live entries and their insertion order (for cheap expiry).
@@ -81,7 +86,12 @@ impl MemoryReplayStore {
 }
 
 impl ReplayStore for MemoryReplayStore {
-    fn check_and_insert<'a>(&'a self, key: &'a str, now: Duration, expires_at: Duration) -> BoxFuture<'a, Result<bool, ReplayError>> {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: &'a str,
+        now: Duration,
+        expires_at: Duration,
+    ) -> BoxFuture<'a, Result<bool, ReplayError>> {
         let result = self.insert(key, now, expires_at);
         Box::pin(std::future::ready(result))
     }

@@ -83,7 +83,9 @@ impl Inner {
             ExternalOrigin::InsecureTrustForwardedHeaders(fallback) => {
                 let h = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 match (h("x-forwarded-proto"), h("x-forwarded-host")) {
-                    (Some(proto), Some(host)) if matches!(proto.as_str(), "http" | "https") => format!("{proto}://{host}"),
+                    (Some(proto), Some(host)) if matches!(proto.as_str(), "http" | "https") => {
+                        format!("{proto}://{host}")
+                    }
                     _ => fallback.clone(),
                 }
             }
@@ -147,7 +149,8 @@ impl Inner {
             }
         }
         let p = bound.principal;
-        let mut builder = Principal::builder(p.issuer(), p.subject(), p.kind(), AuthMethod::Dpop).scopes(p.scopes().iter().cloned());
+        let mut builder =
+            Principal::builder(p.issuer(), p.subject(), p.kind(), AuthMethod::Dpop).scopes(p.scopes().iter().cloned());
         if let Some(c) = p.client_id() {
             builder = builder.client_id(c);
         }
@@ -177,9 +180,12 @@ impl Inner {
 
     fn refuse<B: From<Bytes>>(&self, error: DpopError, mcp: Option<&McpRequest>) -> Response<McpBody<B>> {
         let status = error.status();
-        let body = JsonRpcError::new(codes::INVALID_REQUEST, format!("{}: {error}", status.canonical_reason().unwrap_or("refused")))
-            .with_id(mcp.and_then(|m| m.id().cloned()))
-            .with_data(json!({ "status": status.as_u16() }));
+        let body = JsonRpcError::new(
+            codes::INVALID_REQUEST,
+            format!("{}: {error}", status.canonical_reason().unwrap_or("refused")),
+        )
+        .with_id(mcp.and_then(|m| m.id().cloned()))
+        .with_data(json!({ "status": status.as_u16() }));
         let mut response: Response<McpBody<B>> = body.into_response(status);
         if status == StatusCode::SERVICE_UNAVAILABLE {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
@@ -219,20 +225,26 @@ where
                 let token = match credentials(req.headers()) {
                     Credentials::Dpop(t) => t.to_owned(),
                     Credentials::Malformed => {
-                        return Ok(inner.refuse(DpopError::InvalidToken("malformed Authorization header".into()), mcp.as_ref()));
+                        return Ok(inner
+                            .refuse(DpopError::InvalidToken("malformed Authorization header".into()), mcp.as_ref()));
                     }
                     Credentials::None | Credentials::Other if inner.bearer == BearerMode::AlsoBearer => {
                         // another scheme's layer decides; add our challenge to its refusals
                         let mut response = service.call(req).await?.map(McpBody::new);
                         if response.status() == StatusCode::UNAUTHORIZED {
-                            response.headers_mut().append(header::WWW_AUTHENTICATE, inner.challenge(None).to_header_value());
+                            response
+                                .headers_mut()
+                                .append(header::WWW_AUTHENTICATE, inner.challenge(None).to_header_value());
                         }
                         inner.decorate(&mut response, false);
                         return Ok(response);
                     }
                     Credentials::None => return Ok(inner.refuse(DpopError::MissingToken, mcp.as_ref())),
                     Credentials::Other => {
-                        return Ok(inner.refuse(DpopError::InvalidToken("only DPoP-bound tokens are accepted".into()), mcp.as_ref()));
+                        return Ok(inner.refuse(
+                            DpopError::InvalidToken("only DPoP-bound tokens are accepted".into()),
+                            mcp.as_ref(),
+                        ));
                     }
                 };
                 let (mut parts, body) = req.into_parts();

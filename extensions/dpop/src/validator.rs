@@ -80,8 +80,16 @@ impl fmt::Debug for StaticKeyValidator {
 
 impl StaticKeyValidator {
     /// Trusts tokens from `issuer` for `audiences`, signed by a key of `jwks`.
-    pub fn new(issuer: &str, audiences: Vec<String>, jwks: &Value, clock: Arc<dyn Clock>) -> Result<Self, DpopConfigError> {
-        let list = jwks.get("keys").and_then(Value::as_array).ok_or_else(|| DpopConfigError::Validator("the JWKS has no keys array".into()))?;
+    pub fn new(
+        issuer: &str,
+        audiences: Vec<String>,
+        jwks: &Value,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, DpopConfigError> {
+        let list = jwks
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| DpopConfigError::Validator("the JWKS has no keys array".into()))?;
         let keys: Vec<_> = list
             .iter()
             .filter_map(|k| {
@@ -113,7 +121,11 @@ impl StaticKeyValidator {
             }
         };
         let header = decode(h)?;
-        let alg = header.get("alg").and_then(Value::as_str).and_then(ProofAlg::parse).ok_or_else(|| bad("algorithm not allowed"))?;
+        let alg = header
+            .get("alg")
+            .and_then(Value::as_str)
+            .and_then(ProofAlg::parse)
+            .ok_or_else(|| bad("algorithm not allowed"))?;
         if header.contains_key("crit") {
             return Err(bad("crit is not supported"));
         }
@@ -135,7 +147,9 @@ impl StaticKeyValidator {
         }
         let aud_ok = match claims.get("aud") {
             Some(Value::String(a)) => self.audiences.contains(a),
-            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|x| x == a)),
+            Some(Value::Array(list)) => {
+                list.iter().filter_map(Value::as_str).any(|a| self.audiences.iter().any(|x| x == a))
+            }
             _ => return Err(bad("missing audience")),
         };
         if !aud_ok {
@@ -154,8 +168,11 @@ impl StaticKeyValidator {
         let sub = claims.get("sub").and_then(Value::as_str).ok_or_else(|| bad("missing sub"))?;
         let client_id = claims.get("client_id").and_then(Value::as_str);
         let kind = if client_id == Some(sub) { PrincipalKind::ServiceClient } else { PrincipalKind::User };
-        let scopes: Vec<String> =
-            claims.get("scope").and_then(Value::as_str).map(|s| s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect()).unwrap_or_default();
+        let scopes: Vec<String> = claims
+            .get("scope")
+            .and_then(Value::as_str)
+            .map(|s| s.split(' ').filter(|x| !x.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
         let mut fp = [0u8; 32];
         fp.copy_from_slice(digest.as_ref());

@@ -5,11 +5,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use mcp_enterprise_core::Principal;
+use crate::verify::ValidatedToken;
 
 #[derive(Debug)]
 struct State {
-    map: HashMap<[u8; 32], (Arc<Principal>, Duration)>,
+    map: HashMap<[u8; 32], (Arc<ValidatedToken>, Duration)>,
     order: VecDeque<[u8; 32]>,
 }
 
@@ -25,7 +25,7 @@ impl TokenCache {
         Self { capacity, state: Mutex::new(State { map: HashMap::new(), order: VecDeque::new() }) }
     }
 
-    pub(crate) fn get(&self, digest: &[u8; 32], now: Duration) -> Option<Arc<Principal>> {
+    pub(crate) fn get(&self, digest: &[u8; 32], now: Duration) -> Option<Arc<ValidatedToken>> {
         if self.capacity == 0 {
             return None;
         }
@@ -40,7 +40,7 @@ impl TokenCache {
         }
     }
 
-    pub(crate) fn insert(&self, digest: [u8; 32], principal: Arc<Principal>, until: Duration, now: Duration) {
+    pub(crate) fn insert(&self, digest: [u8; 32], principal: Arc<ValidatedToken>, until: Duration, now: Duration) {
         if self.capacity == 0 || until <= now {
             return;
         }
@@ -76,7 +76,9 @@ mod tests {
     #[test]
     fn bounded_and_expiring() {
         let c = TokenCache::new(2);
-        let p = Arc::new(Principal::builder("i", "s", PrincipalKind::User, AuthMethod::Bearer).build());
+        let principal =
+            mcp_enterprise_core::Principal::builder("i", "s", PrincipalKind::User, AuthMethod::Bearer).build();
+        let p = Arc::new(ValidatedToken { principal, jkt: None });
         let t = Duration::from_secs;
         c.insert([1; 32], p.clone(), t(100), t(0));
         c.insert([2; 32], p.clone(), t(100), t(0));

@@ -92,6 +92,16 @@ impl SsoLayer {
         }
     }
 
+    /// Validates an access token without the bearer-only rule: sender-constrained (`cnf.jkt`) tokens
+    /// are returned with their key thumbprint. For a DPoP layer, which checks the proof; never use
+    /// it to accept a token presented as `Bearer`.
+    pub async fn validate_for_dpop(&self, token: &str) -> Result<crate::verify::ValidatedToken, crate::AuthError> {
+        if token.len() > self.inner.verifier.max_token_bytes {
+            return Err(crate::AuthError::TokenTooLarge(self.inner.verifier.max_token_bytes));
+        }
+        self.inner.verifier.authenticate(token, true).await.map(|v| (*v).clone())
+    }
+
     /// The canonical resource URI.
     pub fn resource(&self) -> &str {
         &self.inner.resource

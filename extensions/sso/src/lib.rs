@@ -82,5 +82,6 @@ pub use jsonwebtoken::Algorithm;
 pub use layer::{AdvertisedExtension, SsoLayer, SsoLayerBuilder};
 pub use scopes::{Glob, ScopePolicy, ScopeRule};
 pub use service::Sso;
+pub use verify::ValidatedToken;
 #[cfg(test)]
 mod tests;

@@ -116,7 +116,7 @@ where
                     None => match bearer(req.headers()) {
                         Ok(token) => {
                             let token = token.to_owned();
-                            inner.verifier.authenticate(&token).await
+                            inner.verifier.authenticate(&token, false).await.map(|v| Arc::new(v.principal.clone()))
                         }
                         Err(e) => Err(e),
                     },

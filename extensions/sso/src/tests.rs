@@ -317,3 +317,34 @@ async fn other_schemes_and_opaque_tokens() {
     req.headers_mut().insert("authorization", "Bearer a\"b".parse().expect("hv"));
     assert_eq!(svc(req).await.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn bound_tokens_validated_for_dpop_are_still_refused_as_bearer() {
+    let key = ec_key("k1");
+    let clock = ManualClock::at(NOW);
+    let jwks = json!({"keys": [jwk(&key)]});
+    let layer = SsoLayer::builder(RESOURCE)
+        .issuer(Issuer::new(ISS).keys(Keys::Static(jwks)))
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .expect("layer");
+    let mut c = claims();
+    c["cnf"] = json!({"jkt": "thumb"});
+    let bound = token(&key, &c);
+    let v = layer.validate_for_dpop(&bound).await.expect("valid for a DPoP layer");
+    assert_eq!(v.jkt.as_deref(), Some("thumb"));
+    assert_eq!(v.principal.subject(), "alice");
+    // now cached: presenting it as bearer must still fail (no downgrade through the cache)
+    let mut svc = stack(&[&key], &clock);
+    assert_eq!(rejected(&mut svc, &bound).await, AuthError::DpopBoundToken);
+    let svc2 = ServiceBuilder::new().layer(layer.clone()).service(service_fn(|_req: Request<Full<Bytes>>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+    }));
+    let req = Request::post("/mcp")
+        .header("authorization", format!("Bearer {bound}"))
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    let res = svc2.oneshot(req).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.extensions().get::<AuthError>(), Some(&AuthError::DpopBoundToken));
+}

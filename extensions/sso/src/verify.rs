@@ -44,6 +44,16 @@ impl TrustedIssuer {
     }
 }
 
+/// A validated token: who presented it, and the key it is bound to (`cnf.jkt`), if any.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ValidatedToken {
+    /// The caller.
+    pub principal: Principal,
+    /// The DPoP key thumbprint the token is bound to.
+    pub jkt: Option<String>,
+}
+
 /// Everything needed to judge a token.
 #[derive(Debug)]
 pub(crate) struct Verifier {
@@ -89,8 +99,18 @@ impl Verifier {
         self.clock.now()
     }
 
-    /// Judges a bearer token; the principal is cached until the token expires.
-    pub(crate) async fn authenticate(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+    /// Judges a token; the result is cached until the token expires. A sender-constrained token
+    /// (`cnf.jkt`) is refused unless `allow_bound` (only a DPoP layer, which checks the proof,
+    /// may pass it).
+    pub(crate) async fn authenticate(&self, token: &str, allow_bound: bool) -> Result<Arc<ValidatedToken>, AuthError> {
+        let validated = self.validate(token).await?;
+        if validated.jkt.is_some() && !allow_bound {
+            return Err(AuthError::DpopBoundToken);
+        }
+        Ok(validated)
+    }
+
+    async fn validate(&self, token: &str) -> Result<Arc<ValidatedToken>, AuthError> {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TokenTooLarge(self.max_token_bytes));
         }
@@ -99,17 +119,21 @@ impl Verifier {
             return Ok(hit);
         }
         let fingerprint = TokenFingerprint::from_sha256(&digest);
-        let (principal, expires_at) = if token.bytes().filter(|b| *b == b'.').count() == 2 {
+        let (validated, expires_at) = if token.bytes().filter(|b| *b == b'.').count() == 2 {
             self.verify_jwt(token, fingerprint).await?
         } else {
             self.introspect(token, fingerprint).await?
         };
-        let principal = Arc::new(principal);
-        self.cache.insert(digest, principal.clone(), expires_at, self.now());
-        Ok(principal)
+        let validated = Arc::new(validated);
+        self.cache.insert(digest, validated.clone(), expires_at, self.now());
+        Ok(validated)
     }
 
-    async fn verify_jwt(&self, token: &str, fingerprint: TokenFingerprint) -> Result<(Principal, Duration), AuthError> {
+    async fn verify_jwt(
+        &self,
+        token: &str,
+        fingerprint: TokenFingerprint,
+    ) -> Result<(ValidatedToken, Duration), AuthError> {
         let mut parts = token.split('.');
         let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(AuthError::Malformed("not a compact JWS"));
@@ -159,7 +183,7 @@ impl Verifier {
         let exp = numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?;
         let principal =
             self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
-        Ok((principal, Duration::from_secs(exp)))
+        Ok((ValidatedToken { principal, jkt: jkt_of(&claims)? }, Duration::from_secs(exp)))
     }
 
     fn check_claims(&self, issuer: &TrustedIssuer, claims: &Map<String, Value>) -> Result<(), AuthError> {
@@ -187,13 +211,14 @@ impl Verifier {
         {
             return Err(AuthError::IssuedInFuture);
         }
-        if claims.get("cnf").and_then(|c| c.get("jkt")).is_some() {
-            return Err(AuthError::DpopBoundToken);
-        }
         Ok(())
     }
 
-    async fn introspect(&self, token: &str, fingerprint: TokenFingerprint) -> Result<(Principal, Duration), AuthError> {
+    async fn introspect(
+        &self,
+        token: &str,
+        fingerprint: TokenFingerprint,
+    ) -> Result<(ValidatedToken, Duration), AuthError> {
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(AuthError::Malformed("not a token"));
         }
@@ -240,14 +265,27 @@ impl Verifier {
             return Err(AuthError::UntrustedIssuer);
         }
         self.check_claims(issuer, &claims)?;
-        if claims.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("dpop")) {
+        let jkt = jkt_of(&claims)?;
+        if jkt.is_none()
+            && claims.get("token_type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("dpop"))
+        {
+            // bound, but the key is not disclosed: no proof can ever match
             return Err(AuthError::DpopBoundToken);
         }
         let exp = Duration::from_secs(numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?);
         let until = exp.min(self.now() + settings.max_cache_ttl);
         let principal =
             self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
-        Ok((principal, until))
+        Ok((ValidatedToken { principal, jkt }, until))
+    }
+}
+
+/// The `cnf.jkt` claim, if the token is sender-constrained.
+fn jkt_of(claims: &Map<String, Value>) -> Result<Option<String>, AuthError> {
+    match claims.get("cnf").map(|c| c.get("jkt")) {
+        None | Some(None) => Ok(None),
+        Some(Some(Value::String(jkt))) => Ok(Some(jkt.clone())),
+        Some(Some(_)) => Err(AuthError::BadClaim("cnf")),
     }
 }
 

@@ -99,6 +99,25 @@ impl DpopSigner {
         &self.thumbprint
     }
 
+    /// Signs an arbitrary JWS with this key (`alg` is set to the key's algorithm).
+    pub fn sign_jws(&self, header: &Value, claims: &Value) -> Result<String, SignError> {
+        let mut header = header.clone();
+        header["alg"] = json!(match self.key {
+            Key::Es256(_) => "ES256",
+            Key::EdDsa(_) => "EdDSA",
+        });
+        let message =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let rng = SystemRandom::new();
+        let sig = match &self.key {
+            Key::Es256(pair) => {
+                pair.sign(&rng, message.as_bytes()).map_err(|_| SignError("signing"))?.as_ref().to_vec()
+            }
+            Key::EdDsa(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
+        };
+        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig)))
+    }
+
     /// A proof for `method` `url` (query and fragment are dropped from `htu`), bound to
     /// `access_token` (`ath`) when given, carrying `nonce` when given. Every call has a new `jti`.
     pub fn proof(
@@ -111,11 +130,7 @@ impl DpopSigner {
         let htu = htu::normalize(url).ok_or(SignError("the URL is not an absolute http(s) URL"))?;
         let mut jti = [0u8; 16];
         SystemRandom::new().fill(&mut jti).map_err(|_| SignError("randomness"))?;
-        let alg = match self.key {
-            Key::Es256(_) => "ES256",
-            Key::EdDsa(_) => "EdDSA",
-        };
-        let header = json!({"typ": "dpop+jwt", "alg": alg, "jwk": self.jwk});
+        let header = json!({"typ": "dpop+jwt", "jwk": self.jwk});
         let mut claims =
             json!({"jti": URL_SAFE_NO_PAD.encode(jti), "htm": method, "htu": htu, "iat": self.clock.now().as_secs()});
         if let Some(token) = access_token {
@@ -124,16 +139,7 @@ impl DpopSigner {
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
         }
-        let message =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let rng = SystemRandom::new();
-        let sig = match &self.key {
-            Key::Es256(pair) => {
-                pair.sign(&rng, message.as_bytes()).map_err(|_| SignError("signing"))?.as_ref().to_vec()
-            }
-            Key::EdDsa(pair) => pair.sign(message.as_bytes()).as_ref().to_vec(),
-        };
-        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(sig)))
+        self.sign_jws(&header, &claims)
     }
 }
 

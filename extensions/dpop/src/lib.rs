@@ -19,6 +19,27 @@
 //! Nonces are stateless (AES-256-GCM-sealed timestamps, rotating keys), so replicas sharing the
 //! key accept each other's nonces with no shared store. The client side ([`DpopSigner`],
 //! [`DpopClientLayer`]) signs a fresh proof per request and follows server nonces.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mcp_enterprise_dpop::{DpopLayer, DpopSigner, ClientKeyAlg, ExternalOrigin, StaticKeyValidator, SystemClock};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // tokens from one issuer whose public keys are known; proofs for https://mcp.example.com
+//! let issuer_key = DpopSigner::generate(ClientKeyAlg::Es256)?; // stands in for the IdP's key here
+//! let jwks = serde_json::json!({"keys": [issuer_key.public_jwk()]});
+//! let validator = StaticKeyValidator::new(
+//!     "https://idp.example.com", vec!["https://mcp.example.com/mcp".into()], &jwks, Arc::new(SystemClock))?;
+//! let dpop = DpopLayer::builder(Arc::new(validator), ExternalOrigin::Fixed("https://mcp.example.com".into())).build()?;
+//! assert_eq!(dpop.metadata_contribution(), mcp_enterprise_core::MetadataContribution::new()
+//!     .dpop_algs(dpop.algorithms().iter().map(|a| a.as_str())).dpop_required(true));
+//!
+//! // the client side: a fresh proof for every request
+//! let client = DpopSigner::generate(ClientKeyAlg::Es256)?;
+//! let proof = client.proof("POST", "https://mcp.example.com/mcp", Some("the-access-token"), None)?;
+//! assert_eq!(proof.split('.').count(), 3);
+//! # Ok(()) }
+//! ```
 
 mod client;
 mod clock;
@@ -34,7 +55,7 @@ mod replay;
 mod service;
 mod validator;
 
-pub use client::{ClientKeyAlg, DpopClient, DpopClientLayer, DpopSigner};
+pub use client::{ClientKeyAlg, DpopClient, DpopClientLayer, DpopSigner, SignError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{DpopConfig, NonceConfig, StaticValidatorConfig};
 pub use error::{DpopConfigError, DpopError};
@@ -47,3 +68,6 @@ pub use proof::access_token_hash;
 pub use replay::{BoxFuture, MemoryReplayStore, ReplayError, ReplayStore};
 pub use service::Dpop;
 pub use validator::{BoundToken, StaticKeyValidator, TokenError, TokenValidator};
+
+#[cfg(test)]
+mod tests;

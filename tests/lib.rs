@@ -6,16 +6,23 @@
 //!   conformance suite, the reference server `server-everything`), loopback only.
 //! - [`conformance`]: running the conformance suite against a URL and comparing `checks.json`
 //!   results per `(scenario, check id)`.
+//! - [`dpop_peer`]: DPoP proofs and JWS from npm `dpop` and `jose` (valid and hostile), and
+//!   verification of our proofs by `jose`, batched into one Node run.
 //! - [`oidc`]: a real certified OpenID provider (npm `oidc-provider`) on loopback for the SSO
 //!   tests, with key generation and independent token signing (npm `jose`).
+//! - [`redis`]: a real `redis-server` on loopback for the shared DPoP replay store.
 
 #[path = "support/artifacts.rs"]
 pub mod artifacts;
 #[path = "support/conformance.rs"]
 pub mod conformance;
+#[path = "support/dpop_peer.rs"]
+pub mod dpop_peer;
 #[path = "support/oidc.rs"]
 pub mod oidc;
 #[path = "support/peers.rs"]
 pub mod peers;
 #[path = "support/process.rs"]
 pub mod process;
+#[path = "support/redis.rs"]
+pub mod redis;

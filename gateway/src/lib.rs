@@ -160,18 +160,26 @@ impl mcp_enterprise_dpop::TokenValidator for SsoValidator {
             }
         })
     }
+
+    fn issuers(&self) -> Vec<String> {
+        self.0.issuers().map(str::to_owned).collect()
+    }
 }
 
 /// Reads a DPoP configuration file (JSON); with an SSO layer, tokens are judged by it.
 pub fn load_dpop_config(path: &std::path::Path, sso: Option<&SsoLayer>) -> Result<DpopLayer, ConfigFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
-    let config: mcp_enterprise_dpop::DpopConfig = serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
-        path: shown.clone(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
-    })?;
+    let mut config: mcp_enterprise_dpop::DpopConfig =
+        serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
+            path: shown.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
+        })?;
+    if config.resource_metadata.is_none() {
+        config.resource_metadata = sso.map(|s| s.resource_metadata_url().to_owned());
+    }
     DpopLayer::from_config(&config, sso.map(sso_token_validator))
         .map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
 }

@@ -6,6 +6,8 @@
 mod common;
 mod conformance;
 mod demo;
+mod dpop;
+mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;

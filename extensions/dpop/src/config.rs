@@ -40,6 +40,8 @@ pub struct DpopConfig {
     pub accept_bearer: bool,
     /// The advertised extension id (default `io.modelcontextprotocol/auth/dpop`).
     pub extension_id: Option<String>,
+    /// The RFC 9728 metadata URL named in challenges.
+    pub resource_metadata: Option<String>,
     /// Largest accepted proof in bytes (default 4096).
     pub max_proof_bytes: Option<usize>,
     /// Validate tokens against a static JWKS (otherwise the host supplies a validator).
@@ -146,6 +148,9 @@ impl DpopLayer {
         }
         if let Some(id) = &cfg.extension_id {
             b = b.extension_id(id);
+        }
+        if let Some(url) = &cfg.resource_metadata {
+            b = b.resource_metadata(url);
         }
         if let Some(n) = cfg.max_proof_bytes {
             b = b.max_proof_bytes(n);

@@ -28,13 +28,15 @@ pub enum ProofAlg {
     Ps384,
     /// RSASSA-PSS SHA-512.
     Ps512,
-    /// Ed25519.
+    /// Ed25519, under its classic name `EdDSA`.
     EdDsa,
+    /// Ed25519, under its fully-specified name `Ed25519` (RFC 9864).
+    Ed25519,
 }
 
 impl ProofAlg {
     /// Every supported algorithm.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Es256,
         Self::Es384,
         Self::Es512,
@@ -45,6 +47,7 @@ impl ProofAlg {
         Self::Ps384,
         Self::Ps512,
         Self::EdDsa,
+        Self::Ed25519,
     ];
 
     /// The JWS name.
@@ -60,6 +63,7 @@ impl ProofAlg {
             Self::Ps384 => "PS384",
             Self::Ps512 => "PS512",
             Self::EdDsa => "EdDSA",
+            Self::Ed25519 => "Ed25519",
         }
     }
 
@@ -187,7 +191,7 @@ impl ProofKey {
                     | ProofAlg::Ps384
                     | ProofAlg::Ps512
             ),
-            (KeyKind::Ed25519 { .. }, ProofAlg::EdDsa) => true,
+            (KeyKind::Ed25519 { .. }, ProofAlg::EdDsa | ProofAlg::Ed25519) => true,
             _ => false,
         }
     }
@@ -217,7 +221,8 @@ impl ProofKey {
                 RsaPublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.verify(params, message, sig).is_ok()
             }
             KeyKind::Ed25519 { x } => {
-                alg == ProofAlg::EdDsa && UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig).is_ok()
+                matches!(alg, ProofAlg::EdDsa | ProofAlg::Ed25519)
+                    && UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig).is_ok()
             }
         }
     }

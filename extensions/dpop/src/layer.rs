@@ -118,9 +118,13 @@ impl DpopLayer {
 
     /// This layer's part of the RFC 9728 metadata.
     pub fn metadata_contribution(&self) -> MetadataContribution {
-        MetadataContribution::new()
+        let mut c = MetadataContribution::new()
             .dpop_algs(self.inner.algorithms.iter().map(|a| a.as_str()))
-            .dpop_required(self.inner.bearer == BearerMode::DpopOnly)
+            .dpop_required(self.inner.bearer == BearerMode::DpopOnly);
+        for issuer in self.inner.validator.issuers() {
+            c = c.authorization_server(issuer);
+        }
+        c
     }
 
     /// Adds the DPoP extension (settings `{}`) to an extension set.

@@ -32,7 +32,8 @@
 //!     "https://idp.example.com", vec!["https://mcp.example.com/mcp".into()], &jwks, Arc::new(SystemClock))?;
 //! let dpop = DpopLayer::builder(Arc::new(validator), ExternalOrigin::Fixed("https://mcp.example.com".into())).build()?;
 //! assert_eq!(dpop.metadata_contribution(), mcp_enterprise_core::MetadataContribution::new()
-//!     .dpop_algs(dpop.algorithms().iter().map(|a| a.as_str())).dpop_required(true));
+//!     .dpop_algs(dpop.algorithms().iter().map(|a| a.as_str())).dpop_required(true)
+//!     .authorization_server("https://idp.example.com"));
 //!
 //! // the client side: a fresh proof for every request
 //! let client = DpopSigner::generate(ClientKeyAlg::Es256)?;
@@ -51,6 +52,8 @@ mod jwk;
 mod layer;
 mod nonce;
 mod proof;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 mod service;
 mod validator;
@@ -65,6 +68,8 @@ pub use jwk::{ProofAlg, jwk_thumbprint};
 pub use layer::{BearerMode, DEFAULT_EXTENSION_ID, DpopLayer, DpopLayerBuilder, ExternalOrigin, NonceMode};
 pub use nonce::{NonceError, NonceKey, NonceKeys};
 pub use proof::access_token_hash;
+#[cfg(feature = "redis")]
+pub use redis::{DEFAULT_REDIS_PREFIX, RedisReplayStore};
 pub use replay::{BoxFuture, MemoryReplayStore, ReplayError, ReplayStore};
 pub use service::Dpop;
 pub use validator::{BoundToken, StaticKeyValidator, TokenError, TokenValidator};

@@ -112,7 +112,7 @@ async fn key_binding_and_token_problems_are_invalid_token() {
     let c = challenge(&res);
     assert!(
         c.starts_with(
-            "DPoP algs=\"ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA\", error=\"invalid_token\""
+            "DPoP algs=\"ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519\", error=\"invalid_token\""
         ),
         "{c}"
     );
@@ -189,7 +189,7 @@ async fn bearer_handling() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         challenge(&res),
-        "Bearer resource_metadata=\"x\" | DPoP algs=\"ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA\""
+        "Bearer resource_metadata=\"x\" | DPoP algs=\"ES256 ES384 ES512 RS256 RS384 RS512 PS256 PS384 PS512 EdDSA Ed25519\""
     );
     assert!(res.headers().contains_key("date"));
     // and a DPoP request is still fully checked

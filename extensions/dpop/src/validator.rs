@@ -50,11 +50,20 @@ pub enum TokenError {
 pub trait TokenValidator: Send + Sync + fmt::Debug + 'static {
     /// Validates `token`.
     fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<BoundToken, TokenError>>;
+
+    /// The issuers whose tokens it accepts (published as `authorization_servers`).
+    fn issuers(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<T: TokenValidator + ?Sized> TokenValidator for Arc<T> {
     fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<BoundToken, TokenError>> {
         (**self).validate(token)
+    }
+
+    fn issuers(&self) -> Vec<String> {
+        (**self).issuers()
     }
 }
 
@@ -190,5 +199,9 @@ impl StaticKeyValidator {
 impl TokenValidator for StaticKeyValidator {
     fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<BoundToken, TokenError>> {
         Box::pin(std::future::ready(self.check(token)))
+    }
+
+    fn issuers(&self) -> Vec<String> {
+        vec![self.issuer.clone()]
     }
 }

@@ -102,6 +102,11 @@ impl SsoLayer {
         self.inner.verifier.authenticate(token, true).await.map(|v| (*v).clone())
     }
 
+    /// The trusted issuers.
+    pub fn issuers(&self) -> impl Iterator<Item = &str> {
+        self.inner.verifier.issuers.iter().map(|i| i.config.id())
+    }
+
     /// The canonical resource URI.
     pub fn resource(&self) -> &str {
         &self.inner.resource

@@ -35,6 +35,8 @@ pub struct DpopConfig {
     pub nonce: NonceConfig,
     /// Remember `jti`s in memory (capacity); absent: no replay cache.
     pub replay_cache_capacity: Option<usize>,
+    /// Share the `jti` replay cache between replicas through Redis (needs the `redis` feature).
+    pub replay_redis: Option<RedisConfig>,
     /// Also accept bearer tokens (handled by an inner layer).
     #[serde(default)]
     pub accept_bearer: bool,
@@ -75,6 +77,32 @@ pub enum NonceModeConfig {
     Optional,
     /// Required.
     Required,
+}
+
+/// A Redis replay store.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `host:port` of the Redis server.
+    pub address: String,
+    /// Key prefix (default `mcp-enterprise:dpop:jti:`).
+    pub prefix: Option<String>,
+    /// ACL user name.
+    pub username: Option<String>,
+    /// Password.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("address", &self.address)
+            .field("prefix", &self.prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// A static-key token validator.
@@ -140,8 +168,13 @@ impl DpopLayer {
             NonceModeConfig::Optional => NonceMode::Optional(keys()?),
             NonceModeConfig::Required => NonceMode::Required(keys()?),
         });
-        if let Some(capacity) = cfg.replay_cache_capacity {
-            b = b.replay_store(Arc::new(MemoryReplayStore::new(capacity)));
+        match (&cfg.replay_redis, cfg.replay_cache_capacity) {
+            (Some(_), Some(_)) => {
+                return Err(DpopConfigError::Validator("set replay_cache_capacity or replay_redis, not both".into()));
+            }
+            (Some(redis), None) => b = b.replay_store(redis_store(redis)?),
+            (None, Some(capacity)) => b = b.replay_store(Arc::new(MemoryReplayStore::new(capacity))),
+            (None, None) => {}
         }
         if cfg.accept_bearer {
             b = b.bearer(BearerMode::AlsoBearer);
@@ -157,4 +190,21 @@ impl DpopLayer {
         }
         b.build()
     }
+}
+
+#[cfg(feature = "redis")]
+fn redis_store(cfg: &RedisConfig) -> Result<Arc<dyn crate::replay::ReplayStore>, DpopConfigError> {
+    let mut store = crate::RedisReplayStore::new(cfg.address.clone());
+    if let Some(prefix) = &cfg.prefix {
+        store = store.prefix(prefix.clone());
+    }
+    if let Some(password) = &cfg.password {
+        store = store.auth(cfg.username.as_deref(), password.clone());
+    }
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_store(_cfg: &RedisConfig) -> Result<Arc<dyn crate::replay::ReplayStore>, DpopConfigError> {
+    Err(DpopConfigError::Validator("replay_redis needs the `redis` feature of mcp-enterprise-dpop".into()))
 }

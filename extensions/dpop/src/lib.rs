@@ -60,7 +60,7 @@ mod validator;
 
 pub use client::{ClientKeyAlg, DpopClient, DpopClientLayer, DpopSigner, SignError};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{DpopConfig, NonceConfig, StaticValidatorConfig};
+pub use config::{DpopConfig, NonceConfig, NonceModeConfig, RedisConfig, StaticValidatorConfig};
 pub use error::{DpopConfigError, DpopError};
 pub use future::ResponseFuture;
 pub use htu::{matches as htu_matches, normalize as normalize_htu};

@@ -11,3 +11,4 @@ mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;
+mod sso;

@@ -60,6 +60,14 @@ pub(crate) fn scopes_of(value: &Value) -> Vec<String> {
     }
 }
 
+/// Where a token's claims came from: a JWT must carry `sub` (RFC 9068); an introspection
+/// response may omit it (RFC 7662), and then names the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenForm {
+    Jwt,
+    Introspected,
+}
+
 impl ClaimMapping {
     /// Builds the principal for validated claims.
     pub(crate) fn principal(
@@ -67,9 +75,15 @@ impl ClaimMapping {
         issuer: &str,
         claims: &Map<String, Value>,
         fingerprint: TokenFingerprint,
+        form: TokenForm,
     ) -> Option<Principal> {
-        let subject = claims.get("sub").and_then(Value::as_str)?;
         let client_id = self.client_id.iter().find_map(|p| lookup(claims, p)).and_then(Value::as_str);
+        // RFC 7662 makes `sub` optional: a client-credentials token without one is the client itself
+        let subject = claims.get("sub").and_then(Value::as_str).or(if form == TokenForm::Introspected {
+            client_id
+        } else {
+            None
+        })?;
         let scopes = self.scope.iter().find_map(|p| lookup(claims, p)).map(scopes_of).unwrap_or_default();
         let kind = if self.workload_subject_prefixes.iter().any(|p| subject.starts_with(p.as_str())) {
             PrincipalKind::Workload
@@ -117,7 +131,9 @@ mod tests {
         };
         let claims = map(json!({"sub": "alice", "azp": "app", "scope": "a b  c", "groups": ["eng"],
             "realm_access": {"roles": ["admin"]}, "tid": "t1", "email": "a@x"}));
-        let p = mapping.principal("https://idp", &claims, TokenFingerprint::from_sha256(&[0; 32])).expect("principal");
+        let p = mapping
+            .principal("https://idp", &claims, TokenFingerprint::from_sha256(&[0; 32]), TokenForm::Jwt)
+            .expect("principal");
         assert_eq!(p.kind(), PrincipalKind::User);
         assert_eq!(p.client_id(), Some("app"));
         assert_eq!(p.scopes(), ["a", "b", "c"]);
@@ -131,11 +147,20 @@ mod tests {
     fn service_clients_and_workloads() {
         let m = ClaimMapping::default();
         let fp = TokenFingerprint::from_sha256(&[0; 32]);
-        let c = m.principal("i", &map(json!({"sub": "svc", "client_id": "svc", "scp": ["x"]})), fp).expect("p");
+        let c = m
+            .principal("i", &map(json!({"sub": "svc", "client_id": "svc", "scp": ["x"]})), fp, TokenForm::Jwt)
+            .expect("p");
         assert_eq!(c.kind(), PrincipalKind::ServiceClient);
         assert_eq!(c.scopes(), ["x"]);
-        let w = m.principal("i", &map(json!({"sub": "spiffe://example.org/ns/a/sa/b"})), fp).expect("p");
+        let w =
+            m.principal("i", &map(json!({"sub": "spiffe://example.org/ns/a/sa/b"})), fp, TokenForm::Jwt).expect("p");
         assert_eq!(w.kind(), PrincipalKind::Workload);
-        assert!(m.principal("i", &map(json!({"sub": 7})), fp).is_none());
+        assert!(m.principal("i", &map(json!({"sub": 7})), fp, TokenForm::Jwt).is_none());
+        // no `sub`: a JWT is refused, an introspected client-credentials token is the client
+        let cc = map(json!({"client_id": "svc", "scope": "x"}));
+        assert!(m.principal("i", &cc, fp, TokenForm::Jwt).is_none());
+        let c = m.principal("i", &cc, fp, TokenForm::Introspected).expect("p");
+        assert_eq!((c.subject(), c.kind()), ("svc", PrincipalKind::ServiceClient));
+        assert!(m.principal("i", &map(json!({"scope": "x"})), fp, TokenForm::Introspected).is_none());
     }
 }

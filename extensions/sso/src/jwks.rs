@@ -142,6 +142,10 @@ struct State {
     /// Whether keys were ever fetched successfully.
     loaded: bool,
     expires_at: Duration,
+    /// From here until `expires_at`, hits start a background refresh (the last tenth of the TTL).
+    refresh_at: Duration,
+    /// Whether the latest fetch attempt succeeded.
+    last_ok: bool,
     last_attempt: Option<Duration>,
     /// Incremented by every fetch attempt: the single-flight token.
     attempts: u64,
@@ -181,6 +185,8 @@ impl JwksCache {
             state.keys = keys.clone();
             state.loaded = true;
             state.expires_at = Duration::MAX;
+            state.refresh_at = Duration::MAX;
+            state.last_ok = true;
         }
         Self {
             issuer,
@@ -219,25 +225,29 @@ impl JwksCache {
     /// The key for a token, fetching or refreshing as the rules above say.
     pub(crate) async fn key_for(self: &Arc<Self>, q: KeyQuery<'_>) -> Result<(Arc<VerifyKey>, u64), AuthError> {
         let now = self.clock.now();
-        let (found, loaded, expires_at, attempts, last_attempt) = {
+        let (found, loaded, expires_at, refresh_at, attempts, last_attempt) = {
             let st = self.read();
-            (Self::select(&st.keys, q), st.loaded, st.expires_at, st.attempts, st.last_attempt)
+            (Self::select(&st.keys, q), st.loaded, st.expires_at, st.refresh_at, st.attempts, st.last_attempt)
         };
         if !loaded {
             self.refresh(attempts).await;
             return self.lookup_after_fetch(q, now);
         }
         if now >= expires_at {
-            let stale_for = now.saturating_sub(expires_at);
-            if stale_for < self.settings.max_stale
-                && let Some(key) = found
-            {
-                self.refresh_in_background(attempts);
-                return Ok((key, attempts));
+            // Expired: confirm against the IdP before trusting the old set (a retired key must not
+            // keep verifying while the IdP is up). Single-flight and rate-limited; if the fetch fails,
+            // `lookup_after_fetch` serves the stale set for the bounded staleness window.
+            // Beyond the staleness bound nothing can be served, so every request may ask (still
+            // single-flight: one fetch in flight at a time, shared by all who wait for it).
+            let unusable = now.saturating_sub(expires_at) >= self.settings.max_stale;
+            if unusable || self.may_refetch(now, last_attempt) {
+                self.refresh(attempts).await;
             }
-            // too stale (or the key is not there): must refresh now
-            self.refresh(attempts).await;
             return self.lookup_after_fetch(q, now);
+        }
+        if now >= refresh_at && found.is_some() && self.may_refetch(now, last_attempt) {
+            // close to expiry: refresh ahead in the background so requests rarely wait on the IdP
+            self.refresh_in_background(attempts);
         }
         if let Some(key) = found {
             return Ok((key, attempts));
@@ -245,9 +255,13 @@ impl JwksCache {
         // unknown kid while the cache is fresh: refetch, rate-limited
         if self.may_refetch(now, last_attempt) {
             self.refresh(attempts).await;
-            return self.lookup_after_fetch(q, now);
         }
-        Err(AuthError::UnknownKey)
+        self.lookup_after_fetch(q, now)
+    }
+
+    /// Until when the cached key set is current (not stale); `Duration::MAX` for static keys.
+    pub(crate) fn fresh_until(&self) -> Duration {
+        self.read().expires_at
     }
 
     /// After a signature failed with a cached key: refetch (rate-limited) and return the new key
@@ -281,7 +295,12 @@ impl JwksCache {
         if !st.loaded || (now >= st.expires_at && now.saturating_sub(st.expires_at) >= self.settings.max_stale) {
             return Err(AuthError::IdpUnavailable);
         }
-        Self::select(&st.keys, q).map(|k| (k, st.attempts)).ok_or(AuthError::UnknownKey)
+        match Self::select(&st.keys, q) {
+            Some(k) => Ok((k, st.attempts)),
+            // the IdP could not be asked: the key may be new, so this is "try again", not "invalid"
+            None if !st.last_ok => Err(AuthError::IdpUnavailable),
+            None => Err(AuthError::UnknownKey),
+        }
     }
 
     fn refresh_in_background(self: &Arc<Self>, seen_attempts: u64) {
@@ -319,9 +338,12 @@ impl JwksCache {
                 tracing::debug!(issuer = %self.issuer, keys = keys.len(), ttl_secs = ttl.as_secs(), "JWKS refreshed");
                 st.keys = keys;
                 st.loaded = true;
+                st.last_ok = true;
                 st.expires_at = now + ttl;
+                st.refresh_at = now + ttl - ttl / 10;
             }
             Err(error) => {
+                st.last_ok = false;
                 tracing::warn!(issuer = %self.issuer, %error, "JWKS refresh failed; serving cached keys while allowed");
             }
         }
@@ -561,18 +583,47 @@ mod cache_tests {
         let clock = ManualClock::at(1000);
         let c = cache(&url, &clock);
         c.key_for(q("a")).await.expect("a");
-        clock.advance(Duration::from_secs(99));
+        clock.advance(Duration::from_secs(89));
         c.key_for(q("a")).await.expect("a");
         assert_eq!(ep.hits(), 1, "fresh for max-age");
-        clock.advance(Duration::from_secs(2));
-        c.key_for(q("a")).await.expect("served while refreshing in the background");
+        clock.advance(Duration::from_secs(6));
+        c.key_for(q("a")).await.expect("served while refreshing ahead in the background");
         for _ in 0..100 {
             if ep.hits() == 2 {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(ep.hits(), 2, "expired keys trigger one background refresh");
+        assert_eq!(ep.hits(), 2, "the last tenth of the TTL triggers one background refresh");
+    }
+
+    #[tokio::test]
+    async fn an_expired_set_is_confirmed_before_a_key_is_served() {
+        let (url, ep) = serve().await;
+        ep.set(200, jwks(&["a"]), Some("max-age=100"));
+        let clock = ManualClock::at(1000);
+        let c = cache(&url, &clock);
+        c.key_for(q("a")).await.expect("a");
+        // the IdP retires "a"; once the cached set expires the old key must not verify anything
+        ep.set(200, jwks(&["b"]), Some("max-age=100"));
+        clock.advance(Duration::from_secs(101));
+        assert_eq!(c.key_for(q("a")).await.map(|_| ()), Err(AuthError::UnknownKey), "retired key refused");
+        assert_eq!(ep.hits(), 2, "one synchronous refresh");
+        c.key_for(q("b")).await.expect("the new key");
+        assert_eq!(ep.hits(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_while_the_idp_is_down_is_unavailable_not_invalid() {
+        let (url, ep) = serve().await;
+        ep.set(200, jwks(&["a"]), Some("max-age=60"));
+        let clock = ManualClock::at(1000);
+        let c = cache(&url, &clock);
+        c.key_for(q("a")).await.expect("a");
+        ep.set(503, "down".into(), None);
+        clock.advance(Duration::from_secs(61));
+        c.key_for(q("a")).await.expect("stale key served while the IdP is down");
+        assert_eq!(c.key_for(q("new")).await.map(|_| ()), Err(AuthError::IdpUnavailable));
     }
 
     #[tokio::test]

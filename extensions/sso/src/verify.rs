@@ -11,7 +11,7 @@ use mcp_enterprise_core::{Principal, TokenFingerprint};
 use serde_json::{Map, Value};
 
 use crate::cache::TokenCache;
-use crate::claims::ClaimMapping;
+use crate::claims::{ClaimMapping, TokenForm};
 use crate::clock::Clock;
 use crate::error::AuthError;
 use crate::http::HttpClient;
@@ -99,7 +99,8 @@ impl Verifier {
         self.clock.now()
     }
 
-    /// Judges a token; the result is cached until the token expires. A sender-constrained token
+    /// Judges a token; the result is cached until the token expires (a JWT: at most until its
+    /// issuer's key set goes stale). A sender-constrained token
     /// (`cnf.jkt`) is refused unless `allow_bound` (only a DPoP layer, which checks the proof,
     /// may pass it).
     pub(crate) async fn authenticate(&self, token: &str, allow_bound: bool) -> Result<Arc<ValidatedToken>, AuthError> {
@@ -181,9 +182,14 @@ impl Verifier {
         }
         self.check_claims(issuer, &claims)?;
         let exp = numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?;
-        let principal =
-            self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
-        Ok((ValidatedToken { principal, jkt: jkt_of(&claims)? }, Duration::from_secs(exp)))
+        let principal = self
+            .claims
+            .principal(&issuer.config.issuer, &claims, fingerprint, TokenForm::Jwt)
+            .ok_or(AuthError::BadClaim("sub"))?;
+        // cached no longer than the key set it was checked against is known current, so a key the
+        // IdP withdraws stops vouching for cached tokens at the next refresh
+        let until = Duration::from_secs(exp).min(issuer.jwks.fresh_until());
+        Ok((ValidatedToken { principal, jkt: jkt_of(&claims)? }, until))
     }
 
     fn check_claims(&self, issuer: &TrustedIssuer, claims: &Map<String, Value>) -> Result<(), AuthError> {
@@ -274,8 +280,10 @@ impl Verifier {
         }
         let exp = Duration::from_secs(numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?);
         let until = exp.min(self.now() + settings.max_cache_ttl);
-        let principal =
-            self.claims.principal(&issuer.config.issuer, &claims, fingerprint).ok_or(AuthError::BadClaim("sub"))?;
+        let principal = self
+            .claims
+            .principal(&issuer.config.issuer, &claims, fingerprint, TokenForm::Introspected)
+            .ok_or(AuthError::BadClaim("sub"))?;
         Ok((ValidatedToken { principal, jkt }, until))
     }
 }

@@ -148,7 +148,10 @@ impl Rejection {
 
     /// The HTTP response for this rejection; the rejection itself is placed in the response extensions.
     pub fn into_response<B: From<bytes::Bytes>>(self) -> http::Response<B> {
-        let mut response = self.to_jsonrpc().into_response(self.status());
+        let error = self.to_jsonrpc();
+        let denial = crate::Denial::new("core", self.to_string()).with_jsonrpc_code(error.code());
+        let mut response = error.into_response(self.status());
+        response.extensions_mut().insert(denial);
         response.extensions_mut().insert(self);
         response
     }

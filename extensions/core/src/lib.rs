@@ -52,6 +52,7 @@
 pub mod body;
 pub mod challenge;
 pub mod config;
+pub mod denial;
 pub mod error;
 pub mod extensions;
 pub mod headers;
@@ -65,6 +66,7 @@ pub mod principal;
 pub use body::{BoxError, McpBody};
 pub use challenge::{AuthErrorCode, Challenge};
 pub use config::CoreConfig;
+pub use denial::Denial;
 pub use error::{ConfigError, Rejection};
 pub use extensions::{ExtensionId, ExtensionSet, ExtensionSetBuilder, NegotiatedExtensions};
 pub use inspect::{Inspect, InspectLayer};

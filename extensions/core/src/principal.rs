@@ -18,6 +18,17 @@ pub enum PrincipalKind {
     Workload,
 }
 
+impl PrincipalKind {
+    /// The lower-case name used in records and policies: `user`, `service_client`, `workload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::ServiceClient => "service_client",
+            Self::Workload => "workload",
+        }
+    }
+}
+
 /// How the principal authenticated on this request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -28,6 +39,17 @@ pub enum AuthMethod {
     Dpop,
     /// A workload identity token.
     Workload,
+}
+
+impl AuthMethod {
+    /// The lower-case name used in records and policies: `bearer`, `dpop`, `workload`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bearer => "bearer",
+            Self::Dpop => "dpop",
+            Self::Workload => "workload",
+        }
+    }
 }
 
 /// A non-reversible fingerprint of a credential: the first 16 bytes of its SHA-256 digest,

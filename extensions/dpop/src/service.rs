@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use mcp_enterprise_core::headers::{DPOP, DPOP_NONCE};
 use mcp_enterprise_core::jsonrpc::codes;
-use mcp_enterprise_core::{AuthMethod, Challenge, JsonRpcError, McpBody, McpRequest, Principal};
+use mcp_enterprise_core::{AuthMethod, Challenge, Denial, JsonRpcError, McpBody, McpRequest, Principal};
 use serde_json::json;
 use tower_service::Service;
 
@@ -195,6 +195,9 @@ impl Inner {
         let nonce = matches!(error, DpopError::UseNonce);
         self.decorate(&mut response, nonce);
         tracing::info!(reason = %error, "DPoP request refused");
+        response
+            .extensions_mut()
+            .insert(Denial::new("dpop", error.to_string()).with_jsonrpc_code(codes::INVALID_REQUEST));
         response.extensions_mut().insert(error);
         response
     }
@@ -250,10 +253,12 @@ where
                 let (mut parts, body) = req.into_parts();
                 match inner.authenticate(&parts, &token).await {
                     Ok((principal, nonce)) => {
-                        parts.extensions.insert(principal);
+                        parts.extensions.insert(principal.clone());
                         let req = Request::from_parts(parts, body);
                         let mut response = service.call(req).await?.map(McpBody::new);
                         inner.decorate(&mut response, nonce);
+                        // outer layers (audit) see who was let in
+                        response.extensions_mut().insert(principal);
                         Ok(response)
                     }
                     Err(error) => Ok(inner.refuse(error, mcp.as_ref())),

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use mcp_enterprise_core::jsonrpc::codes;
-use mcp_enterprise_core::{Challenge, JsonRpcError, McpBody, McpRequest, Principal};
+use mcp_enterprise_core::{Challenge, Denial, JsonRpcError, McpBody, McpRequest, Principal};
 use serde_json::json;
 use tower_service::Service;
 
@@ -73,6 +73,7 @@ fn refuse<B>(inner: &Inner, error: AuthError, mcp: Option<&McpRequest>) -> Respo
     } else {
         headers.insert(header::WWW_AUTHENTICATE, challenge.to_header_value());
     }
+    response.extensions_mut().insert(Denial::new("sso", error.to_string()).with_jsonrpc_code(codes::INVALID_REQUEST));
     response.extensions_mut().insert(error);
     response
 }
@@ -134,7 +135,9 @@ where
                 match checked {
                     Ok(principal) => {
                         req.extensions_mut().insert(Principal::clone(&principal));
-                        let response = service.call(req).await?;
+                        let mut response = service.call(req).await?;
+                        // outer layers (audit) see who was let in
+                        response.extensions_mut().insert(Principal::clone(&principal));
                         Ok(response.map(McpBody::new))
                     }
                     Err(error) => {

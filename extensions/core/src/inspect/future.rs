@@ -46,6 +46,7 @@ pin_project! {
             #[pin]
             future: S::Future,
             after: After,
+            mcp: Option<McpRequest>,
         },
         Rejected {
             rejection: Option<Rejection>,
@@ -88,7 +89,7 @@ where
     ) -> Self {
         let after =
             forget.map_or(After::Nothing, |session_id| After::Forget { sessions, session_id, on_success: true });
-        Self { state: State::Calling { future: service.call(req), after } }
+        Self { state: State::Calling { future: service.call(req), after, mcp: None } }
     }
 
     pub(super) fn rejected(rejection: Rejection) -> Self {
@@ -126,9 +127,13 @@ where
                     let rejection = rejection.take().unwrap_or(Rejection::BodyRead);
                     return Poll::Ready(Ok(rejection.into_response()));
                 }
-                StateProj::Calling { future, after } => {
-                    let response = ready!(future.poll(cx))?;
+                StateProj::Calling { future, after, mcp } => {
+                    let mut response = ready!(future.poll(cx))?;
                     after.apply(&response);
+                    // outer layers (audit) see what was inspected
+                    if let Some(mcp) = mcp.take() {
+                        response.extensions_mut().insert(mcp);
+                    }
                     return Poll::Ready(Ok(response.map(McpBody::new)));
                 }
                 StateProj::Reading { mut body, parts, buf, limit, service, sessions } => {
@@ -153,8 +158,8 @@ where
                                 Ok(mcp) => {
                                     let after = after_for(&mcp, sessions);
                                     let mut req = Request::from_parts(parts, McpBody::full(bytes));
-                                    req.extensions_mut().insert(mcp);
-                                    State::Calling { future: service.call(req), after }
+                                    req.extensions_mut().insert(mcp.clone());
+                                    State::Calling { future: service.call(req), after, mcp: Some(mcp) }
                                 }
                                 Err(rejection) => State::Rejected { rejection: Some(rejection) },
                             }

@@ -1,0 +1,191 @@
+//! The response body wrapper that completes a record when the response has been sent.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use aws_lc_rs::hmac;
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use mcp_enterprise_core::{BoxError, JsonRpcId, McpBody};
+use pin_project_lite::pin_project;
+use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::layer::Recorder;
+use crate::record::Departure;
+
+/// How much of the end of a response is kept to find a JSON-RPC error code in it.
+const TAIL: usize = 64 * 1024;
+
+pub(crate) struct Pending {
+    pub(crate) departure: Departure,
+    pub(crate) recorder: Arc<Recorder>,
+    pub(crate) permit: Option<OwnedSemaphorePermit>,
+    pub(crate) bytes: u64,
+    pub(crate) tail: Vec<u8>,
+    pub(crate) result_mac: Option<hmac::Context>,
+}
+
+impl Pending {
+    fn observe(&mut self, data: &[u8]) {
+        self.bytes += data.len() as u64;
+        if let Some(mac) = self.result_mac.as_mut() {
+            mac.update(data);
+        }
+        if data.len() >= TAIL {
+            self.tail.clear();
+            self.tail.extend_from_slice(&data[data.len() - TAIL..]);
+        } else {
+            self.tail.extend_from_slice(data);
+            if self.tail.len() > 2 * TAIL {
+                self.tail.drain(..self.tail.len() - TAIL);
+            }
+        }
+    }
+
+    fn finish(self, aborted: bool) {
+        let Pending { departure, recorder, permit, bytes, tail, result_mac } = self;
+        let code = if bytes as usize > tail.len() && !departure.sse {
+            None // a JSON body larger than the kept tail is a result, not an error object
+        } else {
+            error_code(&tail, departure.sse, departure.request_id.as_ref())
+        };
+        let digest = result_mac.map(|mac| recorder.redaction.digest_bytes(mac));
+        let record = departure.finish(bytes, code, aborted, digest);
+        recorder.shared.push(record, permit);
+    }
+}
+
+pin_project! {
+    /// A response body that records the call when it ends (or is dropped unfinished).
+    pub struct AuditBody<B> {
+        #[pin]
+        inner: McpBody<B>,
+        pending: Option<Box<Pending>>,
+        empty: bool,
+    }
+
+    impl<B> PinnedDrop for AuditBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(pending) = this.pending.take() {
+                // dropped before its end: sent completely only if there was nothing to send
+                let complete = *this.empty;
+                pending.finish(!complete);
+            }
+        }
+    }
+}
+
+impl<B> AuditBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(inner: McpBody<B>, pending: Option<Box<Pending>>) -> Self {
+        let empty = inner.is_end_stream();
+        Self { inner, pending, empty }
+    }
+}
+
+impl<B> std::fmt::Debug for AuditBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditBody").field("recording", &self.pending.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl<B> Body for AuditBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let (Some(data), Some(pending)) = (f.data_ref(), this.pending.as_mut()) {
+                    pending.observe(data);
+                }
+                // a body that knows it has ended may not be polled again
+                if this.inner.is_end_stream()
+                    && let Some(pending) = this.pending.take()
+                {
+                    pending.finish(false);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(true);
+                }
+            }
+            None => {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(false);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The JSON-RPC error code in a response: the body itself (JSON) or the last response event
+/// answering `id` (SSE).
+fn error_code(tail: &[u8], sse: bool, id: Option<&JsonRpcId>) -> Option<i64> {
+    if !sse {
+        let v: Value = serde_json::from_slice(tail).ok()?;
+        return v.get("error")?.get("code")?.as_i64();
+    }
+    let text = String::from_utf8_lossy(tail);
+    let mut code = None;
+    for event in text.replace("\r\n", "\n").split("\n\n") {
+        let data: Vec<&str> =
+            event.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+        if data.is_empty() {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) else { continue };
+        let answers = match (v.get("id"), id) {
+            (Some(got), Some(JsonRpcId::Number(n))) => got.as_i64() == Some(*n),
+            (Some(got), Some(JsonRpcId::String(s))) => got.as_str() == Some(s),
+            _ => false,
+        };
+        if answers {
+            code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64);
+        }
+    }
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_from_json_and_sse() {
+        assert_eq!(
+            error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#, false, None),
+            Some(-32602)
+        );
+        assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false, None), None);
+        assert_eq!(error_code(b"not json", false, None), None);
+        let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n\
+                    data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32001,\"message\":\"m\"}}\r\n\r\n";
+        assert_eq!(error_code(sse, true, Some(&JsonRpcId::Number(7))), Some(-32001));
+        assert_eq!(error_code(sse, true, Some(&JsonRpcId::Number(8))), None, "another request's answer");
+        let ok = b"data: {\"jsonrpc\":\"2.0\",\"id\":\"a\",\"result\":{}}\n\n";
+        assert_eq!(error_code(ok, true, Some(&JsonRpcId::String("a".into()))), None);
+    }
+}

@@ -1,0 +1,108 @@
+//! The canonical serialisation records are hashed and written in.
+//!
+//! Compact JSON with object keys sorted by their UTF-8 bytes at every level, strings escaped the
+//! way `serde_json` escapes them, integers only (records carry no floats). A line of a trail must be
+//! byte-for-byte the canonical form of what it parses to, so any edit — even one that keeps the
+//! meaning, like added whitespace — is detected.
+
+use serde_json::Value;
+
+/// Appends the canonical form of `value` to `out`.
+pub fn write(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(k, out);
+                out.push(b':');
+                write(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write(v, out);
+            }
+            out.push(b']');
+        }
+        Value::String(s) => write_string(s, out),
+        // null, booleans and numbers have one serde_json form
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+/// The canonical form of `value`.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    write(value, &mut out);
+    out
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keys_are_sorted_at_every_level_and_output_is_compact() {
+        let v = json!({"b": 1, "a": {"z": [true, null, "x"], "y": -3}, "é": "\u{1}\"\\\n"});
+        assert_eq!(
+            String::from_utf8(to_vec(&v)).expect("utf8"),
+            r#"{"a":{"y":-3,"z":[true,null,"x"]},"b":1,"é":"\u0001\"\\\n"}"#
+        );
+    }
+
+    #[test]
+    fn canonical_form_round_trips_through_the_parser() {
+        let v = json!({"s": "tab\tcr\rbs\u{8}ff\u{c}nul\u{0}del\u{7f}👍", "n": u64::MAX, "neg": i64::MIN});
+        let bytes = to_vec(&v);
+        let parsed: Value = serde_json::from_slice(&bytes).expect("parses");
+        assert_eq!(parsed, v);
+        assert_eq!(to_vec(&parsed), bytes, "stable");
+        // serde_json escapes strings the same way
+        assert_eq!(
+            serde_json::to_string(&v["s"]).expect("ser").as_bytes(),
+            &bytes[bytes.windows(4).position(|w| w == b"\"s\":").expect("s") + 4..bytes.len() - 1]
+        );
+    }
+}

@@ -1,0 +1,175 @@
+//! The response future of [`Audit`](crate::Audit).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use mcp_enterprise_core::jsonrpc::codes;
+use mcp_enterprise_core::{Denial, JsonRpcError, McpBody};
+use pin_project_lite::pin_project;
+use serde_json::json;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit};
+use tower_service::Service;
+
+use crate::body::{AuditBody, Pending};
+use crate::layer::{Recorder, ResultMode};
+use crate::record::Arrival;
+use crate::service::X_REQUEST_ID;
+use crate::{AuditRefusal, InvocationContext};
+
+type Acquire = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>> + Send>>;
+
+pin_project! {
+    /// Response future of [`Audit`](crate::Audit).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S, B>,
+        recorder: Arc<Recorder>,
+        arrival: Option<Arrival>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        Waiting {
+            acquire: Acquire,
+            service: Option<S>,
+            req: Option<Request<B>>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+            permit: Option<OwnedSemaphorePermit>,
+        },
+        Refused {
+            refusal: AuditRefusal,
+        },
+    }
+}
+
+impl<S, B> std::fmt::Debug for ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(crate) fn calling(
+        future: S::Future,
+        recorder: Arc<Recorder>,
+        arrival: Arrival,
+        permit: OwnedSemaphorePermit,
+    ) -> Self {
+        Self { state: State::Calling { future, permit: Some(permit) }, recorder, arrival: Some(arrival) }
+    }
+
+    pub(crate) fn waiting(service: S, req: Request<B>, recorder: Arc<Recorder>, arrival: Arrival) -> Self {
+        let acquire = Box::pin(recorder.shared.permits.clone().acquire_owned());
+        Self {
+            state: State::Waiting { acquire, service: Some(service), req: Some(req) },
+            recorder,
+            arrival: Some(arrival),
+        }
+    }
+
+    pub(crate) fn refused(recorder: Arc<Recorder>, refusal: AuditRefusal, arrival: Arrival) -> Self {
+        Self { state: State::Refused { refusal }, recorder, arrival: Some(arrival) }
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    ResB: http_body::Body<Data = bytes::Bytes>,
+    ResB::Error: Into<mcp_enterprise_core::BoxError>,
+{
+    type Output = Result<Response<AuditBody<ResB>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Refused { refusal } => {
+                    let refusal = *refusal;
+                    return Poll::Ready(Ok(refuse(this.recorder, refusal, this.arrival.take())));
+                }
+                StateProj::Waiting { acquire, service, req } => {
+                    let permit = match ready!(acquire.as_mut().poll(cx)) {
+                        Ok(permit) => permit,
+                        Err(_) => {
+                            let closed = State::Refused { refusal: AuditRefusal::Closed };
+                            this.state.set(closed);
+                            continue;
+                        }
+                    };
+                    match (service.take(), req.take()) {
+                        (Some(mut service), Some(req)) => {
+                            State::Calling { future: service.call(req), permit: Some(permit) }
+                        }
+                        _ => State::Refused { refusal: AuditRefusal::Closed },
+                    }
+                }
+                StateProj::Calling { future, permit } => {
+                    let response = ready!(future.poll(cx))?;
+                    let Some(arrival) = this.arrival.take() else {
+                        return Poll::Ready(Ok(response.map(|b| AuditBody::new(McpBody::new(b), None))));
+                    };
+                    let r = &**this.recorder;
+                    let header = arrival.correlation_header();
+                    let departure = arrival.respond(&response, &r.redaction, r.invocation == InvocationContext::Record);
+                    let pending = Box::new(Pending {
+                        departure,
+                        recorder: this.recorder.clone(),
+                        permit: permit.take(),
+                        bytes: 0,
+                        tail: Vec::new(),
+                        result_mac: (r.results == ResultMode::Digest).then(|| r.redaction.context()),
+                    });
+                    let mut response = response.map(|b| AuditBody::new(McpBody::new(b), Some(pending)));
+                    if let Some(v) = header {
+                        response.headers_mut().entry(&X_REQUEST_ID).or_insert(v);
+                    }
+                    return Poll::Ready(Ok(response));
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+fn refuse<ResB>(recorder: &Recorder, refusal: AuditRefusal, arrival: Option<Arrival>) -> Response<AuditBody<ResB>>
+where
+    ResB: http_body::Body<Data = bytes::Bytes>,
+    ResB::Error: Into<mcp_enterprise_core::BoxError>,
+{
+    recorder.shared.stats.refuse();
+    tracing::warn!(reason = %refusal, "request refused: the audit trail cannot take its record");
+    let status = StatusCode::SERVICE_UNAVAILABLE;
+    let body = JsonRpcError::new(codes::INTERNAL_ERROR, format!("Service Unavailable: {refusal}"))
+        .with_data(json!({ "status": status.as_u16() }));
+    let mut response: Response<McpBody<ResB>> = body.into_response(status);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some(v) = arrival.and_then(|a| a.correlation_header()) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), v);
+    }
+    response
+        .extensions_mut()
+        .insert(Denial::new("audit", refusal.to_string()).with_jsonrpc_code(codes::INTERNAL_ERROR));
+    response.extensions_mut().insert(refusal);
+    response.map(|b| AuditBody::new(b, None))
+}

@@ -1,0 +1,136 @@
+//! Timestamps and event ids, without a date-time dependency.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Where the audit layer reads the time from (injectable, so tests control it).
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
+    /// Time since the Unix epoch.
+    fn now(&self) -> Duration;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    }
+}
+
+/// RFC 3339 UTC with milliseconds: `2026-11-25T09:30:00.123Z`.
+pub(crate) fn rfc3339_millis(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    let millis = since_epoch.subsec_millis();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    // Howard Hinnant's algorithm, shifted so that the era starts on 0000-03-01
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// A UUIDv7 (RFC 9562): milliseconds since the epoch then randomness, so ids sort by time.
+pub(crate) fn uuid_v7(since_epoch: Duration) -> String {
+    let mut bytes = [0u8; 16];
+    // a failing system RNG leaves zeros; the time prefix and the chain sequence keep ids distinct
+    let _ = aws_lc_rs::rand::fill(&mut bytes[6..]);
+    let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
+    bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    bytes[6] = 0x70 | (bytes[6] & 0x0f);
+    bytes[8] = 0x80 | (bytes[8] & 0x3f);
+    let h = hex(&bytes);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339_millis(Duration::ZERO), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(Duration::from_millis(951_782_400_007)), "2000-02-29T00:00:00.007Z");
+        assert_eq!(rfc3339_millis(Duration::from_millis(1_795_599_045_123)), "2026-11-25T09:30:45.123Z");
+        assert_eq!(rfc3339_millis(Duration::from_secs(4_102_444_799)), "2099-12-31T23:59:59.000Z");
+    }
+
+    #[test]
+    fn uuid_v7_shape_and_order() {
+        let a = uuid_v7(Duration::from_millis(1_000));
+        let b = uuid_v7(Duration::from_millis(2_000));
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7");
+        assert!(matches!(&a[19..20], "8" | "9" | "a" | "b"));
+        assert!(a < b);
+        assert_ne!(uuid_v7(Duration::from_millis(1_000)), a);
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time as records write it.
+pub(crate) fn parse_rfc3339_millis(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 || y < 1970 {
+        return None;
+    }
+    // days from civil (Howard Hinnant), inverse of `civil_from_days`
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn parse_inverts_format() {
+        for ms in [0u64, 951_782_400_007, 1_795_599_045_123, 4_102_444_799_999] {
+            assert_eq!(parse_rfc3339_millis(&rfc3339_millis(Duration::from_millis(ms))), Some(ms));
+        }
+        assert_eq!(parse_rfc3339_millis("2026-11-25T09:30:45Z"), None);
+        assert_eq!(parse_rfc3339_millis("2026-13-25T09:30:45.000Z"), None);
+    }
+}

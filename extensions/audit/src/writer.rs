@@ -1,0 +1,494 @@
+//! The dedicated writer: a bounded queue in front of one thread that chains, writes, syncs,
+//! checkpoints and rotates.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::chain::{ChainHead, CheckpointSigner, seal};
+use crate::error::AuditError;
+use crate::file::{FileSink, Recovery, Rotation};
+use crate::time::{Clock, rfc3339_millis, uuid_v7};
+
+/// When the trail file is forced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FsyncPolicy {
+    /// `fsync` after every record, before the next one is written.
+    EveryRecord,
+    /// `fsync` at most this long after a record was written.
+    Interval(Duration),
+    /// Leave it to the operating system (still synced on rotation and shutdown).
+    Os,
+}
+
+/// What happens to a request when the record queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum QueueFullPolicy {
+    /// The request waits for room: no record is ever lost.
+    #[default]
+    Backpressure,
+    /// The request is refused with `503` (and counted): no unrecorded call gets through.
+    FailClosed,
+}
+
+/// A destination besides the trail file: gets every sealed record.
+pub trait AuditSink: Send + fmt::Debug + 'static {
+    /// One sealed record and its line (canonical JSON and `\n`). Errors are counted and logged;
+    /// the trail file is the record of truth and is not held back by another sink.
+    fn write(&mut self, record: &Value, line: &[u8]) -> io::Result<()>;
+    /// Pushes buffered records out.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes every record as a `tracing` event (target `mcp_enterprise::audit`, level INFO).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingSink;
+
+impl AuditSink for TracingSink {
+    fn write(&mut self, _record: &Value, line: &[u8]) -> io::Result<()> {
+        let text = String::from_utf8_lossy(line);
+        tracing::info!(target: "mcp_enterprise::audit", record = %text.trim_end(), "audit record");
+        Ok(())
+    }
+}
+
+/// Counters of the trail.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    written: AtomicU64,
+    failed: AtomicU64,
+    refused: AtomicU64,
+    checkpoints: AtomicU64,
+    queued: AtomicU64,
+}
+
+impl AuditStats {
+    /// Call records written (and synced per policy) to every sink.
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Write attempts that failed (each is retried; the record is not dropped).
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused because the queue was full or the writer failing (fail-closed policy).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints written.
+    pub fn checkpoints(&self) -> u64 {
+        self.checkpoints.load(Ordering::Relaxed)
+    }
+
+    /// Records queued and not yet written.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn refuse(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+struct Queued {
+    record: Map<String, Value>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Queued>,
+    closing: bool,
+}
+
+/// What the layer and the writer thread share.
+pub(crate) struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) stats: AuditStats,
+    pub(crate) failing: AtomicBool,
+    pub(crate) closed: AtomicBool,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Hands a record to the writer; the permit reserved its place in the queue.
+    pub(crate) fn push(&self, record: Map<String, Value>, permit: Option<OwnedSemaphorePermit>) {
+        let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        q.items.push_back(Queued { record, _permit: permit });
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        drop(q);
+        self.ready.notify_one();
+    }
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub(crate) struct WriterSettings {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) rotation: Rotation,
+    pub(crate) fsync: FsyncPolicy,
+    pub(crate) checkpoint_every: u64,
+    pub(crate) checkpoint_interval: Duration,
+    pub(crate) capacity: usize,
+}
+
+/// The running trail: owns the writer thread. Dropping it drains the queue, writes the closing
+/// checkpoint and waits for the thread.
+pub struct AuditTrail {
+    pub(crate) shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    public_key: Option<String>,
+    first_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for AuditTrail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditTrail").field("stats", &self.shared.stats).finish_non_exhaustive()
+    }
+}
+
+impl AuditTrail {
+    pub(crate) fn start(
+        settings: WriterSettings,
+        signer: Option<CheckpointSigner>,
+        mut extra: Vec<Box<dyn AuditSink>>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AuditError> {
+        if settings.capacity == 0 {
+            return Err(AuditError::Config("the queue capacity must be at least 1".into()));
+        }
+        let now = clock.now();
+        let (head, file, recovery) = match &settings.dir {
+            Some(dir) => {
+                let recovery = FileSink::recover(dir)?;
+                let file = FileSink::create(dir, settings.rotation, recovery.head.seq + 1, now)?;
+                (recovery.head.clone(), Some(file), Some(recovery))
+            }
+            None => (ChainHead::genesis(), None, None),
+        };
+        let first_file = file.as_ref().map(FileSink::path);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            permits: Arc::new(Semaphore::new(settings.capacity)),
+            stats: AuditStats::default(),
+            failing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        let public_key = signer.as_ref().map(CheckpointSigner::public_key);
+        let mut writer = Writer {
+            shared: shared.clone(),
+            head,
+            file,
+            sinks: std::mem::take(&mut extra),
+            signer,
+            settings,
+            clock,
+            unsealed: 0,
+            last_checkpoint: now,
+            last_sync: now,
+            dirty: false,
+            pending_rotation: false,
+        };
+        // the first record says where this run picks up the chain; written before serving
+        let start = writer.start_record(recovery.as_ref());
+        writer.write_with_retry(start).map_err(|e| AuditError::Writer(e.to_string()))?;
+        writer.checkpoint("start");
+        writer.sync();
+        let thread = std::thread::Builder::new()
+            .name("mcpe-audit-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| AuditError::Writer(e.to_string()))?;
+        Ok(Self { shared, thread: Some(thread), public_key, first_file })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &AuditStats {
+        &self.shared.stats
+    }
+
+    /// The checkpoint public key (base64url), when checkpoints are signed.
+    pub fn public_key(&self) -> Option<&str> {
+        self.public_key.as_deref()
+    }
+
+    /// The file this run started writing.
+    pub fn first_file(&self) -> Option<&std::path::Path> {
+        self.first_file.as_deref()
+    }
+
+    /// Drains the queue, writes the closing checkpoint and stops the writer.
+    pub fn shutdown(mut self) {
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        {
+            let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            q.closing = true;
+        }
+        self.shared.ready.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for AuditTrail {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    head: ChainHead,
+    file: Option<FileSink>,
+    sinks: Vec<Box<dyn AuditSink>>,
+    signer: Option<CheckpointSigner>,
+    settings: WriterSettings,
+    clock: Arc<dyn Clock>,
+    unsealed: u64,
+    last_checkpoint: Duration,
+    last_sync: Duration,
+    dirty: bool,
+    pending_rotation: bool,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let (batch, closing) = self.next_batch();
+            for item in batch {
+                let Queued { record, _permit } = item;
+                if self.write_with_retry(record).is_err() {
+                    // only when closing with a dead disk: nothing more can be done, and it is said
+                    tracing::error!("audit writer stopped with unwritten records");
+                    return;
+                }
+                self.shared.stats.written.fetch_add(1, Ordering::Relaxed);
+                self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                if self.settings.fsync == FsyncPolicy::EveryRecord {
+                    self.sync();
+                }
+                self.maintain();
+            }
+            self.maintain();
+            if closing {
+                self.checkpoint("close");
+                self.sync();
+                for sink in &mut self.sinks {
+                    let _ = sink.flush();
+                }
+                return;
+            }
+        }
+    }
+
+    /// Waits for records (or for a timer: sync, checkpoint) and takes what is queued.
+    fn next_batch(&self) -> (Vec<Queued>, bool) {
+        let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        while q.items.is_empty() && !q.closing {
+            let wait = self.next_deadline();
+            let (guard, timeout) = self.shared.ready.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner);
+            q = guard;
+            if timeout.timed_out() {
+                break;
+            }
+        }
+        let n = q.items.len().min(4096);
+        (q.items.drain(..n).collect(), q.closing && q.items.is_empty())
+    }
+
+    fn next_deadline(&self) -> Duration {
+        let now = self.clock.now();
+        let mut wait = Duration::from_secs(1);
+        if self.dirty
+            && let FsyncPolicy::Interval(every) = self.settings.fsync
+        {
+            wait = wait.min((self.last_sync + every).saturating_sub(now));
+        }
+        if self.unsealed > 0 {
+            wait = wait.min((self.last_checkpoint + self.settings.checkpoint_interval).saturating_sub(now));
+        }
+        wait.max(Duration::from_millis(1))
+    }
+
+    /// Timers and thresholds: interval sync, checkpoints, rotation.
+    fn maintain(&mut self) {
+        let now = self.clock.now();
+        if self.dirty
+            && let FsyncPolicy::Interval(every) = self.settings.fsync
+            && now.saturating_sub(self.last_sync) >= every
+        {
+            self.sync();
+        }
+        let due = self.unsealed >= self.settings.checkpoint_every
+            || (self.unsealed > 0 && now.saturating_sub(self.last_checkpoint) >= self.settings.checkpoint_interval);
+        if due {
+            self.checkpoint("periodic");
+        }
+        if self.file.as_ref().is_some_and(|f| f.rotation_due(now)) && !self.pending_rotation {
+            self.pending_rotation = true;
+            self.rotate(now);
+            self.pending_rotation = false;
+        }
+    }
+
+    fn rotate(&mut self, now: Duration) {
+        self.checkpoint("rotate");
+        self.sync();
+        let Some(file) = self.file.as_mut() else { return };
+        let previous = file.name().to_owned();
+        loop {
+            match file.rotate(self.head.seq + 1, now) {
+                Ok(()) => break,
+                Err(error) => {
+                    self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    self.shared.failing.store(true, Ordering::SeqCst);
+                    tracing::error!(%error, "audit trail rotation failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        let mut record = base("file", self.clock.now());
+        record.insert("previous_file".into(), Value::from(previous));
+        let _ = self.write_with_retry(record);
+    }
+
+    fn start_record(&self, recovery: Option<&Recovery>) -> Map<String, Value> {
+        let mut record = base("start", self.clock.now());
+        match recovery {
+            Some(r) => {
+                record.insert("previous_file".into(), r.previous_file.clone().map_or(Value::Null, Value::from));
+                let previous = if r.previous_file.is_none() {
+                    "none"
+                } else if r.clean {
+                    "closed"
+                } else {
+                    "unclean"
+                };
+                record.insert("previous_run".into(), Value::from(previous));
+                if let Some(torn) = &r.torn {
+                    tracing::warn!(file = %torn.file, bytes = torn.bytes, "audit trail: torn last line sealed");
+                    record.insert(
+                        "torn".into(),
+                        serde_json::json!({"file": torn.file, "bytes": torn.bytes, "sha256": torn.sha256}),
+                    );
+                }
+                if previous == "unclean" {
+                    tracing::warn!(
+                        "audit trail: the previous run did not close its trail (crash?); continuing the chain"
+                    );
+                }
+            }
+            None => {
+                record.insert("previous_file".into(), Value::Null);
+                record.insert("previous_run".into(), Value::from("none"));
+            }
+        }
+        record
+    }
+
+    fn checkpoint(&mut self, kind: &str) {
+        let now = self.clock.now();
+        let mut record = base("checkpoint", now);
+        record.insert("kind".into(), Value::from(kind));
+        record.insert("sealed_records".into(), Value::from(self.unsealed));
+        if let Some(signer) = &self.signer {
+            record.insert("key_id".into(), Value::from(signer.key_id()));
+        }
+        if self.write_with_retry(record).is_ok() {
+            self.shared.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.unsealed = 0;
+            self.last_checkpoint = now;
+        }
+    }
+
+    /// Chains and writes one record, retrying while the disk refuses (the record is kept, the
+    /// queue fills, and the layer's policy decides what requests see). Gives up only when closing.
+    fn write_with_retry(&mut self, record: Map<String, Value>) -> io::Result<()> {
+        let (record, line, head) = seal(record, &self.head, self.signer.as_ref());
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let written = match self.file.as_mut() {
+                Some(file) => file.append(&line),
+                None => Ok(()),
+            };
+            match written {
+                Ok(()) => break,
+                Err(error) => {
+                    self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    if !self.shared.failing.swap(true, Ordering::SeqCst) {
+                        tracing::error!(%error, "audit trail write failed; holding records and retrying");
+                    }
+                    if self.shared.closed.load(Ordering::SeqCst) && backoff >= Duration::from_secs(2) {
+                        return Err(error);
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        if self.shared.failing.swap(false, Ordering::SeqCst) {
+            tracing::warn!("audit trail writable again");
+        }
+        for sink in &mut self.sinks {
+            if let Err(error) = sink.write(&record, &line) {
+                self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, ?sink, "audit sink write failed");
+            }
+        }
+        if record.get("type").and_then(Value::as_str) == Some("mcp") {
+            self.unsealed += 1;
+        }
+        self.head = head;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn sync(&mut self) {
+        if let Some(file) = self.file.as_mut()
+            && let Err(error) = file.sync()
+        {
+            self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "audit trail fsync failed");
+            return;
+        }
+        self.last_sync = self.clock.now();
+        self.dirty = false;
+    }
+}
+
+/// The fields every record starts with.
+pub(crate) fn base(kind: &str, now: Duration) -> Map<String, Value> {
+    let mut record = Map::with_capacity(24);
+    record.insert("v".into(), Value::from(1));
+    record.insert("type".into(), Value::from(kind));
+    record.insert("event_id".into(), Value::from(uuid_v7(now)));
+    record.insert("occurred_at".into(), Value::from(rfc3339_millis(now)));
+    record
+}

@@ -72,6 +72,8 @@ pub(crate) struct FileSink {
     name: String,
     len: u64,
     opened_at: Duration,
+    /// A write failed: reopen before the next one (the disk may have been replaced or freed).
+    broken: bool,
 }
 
 impl FileSink {
@@ -117,13 +119,12 @@ impl FileSink {
     pub(crate) fn create(dir: &Path, rotation: Rotation, first_seq: u64, now: Duration) -> Result<Self, AuditError> {
         let name = file_name(first_seq);
         let path = dir.join(&name);
-        let file =
-            OpenOptions::new().append(true).create_new(true).open(&path).map_err(|e| AuditError::io(&path, e))?;
+        let file = open_empty(&path)?;
         // make the new directory entry durable too
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(Self { dir: dir.to_owned(), rotation, file, name, len: 0, opened_at: now })
+        Ok(Self { dir: dir.to_owned(), rotation, file, name, len: 0, opened_at: now, broken: false })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -136,6 +137,9 @@ impl FileSink {
 
     /// Appends one line; on failure the file is cut back so no partial line stays behind.
     pub(crate) fn append(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.broken {
+            self.reopen()?;
+        }
         match self.file.write_all(line) {
             Ok(()) => {
                 self.len += line.len() as u64;
@@ -143,9 +147,27 @@ impl FileSink {
             }
             Err(e) => {
                 let _ = self.file.set_len(self.len);
+                self.broken = true;
                 Err(e)
             }
         }
+    }
+
+    /// Opens the file again after a failure; it must still hold exactly what was written.
+    fn reopen(&mut self) -> io::Result<()> {
+        let path = self.path();
+        let file = OpenOptions::new().append(true).create(true).open(&path)?;
+        let len = file.metadata()?.len();
+        if len != self.len {
+            return Err(io::Error::other(format!(
+                "{} changed underneath the writer ({len} bytes, {} expected)",
+                path.display(),
+                self.len
+            )));
+        }
+        self.file = file;
+        self.broken = false;
+        Ok(())
     }
 
     pub(crate) fn sync(&mut self) -> io::Result<()> {
@@ -160,10 +182,23 @@ impl FileSink {
 
     /// Closes this file and opens the next one.
     pub(crate) fn rotate(&mut self, first_seq: u64, now: Duration) -> Result<(), AuditError> {
-        self.file.sync_all().map_err(|e| AuditError::io(self.path(), e))?;
+        if let Err(error) = self.file.sync_all() {
+            tracing::error!(%error, file = %self.name, "audit trail: fsync before rotation failed");
+        }
         *self = Self::create(&self.dir, self.rotation, first_seq, now)?;
         Ok(())
     }
+}
+
+/// Opens a new trail file for appending; an existing file is used only if it is empty.
+fn open_empty(path: &Path) -> Result<File, AuditError> {
+    let file = OpenOptions::new().append(true).create(true).open(path).map_err(|e| AuditError::io(path, e))?;
+    let len = file.metadata().map_err(|e| AuditError::io(path, e))?.len();
+    if len != 0 {
+        let e = io::Error::new(io::ErrorKind::AlreadyExists, "a trail file with this name already has records");
+        return Err(AuditError::io(path, e));
+    }
+    Ok(file)
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {

@@ -70,6 +70,8 @@ mod layer;
 mod record;
 mod redact;
 mod service;
+#[cfg(test)]
+mod tests;
 mod time;
 pub mod verify;
 mod writer;

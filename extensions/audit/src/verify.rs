@@ -128,10 +128,6 @@ pub fn verify_files(files: &[PathBuf], key: Option<&CheckpointVerifier>, live: b
                 }
             };
             let seq = record.get("seq").and_then(Value::as_u64);
-            if let Err(what) = check_record(&record, line, &mut last, &mut report, seq) {
-                report.broken = Some(at(seq, what));
-                return Ok(report);
-            }
             let kind = record.get("type").and_then(Value::as_str).unwrap_or_default().to_owned();
             // the first record of every file says which file came before
             if line_no == 1 {
@@ -143,6 +139,10 @@ pub fn verify_files(files: &[PathBuf], key: Option<&CheckpointVerifier>, live: b
                 }
             } else if kind == "start" || kind == "file" {
                 report.broken = Some(at(seq, format!("a `{kind}` record in the middle of a file")));
+                return Ok(report);
+            }
+            if let Err(what) = check_record(&record, line, &mut last, &mut report, seq) {
+                report.broken = Some(at(seq, what));
                 return Ok(report);
             }
             match kind.as_str() {

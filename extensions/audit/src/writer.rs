@@ -210,7 +210,7 @@ impl AuditTrail {
             last_checkpoint: now,
             last_sync: now,
             dirty: false,
-            pending_rotation: false,
+            calls_in_file: 0,
         };
         // the first record says where this run picks up the chain; written before serving
         let start = writer.start_record(recovery.as_ref());
@@ -275,7 +275,7 @@ struct Writer {
     last_checkpoint: Duration,
     last_sync: Duration,
     dirty: bool,
-    pending_rotation: bool,
+    calls_in_file: u64,
 }
 
 impl Writer {
@@ -351,10 +351,9 @@ impl Writer {
         if due {
             self.checkpoint("periodic");
         }
-        if self.file.as_ref().is_some_and(|f| f.rotation_due(now)) && !self.pending_rotation {
-            self.pending_rotation = true;
+        // a file is rotated only once it holds calls, never right after its own first record
+        if self.calls_in_file > 0 && self.file.as_ref().is_some_and(|f| f.rotation_due(now)) {
             self.rotate(now);
-            self.pending_rotation = false;
         }
     }
 
@@ -363,9 +362,14 @@ impl Writer {
         self.sync();
         let Some(file) = self.file.as_mut() else { return };
         let previous = file.name().to_owned();
+        self.calls_in_file = 0;
         loop {
             match file.rotate(self.head.seq + 1, now) {
                 Ok(()) => break,
+                Err(error) if self.shared.closed.load(Ordering::SeqCst) => {
+                    tracing::error!(%error, "audit trail rotation failed while closing");
+                    return;
+                }
                 Err(error) => {
                     self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
                     self.shared.failing.store(true, Ordering::SeqCst);
@@ -464,6 +468,7 @@ impl Writer {
         }
         if record.get("type").and_then(Value::as_str) == Some("mcp") {
             self.unsealed += 1;
+            self.calls_in_file += 1;
         }
         self.head = head;
         self.dirty = true;

@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_enterprise_audit::{AuditLayer, AuditTrail, CheckpointSigner, FsyncPolicy, Redaction};
 use mcp_enterprise_sso::{Issuer, Keys, ScopePolicy, ScopeRule, SsoLayer};
 use serde_json::{Value, json};
 
@@ -150,11 +152,17 @@ pub struct Demo {
     pub user_token: String,
     /// A token for `admin` with scope `mcp:admin`.
     pub admin_token: String,
+    /// Where the audit trail is written.
+    pub audit_dir: PathBuf,
+    /// The checkpoint public key (PEM) that verifies the trail.
+    pub audit_public_key: PathBuf,
+    trail: Option<AuditTrail>,
 }
 
 impl Demo {
-    /// Starts the demo MCP server, the demo IdP and the gateway (SSO on) listening on `listen`.
-    pub async fn start(listen: SocketAddr) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+    /// Starts the demo MCP server, the demo IdP and the gateway (SSO and audit on) listening on
+    /// `listen`; the audit trail goes to `audit_dir/trail`, its public key to `audit_dir/audit-public-key.pem`.
+    pub async fn start(listen: SocketAddr, audit_dir: &Path) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let upstream = DemoUpstream::start().await?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {listen} (is it in use? try --listen 127.0.0.1:0): {e}"))
@@ -165,10 +173,22 @@ impl Demo {
             .issuer(Issuer::new(DEMO_ISSUER).keys(Keys::Static(idp.jwks().clone())))
             .scope_policy(demo_scopes())
             .build()?;
+        let signer = CheckpointSigner::generate()?;
+        std::fs::create_dir_all(audit_dir)?;
+        let audit_public_key = audit_dir.join("audit-public-key.pem");
+        std::fs::write(&audit_public_key, signer.public_key_pem())?;
+        let (audit, trail) = AuditLayer::builder()
+            .directory(audit_dir.join("trail"))
+            .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+            .signing_key(signer)
+            // the demo's echo text is harmless: kept in clear so the trail shows the policy at work
+            .redaction(Redaction::random().clear("echo", ["text"]))
+            .build()?;
         let gateway = Gateway::builder()
             .upstream(upstream.url())?
             .extensions(default_extensions())
             .sso(sso)
+            .audit(audit)
             .build()?
             .serve_on(listener)?;
         let hour = Duration::from_secs(3600);
@@ -177,6 +197,9 @@ impl Demo {
             admin_token: idp.mint("admin", "mcp:admin", &resource, hour)?,
             gateway,
             upstream,
+            audit_dir: audit_dir.join("trail"),
+            audit_public_key,
+            trail: Some(trail),
         })
     }
 
@@ -233,8 +256,8 @@ impl Demo {
   forwards to  : {upstream}  (demo MCP server built with rmcp)
   identity     : demo IdP {DEMO_ISSUER} (in-process ES256 key); scopes: mcp, mcp:admin (implies mcp);
                  tools named delete_* need mcp:admin
-  layers       : host/origin check -> protected resource metadata -> inspect (JSON-RPC, SEP-2243)
-                 -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> proxy
+  layers       : audit -> host/origin check -> protected resource metadata -> inspect (JSON-RPC,
+                 SEP-2243) -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> proxy
 
 Demo tokens (valid 1 hour; minted by the demo IdP for this endpoint only):
   export USER_TOKEN='{user}'
@@ -262,17 +285,26 @@ A header that disagrees with the body is refused (400, JSON-RPC -32020):
 Legacy (2025-11-25) clients: POST initialize, then reuse the Mcp-Session-Id it returns:
   {legacy}
 
-Press Ctrl-C to stop."#,
+Every request above, refusals included, is in the tamper-evident audit trail in {trail}
+(hash-chained, Ed25519-signed checkpoints, arguments as keyed digests). Check it (--live while running):
+  mcp-enterprise audit verify {trail} --public-key {key} --live
+
+Press Ctrl-C to stop (the trail is then sealed with a closing checkpoint)."#,
+            trail = self.audit_dir.display(),
+            key = self.audit_public_key.display(),
             upstream = self.upstream.url(),
             user = self.user_token,
             admin = self.admin_token,
         )
     }
 
-    /// Stops everything.
-    pub async fn stop(self) {
+    /// Stops everything and seals the audit trail.
+    pub async fn stop(mut self) {
         self.gateway.shutdown().await;
         self.upstream.stop().await;
+        if let Some(trail) = self.trail.take() {
+            let _ = tokio::task::spawn_blocking(move || trail.shutdown()).await;
+        }
     }
 }
 

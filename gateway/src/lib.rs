@@ -37,9 +37,11 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, Uri, header};
+use mcp_enterprise_audit::{AuditLayer, AuditTrail};
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::{
-    ExtensionSet, InspectLayer, JsonRpcError, NegotiateLayer, ProtectedResourceMetadata, ProtectedResourceMetadataLayer,
+    Denial, ExtensionSet, InspectLayer, JsonRpcError, NegotiateLayer, ProtectedResourceMetadata,
+    ProtectedResourceMetadataLayer,
 };
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_sso::SsoLayer;
@@ -126,15 +128,27 @@ pub enum ConfigFileError {
 /// Reads an SSO configuration file (JSON) and builds the layer. Errors name the file, line, column
 /// and key.
 pub fn load_sso_config(path: &std::path::Path) -> Result<SsoLayer, ConfigFileError> {
+    let (shown, config) = read_json_config::<mcp_enterprise_sso::SsoConfig>(path)?;
+    SsoLayer::from_config(&config).map_err(|source| ConfigFileError::Invalid { path: shown, source })
+}
+
+/// Reads a JSON configuration file; errors name `file:line:column` and the key.
+fn read_json_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<(String, T), ConfigFileError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
-    let config: mcp_enterprise_sso::SsoConfig = serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
+    let config = serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
         path: shown.clone(),
         line: e.line(),
         column: e.column(),
         message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
     })?;
-    SsoLayer::from_config(&config).map_err(|source| ConfigFileError::Invalid { path: shown, source })
+    Ok((shown, config))
+}
+
+/// Reads an audit configuration file (JSON) and starts the trail it describes.
+pub fn load_audit_config(path: &std::path::Path) -> Result<(AuditLayer, AuditTrail), ConfigFileError> {
+    let (shown, config) = read_json_config::<mcp_enterprise_audit::AuditConfig>(path)?;
+    AuditLayer::from_config(&config).map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
 }
 
 /// Lets the DPoP layer judge access tokens with the SSO layer's issuers, keys and audience rules
@@ -168,15 +182,7 @@ impl mcp_enterprise_dpop::TokenValidator for SsoValidator {
 
 /// Reads a DPoP configuration file (JSON); with an SSO layer, tokens are judged by it.
 pub fn load_dpop_config(path: &std::path::Path, sso: Option<&SsoLayer>) -> Result<DpopLayer, ConfigFileError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
-    let mut config: mcp_enterprise_dpop::DpopConfig =
-        serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
-            path: shown.clone(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
-        })?;
+    let (shown, mut config) = read_json_config::<mcp_enterprise_dpop::DpopConfig>(path)?;
     if config.resource_metadata.is_none() {
         config.resource_metadata = sso.map(|s| s.resource_metadata_url().to_owned());
     }
@@ -199,6 +205,7 @@ pub struct Gateway {
     dpop: Option<DpopLayer>,
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
+    audit: Option<AuditLayer>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -222,6 +229,7 @@ pub struct GatewayBuilder {
     extensions: ExtensionSet,
     sso: Option<SsoLayer>,
     dpop: Option<DpopLayer>,
+    audit: Option<AuditLayer>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
@@ -237,6 +245,7 @@ impl Gateway {
             extensions: ExtensionSet::default(),
             sso: None,
             dpop: None,
+            audit: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
         }
@@ -264,7 +273,12 @@ impl Gateway {
             Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
             None => router,
         };
-        router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin))
+        let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
+        // outermost: the trail records every refusal by the layers inside, the Host check included
+        match &self.audit {
+            Some(audit) => router.layer(audit.clone()),
+            None => router,
+        }
     }
 
     /// Binds the listen address and serves on the current tokio runtime.
@@ -351,6 +365,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Records every request, and every refusal by the layers inside, to a tamper-evident trail.
+    /// Keep the [`AuditTrail`] the layer came with alive while serving, and shut it down after the
+    /// gateway to seal the trail.
+    pub fn audit(mut self, audit: AuditLayer) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
     /// Accepts these host names in `Host` (any port), in addition to the loopback names. A gateway
     /// reachable under a DNS name must list it: any other `Host` is refused with `403`, which is
     /// what defeats DNS rebinding.
@@ -383,6 +405,9 @@ impl GatewayBuilder {
             };
             metadata = Some(builder.contribute(dpop.metadata_contribution()));
         }
+        if let Some(audit) = &self.audit {
+            extensions = audit.add_extensions(extensions)?;
+        }
         let extensions = extensions.build();
         let metadata = metadata.map(mcp_enterprise_core::metadata::ProtectedResourceMetadataBuilder::build);
         Ok(Gateway {
@@ -395,6 +420,7 @@ impl GatewayBuilder {
             dpop: self.dpop,
             metadata,
             origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
+            audit: self.audit,
         })
     }
 }
@@ -418,8 +444,15 @@ fn host_name(authority: &str) -> Option<String> {
 }
 
 fn forbidden(message: &str) -> Response {
+    refusal(StatusCode::FORBIDDEN, message)
+}
+
+/// A gateway refusal, with the [`Denial`] the audit layer records.
+fn refusal(status: StatusCode, message: &str) -> Response {
     let body = JsonRpcError::new(codes::INVALID_REQUEST, message);
-    (StatusCode::FORBIDDEN, [(header::CONTENT_TYPE, "application/json")], body.to_bytes()).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body.to_bytes()).into_response();
+    response.extensions_mut().insert(Denial::new("gateway", message).with_jsonrpc_code(codes::INVALID_REQUEST));
+    response
 }
 
 /// DNS-rebinding defence: the `Host` must be an allowed name, and a browser `Origin` must be
@@ -431,9 +464,7 @@ async fn check_origin(State(policy): State<Arc<OriginPolicy>>, req: Request, nex
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()));
     let Some(host) = host else {
-        let body = JsonRpcError::new(codes::INVALID_REQUEST, "the Host header is required");
-        return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json")], body.to_bytes())
-            .into_response();
+        return refusal(StatusCode::BAD_REQUEST, "the Host header is required");
     };
     if !host_name(host).is_some_and(|name| policy.hosts.contains(&name)) {
         return forbidden(

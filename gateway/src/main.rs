@@ -8,8 +8,9 @@ use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
+use mcp_enterprise_audit::{CheckpointSigner, CheckpointVerifier, export, trail_files, verify};
 use mcp_enterprise_gateway::demo::{Demo, default_extensions};
-use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_dpop_config, load_sso_config};
+use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_audit_config, load_dpop_config, load_sso_config};
 use tracing_subscriber::EnvFilter;
 
 /// The mcp-enterprise gateway: enterprise extensions in front of any MCP server.
@@ -24,6 +25,41 @@ struct Cli {
 enum Command {
     /// Serve the gateway (with no --upstream: the embedded demo MCP server).
     Serve(ServeArgs),
+    /// Work with audit trails.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check a trail: chain, canonical form, checkpoints and their signatures, rotation
+    /// continuity. Exit code 0 when it verifies, 1 with the first broken record otherwise.
+    Verify {
+        /// Trail files, or a directory holding them.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// The checkpoint public key (PEM or base64url); without it signatures are not checked.
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<std::path::PathBuf>,
+        /// The trail is still being written: allow records after the last checkpoint.
+        #[arg(long)]
+        live: bool,
+    },
+    /// Convert call records for a SIEM: OCSF API Activity (JSON Lines) or CEF, to stdout.
+    Export {
+        /// `ocsf` or `cef`.
+        #[arg(long, value_parser = ["ocsf", "cef"])]
+        format: String,
+        /// Trail files, or a directory holding them.
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+    },
+    /// Generate an Ed25519 checkpoint signing key (PKCS#8 PEM) and print its public key.
+    Keygen {
+        /// Where to write the private key (created with mode 0600; must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,6 +85,9 @@ struct ServeArgs {
     /// --sso-config the SSO issuers judge the tokens.
     #[arg(long, value_name = "FILE")]
     dpop_config: Option<std::path::PathBuf>,
+    /// Record every request to a tamper-evident audit trail as described by this file (JSON).
+    #[arg(long, value_name = "FILE")]
+    audit_config: Option<std::path::PathBuf>,
     /// Allow listening on a non-loopback address. Until authentication is configured this
     /// exposes the upstream server to the network unauthenticated.
     #[arg(long)]
@@ -64,11 +103,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
+        Some(Command::Audit(command)) => return audit(command),
         None => ServeArgs {
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
             sso_config: None,
             dpop_config: None,
+            audit_config: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             insecure_listen_any: false,
@@ -105,6 +146,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(sso) = sso {
         builder = builder.sso(sso);
     }
+    let trail = match &args.audit_config {
+        Some(path) => {
+            let (layer, trail) = load_audit_config(path)?;
+            builder = builder.audit(layer);
+            Some(trail)
+        }
+        None => None,
+    };
     let gateway = builder
         .build()?
         .spawn()
@@ -117,14 +166,96 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("shutting down");
     gateway.shutdown().await;
+    if let Some(trail) = trail {
+        // drains the queue and writes the closing checkpoint
+        tokio::task::spawn_blocking(move || trail.shutdown()).await.context("sealing the audit trail")?;
+    }
     Ok(())
+}
+
+fn trail_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(trail_files(path).with_context(|| format!("reading {}", path.display()))?);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    if files.is_empty() {
+        bail!("no audit trail files found");
+    }
+    Ok(files)
+}
+
+fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Verify { paths, public_key, live } => {
+            let key = match &public_key {
+                Some(path) => {
+                    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+                    Some(CheckpointVerifier::from_public_key(&text).with_context(|| path.display().to_string())?)
+                }
+                None => None,
+            };
+            let report = verify::verify_files(&trail_paths(&paths)?, key.as_ref(), live)?;
+            println!("{report}");
+            if !report.is_ok() {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        AuditCommand::Export { format, paths } => {
+            use std::io::{BufRead, Write};
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            for file in trail_paths(&paths)? {
+                let reader = std::io::BufReader::new(
+                    std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
+                );
+                for (n, line) in reader.split(b'\n').enumerate() {
+                    let line = line.with_context(|| format!("reading {}", file.display()))?;
+                    let Ok(record) = serde_json::from_slice::<serde_json::Value>(&line) else {
+                        eprintln!("{}:{}: not a record (torn line?), skipped", file.display(), n + 1);
+                        continue;
+                    };
+                    let converted = match format.as_str() {
+                        "ocsf" => export::ocsf(&record).map(|e| e.to_string()),
+                        _ => export::cef(&record),
+                    };
+                    if let Some(text) = converted {
+                        writeln!(out, "{text}")?;
+                    }
+                }
+            }
+            out.flush()?;
+            Ok(())
+        }
+        AuditCommand::Keygen { out } => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let pem = CheckpointSigner::generate_pem()?;
+            let signer = CheckpointSigner::from_pkcs8(pem.as_bytes())?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            file.write_all(pem.as_bytes())?;
+            eprintln!("private key written to {} (key id {})", out.display(), signer.key_id());
+            print!("{}", signer.public_key_pem());
+            Ok(())
+        }
+    }
 }
 
 async fn serve_demo(args: &ServeArgs) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the embedded demo only listens on loopback addresses (got {})", args.listen);
     }
-    let demo = Demo::start(args.listen).await.map_err(|e| anyhow::anyhow!("starting the demo: {e}"))?;
+    let audit_dir = std::env::temp_dir().join(format!("mcp-enterprise-demo-{}", std::process::id()));
+    let demo = Demo::start(args.listen, &audit_dir).await.map_err(|e| anyhow::anyhow!("starting the demo: {e}"))?;
     println!("{}", demo.banner());
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("shutting down");

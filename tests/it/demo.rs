@@ -105,7 +105,8 @@ fn to_request(words: &[String]) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn banner_commands_work_as_described() {
-    let demo = Demo::start("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let demo = Demo::start("127.0.0.1:0".parse().unwrap(), dir.path()).await.unwrap();
     let text = demo.banner();
     assert!(text.contains(&demo.gateway.mcp_url()));
     let (vars, commands) = parse_banner(&text);
@@ -148,5 +149,52 @@ async fn banner_commands_work_as_described() {
     assert!(headers.contains_key("mcp-session-id"));
     assert_eq!(msg["result"]["serverInfo"]["name"], "mcp-enterprise-demo");
 
+    // the verify command the banner prints names the demo's trail and key
+    let verify_line = text.lines().find(|l| l.contains("mcp-enterprise audit verify")).expect("verify command");
+    let words: Vec<&str> = verify_line.split_whitespace().collect();
+    assert_eq!(&words[..3], ["mcp-enterprise", "audit", "verify"], "{verify_line}");
+    let (trail, key) = (std::path::PathBuf::from(words[3]), std::path::PathBuf::from(words[5]));
+    assert_eq!(trail, demo.audit_dir);
+    let live = mcp_enterprise_audit::verify::verify_dir(&trail, None, true).unwrap();
+    assert!(live.is_ok(), "{live}");
     demo.stop().await;
+
+    // after Ctrl-C the trail is sealed and verifies with the printed key; every call is in it
+    let key = mcp_enterprise_audit::CheckpointVerifier::from_public_key(&std::fs::read(&key).unwrap()).unwrap();
+    let report = mcp_enterprise_audit::verify::verify_dir(&trail, Some(&key), false).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.records, 7, "8 commands, the metadata fetch is not an MCP call: {report}");
+    let records: Vec<serde_json::Value> = mcp_enterprise_audit::trail_files(&trail)
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>()
+        })
+        .filter(|r: &serde_json::Value| r["type"] == "mcp")
+        .collect();
+    let outcomes: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| (r["outcome"].as_str().unwrap(), r["denied_by"]["layer"].as_str().unwrap_or("-")))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("allowed", "-"),
+            ("allowed", "-"),
+            ("denied", "sso"),
+            ("allowed", "-"),
+            ("denied", "sso"),
+            ("denied", "core"),
+            ("allowed", "-")
+        ]
+    );
+    assert_eq!(records[1]["principal"]["subject"], "alice");
+    assert_eq!(records[1]["arguments"]["clear"]["text"], "hello");
+    assert_eq!(records[3]["principal"]["subject"], "admin");
+    assert!(records[3]["arguments"]["digests"]["id"].as_str().unwrap().starts_with("hmac-sha256:"));
+    // the demo tokens are nowhere in the trail
+    for f in mcp_enterprise_audit::trail_files(&trail).unwrap() {
+        let bytes = std::fs::read_to_string(f).unwrap();
+        assert!(!bytes.contains(&vars["USER_TOKEN"]) && !bytes.contains(&vars["ADMIN_TOKEN"]));
+    }
 }

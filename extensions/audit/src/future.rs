@@ -78,6 +78,10 @@ where
         Self { state: State::Calling { future, permit: Some(permit) }, recorder, arrival: Some(arrival) }
     }
 
+    pub(crate) fn unrecorded(future: S::Future, recorder: Arc<Recorder>) -> Self {
+        Self { state: State::Calling { future, permit: None }, recorder, arrival: None }
+    }
+
     pub(crate) fn waiting(service: S, req: Request<B>, recorder: Arc<Recorder>, arrival: Arrival) -> Self {
         let acquire = Box::pin(recorder.shared.permits.clone().acquire_owned());
         Self {

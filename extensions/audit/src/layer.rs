@@ -47,6 +47,7 @@ pub(crate) struct Recorder {
     pub(crate) invocation: InvocationContext,
     pub(crate) results: ResultMode,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) skip_prefixes: Vec<String>,
     retention: Option<String>,
 }
 
@@ -123,6 +124,7 @@ pub struct AuditLayerBuilder {
     invocation: InvocationContext,
     results: ResultMode,
     clock: Arc<dyn Clock>,
+    skip_prefixes: Vec<String>,
     retention: Option<String>,
 }
 
@@ -142,6 +144,7 @@ impl Default for AuditLayerBuilder {
             invocation: InvocationContext::Record,
             results: ResultMode::None,
             clock: Arc::new(SystemClock),
+            skip_prefixes: vec!["/.well-known/".to_owned()],
             retention: None,
         }
     }
@@ -228,6 +231,13 @@ impl AuditLayerBuilder {
         self
     }
 
+    /// Requests whose path starts with `prefix` are not MCP calls and pass unrecorded (for
+    /// example `/.well-known/` metadata served by the same router).
+    pub fn skip_path_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.skip_prefixes.push(prefix.into());
+        self
+    }
+
     /// The clock for record times (tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
@@ -263,6 +273,7 @@ impl AuditLayerBuilder {
             invocation: self.invocation,
             results: self.results,
             clock: self.clock,
+            skip_prefixes: self.skip_prefixes,
             retention: self.retention,
         };
         Ok((AuditLayer { recorder: Arc::new(recorder) }, trail))

@@ -45,6 +45,9 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let recorder = self.recorder.clone();
+        if recorder.skip_prefixes.iter().any(|p| req.uri().path().starts_with(p.as_str())) {
+            return ResponseFuture::unrecorded(self.inner.call(req), recorder);
+        }
         let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers());
         if !req.headers().contains_key(&X_REQUEST_ID)
             && let Some(v) = arrival.correlation_header()

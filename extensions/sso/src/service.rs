@@ -122,6 +122,8 @@ where
                         Err(e) => Err(e),
                     },
                 };
+                // who was refused, when the token was good but the scopes were not
+                let known = principal.as_ref().ok().cloned();
                 let checked = principal.and_then(|p| {
                     inner
                         .scopes
@@ -142,7 +144,11 @@ where
                     }
                     Err(error) => {
                         log_denial(&error, mcp.as_ref());
-                        Ok(refuse(&inner, error, mcp.as_ref()))
+                        let mut response = refuse(&inner, error, mcp.as_ref());
+                        if let Some(principal) = known {
+                            response.extensions_mut().insert(Principal::clone(&principal));
+                        }
+                        Ok(response)
                     }
                 }
             }),

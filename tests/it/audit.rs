@@ -1,0 +1,378 @@
+//! The audit trail through the gateway: refusals by every real layer recorded with the layer and
+//! reason, nothing secret in the file, a load of 200 000 requests recorded exactly, and a gateway
+//! process killed mid-write then restarted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use mcp_enterprise_audit::verify::verify_dir;
+use mcp_enterprise_audit::{AuditLayer, CheckpointSigner, CheckpointVerifier, FsyncPolicy, Redaction, trail_files};
+use mcp_enterprise_dpop::{BearerMode, ClientKeyAlg, DpopLayer, DpopSigner, ExternalOrigin};
+use mcp_enterprise_gateway::Gateway;
+use mcp_enterprise_gateway::demo::demo_scopes;
+use mcp_enterprise_sso::{Issuer, Keys, SsoLayer};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+use crate::common::{self, call, demo_upstream};
+
+const ISSUER: &str = "https://idp.audit.test";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn records(dir: &Path) -> Vec<Value> {
+    trail_files(dir)
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
+        })
+        .filter(|r: &Value| r["type"] == "mcp")
+        .collect()
+}
+
+fn trail_bytes(dir: &Path) -> String {
+    trail_files(dir).unwrap().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
+}
+
+fn post(url: &str, body: &Value) -> http::request::Builder {
+    let _ = body;
+    Request::post(url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", common::LEGACY)
+}
+
+fn tool(id: u64, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+#[tokio::test]
+async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
+    let upstream = demo_upstream().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://{addr}/mcp");
+    let idp = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
+    let jwks = json!({"keys": [idp.public_jwk()]});
+    let sso = SsoLayer::builder(&url)
+        .issuer(Issuer::new(ISSUER).keys(Keys::Static(jwks)))
+        .scope_policy(demo_scopes())
+        .build()
+        .unwrap();
+    let dpop = DpopLayer::builder(
+        mcp_enterprise_gateway::sso_token_validator(&sso),
+        ExternalOrigin::Fixed(format!("http://{addr}")),
+    )
+    .bearer(BearerMode::AlsoBearer)
+    .build()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate().unwrap();
+    let key = CheckpointVerifier::from_public_key(signer.public_key().as_bytes()).unwrap();
+    let (audit, trail) = AuditLayer::builder()
+        .directory(dir.path())
+        .signing_key(signer)
+        .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+        .redaction(Redaction::new(b"integration test hmac key 32 byt"))
+        .build()
+        .unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .unwrap()
+        .sso(sso)
+        .dpop(dpop)
+        .audit(audit)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap();
+
+    let token = |sub: &str, scope: &str, cnf: Option<&str>| {
+        let mut claims = json!({"iss": ISSUER, "aud": url, "sub": sub, "client_id": "agent-app", "scope": scope,
+            "iat": now(), "exp": now() + 600, "jti": format!("{sub}-{scope}-{}", cnf.is_some())});
+        if let Some(jkt) = cnf {
+            claims["cnf"] = json!({"jkt": jkt});
+        }
+        idp.sign_jws(&json!({"alg": "ES256", "typ": "at+jwt"}), &claims).unwrap()
+    };
+    let client_key = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
+    let bearer = token("alice", "mcp", None);
+    let bound = token("bob", "mcp", Some(client_key.thumbprint()));
+    let proof = client_key.proof("POST", &url, Some(&bound), None).unwrap();
+    let wrong_htu = client_key.proof("POST", "http://elsewhere.example/mcp", Some(&bound), None).unwrap();
+    let secret_arg = "s3cr3t-argument-value";
+
+    let send = |id: i64, name: &str, arguments: Value, headers: Vec<(&'static str, String)>| {
+        let mut req = common::modern(&url, id, "tools/call", json!({"name": name, "arguments": arguments}), json!({}));
+        for (k, v) in headers {
+            req.headers_mut().insert(k, v.parse().unwrap());
+        }
+        call(req)
+    };
+    let auth = |t: &str| ("authorization", format!("Bearer {t}"));
+    let (s, _, a) = send(1, "echo", json!({"text": secret_arg}), vec![auth(&bearer)]).await;
+    assert_eq!(s, 200, "{a}");
+    let (s, _, a) = send(
+        2,
+        "echo",
+        json!({"text": "bound"}),
+        vec![("authorization", format!("DPoP {bound}")), ("dpop", proof.clone())],
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    let (s, _, _) = send(3, "echo", json!({"text": "x"}), vec![]).await;
+    assert_eq!(s, 401, "no token");
+    let (s, _, _) =
+        send(4, "echo", json!({"text": "x"}), vec![("authorization", format!("DPoP {bound}")), ("dpop", wrong_htu)])
+            .await;
+    assert_eq!(s, 401, "proof for another URL");
+    let (s, _, _) = send(5, "delete_customer", json!({"id": "c-1"}), vec![auth(&bearer)]).await;
+    assert_eq!(s, 403, "insufficient scope");
+    let (s, _, _) = send(6, "echo", json!({"text": "x"}), vec![auth(&bearer), ("host", "evil.example".into())]).await;
+    assert_eq!(s, 403, "DNS rebinding defence");
+    let (s, _, _) =
+        send(7, "echo", json!({"text": "x"}), vec![auth(&bearer), ("mcp-method", "tools/list".into())]).await;
+    assert_eq!(s, 400, "header/body mismatch");
+    let (s, _, answer) = send(8, "no_such_tool", json!({}), vec![auth(&bearer)]).await;
+    assert_eq!(s, 200);
+    let upstream_code = answer["error"]["code"].as_i64().expect("the server refuses an unknown tool");
+
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
+    let report = verify_dir(dir.path(), Some(&key), false).unwrap();
+    assert!(report.is_ok(), "{report}");
+    let r = records(dir.path());
+    assert_eq!(r.len(), 8, "{r:#?}");
+    let summary: Vec<(String, String, u64, Option<i64>)> = r
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap().to_owned(),
+                r["denied_by"]["layer"].as_str().unwrap_or("-").to_owned(),
+                r["http"]["status"].as_u64().unwrap(),
+                r["jsonrpc_error"].as_i64(),
+            )
+        })
+        .collect();
+    let s = |o: &str, l: &str, st: u64, c: Option<i64>| (o.to_owned(), l.to_owned(), st, c);
+    assert_eq!(
+        summary,
+        [
+            s("allowed", "-", 200, None),
+            s("allowed", "-", 200, None),
+            s("denied", "sso", 401, Some(-32600)),
+            s("denied", "dpop", 401, Some(-32600)),
+            s("denied", "sso", 403, Some(-32600)),
+            s("denied", "gateway", 403, Some(-32600)),
+            s("denied", "core", 400, Some(-32020)),
+            s("error", "-", 200, Some(upstream_code)),
+        ]
+    );
+    assert_eq!(
+        (r[0]["principal"]["subject"].as_str(), r[0]["principal"]["auth_method"].as_str()),
+        (Some("alice"), Some("bearer"))
+    );
+    assert_eq!(
+        (r[1]["principal"]["subject"].as_str(), r[1]["principal"]["auth_method"].as_str()),
+        (Some("bob"), Some("dpop"))
+    );
+    assert_eq!(r[1]["principal"]["client_id"], "agent-app");
+    assert!(r[3]["denied_by"]["reason"].as_str().unwrap().contains("htu"), "{}", r[3]);
+    assert!(r[4]["denied_by"]["reason"].as_str().unwrap().contains("mcp:admin"), "{}", r[4]);
+    assert_eq!(r[4]["jsonrpc"]["target"]["name"], "delete_customer");
+    assert_eq!(r[6]["jsonrpc"], Value::Null, "refused during inspection");
+    // the fingerprint correlates the two uses of alice's token without storing it
+    assert_eq!(r[0]["principal"]["token_fingerprint"], r[4]["principal"]["token_fingerprint"]);
+    let bytes = trail_bytes(dir.path());
+    for (what, secret) in [
+        ("bearer token", bearer.as_str()),
+        ("bound token", bound.as_str()),
+        ("proof", proof.as_str()),
+        ("argument", secret_arg),
+    ] {
+        for part in secret.split('.') {
+            assert!(!bytes.contains(part), "{what} ({part}) in the trail");
+        }
+    }
+}
+
+/// Sends `total` small requests over `concurrency` connections.
+async fn load(url: &str, total: usize, concurrency: usize) -> usize {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let ok = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, ok, url) = (next.clone(), ok.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let client = common::client();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let m = tool(i as u64, "echo", json!({"text": i}));
+                let req = post(&url, &m).body(Full::new(Bytes::from(m.to_string()))).unwrap();
+                if let Ok(res) = client.request(req).await
+                    && res.status() == 200
+                    && res.into_body().collect().await.is_ok()
+                {
+                    ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    ok.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A minimal MCP-shaped upstream: answers every POST with a small JSON-RPC result.
+async fn echo_upstream() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        ([("content-type", "application/json")], r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#)
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_thousand_requests_make_exactly_as_many_records() {
+    let total: usize = std::env::var("MCPE_AUDIT_LOAD_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let signer = CheckpointSigner::generate().unwrap();
+    let key = CheckpointVerifier::from_public_key(signer.public_key().as_bytes()).unwrap();
+    let (audit, trail) = AuditLayer::builder()
+        .directory(dir.path())
+        .signing_key(signer)
+        .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+        .rotation(4 * 1024 * 1024, None)
+        .build()
+        .unwrap();
+    let stats = audit.clone();
+    let gw = Gateway::builder()
+        .upstream(&upstream)
+        .unwrap()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    let ok = load(&gw.mcp_url(), total, 32).await;
+    assert_eq!(ok, total, "every request answered");
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
+    assert_eq!(stats.stats().written(), total as u64);
+    assert_eq!(stats.stats().refused(), 0);
+    let report = verify_dir(dir.path(), Some(&key), false).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.records, total as u64, "exactly one record per request: {report}");
+    assert!(report.files > 1, "rotated: {report}");
+}
+
+/// Runs a gateway with an audit trail in this process until it is killed: the child of
+/// [`a_gateway_killed_mid_write_restarts_and_its_trail_verifies`] (not a test on its own).
+#[tokio::test]
+#[ignore = "child process of a_gateway_killed_mid_write_restarts_and_its_trail_verifies"]
+async fn audit_crash_child() {
+    let dir = PathBuf::from(std::env::var("MCPE_AUDIT_CHILD_DIR").expect("run by the crash test"));
+    let upstream = std::env::var("MCPE_AUDIT_CHILD_UPSTREAM").expect("upstream");
+    let signer = CheckpointSigner::from_pkcs8(&std::fs::read(dir.join("key.pem")).unwrap()).unwrap();
+    let (audit, _trail) = AuditLayer::builder()
+        .directory(dir.join("trail"))
+        .signing_key(signer)
+        .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream)
+        .unwrap()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    std::fs::write(dir.join("url.tmp"), gw.mcp_url()).unwrap();
+    std::fs::rename(dir.join("url.tmp"), dir.join("url")).unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_write_restarts_and_its_trail_verifies() {
+    let upstream = echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pem = CheckpointSigner::generate_pem().unwrap();
+    std::fs::write(dir.path().join("key.pem"), &pem).unwrap();
+    let key = CheckpointVerifier::from_public_key(
+        CheckpointSigner::from_pkcs8(pem.as_bytes()).unwrap().public_key().as_bytes(),
+    )
+    .unwrap();
+    let spawn = || {
+        std::fs::remove_file(dir.path().join("url")).ok();
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["audit::audit_crash_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
+            .env("MCPE_AUDIT_CHILD_DIR", dir.path())
+            .env("MCPE_AUDIT_CHILD_UPSTREAM", &upstream)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        child
+    };
+    let url_of = |dir: PathBuf| async move {
+        for _ in 0..600 {
+            if let Ok(url) = std::fs::read_to_string(dir.join("url")) {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the child gateway did not start");
+    };
+    // first run: killed (SIGKILL) while requests are in flight
+    let mut child = spawn();
+    let url = url_of(dir.path().to_owned()).await;
+    let load_task = tokio::spawn({
+        let url = url.clone();
+        async move { load(&url, 1_000_000, 16).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().await.unwrap();
+    let answered = load_task.await.unwrap();
+    assert!(answered > 0, "the first run served requests before it was killed");
+    // the trail of a killed writer does not verify as sealed
+    let trail = dir.path().join("trail");
+    let report = verify_dir(&trail, Some(&key), false).unwrap();
+    assert!(!report.is_ok(), "{report}");
+    // second run: picks up the chain, seals what the crash left, serves, shuts down cleanly
+    let mut child = spawn();
+    let url = url_of(dir.path().to_owned()).await;
+    assert_eq!(load(&url, 100, 4).await, 100);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    child.kill().await.unwrap();
+    // a third run closes the trail properly (in-process this time)
+    let signer = CheckpointSigner::from_pkcs8(pem.as_bytes()).unwrap();
+    let (_audit, last) = AuditLayer::builder().directory(&trail).signing_key(signer).build().unwrap();
+    tokio::task::spawn_blocking(move || last.shutdown()).await.unwrap();
+    let report = verify_dir(&trail, Some(&key), false).unwrap();
+    assert!(report.is_ok(), "{report}");
+    assert!(report.notes.iter().any(|n| n.contains("without closing the trail")), "{report}");
+    let recorded = records(&trail).len();
+    assert!(recorded >= 100, "the second run's calls are all there: {report}");
+    assert!(recorded <= answered + 100 + 16, "no record without a request: {recorded} vs {answered}+100");
+}

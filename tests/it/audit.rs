@@ -324,7 +324,7 @@ async fn a_gateway_killed_mid_write_restarts_and_its_trail_verifies() {
     .unwrap();
     let spawn = || {
         std::fs::remove_file(dir.path().join("url")).ok();
-        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        tokio::process::Command::new(std::env::current_exe().unwrap())
             .args(["audit::audit_crash_child", "--exact", "--ignored", "--nocapture", "--test-threads", "1"])
             .env("MCPE_AUDIT_CHILD_DIR", dir.path())
             .env("MCPE_AUDIT_CHILD_UPSTREAM", &upstream)
@@ -332,8 +332,7 @@ async fn a_gateway_killed_mid_write_restarts_and_its_trail_verifies() {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .unwrap();
-        child
+            .unwrap()
     };
     let url_of = |dir: PathBuf| async move {
         for _ in 0..600 {

@@ -12,6 +12,13 @@ if [ ! -f tests/peers/node_modules/.package-lock.json ] \
   npm ci --prefix tests/peers --no-audit --no-fund
 fi
 
+# The official OpenTelemetry protobuf definitions (PyPI), which judge our OTLP log export.
+if [ ! -f tests/peers/py/.installed ] || [ tests/peers/requirements.txt -nt tests/peers/py/.installed ]; then
+  echo "== installing Python test peers (pip --target tests/peers/py)"
+  python3 -m pip install --quiet --disable-pip-version-check --target tests/peers/py -r tests/peers/requirements.txt
+  touch tests/peers/py/.installed
+fi
+
 # redis-server (Debian package) backs the shared DPoP replay-store tests; they fail without it.
 if ! command -v redis-server >/dev/null 2>&1 && [ -z "${MCP_TEST_REDIS_SERVER:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -4,6 +4,7 @@
 //! the official `rmcp` SDK) behind the whole pack, on 127.0.0.1, and prints how to call it.
 //! `mcp-enterprise serve --upstream http://127.0.0.1:8081/mcp` fronts your own server.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
@@ -103,7 +104,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
-        Some(Command::Audit(command)) => return audit(command),
+        Some(Command::Audit(command)) => {
+            let stdout = std::io::stdout();
+            let ok = audit(command, &mut std::io::BufWriter::new(stdout.lock()))?;
+            if !ok {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         None => ServeArgs {
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
@@ -188,7 +196,8 @@ fn trail_paths(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<std::path::Pa
     Ok(files)
 }
 
-fn audit(command: AuditCommand) -> anyhow::Result<()> {
+/// Runs an `audit` command, writing its output to `out`; `Ok(false)` when a trail does not verify.
+fn audit(command: AuditCommand, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
     match command {
         AuditCommand::Verify { paths, public_key, live } => {
             let key = match &public_key {
@@ -199,16 +208,12 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let report = verify::verify_files(&trail_paths(&paths)?, key.as_ref(), live)?;
-            println!("{report}");
-            if !report.is_ok() {
-                std::process::exit(1);
-            }
-            Ok(())
+            writeln!(out, "{report}")?;
+            out.flush()?;
+            Ok(report.is_ok())
         }
         AuditCommand::Export { format, paths } => {
-            use std::io::{BufRead, Write};
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+            use std::io::BufRead;
             for file in trail_paths(&paths)? {
                 let reader = std::io::BufReader::new(
                     std::fs::File::open(&file).with_context(|| format!("opening {}", file.display()))?,
@@ -229,10 +234,9 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 }
             }
             out.flush()?;
-            Ok(())
+            Ok(true)
         }
-        AuditCommand::Keygen { out } => {
-            use std::io::Write;
+        AuditCommand::Keygen { out: path } => {
             use std::os::unix::fs::OpenOptionsExt;
             let pem = CheckpointSigner::generate_pem()?;
             let signer = CheckpointSigner::from_pkcs8(pem.as_bytes())?;
@@ -240,12 +244,13 @@ fn audit(command: AuditCommand) -> anyhow::Result<()> {
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
             file.write_all(pem.as_bytes())?;
-            eprintln!("private key written to {} (key id {})", out.display(), signer.key_id());
-            print!("{}", signer.public_key_pem());
-            Ok(())
+            eprintln!("private key written to {} (key id {})", path.display(), signer.key_id());
+            write!(out, "{}", signer.public_key_pem())?;
+            out.flush()?;
+            Ok(true)
         }
     }
 }
@@ -261,4 +266,56 @@ async fn serve_demo(args: &ServeArgs) -> anyhow::Result<()> {
     eprintln!("shutting down");
     demo.stop().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_keygen_verify_and_export() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let key = dir.path().join("key.pem");
+        let mut public = Vec::new();
+        assert!(audit(AuditCommand::Keygen { out: key.clone() }, &mut public)?);
+        let public_file = dir.path().join("public.pem");
+        std::fs::write(&public_file, &public)?;
+        assert!(audit(AuditCommand::Keygen { out: key.clone() }, &mut Vec::new()).is_err(), "never overwrites a key");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key)?.permissions().mode() & 0o777, 0o600);
+
+        // a trail with one record, sealed with the generated key
+        let trail = dir.path().join("trail");
+        let signer = CheckpointSigner::from_pkcs8(&std::fs::read(&key)?)?;
+        let (_layer, running) =
+            mcp_enterprise_audit::AuditLayer::builder().directory(&trail).signing_key(signer).build()?;
+        running.shutdown();
+        let verify =
+            |live| AuditCommand::Verify { paths: vec![trail.clone()], public_key: Some(public_file.clone()), live };
+        let mut text = Vec::new();
+        assert!(audit(verify(false), &mut text)?, "{}", String::from_utf8_lossy(&text));
+        assert!(String::from_utf8(text)?.starts_with("OK"));
+
+        // one byte changed: exit code 1 and the first broken record named
+        let file = trail_files(&trail)?.remove(0);
+        let bytes = std::fs::read(&file)?;
+        let at = bytes.windows(9).position(|w| w == b"\"start\"").map(|i| i + 1).unwrap_or(0);
+        let mut edited = bytes.clone();
+        edited[at] = b'S';
+        std::fs::write(&file, &edited)?;
+        let mut text = Vec::new();
+        assert!(!audit(verify(false), &mut text)?);
+        let text = String::from_utf8(text)?;
+        assert!(text.starts_with(&format!("BROKEN at {}:1", file.display())), "{text}");
+        std::fs::write(&file, &bytes)?;
+
+        // export: bookkeeping records have no SIEM event; an empty directory is an error
+        let mut ocsf = Vec::new();
+        assert!(audit(AuditCommand::Export { format: "ocsf".into(), paths: vec![trail.clone()] }, &mut ocsf)?);
+        assert!(ocsf.is_empty());
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty)?;
+        assert!(audit(AuditCommand::Export { format: "cef".into(), paths: vec![empty] }, &mut Vec::new()).is_err());
+        Ok(())
+    }
 }

@@ -375,3 +375,92 @@ async fn a_gateway_killed_mid_write_restarts_and_its_trail_verifies() {
     assert!(recorded >= 100, "the second run's calls are all there: {report}");
     assert!(recorded <= answered + 100 + 16, "no record without a request: {recorded} vs {answered}+100");
 }
+
+/// Starts the OTLP receiver peer (official opentelemetry-proto decoding); returns its endpoint.
+fn otlp_receiver(out: &Path) -> (mcp_enterprise_tests::process::ChildGuard, String) {
+    use std::io::BufRead;
+    let peers = mcp_enterprise_tests::peers::Peers::default_dir();
+    let mut child = std::process::Command::new("python3")
+        .arg(peers.join("otlp-receiver.py"))
+        .arg(out)
+        .env("PYTHONPATH", peers.join("py"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the OTLP receiver (bash tests/run.sh installs its packages)");
+    let stdout = child.stdout.take().unwrap();
+    let guard = mcp_enterprise_tests::process::ChildGuard::new("otlp-receiver", child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let port = line.trim().strip_prefix("listening ").unwrap_or_else(|| panic!("receiver said {line:?}")).to_owned();
+    (guard, format!("http://127.0.0.1:{port}/v1/logs"))
+}
+
+#[tokio::test]
+async fn records_reach_an_opentelemetry_collector_as_valid_otlp_logs() {
+    let work = tempfile::tempdir().unwrap();
+    let received = work.path().join("received.jsonl");
+    let (_receiver, endpoint) = otlp_receiver(&received);
+    let upstream = echo_upstream().await;
+    let config = mcp_enterprise_audit::AuditConfig {
+        directory: Some(work.path().join("trail")),
+        otlp_endpoint: Some(endpoint),
+        otlp_service_name: "gateway-under-test".into(),
+        ..Default::default()
+    };
+    let (audit, trail) = AuditLayer::from_config(&config).unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream)
+        .unwrap()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    let mut req =
+        common::modern(&gw.mcp_url(), 1, "tools/call", json!({"name": "echo", "arguments": {"text": "a"}}), json!({}));
+    req.headers_mut().insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());
+    assert_eq!(call(req).await.0, 200);
+    assert_eq!(load(&gw.mcp_url(), 49, 4).await, 49);
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
+    // the exporter is stopped with the trail; everything it sent was decoded by the receiver
+    assert!(
+        !work.path().join("received.jsonl.errors").exists(),
+        "{:?}",
+        std::fs::read_to_string(work.path().join("received.jsonl.errors"))
+    );
+    let logs: Vec<Value> =
+        std::fs::read_to_string(&received).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let trail_records: Vec<Value> = trail_files(&work.path().join("trail"))
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect();
+    assert_eq!(logs.len(), trail_records.len(), "every sealed record, checkpoints included");
+    let calls: Vec<&Value> =
+        logs.iter().filter(|l| l["body"]["stringValue"].as_str().unwrap().contains("\"type\":\"mcp\"")).collect();
+    assert_eq!(calls.len(), 50);
+    let first = calls[0];
+    assert_eq!(first["service"], "gateway-under-test");
+    assert_eq!(first["scope"], "mcp_enterprise.audit");
+    assert_eq!(first["severityText"], "INFO");
+    // OTLP's JSON encoding carries trace ids as hex (not the proto3 base64 the generic decoder
+    // assumes; it decodes them as base64 bytes and gives back the same text)
+    assert_eq!(first["traceId"], "0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(first["spanId"], "b7ad6b7169203331");
+    let body: Value = serde_json::from_str(first["body"]["stringValue"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body,
+        trail_records.iter().find(|r| r["seq"] == body["seq"]).cloned().unwrap(),
+        "the log body is the record"
+    );
+    assert!(first["attributes"].as_array().unwrap().iter().any(|a| a["key"] == "mcp.audit.hash"));
+}

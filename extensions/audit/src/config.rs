@@ -66,6 +66,12 @@ pub struct AuditConfig {
     /// Also emit every record as a `tracing` event.
     #[serde(default)]
     pub tracing_sink: TracingSinkMode,
+    /// Also export every record to this OpenTelemetry collector (OTLP/HTTP JSON, e.g.
+    /// `http://127.0.0.1:4318/v1/logs`; needs the `otlp` feature, on in the gateway).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported logs.
+    #[serde(default = "default_service")]
+    pub otlp_service_name: String,
 }
 
 /// Per-tool argument exceptions.
@@ -142,6 +148,9 @@ pub enum TracingSinkMode {
     On,
 }
 
+fn default_service() -> String {
+    "mcp-enterprise".to_owned()
+}
 fn default_fsync_ms() -> u64 {
     10
 }
@@ -182,6 +191,8 @@ impl Default for AuditConfig {
             invocation_context: InvocationMode::Record,
             retention: None,
             tracing_sink: TracingSinkMode::Off,
+            otlp_endpoint: None,
+            otlp_service_name: default_service(),
         }
     }
 }
@@ -248,6 +259,16 @@ impl AuditLayer {
         }
         if config.tracing_sink == TracingSinkMode::On {
             builder = builder.sink(TracingSink);
+        }
+        if let Some(endpoint) = &config.otlp_endpoint {
+            #[cfg(feature = "otlp")]
+            {
+                builder = builder.sink(crate::otlp::OtlpSink::new(endpoint, &config.otlp_service_name)?);
+            }
+            #[cfg(not(feature = "otlp"))]
+            return Err(AuditError::Config(format!(
+                "otlp_endpoint {endpoint:?}: this build has no OTLP sink (enable the `otlp` feature)"
+            )));
         }
         builder.build()
     }

@@ -67,6 +67,8 @@ pub mod export;
 mod file;
 mod future;
 mod layer;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 mod record;
 mod redact;
 mod service;
@@ -83,6 +85,8 @@ pub use error::{AuditError, AuditRefusal};
 pub use file::{is_trail_file, trail_files};
 pub use future::ResponseFuture;
 pub use layer::{AuditLayer, AuditLayerBuilder, InvocationContext, ResultMode};
+#[cfg(feature = "otlp")]
+pub use otlp::{OtlpSink, OtlpStats};
 pub use record::AI_INVOCATION_META;
 pub use redact::{ArgumentMode, Redaction, is_secret_name};
 pub use service::Audit;

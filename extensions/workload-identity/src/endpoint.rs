@@ -344,12 +344,22 @@ impl TokenEndpointBuilder {
             return Err(bad("token endpoint", &token_url, "must be served on the issuer's origin"));
         }
         let metadata_path = format!("{AS_METADATA_PREFIX}{issuer_path}");
-        let valid_path = |p: &str| p.starts_with('/') && p.len() > 1 && !p.ends_with('/') && !p.contains(['?', '#']);
+        // plain paths only (unreserved characters and '/'), so routers never read them as patterns
+        let valid_path = |p: &str| {
+            p.starts_with('/')
+                && p.len() > 1
+                && !p.ends_with('/')
+                && !p.contains("//")
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
+        };
         if !valid_path(&self.jwks_path) {
-            return Err(bad("jwks path", &self.jwks_path, "must start with '/' and name a path"));
+            return Err(bad("jwks path", &self.jwks_path, "must be a plain absolute path such as /oauth/jwks"));
         }
         if !valid_path(&token_path) {
-            return Err(bad("token endpoint", &token_url, "must have a path"));
+            return Err(bad("token endpoint", &token_url, "must have a plain path such as /oauth/token"));
+        }
+        if !valid_path(&metadata_path) {
+            return Err(bad("issuer", &issuer, "its path must be plain (letters, digits, '-', '.', '_', '~')"));
         }
         let paths = [&token_path, &self.jwks_path, &metadata_path];
         if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {

@@ -758,6 +758,9 @@ async fn the_token_endpoint_http_surface() {
     assert!(TokenEndpoint::builder(elsewhere).build().is_err());
     assert!(TokenEndpoint::builder(grants(&keys, &clock)).access_token_ttl(Duration::from_secs(5)).build().is_err());
     assert!(TokenEndpoint::builder(grants(&keys, &clock)).jwks_path("/oauth/token").build().is_err());
+    for bad in ["oauth/jwks", "/oauth/{kid}", "/oauth/*", "/oauth/", "/a//b", "/a:b"] {
+        assert!(TokenEndpoint::builder(grants(&keys, &clock)).jwks_path(bad).build().is_err(), "{bad}");
+    }
     assert!(
         TokenEndpoint::builder(grants(&keys, &clock)).extension_id("io.modelcontextprotocol/other").build().is_err()
     );

@@ -171,6 +171,9 @@ pub struct AuthorizationServerConfig {
     pub replay_capacity: Option<usize>,
     /// The advertised extension id. Default `io.modelcontextprotocol/auth/wif`.
     pub extension_id: Option<String>,
+    /// **Insecure**: an assertion may be presented again until it expires.
+    #[serde(default)]
+    pub insecure_allow_assertion_reuse: bool,
     /// **Insecure**: allow a plain-http issuer on `127.0.0.1` (tests).
     #[serde(default)]
     pub insecure_http_loopback: bool,
@@ -358,6 +361,9 @@ impl WorkloadIdentitySetup {
                 }
                 if a.insecure_http_loopback {
                     g = g.insecure_http_loopback();
+                }
+                if a.insecure_allow_assertion_reuse {
+                    g = g.insecure_allow_assertion_reuse();
                 }
                 let mut e = TokenEndpoint::builder(g.build()?)
                     .access_token_ttl(Duration::from_secs(a.access_token_ttl_secs.unwrap_or(300)));

@@ -21,6 +21,9 @@ use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::trust::{TrustPolicy, check_url};
 use crate::verify::{Expect, check_replay};
 
+/// Most parameters a token request may carry.
+const MAX_FORM_PARAMETERS: usize = 32;
+
 /// The RFC 7523 jwt-bearer grant type.
 pub const JWT_BEARER_GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
@@ -81,7 +84,8 @@ pub(crate) struct GrantInner {
     pub(crate) resources: Vec<String>,
     max_lifetime: Duration,
     leeway: Duration,
-    replay: Arc<dyn ReplayStore>,
+    /// `None`: an assertion may be presented again until it expires.
+    replay: Option<Arc<dyn ReplayStore>>,
 }
 
 /// Validates jwt-bearer grants (see the module documentation). Cheap to clone.
@@ -113,6 +117,7 @@ impl GrantValidator {
             max_lifetime: Duration::from_secs(3600),
             leeway: Duration::from_secs(60),
             replay: None,
+            allow_reuse: false,
             insecure_http_loopback: false,
         }
     }
@@ -136,6 +141,11 @@ impl GrantValidator {
     /// pairs): every parameter at most once (RFC 6749 §3.2), `grant_type` the jwt-bearer grant,
     /// an `assertion`, then [`validate`](Self::validate).
     pub async fn validate_form(&self, form: &[(String, String)]) -> Result<GrantDecision, GrantError> {
+        // a token request has a handful of parameters; a flood of them is refused before the
+        // (quadratic) repetition check
+        if form.len() > MAX_FORM_PARAMETERS {
+            return Err(GrantError::InvalidRequest("too many parameters"));
+        }
         let mut names: Vec<&str> = Vec::with_capacity(form.len());
         for (name, _) in form {
             if names.contains(&name.as_str()) {
@@ -176,7 +186,7 @@ impl GrantValidator {
             audiences: &inner.audiences,
             max_lifetime: inner.max_lifetime,
             leeway: inner.leeway,
-            require_jti: true,
+            require_jti: inner.replay.is_some(),
         };
         let verified = inner.trust.verify(request.assertion, expect).await.map_err(invalid_grant)?;
         if !verified.rule.allows_resource(resource) {
@@ -202,8 +212,10 @@ impl GrantValidator {
             }
         };
         // consumed only once everything else is acceptable
-        let now = inner.trust.clock().now();
-        check_replay(inner.replay.as_ref(), &verified, now, inner.leeway).await.map_err(invalid_grant)?;
+        if let Some(store) = &inner.replay {
+            let now = inner.trust.clock().now();
+            check_replay(store.as_ref(), &verified, now, inner.leeway).await.map_err(invalid_grant)?;
+        }
         Ok(GrantDecision {
             issuer: verified.issuer,
             subject: verified.subject,
@@ -233,6 +245,7 @@ pub struct GrantValidatorBuilder {
     max_lifetime: Duration,
     leeway: Duration,
     replay: Option<Arc<dyn ReplayStore>>,
+    allow_reuse: bool,
     insecure_http_loopback: bool,
 }
 
@@ -264,6 +277,15 @@ impl GrantValidatorBuilder {
     /// Where assertion `jti`s are remembered (default: in memory, 100 000 entries).
     pub fn replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
         self.replay = Some(store);
+        self
+    }
+
+    /// **Insecure**: lets an assertion be presented again until it expires (and accepts
+    /// assertions without `jti`), as cloud STS services do. For workloads whose only credential is
+    /// a projected token file that rotates more slowly than access tokens expire; a stolen
+    /// assertion is then usable until its `exp`.
+    pub fn insecure_allow_assertion_reuse(mut self) -> Self {
+        self.allow_reuse = true;
         self
     }
 
@@ -315,7 +337,8 @@ impl GrantValidatorBuilder {
                 resources: self.resources,
                 max_lifetime: self.max_lifetime,
                 leeway: self.leeway,
-                replay: self.replay.unwrap_or_else(|| Arc::new(MemoryReplayStore::new(100_000))),
+                replay: (!self.allow_reuse)
+                    .then(|| self.replay.unwrap_or_else(|| Arc::new(MemoryReplayStore::new(100_000)))),
             }),
         })
     }

@@ -612,6 +612,20 @@ async fn form_parameters() {
     for (f, expected) in cases {
         assert_eq!(g.validate_form(&f).await.map(|_| ()), Err(expected));
     }
+    // with reuse allowed an assertion serves until it expires, and needs no jti
+    let reuse = GrantValidator::builder(policy(&keys, &clock), AS, TOKEN_URL)
+        .resource(RESOURCE)
+        .insecure_allow_assertion_reuse()
+        .build()
+        .expect("validator");
+    let mut no_jti = k8s(TOKEN_URL, "payments", "agent");
+    no_jti.as_object_mut().map(|o| o.remove("jti"));
+    let projected = keys.k8s.sign(&no_jti);
+    for _ in 0..3 {
+        assert!(reuse.validate(GrantRequest::new(&projected, Some(RESOURCE), None)).await.is_ok());
+    }
+    let flood: Vec<(String, String)> = (0..1000).map(|i| (format!("p{i}"), String::new())).collect();
+    assert_eq!(g.validate_form(&flood).await.map(|_| ()), Err(GrantError::InvalidRequest("too many parameters")));
     let ok = form(&[("grant_type", jwt), ("assertion", &a), ("resource", RESOURCE), ("scope", "mcp:tools")]);
     assert_eq!(g.validate_form(&ok).await.map(|d| d.scopes), Ok(vec!["mcp:tools".to_owned()]));
 }

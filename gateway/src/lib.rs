@@ -45,6 +45,7 @@ use mcp_enterprise_core::{
 };
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_sso::SsoLayer;
+use mcp_enterprise_workload_identity::{OtherTokens, WorkloadIdentitySetup};
 pub use proxy::Proxy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -81,6 +82,9 @@ pub enum ConfigError {
     /// The DPoP layer setting is wrong.
     #[error("dpop: {0}")]
     Dpop(String),
+    /// The workload identity setting is wrong.
+    #[error("workload identity: {0}")]
+    WorkloadIdentity(String),
 }
 
 /// Why a configuration file could not be used.
@@ -190,6 +194,22 @@ pub fn load_dpop_config(path: &std::path::Path, sso: Option<&SsoLayer>) -> Resul
         .map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
 }
 
+/// Reads a workload identity configuration file (JSON): the direct-mode layer and, when
+/// configured, the SEP-1933 token endpoint the gateway serves.
+pub fn load_workload_identity_config(path: &std::path::Path) -> Result<WorkloadIdentitySetup, ConfigFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read { path: shown.clone(), source })?;
+    let config: mcp_enterprise_workload_identity::WorkloadIdentityConfig =
+        serde_json::from_str(&text).map_err(|e| ConfigFileError::Parse {
+            path: shown.clone(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string().split(" at line ").next().unwrap_or_default().to_owned(),
+        })?;
+    WorkloadIdentitySetup::from_config(&config)
+        .map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
+}
+
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
@@ -203,6 +223,7 @@ pub struct Gateway {
     extensions: ExtensionSet,
     sso: Option<SsoLayer>,
     dpop: Option<DpopLayer>,
+    workload_identity: Option<WorkloadIdentitySetup>,
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
@@ -230,6 +251,7 @@ pub struct GatewayBuilder {
     sso: Option<SsoLayer>,
     dpop: Option<DpopLayer>,
     audit: Option<AuditLayer>,
+    workload_identity: Option<WorkloadIdentitySetup>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
 }
@@ -246,6 +268,7 @@ impl Gateway {
             sso: None,
             dpop: None,
             audit: None,
+            workload_identity: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
         }
@@ -259,8 +282,11 @@ impl Gateway {
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
-        let stack =
-            ServiceBuilder::new().layer(self.inspect.clone()).layer(NegotiateLayer::new(self.extensions.clone()));
+        let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
+        let stack = ServiceBuilder::new()
+            .layer(self.inspect.clone())
+            .layer(NegotiateLayer::new(self.extensions.clone()))
+            .layer(tower::util::option_layer(workload));
         let router = match (&self.dpop, &self.sso) {
             (Some(dpop), Some(sso)) => {
                 Router::new().fallback_service(stack.layer(dpop.clone()).layer(sso.clone()).service(proxy))
@@ -268,6 +294,13 @@ impl Gateway {
             (Some(dpop), None) => Router::new().fallback_service(stack.layer(dpop.clone()).service(proxy)),
             (None, Some(sso)) => Router::new().fallback_service(stack.layer(sso.clone()).service(proxy)),
             (None, None) => Router::new().fallback_service(stack.service(proxy)),
+        };
+        // the SEP-1933 token endpoint, its JWKS and its RFC 8414 metadata (paths checked in `build`)
+        let router = match self.workload_identity.as_ref().and_then(|w| w.token_endpoint()) {
+            Some(endpoint) => {
+                endpoint.paths().into_iter().fold(router, |r, path| r.route_service(path, endpoint.clone()))
+            }
+            None => router,
         };
         let router = match &self.metadata {
             Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
@@ -373,6 +406,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Accepts workload identity (direct mode and/or the tokens of the SEP-1933 token endpoint,
+    /// which the gateway then serves). With [`sso`](Self::sso) or [`dpop`](Self::dpop) too, tokens
+    /// of other issuers pass on to those layers.
+    pub fn workload_identity(mut self, setup: WorkloadIdentitySetup) -> Self {
+        self.workload_identity = Some(setup);
+        self
+    }
+
     /// Accepts these host names in `Host` (any port), in addition to the loopback names. A gateway
     /// reachable under a DNS name must list it: any other `Host` is refused with `403`, which is
     /// what defeats DNS rebinding.
@@ -408,6 +449,27 @@ impl GatewayBuilder {
         if let Some(audit) = &self.audit {
             extensions = audit.add_extensions(extensions)?;
         }
+        let mut workload_identity = self.workload_identity;
+        if let Some(wi) = workload_identity.take() {
+            let wi_err = |e: &dyn std::fmt::Display| ConfigError::WorkloadIdentity(e.to_string());
+            if let Some(ep) = wi.token_endpoint()
+                && ep.paths().contains(&self.mcp_path.as_str())
+            {
+                return Err(wi_err(&format!(
+                    "the token endpoint paths must differ from the MCP path {}",
+                    self.mcp_path
+                )));
+            }
+            extensions = wi.add_extensions(extensions).map_err(|e| wi_err(&e))?;
+            let builder = match metadata {
+                Some(b) => b,
+                None => ProtectedResourceMetadata::builder(wi.layer().resource())?,
+            };
+            metadata = Some(builder.contribute(wi.metadata_contribution()));
+            let others =
+                if self.sso.is_some() || self.dpop.is_some() { OtherTokens::PassToInner } else { OtherTokens::Refuse };
+            workload_identity = Some(wi.with_other_tokens(others));
+        }
         let extensions = extensions.build();
         let metadata = metadata.map(mcp_enterprise_core::metadata::ProtectedResourceMetadataBuilder::build);
         Ok(Gateway {
@@ -418,6 +480,7 @@ impl GatewayBuilder {
             extensions,
             sso: self.sso,
             dpop: self.dpop,
+            workload_identity,
             metadata,
             origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
             audit: self.audit,

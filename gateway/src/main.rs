@@ -11,7 +11,9 @@ use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use mcp_enterprise_audit::{CheckpointSigner, CheckpointVerifier, export, trail_files, verify};
 use mcp_enterprise_gateway::demo::{Demo, default_extensions};
-use mcp_enterprise_gateway::{DEFAULT_LISTEN, Gateway, load_audit_config, load_dpop_config, load_sso_config};
+use mcp_enterprise_gateway::{
+    DEFAULT_LISTEN, Gateway, load_audit_config, load_dpop_config, load_sso_config, load_workload_identity_config,
+};
 use tracing_subscriber::EnvFilter;
 
 /// The mcp-enterprise gateway: enterprise extensions in front of any MCP server.
@@ -89,6 +91,11 @@ struct ServeArgs {
     /// Record every request to a tamper-evident audit trail as described by this file (JSON).
     #[arg(long, value_name = "FILE")]
     audit_config: Option<std::path::PathBuf>,
+    /// Accept workload identity (Kubernetes service-account tokens, SPIFFE JWT-SVIDs) as described
+    /// by this configuration file (JSON): direct mode and/or a SEP-1933 token endpoint served by
+    /// the gateway.
+    #[arg(long, value_name = "FILE")]
+    workload_identity_config: Option<std::path::PathBuf>,
     /// Allow listening on a non-loopback address. Until authentication is configured this
     /// exposes the upstream server to the network unauthenticated.
     #[arg(long)]
@@ -118,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
             sso_config: None,
             dpop_config: None,
             audit_config: None,
+            workload_identity_config: None,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             insecure_listen_any: false,
@@ -134,6 +142,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         && !args.insecure_listen_any
         && args.sso_config.is_none()
         && args.dpop_config.is_none()
+        && args.workload_identity_config.is_none()
     {
         bail!(
             "refusing to listen on non-loopback address {} without authentication: pass --sso-config, or \
@@ -162,6 +171,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let workload_identity = args.workload_identity_config.as_deref().map(load_workload_identity_config).transpose()?;
+    let token_endpoint =
+        workload_identity.as_ref().and_then(|w| w.token_endpoint()).map(|e| e.token_endpoint_url().to_owned());
+    if let Some(wi) = workload_identity {
+        builder = builder.workload_identity(wi);
+    }
     let gateway = builder
         .build()?
         .spawn()
@@ -171,6 +186,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "mcp-enterprise gateway is listening.\n\n  MCP endpoint : {}\n  forwards to  : {upstream}\n",
         gateway.mcp_url()
     );
+    if let Some(url) = token_endpoint {
+        println!("  token endpoint (SEP-1933 jwt-bearer grant): {url}\n");
+    }
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     eprintln!("shutting down");
     gateway.shutdown().await;

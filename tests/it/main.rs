@@ -13,3 +13,4 @@ mod gateway;
 mod negotiation;
 mod oidc_peer;
 mod sso;
+mod workload_identity;

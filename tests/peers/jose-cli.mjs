@@ -7,10 +7,15 @@
 //   node jose-cli.mjs sign < {"jwk": {...}, "header": {...}, "payload": "<base64url bytes>"}
 //       Prints the compact JWS of exactly those payload bytes under exactly that protected header
 //       ("alg" must suit the key; an "oct" JWK signs HS256/384/512).
+//
+//   node jose-cli.mjs sign-jwts < [{"jwk": {...}, "header": {...}, "claims": {...}}, ...]
+//       Prints a JSON array with one JWT per request, built with jose's JWT producer `SignJWT`
+//       (claims as given, protected header as given; "alg" must suit the key). One Node start-up
+//       for a whole batch of workload tokens.
 import { readFileSync } from 'node:fs';
 
 import {
-  calculateJwkThumbprint, CompactSign, exportJWK, generateKeyPair, importJWK,
+  calculateJwkThumbprint, CompactSign, exportJWK, generateKeyPair, importJWK, SignJWT,
 } from 'jose';
 
 const [command, ...rest] = process.argv.slice(2);
@@ -43,7 +48,17 @@ switch (command) {
     console.log(jws);
     break;
   }
+  case 'sign-jwts': {
+    const requests = JSON.parse(readFileSync(0, 'utf8'));
+    const jwts = [];
+    for (const { jwk, header, claims } of requests) {
+      const key = await importJWK(jwk, header.alg);
+      jwts.push(await new SignJWT(claims).setProtectedHeader(header).sign(key));
+    }
+    console.log(JSON.stringify(jwts));
+    break;
+  }
   default:
-    console.error('usage: jose-cli.mjs gen-key ALG [ALG...] | jose-cli.mjs sign < request.json');
+    console.error('usage: jose-cli.mjs gen-key ALG [ALG...] | jose-cli.mjs sign < request.json | jose-cli.mjs sign-jwts < requests.json');
     process.exit(2);
 }

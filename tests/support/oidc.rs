@@ -231,6 +231,30 @@ pub async fn jose_sign(peers: &Peers, jwk: &Value, header: &Value, payload: &[u8
     Ok(String::from_utf8(stdout).map_err(invalid_data)?.trim().to_owned())
 }
 
+/// Signs a batch of JWTs with npm `jose`'s JWT producer (`SignJWT`) in one Node run: for each
+/// `(key, header, claims)`, `claims` under exactly `header` plus the key's `alg` when the header
+/// has none. Returns the compact JWTs in order.
+pub async fn jose_sign_jwts(peers: &Peers, requests: &[(&SigningKey, Value, Value)]) -> io::Result<Vec<String>> {
+    let batch: Vec<Value> = requests
+        .iter()
+        .map(|(key, header, claims)| {
+            let mut header = header.clone();
+            if header.get("alg").is_none() {
+                header["alg"] = Value::from(key.alg());
+            }
+            json!({ "jwk": key.private_jwk(), "header": header, "claims": claims })
+        })
+        .collect();
+    let mut cmd = peers.node_command();
+    cmd.arg(peers.dir().join(JOSE_SCRIPT)).arg("sign-jwts");
+    let stdout = run_node(cmd, Some(Value::Array(batch).to_string().into_bytes())).await?;
+    let jwts: Vec<String> = serde_json::from_slice(&stdout).map_err(invalid_data)?;
+    if jwts.len() != requests.len() {
+        return Err(invalid_data(format!("jose-cli signed {} of {} JWTs", jwts.len(), requests.len())));
+    }
+    Ok(jwts)
+}
+
 /// Decodes (without verifying anything) the protected header and the payload of a compact JWS.
 pub fn decode_jws(token: &str) -> Result<(Value, Value), String> {
     let parts: Vec<&str> = token.split('.').collect();

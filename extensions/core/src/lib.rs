@@ -15,6 +15,10 @@
 //!   extension with `-32021`.
 //! - [`Principal`]: the authenticated caller, shared by auth, audit and policy layers.
 //! - [`ProtectedResourceMetadata`] (RFC 9728) and [`Challenge`] (`WWW-Authenticate`).
+//! - [`clock`]: an injectable clock for every time-window rule.
+//! - `jwks` (cargo feature `jwks`, off by default): the JOSE plumbing auth extensions share — an
+//!   HTTP client, RFC 8414 / OpenID Connect discovery, the rotating JWKS cache, key parsing and
+//!   signature verification.
 //!
 //! Out of scope here: authentication itself (see the `sso`, `dpop` and `workload-identity`
 //! crates) and proxying (see the gateway).
@@ -51,6 +55,7 @@
 
 pub mod body;
 pub mod challenge;
+pub mod clock;
 pub mod config;
 pub mod denial;
 pub mod error;
@@ -58,6 +63,8 @@ pub mod extensions;
 pub mod headers;
 pub mod inspect;
 pub mod jsonrpc;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 pub mod message;
 pub mod metadata;
 pub mod negotiate;

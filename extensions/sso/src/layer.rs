@@ -7,11 +7,11 @@ use tower_layer::Layer;
 
 use crate::cache::TokenCache;
 use crate::claims::ClaimMapping;
-use crate::clock::{Clock, SystemClock};
+use mcp_enterprise_core::clock::{Clock, SystemClock};
+use mcp_enterprise_core::jwks::{HttpClient, JwksCache, JwksSettings};
+
 use crate::error::SsoConfigError;
-use crate::http::HttpClient;
 use crate::issuer::Issuer;
-use crate::jwks::{JwksCache, JwksSettings};
 use crate::scopes::ScopePolicy;
 use crate::service::Sso;
 use crate::verify::{TrustedIssuer, Verifier, key_source};
@@ -81,13 +81,7 @@ impl SsoLayer {
             token_cache_capacity: 10_000,
             max_token_bytes: 16 * 1024,
             http_timeout: Duration::from_secs(5),
-            jwks: JwksSettings {
-                default_ttl: Duration::from_secs(300),
-                min_ttl: Duration::from_secs(30),
-                max_ttl: Duration::from_secs(24 * 3600),
-                min_refetch_interval: Duration::from_secs(10),
-                max_stale: Duration::from_secs(3600),
-            },
+            jwks: JwksSettings::default(),
             advertise: Vec::new(),
         }
     }
@@ -214,22 +208,20 @@ impl SsoLayerBuilder {
     /// Shortest time between two JWKS fetches caused by unknown kids or failed signatures
     /// (default 10 s).
     pub fn jwks_min_refetch_interval(mut self, interval: Duration) -> Self {
-        self.jwks.min_refetch_interval = interval;
+        self.jwks = self.jwks.min_refetch_interval(interval);
         self
     }
 
     /// How long expired keys keep serving while the IdP is unreachable (default 1 h).
     pub fn jwks_max_stale(mut self, max_stale: Duration) -> Self {
-        self.jwks.max_stale = max_stale;
+        self.jwks = self.jwks.max_stale(max_stale);
         self
     }
 
     /// JWKS lifetime when the IdP sends no `Cache-Control: max-age` (default 5 min), and the
     /// bounds any `max-age` is clamped to (default 30 s … 24 h).
     pub fn jwks_ttl(mut self, default: Duration, min: Duration, max: Duration) -> Self {
-        self.jwks.default_ttl = default;
-        self.jwks.min_ttl = min.min(max);
-        self.jwks.max_ttl = max;
+        self.jwks = self.jwks.ttl(default, min, max);
         self
     }
 
@@ -250,7 +242,7 @@ impl SsoLayerBuilder {
         if self.issuers.is_empty() {
             return Err(SsoConfigError::NoIssuers);
         }
-        let http = HttpClient::new(self.http_timeout)?;
+        let http = HttpClient::new(self.http_timeout).map_err(|e| SsoConfigError::Tls(e.0))?;
         let mut trusted: Vec<TrustedIssuer> = Vec::new();
         let mut introspecting: Option<String> = None;
         for issuer in self.issuers {

@@ -54,32 +54,28 @@
 
 mod cache;
 mod claims;
-mod clock;
 mod config;
-mod discovery;
 mod error;
 mod future;
-mod http;
 mod issuer;
-mod jwks;
 mod layer;
 mod scopes;
 mod service;
 mod verify;
 
 pub use claims::ClaimMapping;
-pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
     AdvertiseConfig, ClaimsConfig, IntrospectionConfig, IssuerConfig, JwksConfig, ScopeRuleConfig, ScopesConfig,
     SsoConfig, TypConfig,
 };
-pub use discovery::{DiscoveryError, ProviderMetadata, discovery_urls};
 pub use error::{AuthError, SsoConfigError};
 pub use future::ResponseFuture;
-pub use http::FetchError;
 pub use issuer::{DEFAULT_ALGORITHMS, Introspection, Issuer, Keys, Secret, TypMode};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{AdvertisedExtension, SsoLayer, SsoLayerBuilder};
+pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};
+pub use mcp_enterprise_core::jwks::FetchError;
+pub use mcp_enterprise_core::jwks::{DiscoveryError, ProviderMetadata, discovery_urls};
 pub use scopes::{Glob, ScopePolicy, ScopeRule};
 pub use service::Sso;
 pub use verify::ValidatedToken;

@@ -4,19 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use mcp_enterprise_core::clock::Clock;
+use mcp_enterprise_core::jwks::{self, DiscoveryOrder, HttpClient, JwksCache, KeyError, KeyQuery, KeySource};
 use mcp_enterprise_core::{Principal, TokenFingerprint};
 use serde_json::{Map, Value};
 
 use crate::cache::TokenCache;
 use crate::claims::{ClaimMapping, TokenForm};
-use crate::clock::Clock;
 use crate::error::AuthError;
-use crate::http::HttpClient;
 use crate::issuer::{Issuer, Keys};
-use crate::jwks::{JwksCache, KeyQuery, VerifyKey};
 
 /// An issuer with its live key cache.
 #[derive(Debug)]
@@ -35,12 +32,12 @@ impl std::fmt::Debug for VerifyKeyHmac {
 }
 
 impl TrustedIssuer {
-    pub(crate) fn new(config: Issuer, jwks: JwksCache) -> Self {
+    pub(crate) fn new(config: Issuer, cache: JwksCache) -> Self {
         let hmac = config
             .shared_secret
             .as_ref()
             .map(|s| Arc::new(VerifyKeyHmac(DecodingKey::from_secret(s.expose().as_bytes()))));
-        Self { config, jwks: Arc::new(jwks), hmac }
+        Self { config, jwks: Arc::new(cache), hmac }
     }
 }
 
@@ -65,10 +62,6 @@ pub(crate) struct Verifier {
     pub(crate) http: HttpClient,
 }
 
-fn b64(part: &str, what: &'static str) -> Result<Vec<u8>, AuthError> {
-    URL_SAFE_NO_PAD.decode(part).map_err(|_| AuthError::Malformed(what))
-}
-
 fn json_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, AuthError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -78,20 +71,18 @@ fn json_object(bytes: &[u8], what: &'static str) -> Result<Map<String, Value>, A
 
 /// A NumericDate claim in whole seconds.
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<u64>, AuthError> {
-    match claims.get(name) {
-        None => Ok(None),
-        Some(v) => match v.as_f64() {
-            Some(f) if f.is_finite() && f >= 0.0 => Ok(Some(f as u64)),
-            _ => Err(AuthError::BadClaim(name)),
-        },
-    }
+    jwks::numeric_date(claims, name).map_err(|()| AuthError::BadClaim(name))
 }
 
-fn sha256(token: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::UnknownKey => Self::UnknownKey,
+            KeyError::KeyMismatch => Self::KeyMismatch,
+            KeyError::BadSignature => Self::BadSignature,
+            _ => Self::IdpUnavailable,
+        }
+    }
 }
 
 impl Verifier {
@@ -115,7 +106,7 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TokenTooLarge(self.max_token_bytes));
         }
-        let digest = sha256(token);
+        let digest = jwks::sha256(token.as_bytes());
         if let Some(hit) = self.cache.get(&digest, self.now()) {
             return Ok(hit);
         }
@@ -135,14 +126,9 @@ impl Verifier {
         token: &str,
         fingerprint: TokenFingerprint,
     ) -> Result<(ValidatedToken, Duration), AuthError> {
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(sig)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(AuthError::Malformed("not a compact JWS"));
-        };
-        if h.is_empty() || p.is_empty() || sig.is_empty() {
-            return Err(AuthError::Malformed("empty JWS part"));
-        }
-        let header = json_object(&b64(h, "header is not base64url")?, "header is not a JSON object")?;
+        let parts = jwks::split_compact(token).map_err(AuthError::Malformed)?;
+        let header = jwks::decode_object(parts.header, "header is not base64url", "header is not a JSON object")
+            .map_err(AuthError::Malformed)?;
         let alg_name = header.get("alg").and_then(Value::as_str).ok_or(AuthError::Malformed("no alg"))?;
         let alg: Algorithm =
             alg_name.parse().map_err(|_| AuthError::DisallowedAlgorithm(alg_name.chars().take(16).collect()))?;
@@ -151,7 +137,8 @@ impl Verifier {
         }
         // `jku`, `x5u`, `x5c` and an embedded `jwk` are never used: keys come only from the
         // issuer's configured or discovered JWKS.
-        let claims = json_object(&b64(p, "payload is not base64url")?, "payload is not a JSON object")?;
+        let claims = jwks::decode_object(parts.payload, "payload is not base64url", "payload is not a JSON object")
+            .map_err(AuthError::Malformed)?;
         let iss = claims.get("iss").and_then(Value::as_str).ok_or(AuthError::UntrustedIssuer)?;
         let issuer = self.issuers.iter().find(|i| i.config.issuer == iss).ok_or(AuthError::UntrustedIssuer)?;
         let typ = header.get("typ").and_then(Value::as_str);
@@ -161,24 +148,16 @@ impl Verifier {
         if !issuer.config.algorithms.contains(&alg) {
             return Err(AuthError::DisallowedAlgorithm(alg_name.to_owned()));
         }
-        let message = &token[..h.len() + 1 + p.len()];
+        let message = parts.signing_input;
         if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
             let key = issuer.hmac.as_ref().ok_or_else(|| AuthError::DisallowedAlgorithm(alg_name.to_owned()))?;
-            if !jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.0, alg).unwrap_or(false) {
+            if !jsonwebtoken::crypto::verify(parts.signature, message.as_bytes(), &key.0, alg).unwrap_or(false) {
                 return Err(AuthError::BadSignature);
             }
         } else {
+            // the IdP may have re-keyed under the same kid: the cache refetches once (rate-limited)
             let kid = header.get("kid").and_then(Value::as_str);
-            let query = KeyQuery { kid, alg };
-            let (key, attempts) = issuer.jwks.key_for(query).await?;
-            if !verify_with(&key, sig, message, alg)? {
-                // the IdP may have re-keyed under the same kid: refetch once (rate-limited)
-                let fresh = issuer.jwks.refetch_after_failure(query, attempts, &key).await;
-                match fresh {
-                    Some(new_key) if verify_with(&new_key, sig, message, alg)? => {}
-                    _ => return Err(AuthError::BadSignature),
-                }
-            }
+            issuer.jwks.verify(KeyQuery::new(kid, alg), message.as_bytes(), parts.signature).await?;
         }
         self.check_claims(issuer, &claims)?;
         let exp = numeric_date(&claims, "exp")?.ok_or(AuthError::MissingExpiry)?;
@@ -297,24 +276,17 @@ fn jkt_of(claims: &Map<String, Value>) -> Result<Option<String>, AuthError> {
     }
 }
 
-fn verify_with(key: &VerifyKey, sig: &str, message: &str, alg: Algorithm) -> Result<bool, AuthError> {
-    if !key.fits(alg) {
-        return Err(AuthError::KeyMismatch);
-    }
-    Ok(jsonwebtoken::crypto::verify(sig, message.as_bytes(), &key.key, alg).unwrap_or(false))
-}
-
 /// The key source a configured [`Keys`] becomes.
-pub(crate) fn key_source(issuer: &Issuer) -> Result<crate::jwks::KeySource, String> {
+pub(crate) fn key_source(issuer: &Issuer) -> Result<KeySource, String> {
     Ok(match &issuer.keys {
-        Keys::Discover => crate::jwks::KeySource::Discover,
-        Keys::JwksUri(url) => crate::jwks::KeySource::Url(url.clone()),
+        Keys::Discover => KeySource::Discover(DiscoveryOrder::Mcp),
+        Keys::JwksUri(url) => KeySource::Url(url.clone()),
         Keys::Static(doc) => {
-            let keys = crate::jwks::parse_jwks(doc.to_string().as_bytes())?;
+            let keys = jwks::parse_jwks(doc.to_string().as_bytes())?;
             if keys.is_empty() {
                 return Err("no usable public signature key".into());
             }
-            crate::jwks::KeySource::Static(keys.into_iter().map(Arc::new).collect())
+            KeySource::Static(keys.into_iter().map(Arc::new).collect())
         }
     })
 }

@@ -1,9 +1,24 @@
 //! Authorization server metadata discovery (RFC 8414 and OpenID Connect Discovery), in the order
-//! the MCP authorization spec gives, with the fetched `issuer` checked for exact equality.
+//! the MCP authorization spec gives — or OpenID Connect Discovery alone, as workload identity
+//! issuers (Kubernetes, SPIRE) publish it — with the fetched `issuer` checked for exact equality.
 
 use serde::Deserialize;
 
-use crate::http::{FetchError, HttpClient};
+use super::http::{FetchError, HttpClient};
+
+/// Which metadata locations are tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DiscoveryOrder {
+    /// The MCP authorization spec's order ([`discovery_urls`]): RFC 8414 first, then OpenID
+    /// Connect (inserted, then appended).
+    #[default]
+    Mcp,
+    /// OpenID Connect Discovery 1.0 §4 only: `{issuer}/.well-known/openid-configuration`
+    /// ([`openid_configuration_url`]). Kubernetes service-account issuers and SPIRE's OIDC
+    /// discovery provider publish only this document.
+    OpenIdConnect,
+}
 
 /// The parts of the metadata this layer uses.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -83,9 +98,23 @@ pub fn discovery_urls(issuer: &str) -> Vec<String> {
     }
 }
 
-/// Discovers the metadata of `issuer`.
-pub(crate) async fn discover(http: &HttpClient, issuer: &str) -> Result<ProviderMetadata, DiscoveryError> {
-    let urls = discovery_urls(issuer);
+/// The OpenID Connect Discovery 1.0 §4 location: `/.well-known/openid-configuration` appended to
+/// the issuer (a trailing `/` of the issuer is not doubled).
+pub fn openid_configuration_url(issuer: &str) -> String {
+    format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'))
+}
+
+/// Discovers the metadata of `issuer` at the locations `order` names, in order. A location that
+/// answers 404 (or 400/405/410) is skipped; a document naming another issuer ends the search.
+pub async fn discover(
+    http: &HttpClient,
+    issuer: &str,
+    order: DiscoveryOrder,
+) -> Result<ProviderMetadata, DiscoveryError> {
+    let urls = match order {
+        DiscoveryOrder::Mcp => discovery_urls(issuer),
+        DiscoveryOrder::OpenIdConnect => vec![openid_configuration_url(issuer)],
+    };
     for url in &urls {
         match http.get_json(url).await {
             Ok(fetched) => {
@@ -133,6 +162,10 @@ mod tests {
         assert_eq!(
             discovery_urls("http://127.0.0.1:9/")[0],
             "http://127.0.0.1:9/.well-known/oauth-authorization-server"
+        );
+        assert_eq!(
+            openid_configuration_url("https://container.googleapis.com/v1/projects/p/clusters/c/"),
+            "https://container.googleapis.com/v1/projects/p/clusters/c/.well-known/openid-configuration"
         );
     }
 }

@@ -1,5 +1,6 @@
 //! An injectable clock, so every time-window rule (token lifetimes, cache TTLs, staleness) can be
-//! tested without waiting.
+//! tested without waiting. Shared by the auth extensions (the JWKS cache of the `jwks` feature
+//! reads it too).
 
 use std::fmt;
 use std::sync::Arc;

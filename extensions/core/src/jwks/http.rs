@@ -1,0 +1,277 @@
+//! The small HTTP client auth layers use to reach identity providers and authorization servers:
+//! metadata, JWKS, introspection, token requests. TLS is rustls on aws-lc-rs with the system's
+//! roots; bodies are bounded; every call has a timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Largest response body read from an identity provider.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// Why a fetch failed (never contains secrets).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL is not valid.
+    #[error("invalid URL")]
+    InvalidUrl,
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// Connection or protocol failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The server answered with an error status.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The body is larger than allowed.
+    #[error("response larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    /// The body is not the expected JSON.
+    #[error("invalid JSON: {0}")]
+    Json(String),
+}
+
+/// The TLS client could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("TLS client setup failed: {0}")]
+pub struct HttpClientError(pub String);
+
+/// A fetched document and how long the server says it may be cached.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Fetched {
+    /// The body.
+    pub body: Bytes,
+    /// `Cache-Control: max-age` (zero for `no-store` / `no-cache`), if sent.
+    pub max_age: Option<Duration>,
+}
+
+/// A bounded HTTP/1.1 client over rustls (aws-lc-rs) with the system's CA roots. Cheap to clone.
+#[derive(Clone)]
+pub struct HttpClient {
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// A client whose every exchange (connect, send, read the whole body) ends within `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, HttpClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        for cert in native.certs {
+            let _ = roots.add(cert);
+        }
+        if roots.is_empty() {
+            tracing::warn!("no system CA certificates found: https identity providers will be unreachable");
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpClientError(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Self { client, timeout })
+    }
+
+    /// The per-exchange timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// GETs a JSON document (status 200 only).
+    pub async fn get_json(&self, url: &str) -> Result<Fetched, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::InvalidUrl)?;
+        let req = Request::get(uri)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| FetchError::InvalidUrl)?;
+        Self::ok(self.request(req).await?)
+    }
+
+    /// POSTs a form with HTTP Basic client authentication (RFC 6749 §2.3.1); status 200 only.
+    pub async fn post_form(
+        &self,
+        url: &str,
+        client_id: &str,
+        client_secret: &str,
+        form: &[(&str, &str)],
+    ) -> Result<Fetched, FetchError> {
+        let credentials = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+        let mut req = form_request(url, form)?;
+        let basic = http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
+            .map_err(|_| FetchError::InvalidUrl)?;
+        req.headers_mut().insert(header::AUTHORIZATION, basic);
+        Self::ok(self.request(req).await?)
+    }
+
+    /// Sends any request and reads the whole (bounded) response, whatever its status: for
+    /// endpoints whose error answers carry a body to read (an OAuth token endpoint's `400`).
+    pub async fn request(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, FetchError> {
+        let work = async {
+            let res = self.client.request(req).await.map_err(|e| FetchError::Transport(error_chain(&e)))?;
+            let (parts, body) = res.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        FetchError::TooLarge
+                    } else {
+                        FetchError::Transport(e.to_string())
+                    }
+                })?
+                .to_bytes();
+            Ok(Response::from_parts(parts, body))
+        };
+        tokio::time::timeout(self.timeout, work).await.map_err(|_| FetchError::Timeout)?
+    }
+
+    fn ok(res: Response<Bytes>) -> Result<Fetched, FetchError> {
+        if res.status() != StatusCode::OK {
+            return Err(FetchError::Status(res.status().as_u16()));
+        }
+        let max_age = max_age(res.headers());
+        Ok(Fetched { body: res.into_body(), max_age })
+    }
+}
+
+/// A `POST` of `form` (`application/x-www-form-urlencoded`, `Accept: application/json`) to `url`.
+pub fn form_request(url: &str, form: &[(&str, &str)]) -> Result<Request<Full<Bytes>>, FetchError> {
+    let uri: Uri = url.parse().map_err(|_| FetchError::InvalidUrl)?;
+    let body: Vec<String> = form.iter().map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v))).collect();
+    Request::post(uri)
+        .header(header::ACCEPT, "application/json")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(body.join("&"))))
+        .map_err(|_| FetchError::InvalidUrl)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// `Cache-Control: max-age` (zero with `no-store` / `no-cache`, which mean "do not reuse").
+pub fn max_age(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::CACHE_CONTROL)?.to_str().ok()?;
+    let mut age = None;
+    for directive in value.split(',').map(str::trim) {
+        let lower = directive.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(Duration::ZERO);
+        }
+        if let Some(secs) = lower.strip_prefix("max-age=") {
+            age = secs.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    age
+}
+
+/// `application/x-www-form-urlencoded` encoding of one value.
+pub fn form_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body into its pairs (`+` is a space). `None`
+/// when a percent escape is broken or a name or value is not UTF-8.
+pub fn form_decode(body: &[u8]) -> Option<Vec<(String, String)>> {
+    fn unescape(part: &[u8]) -> Option<String> {
+        let mut out = Vec::with_capacity(part.len());
+        let mut i = 0;
+        while i < part.len() {
+            match part[i] {
+                b'+' => out.push(b' '),
+                b'%' => {
+                    let hex = part.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                    let hex = std::str::from_utf8(hex).ok()?;
+                    out.push(u8::from_str_radix(hex, 16).ok()?);
+                    i += 2;
+                }
+                b => out.push(b),
+            }
+            i += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    let mut pairs = Vec::new();
+    for item in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+        let mut kv = item.splitn(2, |b| *b == b'=');
+        let name = unescape(kv.next()?)?;
+        let value = unescape(kv.next().unwrap_or_default())?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control() {
+        let mut h = http::HeaderMap::new();
+        assert_eq!(max_age(&h), None);
+        h.insert(header::CACHE_CONTROL, "public, max-age=600".parse().expect("hv"));
+        assert_eq!(max_age(&h), Some(Duration::from_secs(600)));
+        h.insert(header::CACHE_CONTROL, "no-store".parse().expect("hv"));
+        assert_eq!(max_age(&h), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn form_encoding() {
+        assert_eq!(form_encode("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[test]
+    fn form_decoding() {
+        let pairs = form_decode(b"a=1&b=x+y%2Fz&&c=&d&e=%C3%A9").expect("valid");
+        let expected = [("a", "1"), ("b", "x y/z"), ("c", ""), ("d", ""), ("e", "é")];
+        assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+        assert_eq!(form_decode(b"a=%2"), None, "truncated escape");
+        assert_eq!(form_decode(b"a=%zz"), None, "not hex");
+        assert_eq!(form_decode(b"a=%+1"), None, "a sign is not a hex digit");
+        assert_eq!(form_decode(b"a=%FF"), None, "not UTF-8");
+        assert_eq!(form_decode(b""), Some(Vec::new()));
+        let round: Vec<(String, String)> = form_decode(form_encode("a b&c=d/é").as_bytes()).expect("valid");
+        assert_eq!(round, [("a b&c=d/é".to_owned(), String::new())]);
+    }
+}

@@ -1,0 +1,571 @@
+//! Serde configuration (`deny_unknown_fields`: a typo is an error, never a silently ignored
+//! setting) and the `from_config` builders.
+//!
+//! ```json
+//! {
+//!   "resource": "https://mcp.example.com/mcp",
+//!   "issuers": [
+//!     {"issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/ABC",
+//!      "rules": [{"name": "payments-agents", "subject": {"glob": "system:serviceaccount:payments:*"},
+//!                 "claims": {"/kubernetes.io/namespace": {"exact": "payments"}}, "scopes": ["mcp:tools"]}],
+//!      "forward_claims": ["kubernetes.io"]},
+//!     {"spiffe_trust_domain": "prod.example.org", "bundle_file": "/etc/spiffe/bundle.jwks",
+//!      "rules": [{"name": "agents", "subject": {"glob": "spiffe://prod.example.org/ns/*/sa/agent"}}]}
+//!   ],
+//!   "direct": {"max_token_lifetime_secs": 3600},
+//!   "authorization_server": {"issuer": "https://mcp.example.com", "token_path": "/oauth/token"}
+//! }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use mcp_enterprise_core::jwks::JwksSettings;
+use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::client::WorkloadTokenSource;
+use crate::endpoint::TokenEndpoint;
+use crate::error::WorkloadConfigError;
+use crate::grant::GrantValidator;
+use crate::layer::{OtherTokens, WorkloadIdentityLayer};
+use crate::pattern::Pattern;
+use crate::replay::MemoryReplayStore;
+use crate::rules::WorkloadRule;
+use crate::signing::SigningKey;
+use crate::trust::{IssuerKeys, TrustPolicy, TrustedIssuer};
+
+/// The server side: trust policy, direct mode, and the optional token endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct WorkloadIdentityConfig {
+    /// The fronted MCP server's canonical URI: direct-mode tokens and minted tokens name it as
+    /// their audience.
+    pub resource: String,
+    /// Trusted issuers and SPIFFE trust domains, with their workload rules.
+    #[serde(default)]
+    pub issuers: Vec<IssuerConfig>,
+    /// Direct mode (workload JWTs as bearer credentials); absent: off.
+    pub direct: Option<DirectConfig>,
+    /// The SEP-1933 token endpoint; absent: off.
+    pub authorization_server: Option<AuthorizationServerConfig>,
+    /// Key cache timing.
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    /// Timeout of each fetch (discovery, keys), seconds. Default 5.
+    pub http_timeout_secs: Option<u64>,
+    /// Clock skew tolerated, seconds. Default 60.
+    pub leeway_secs: Option<u64>,
+    /// Largest accepted workload token, bytes. Default 16 384.
+    pub max_token_bytes: Option<usize>,
+}
+
+/// One trusted issuer (`issuer`) or SPIFFE trust domain (`spiffe_trust_domain`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IssuerConfig {
+    /// An https issuer (exact `iss`). Keys: OIDC discovery unless `jwks_uri`, `jwks` or
+    /// `jwks_file` is set.
+    pub issuer: Option<String>,
+    /// A SPIFFE trust domain (e.g. `prod.example.org`); needs `bundle`, `bundle_file` or
+    /// `bundle_endpoint`.
+    pub spiffe_trust_domain: Option<String>,
+    /// A JWKS URL (no discovery).
+    pub jwks_uri: Option<String>,
+    /// An inline JWKS.
+    pub jwks: Option<Value>,
+    /// A JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// An inline SPIFFE trust bundle.
+    pub bundle: Option<Value>,
+    /// A SPIFFE trust bundle file.
+    pub bundle_file: Option<PathBuf>,
+    /// An https SPIFFE bundle endpoint.
+    pub bundle_endpoint: Option<String>,
+    /// Allowed algorithms (default RS/PS 256-512, ES256, ES384, EdDSA).
+    pub algorithms: Option<Vec<String>>,
+    /// Workload rules; the first match wins. None: no workload of this issuer is accepted.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Top-level claims copied into the principal (e.g. `kubernetes.io`).
+    #[serde(default)]
+    pub forward_claims: Vec<String>,
+    /// **Insecure**: allow plain http on `127.0.0.1` (tests).
+    #[serde(default)]
+    pub insecure_http_loopback: bool,
+}
+
+/// One workload rule.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RuleConfig {
+    /// The rule's name.
+    pub name: String,
+    /// The subject pattern.
+    pub subject: PatternConfig,
+    /// Other claims by JSON Pointer (e.g. `/kubernetes.io/namespace`) and their patterns.
+    #[serde(default)]
+    pub claims: BTreeMap<String, PatternConfig>,
+    /// Scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Resources tokens may be granted for (default: all of the authorization server's).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// A pattern: `{"exact": "…"}`, `{"prefix": "…"}` or `{"glob": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PatternConfig {
+    /// Equal to.
+    Exact(String),
+    /// Starting with.
+    Prefix(String),
+    /// Matching the glob (`*` one segment, `**` anything).
+    Glob(String),
+}
+
+/// Direct mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DirectConfig {
+    /// Longest accepted `exp - iat`, seconds. Default 3600.
+    pub max_token_lifetime_secs: Option<u64>,
+    /// `jti`s remembered at once. Default 100 000.
+    pub replay_capacity: Option<usize>,
+    /// **Insecure**: a token may be presented again until it expires.
+    #[serde(default)]
+    pub insecure_allow_token_reuse: bool,
+    /// The extension name under the vendor prefix. Default `workload-identity`.
+    pub extension_name: Option<String>,
+}
+
+/// The token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthorizationServerConfig {
+    /// The issuer identifier (the origin the endpoint is served on, e.g. `https://mcp.example.com`).
+    pub issuer: String,
+    /// Token endpoint path. Default `/oauth/token`.
+    pub token_path: Option<String>,
+    /// JWKS path. Default `/oauth/jwks`.
+    pub jwks_path: Option<String>,
+    /// Access token lifetime, seconds. Default 300.
+    pub access_token_ttl_secs: Option<u64>,
+    /// Longest accepted assertion lifetime, seconds. Default 3600.
+    pub max_assertion_lifetime_secs: Option<u64>,
+    /// A PEM PKCS#8 P-256 signing key (default: a new key at start-up).
+    pub signing_key_file: Option<PathBuf>,
+    /// Assertion `jti`s remembered at once. Default 100 000.
+    pub replay_capacity: Option<usize>,
+    /// The advertised extension id. Default `io.modelcontextprotocol/auth/wif`.
+    pub extension_id: Option<String>,
+    /// **Insecure**: an assertion may be presented again until it expires.
+    #[serde(default)]
+    pub insecure_allow_assertion_reuse: bool,
+    /// **Insecure**: allow a plain-http issuer on `127.0.0.1` (tests).
+    #[serde(default)]
+    pub insecure_http_loopback: bool,
+}
+
+/// Key cache timing, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct JwksConfig {
+    /// Between refetches caused by unknown kids (default 10).
+    pub min_refetch_interval_secs: Option<u64>,
+    /// How long expired keys serve while the issuer is down (default 3600).
+    pub max_stale_secs: Option<u64>,
+    /// TTL without `max-age` (default 300).
+    pub default_ttl_secs: Option<u64>,
+    /// Lower bound of the TTL (default 30).
+    pub min_ttl_secs: Option<u64>,
+    /// Upper bound of the TTL (default 86400).
+    pub max_ttl_secs: Option<u64>,
+}
+
+/// The client side: the token source.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenSourceConfig {
+    /// The workload JWT file (projected service-account token, JWT-SVID).
+    pub token_file: PathBuf,
+    /// The authorization server's token endpoint.
+    pub token_endpoint: String,
+    /// The MCP server's canonical URI.
+    pub resource: String,
+    /// Scopes to request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Seconds before expiry a new token is fetched. Default 30.
+    pub refresh_margin_secs: Option<u64>,
+    /// Timeout of the token request, seconds. Default 10.
+    pub http_timeout_secs: Option<u64>,
+    /// **Insecure**: allow a plain-http token endpoint on `127.0.0.1` (tests).
+    #[serde(default)]
+    pub insecure_http_loopback: bool,
+}
+
+impl PatternConfig {
+    fn pattern(&self) -> Result<Pattern, WorkloadConfigError> {
+        match self {
+            Self::Exact(s) => Ok(Pattern::exact(s)),
+            Self::Prefix(s) => Pattern::prefix(s),
+            Self::Glob(s) => Pattern::glob(s),
+        }
+    }
+}
+
+fn read_json(path: &Path) -> Result<Value, WorkloadConfigError> {
+    let err = |reason: String| WorkloadConfigError::File { path: path.display().to_string(), reason };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    serde_json::from_str(&text).map_err(|e| err(e.to_string()))
+}
+
+impl RuleConfig {
+    fn rule(&self) -> Result<WorkloadRule, WorkloadConfigError> {
+        let mut rule = WorkloadRule::new(&self.name, self.subject.pattern()?);
+        for (pointer, pattern) in &self.claims {
+            rule = rule.claim(pointer, pattern.pattern()?)?;
+        }
+        Ok(rule.scopes(self.scopes.iter().cloned())?.resources(self.resources.iter().cloned()))
+    }
+}
+
+impl IssuerConfig {
+    fn trusted(&self) -> Result<TrustedIssuer, WorkloadConfigError> {
+        let name = self.issuer.clone().or_else(|| self.spiffe_trust_domain.clone()).unwrap_or_default();
+        let err = |reason: &str| WorkloadConfigError::Issuer { issuer: name.clone(), reason: reason.to_owned() };
+        let jwks_sources = [self.jwks_uri.is_some(), self.jwks.is_some(), self.jwks_file.is_some()];
+        let bundle_sources = [self.bundle.is_some(), self.bundle_file.is_some(), self.bundle_endpoint.is_some()];
+        let count = |s: &[bool]| s.iter().filter(|b| **b).count();
+        let mut issuer = match (&self.issuer, &self.spiffe_trust_domain) {
+            (Some(iss), None) => {
+                if count(&bundle_sources) > 0 {
+                    return Err(err("bundle settings belong to a spiffe_trust_domain"));
+                }
+                if count(&jwks_sources) > 1 {
+                    return Err(err("set at most one of jwks_uri, jwks and jwks_file"));
+                }
+                let keys = if let Some(url) = &self.jwks_uri {
+                    IssuerKeys::Url(url.clone())
+                } else if let Some(doc) = &self.jwks {
+                    IssuerKeys::Static(doc.clone())
+                } else if let Some(path) = &self.jwks_file {
+                    IssuerKeys::Static(read_json(path)?)
+                } else {
+                    IssuerKeys::Discover
+                };
+                TrustedIssuer::new(iss, keys)
+            }
+            (None, Some(td)) => {
+                if count(&jwks_sources) > 0 {
+                    return Err(err("a SPIFFE trust domain takes bundle, bundle_file or bundle_endpoint"));
+                }
+                let keys = match (&self.bundle, &self.bundle_file, &self.bundle_endpoint) {
+                    (Some(doc), None, None) => IssuerKeys::Static(doc.clone()),
+                    (None, Some(path), None) => IssuerKeys::Static(read_json(path)?),
+                    (None, None, Some(url)) => IssuerKeys::Url(url.clone()),
+                    (None, None, None) => return Err(err("a SPIFFE trust domain needs its trust bundle")),
+                    _ => return Err(err("set exactly one of bundle, bundle_file and bundle_endpoint")),
+                };
+                TrustedIssuer::spiffe(td, keys)
+            }
+            _ => return Err(err("set exactly one of issuer and spiffe_trust_domain")),
+        };
+        if let Some(names) = &self.algorithms {
+            let algs = names
+                .iter()
+                .map(|n| n.parse::<Algorithm>().map_err(|_| err(&format!("unknown algorithm {n:?}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            issuer = issuer.algorithms(&algs)?;
+        }
+        for rule in &self.rules {
+            issuer = issuer.rule(rule.rule()?);
+        }
+        for claim in &self.forward_claims {
+            issuer = issuer.forward_claim(claim);
+        }
+        if self.insecure_http_loopback {
+            issuer = issuer.insecure_http_loopback();
+        }
+        Ok(issuer)
+    }
+}
+
+impl TrustPolicy {
+    /// The trust policy of a configuration.
+    pub fn from_config(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
+        let mut b = TrustPolicy::builder();
+        for issuer in &cfg.issuers {
+            b = b.issuer(issuer.trusted()?);
+        }
+        let j = &cfg.jwks;
+        let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default));
+        b = b.jwks(
+            JwksSettings::default()
+                .min_refetch_interval(secs(j.min_refetch_interval_secs, 10))
+                .max_stale(secs(j.max_stale_secs, 3600))
+                .ttl(secs(j.default_ttl_secs, 300), secs(j.min_ttl_secs, 30), secs(j.max_ttl_secs, 86_400)),
+        );
+        if let Some(s) = cfg.http_timeout_secs {
+            b = b.http_timeout(Duration::from_secs(s));
+        }
+        if let Some(n) = cfg.max_token_bytes {
+            b = b.max_token_bytes(n);
+        }
+        b.build()
+    }
+}
+
+/// What a [`WorkloadIdentityConfig`] builds: the server layer and, when configured, the token
+/// endpoint (which the layer trusts).
+#[derive(Debug, Clone)]
+pub struct WorkloadIdentitySetup {
+    layer: WorkloadIdentityLayer,
+    token_endpoint: Option<TokenEndpoint>,
+}
+
+impl WorkloadIdentitySetup {
+    /// Builds everything a configuration describes.
+    pub fn from_config(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
+        if cfg.direct.is_none() && cfg.authorization_server.is_none() {
+            return Err(WorkloadConfigError::NothingAccepted);
+        }
+        let trust = TrustPolicy::from_config(cfg)?;
+        let leeway = Duration::from_secs(cfg.leeway_secs.unwrap_or(60));
+        let token_endpoint = match &cfg.authorization_server {
+            None => None,
+            Some(a) => {
+                let token_path = a.token_path.as_deref().unwrap_or("/oauth/token");
+                let token_url = format!("{}{token_path}", a.issuer.trim_end_matches('/'));
+                let mut g = GrantValidator::builder(trust.clone(), &a.issuer, &token_url)
+                    .resource(&cfg.resource)
+                    .leeway(leeway)
+                    .max_assertion_lifetime(Duration::from_secs(a.max_assertion_lifetime_secs.unwrap_or(3600)));
+                if let Some(n) = a.replay_capacity {
+                    g = g.replay_store(Arc::new(MemoryReplayStore::new(n)));
+                }
+                if a.insecure_http_loopback {
+                    g = g.insecure_http_loopback();
+                }
+                if a.insecure_allow_assertion_reuse {
+                    g = g.insecure_allow_assertion_reuse();
+                }
+                let mut e = TokenEndpoint::builder(g.build()?)
+                    .access_token_ttl(Duration::from_secs(a.access_token_ttl_secs.unwrap_or(300)));
+                if let Some(p) = &a.jwks_path {
+                    e = e.jwks_path(p);
+                }
+                if let Some(path) = &a.signing_key_file {
+                    let pem = std::fs::read_to_string(path).map_err(|err| WorkloadConfigError::File {
+                        path: path.display().to_string(),
+                        reason: err.to_string(),
+                    })?;
+                    e = e.signing_key(SigningKey::from_pkcs8_pem(&pem)?);
+                }
+                if let Some(id) = &a.extension_id {
+                    e = e.extension_id(id);
+                }
+                Some(e.build()?)
+            }
+        };
+        let mut b = WorkloadIdentityLayer::builder(&cfg.resource).leeway(leeway);
+        if let Some(d) = &cfg.direct {
+            b = b.trust(trust).max_token_lifetime(Duration::from_secs(d.max_token_lifetime_secs.unwrap_or(3600)));
+            if let Some(n) = d.replay_capacity {
+                b = b.replay_store(Arc::new(MemoryReplayStore::new(n)));
+            }
+            if d.insecure_allow_token_reuse {
+                b = b.insecure_allow_token_reuse();
+            }
+            if let Some(name) = &d.extension_name {
+                b = b.extension_name(name);
+            }
+        }
+        if let Some(e) = &token_endpoint {
+            b = b.accept_issued_tokens(e.issued_tokens());
+        }
+        Ok(Self { layer: b.build()?, token_endpoint })
+    }
+
+    /// The server layer.
+    pub fn layer(&self) -> &WorkloadIdentityLayer {
+        &self.layer
+    }
+
+    /// The token endpoint, when the authorization server side is enabled.
+    pub fn token_endpoint(&self) -> Option<&TokenEndpoint> {
+        self.token_endpoint.as_ref()
+    }
+
+    /// The same with another [`OtherTokens`] mode for the layer (an embedding server with an
+    /// inner SSO layer passes other tokens on).
+    #[must_use]
+    pub fn with_other_tokens(mut self, mode: OtherTokens) -> Self {
+        self.layer = self.layer.with_other_tokens(mode);
+        self
+    }
+
+    /// Adds the direct-mode extension (vendor prefix) and, with the token endpoint, the WIF
+    /// extension.
+    pub fn add_extensions(&self, mut set: ExtensionSetBuilder) -> Result<ExtensionSetBuilder, WorkloadConfigError> {
+        set = self.layer.add_extensions(set)?;
+        if let Some(e) = &self.token_endpoint {
+            set = e.add_extensions(set)?;
+        }
+        Ok(set)
+    }
+
+    /// The RFC 9728 metadata contribution (the token endpoint's issuer as authorization server).
+    pub fn metadata_contribution(&self) -> MetadataContribution {
+        self.layer.metadata_contribution()
+    }
+}
+
+impl WorkloadTokenSource {
+    /// Builds a token source from its configuration.
+    pub fn from_config(cfg: &TokenSourceConfig) -> Result<Self, WorkloadConfigError> {
+        let mut b = WorkloadTokenSource::builder(&cfg.token_file, &cfg.token_endpoint, &cfg.resource);
+        for scope in &cfg.scopes {
+            b = b.scope(scope);
+        }
+        if let Some(s) = cfg.refresh_margin_secs {
+            b = b.refresh_margin(Duration::from_secs(s));
+        }
+        if let Some(s) = cfg.http_timeout_secs {
+            b = b.http_timeout(Duration::from_secs(s));
+        }
+        if cfg.insecure_http_loopback {
+            b = b.insecure_http_loopback();
+        }
+        b.build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+    const Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
+
+    fn full() -> Value {
+        json!({
+            "resource": "https://mcp.example.com/mcp",
+            "issuers": [
+                {"issuer": "https://k8s.example.com", "forward_claims": ["kubernetes.io"],
+                 "rules": [{"name": "payments", "subject": {"glob": "system:serviceaccount:payments:*"},
+                            "claims": {"/kubernetes.io/namespace": {"exact": "payments"}}, "scopes": ["mcp:tools"]}]},
+                {"spiffe_trust_domain": "prod.example.org",
+                 "bundle": {"keys": [{"kty": "EC", "crv": "P-256", "kid": "b", "x": X, "y": Y, "use": "jwt-svid"}]},
+                 "rules": [{"name": "agents", "subject": {"glob": "spiffe://prod.example.org/ns/*/sa/agent"}}]}
+            ],
+            "direct": {"max_token_lifetime_secs": 600},
+            "authorization_server": {"issuer": "https://mcp.example.com", "access_token_ttl_secs": 120}
+        })
+    }
+
+    #[tokio::test]
+    async fn a_full_config_builds() {
+        let cfg: WorkloadIdentityConfig = serde_json::from_value(full()).expect("valid");
+        let wi = WorkloadIdentitySetup::from_config(&cfg).expect("builds");
+        assert!(wi.layer().direct_mode());
+        let endpoint = wi.token_endpoint().expect("token endpoint");
+        assert_eq!(endpoint.token_endpoint_url(), "https://mcp.example.com/oauth/token");
+        assert_eq!(endpoint.paths(), ["/oauth/token", "/oauth/jwks", "/.well-known/oauth-authorization-server"]);
+        let meta = endpoint.metadata();
+        assert_eq!(meta["grant_types_supported"], json!(["urn:ietf:params:oauth:grant-type:jwt-bearer"]));
+        assert_eq!(meta["token_endpoint_auth_methods_supported"], json!(["none"]));
+        assert_eq!(meta["jwks_uri"], json!("https://mcp.example.com/oauth/jwks"));
+        assert_eq!(meta["scopes_supported"], json!(["mcp:tools"]));
+        let set = wi.add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ids").build();
+        assert_eq!(set.advertised().get("io.modelcontextprotocol/auth/wif"), Some(&json!({})));
+        assert_eq!(
+            set.advertised().get("io.github.mcp-enterprise/workload-identity"),
+            Some(&json!({"issuers": ["https://k8s.example.com", "spiffe://prod.example.org"]}))
+        );
+        let prm = mcp_enterprise_core::ProtectedResourceMetadata::builder(&cfg.resource)
+            .expect("uri")
+            .contribute(wi.metadata_contribution())
+            .build();
+        assert_eq!(prm.to_json()["authorization_servers"], json!(["https://mcp.example.com"]));
+    }
+
+    fn refused(mut v: Value, edit: impl FnOnce(&mut Value)) -> String {
+        edit(&mut v);
+        match serde_json::from_value::<WorkloadIdentityConfig>(v) {
+            Err(e) => e.to_string(),
+            Ok(cfg) => WorkloadIdentitySetup::from_config(&cfg).expect_err("refused").to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn mistakes_are_refused() {
+        let e = refused(full(), |v| v["issuers"][0]["audience"] = json!("x"));
+        assert!(e.contains("unknown field `audience`"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["rules"][0]["subject"] = json!({"regex": ".*"}));
+        assert!(e.contains("unknown variant `regex`"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["rules"][0]["subject"] = json!({"glob": "**"}));
+        assert!(e.contains("only of wildcards"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["issuer"] = json!("spiffe://prod.example.org"));
+        assert!(e.contains("SPIFFE trust domain"), "{e}");
+        let e = refused(full(), |v| v["issuers"][1]["bundle"] = Value::Null);
+        assert!(e.contains("needs its trust bundle"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["spiffe_trust_domain"] = json!("x.org"));
+        assert!(e.contains("exactly one of issuer and spiffe_trust_domain"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["algorithms"] = json!(["none"]));
+        assert!(e.contains("unknown algorithm"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["algorithms"] = json!(["HS256"]));
+        assert!(e.contains("HMAC"), "{e}");
+        let e = refused(full(), |v| v["issuers"][0]["issuer"] = json!("http://k8s.example.com"));
+        assert!(e.contains("https"), "{e}");
+        let e = refused(full(), |v| {
+            v.as_object_mut().map(|o| (o.remove("direct"), o.remove("authorization_server")));
+        });
+        assert!(e.contains("enable direct mode"), "{e}");
+        let e = refused(full(), |v| v["authorization_server"]["access_token_ttl_secs"] = json!(86_400));
+        assert!(e.contains("access_token_ttl"), "{e}");
+        let e = refused(full(), |v| v["direct"]["max_token_lifetime_secs"] = json!(0));
+        assert!(e.contains("max_token_lifetime"), "{e}");
+        let e = refused(full(), |v| v["authorization_server"]["issuer"] = json!("http://mcp.example.com"));
+        assert!(e.contains("authorization server issuer"), "{e}");
+        let e = refused(full(), |v| {
+            v["issuers"][0]["rules"][0]["claims"] = json!({"kubernetes.io.namespace": {"exact": "x"}})
+        });
+        assert!(e.contains("JSON Pointer"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn token_source_config() {
+        let cfg: TokenSourceConfig = serde_json::from_value(json!({
+            "token_file": "/var/run/secrets/tokens/mcp", "token_endpoint": "https://mcp.example.com/oauth/token",
+            "resource": "https://mcp.example.com/mcp", "scopes": ["mcp:tools"]}))
+        .expect("valid");
+        assert!(WorkloadTokenSource::from_config(&cfg).is_ok());
+        let http = TokenSourceConfig { token_endpoint: "http://mcp.example.com/token".into(), ..cfg.clone() };
+        assert!(WorkloadTokenSource::from_config(&http).is_err());
+        let bad_scope = TokenSourceConfig { scopes: vec!["a b".into()], ..cfg };
+        assert!(WorkloadTokenSource::from_config(&bad_scope).is_err());
+        assert!(
+            serde_json::from_value::<TokenSourceConfig>(json!({"token_file": "f", "token_endpoint": "e",
+            "resource": "r", "scope": "x"}))
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! A minimal SEP-1933 authorization server, so a cluster without an enterprise AS can still use
+//! workload identity federation end to end: a tower service answering
+//!
+//! - `POST <token path>`: the jwt-bearer grant, judged by a [`GrantValidator`]; success mints a
+//!   short-lived (default 5 minutes), audience-bound RFC 9068 access token (`typ: at+jwt`, ES256,
+//!   `iss`, `sub` = the workload, `aud` = the resource, `client_id`, `scope`, `jti`, `iat`,
+//!   `exp`); refusals are RFC 6749 §5.2 error bodies;
+//! - `GET <jwks path>`: the public signing key;
+//! - `GET /.well-known/oauth-authorization-server[<issuer path>]`: RFC 8414 metadata with
+//!   `grant_types_supported: [jwt-bearer]` and `token_endpoint_auth_methods_supported: [none]`;
+//!
+//! and `404` for anything else. [`IssuedTokens`] lets the [`WorkloadIdentityLayer`](crate::WorkloadIdentityLayer)
+//! accept the tokens it mints without any network round trip.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body;
+use http_body_util::{BodyExt, Full, Limited};
+use mcp_enterprise_core::clock::Clock;
+use mcp_enterprise_core::jwks::{self, Algorithm, VerifyKey, form_decode, parse_jwks};
+use mcp_enterprise_core::{
+    AuthMethod, BoxError, ExtensionId, ExtensionSetBuilder, MetadataContribution, Principal, PrincipalKind,
+    TokenFingerprint,
+};
+use serde_json::{Value, json};
+use tower_service::Service;
+
+use crate::error::{GrantError, WorkloadConfigError, WorkloadError};
+use crate::grant::{GrantDecision, GrantValidator, JWT_BEARER_GRANT_TYPE};
+use crate::replay::BoxFuture;
+use crate::signing::SigningKey;
+use crate::verify::{check_times, single_audience};
+
+/// The de-facto extension id the conformance suite and the TypeScript SDK use for SEP-1933.
+pub const DEFAULT_WIF_EXTENSION_ID: &str = "io.modelcontextprotocol/auth/wif";
+
+/// The RFC 8414 well-known prefix.
+const AS_METADATA_PREFIX: &str = "/.well-known/oauth-authorization-server";
+
+struct EndpointInner {
+    validator: GrantValidator,
+    key: SigningKey,
+    issued: IssuedTokens,
+    token_path: String,
+    jwks_path: String,
+    metadata_path: String,
+    ttl: Duration,
+    extension_id: ExtensionId,
+    max_body_bytes: usize,
+    metadata: Bytes,
+    jwks: Bytes,
+}
+
+/// The token endpoint service (see the module documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct TokenEndpoint {
+    inner: Arc<EndpointInner>,
+}
+
+impl fmt::Debug for TokenEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEndpoint")
+            .field("issuer", &self.inner.validator.issuer())
+            .field("token_endpoint", &self.inner.validator.token_endpoint())
+            .field("kid", &self.inner.key.kid())
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `scheme://authority` and path of an absolute URL.
+fn origin_and_path(url: &str) -> Option<(String, String)> {
+    let uri: http::Uri = url.parse().ok()?;
+    let origin = format!("{}://{}", uri.scheme_str()?, uri.authority()?.as_str());
+    let path = uri.path().trim_end_matches('/').to_owned();
+    Some((origin, path))
+}
+
+impl TokenEndpoint {
+    /// Starts an endpoint around `validator`: it serves the validator's token endpoint URL (whose
+    /// origin must be the issuer's).
+    pub fn builder(validator: GrantValidator) -> TokenEndpointBuilder {
+        TokenEndpointBuilder {
+            validator,
+            jwks_path: "/oauth/jwks".to_owned(),
+            key: None,
+            ttl: Duration::from_secs(300),
+            extension_id: DEFAULT_WIF_EXTENSION_ID.to_owned(),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &str {
+        self.inner.validator.issuer()
+    }
+
+    /// The token endpoint URL.
+    pub fn token_endpoint_url(&self) -> &str {
+        self.inner.validator.token_endpoint()
+    }
+
+    /// The paths this service answers: token endpoint, JWKS, RFC 8414 metadata.
+    pub fn paths(&self) -> [&str; 3] {
+        [&self.inner.token_path, &self.inner.jwks_path, &self.inner.metadata_path]
+    }
+
+    /// The grant validator.
+    pub fn grant_validator(&self) -> &GrantValidator {
+        &self.inner.validator
+    }
+
+    /// The verifier of the tokens this endpoint mints, for the server layer.
+    pub fn issued_tokens(&self) -> IssuedTokens {
+        self.inner.issued.clone()
+    }
+
+    /// The RFC 8414 metadata document.
+    pub fn metadata(&self) -> Value {
+        serde_json::from_slice(&self.inner.metadata).unwrap_or(Value::Null)
+    }
+
+    /// Adds the WIF extension (settings `{}`) to an extension set: clients learn that this
+    /// server's authorization server accepts workload identity grants.
+    pub fn add_extensions(&self, set: ExtensionSetBuilder) -> Result<ExtensionSetBuilder, WorkloadConfigError> {
+        Ok(set.with(self.inner.extension_id.clone(), Value::Object(serde_json::Map::new()))?)
+    }
+
+    /// This authorization server, for the RFC 9728 metadata of the resources it serves.
+    pub fn metadata_contribution(&self) -> MetadataContribution {
+        MetadataContribution::new().authorization_server(self.issuer())
+    }
+
+    fn mint(&self, decision: &GrantDecision) -> Result<(String, u64), WorkloadConfigError> {
+        let now = self.inner.validator.inner.trust.clock().now().as_secs();
+        let ttl = self.inner.ttl.as_secs();
+        let mut jti = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .map_err(|_| WorkloadConfigError::SigningKey("randomness unavailable".into()))?;
+        let mut claims = json!({
+            "iss": self.issuer(),
+            "sub": decision.subject,
+            "aud": decision.resource,
+            "client_id": decision.subject,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": URL_SAFE_NO_PAD.encode(jti),
+            "workload_issuer": decision.issuer,
+        });
+        if !decision.scopes.is_empty() {
+            claims["scope"] = json!(decision.scopes.join(" "));
+        }
+        Ok((self.inner.key.sign(&json!({"typ": "at+jwt"}), &claims)?, ttl))
+    }
+
+    async fn token<B>(self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let form_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !form_type {
+            return grant_error(GrantError::InvalidRequest("the body must be application/x-www-form-urlencoded"));
+        }
+        let body = match Limited::new(req.into_body(), self.inner.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return grant_error(GrantError::InvalidRequest("the body is unreadable or too large")),
+        };
+        let Some(form) = form_decode(&body) else {
+            return grant_error(GrantError::InvalidRequest("the body is not a valid form"));
+        };
+        let decision = match self.inner.validator.validate_form(&form).await {
+            Ok(d) => d,
+            Err(e) => return grant_error(e),
+        };
+        match self.mint(&decision) {
+            Ok((token, ttl)) => {
+                let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+                if !decision.scopes.is_empty() {
+                    body["scope"] = json!(decision.scopes.join(" "));
+                }
+                let mut res = json_response(StatusCode::OK, body.to_string().into());
+                res.extensions_mut().insert(decision);
+                res
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "minting an access token failed");
+                grant_error(GrantError::Unavailable)
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(body));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res
+}
+
+/// An RFC 6749 §5.2 error response; the typed error is in the response extensions.
+fn grant_error(error: GrantError) -> Response<Full<Bytes>> {
+    let mut res = json_response(error.status(), error.to_json().to_string().into());
+    if error.status() == StatusCode::SERVICE_UNAVAILABLE {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    res.extensions_mut().insert(error);
+    res
+}
+
+fn plain(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = status;
+    res
+}
+
+impl<B> Service<Request<B>> for TokenEndpoint
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let path = req.uri().path();
+            let inner = &this.inner;
+            let res = if path == inner.token_path {
+                if req.method() == Method::POST {
+                    this.clone().token(req).await
+                } else {
+                    let mut res = plain(StatusCode::METHOD_NOT_ALLOWED);
+                    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+                    res
+                }
+            } else if path == inner.jwks_path || path == inner.metadata_path {
+                if matches!(*req.method(), Method::GET | Method::HEAD) {
+                    let body = if path == inner.jwks_path { inner.jwks.clone() } else { inner.metadata.clone() };
+                    let mut res = json_response(StatusCode::OK, body);
+                    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+                    res.headers_mut().remove(header::PRAGMA);
+                    res
+                } else {
+                    let mut res = plain(StatusCode::METHOD_NOT_ALLOWED);
+                    res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                    res
+                }
+            } else {
+                plain(StatusCode::NOT_FOUND)
+            };
+            Ok(res)
+        })
+    }
+}
+
+/// Builds a [`TokenEndpoint`].
+#[must_use]
+pub struct TokenEndpointBuilder {
+    validator: GrantValidator,
+    jwks_path: String,
+    key: Option<SigningKey>,
+    ttl: Duration,
+    extension_id: String,
+    max_body_bytes: usize,
+}
+
+impl fmt::Debug for TokenEndpointBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEndpointBuilder").field("validator", &self.validator).finish_non_exhaustive()
+    }
+}
+
+impl TokenEndpointBuilder {
+    /// Where the public key is served (default `/oauth/jwks`).
+    pub fn jwks_path(mut self, path: impl Into<String>) -> Self {
+        self.jwks_path = path.into();
+        self
+    }
+
+    /// The signing key (default: a new random one).
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Lifetime of minted access tokens: default 5 minutes, between 10 seconds and 1 hour.
+    pub fn access_token_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The advertised extension id (default `io.modelcontextprotocol/auth/wif`).
+    pub fn extension_id(mut self, id: impl Into<String>) -> Self {
+        self.extension_id = id.into();
+        self
+    }
+
+    /// Largest accepted token request body (default 64 KiB).
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Checks and builds.
+    pub fn build(self) -> Result<TokenEndpoint, WorkloadConfigError> {
+        let issuer = self.validator.issuer().to_owned();
+        let token_url = self.validator.token_endpoint().to_owned();
+        let bad = |what, value: &str, reason: &str| WorkloadConfigError::Url {
+            what,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (origin, issuer_path) = origin_and_path(&issuer).ok_or_else(|| bad("issuer", &issuer, "not a URL"))?;
+        let (token_origin, token_path) =
+            origin_and_path(&token_url).ok_or_else(|| bad("token endpoint", &token_url, "not a URL"))?;
+        if token_origin != origin {
+            return Err(bad("token endpoint", &token_url, "must be served on the issuer's origin"));
+        }
+        let metadata_path = format!("{AS_METADATA_PREFIX}{issuer_path}");
+        // plain paths only (unreserved characters and '/'), so routers never read them as patterns
+        let valid_path = |p: &str| {
+            p.starts_with('/')
+                && p.len() > 1
+                && !p.ends_with('/')
+                && !p.contains("//")
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'.' | b'_' | b'~'))
+        };
+        if !valid_path(&self.jwks_path) {
+            return Err(bad("jwks path", &self.jwks_path, "must be a plain absolute path such as /oauth/jwks"));
+        }
+        if !valid_path(&token_path) {
+            return Err(bad("token endpoint", &token_url, "must have a plain path such as /oauth/token"));
+        }
+        if !valid_path(&metadata_path) {
+            return Err(bad("issuer", &issuer, "its path must be plain (letters, digits, '-', '.', '_', '~')"));
+        }
+        let paths = [&token_path, &self.jwks_path, &metadata_path];
+        if paths[0] == paths[1] || paths[0] == paths[2] || paths[1] == paths[2] {
+            return Err(bad("jwks path", &self.jwks_path, "token, JWKS and metadata paths must differ"));
+        }
+        if self.ttl < Duration::from_secs(10) || self.ttl > Duration::from_secs(3600) {
+            return Err(WorkloadConfigError::Limit {
+                what: "access_token_ttl",
+                reason: "must be between 10 seconds and 1 hour",
+            });
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(WorkloadConfigError::Limit { what: "max_body_bytes", reason: "must be at least 1024" });
+        }
+        let extension_id =
+            ExtensionId::new(&self.extension_id).or_else(|_| ExtensionId::de_facto(&self.extension_id))?;
+        let key = match self.key {
+            Some(k) => k,
+            None => SigningKey::generate()?,
+        };
+        let jwks_doc = json!({"keys": [key.public_jwk()]});
+        let verify_key = parse_jwks(jwks_doc.to_string().as_bytes())
+            .ok()
+            .and_then(|mut keys| keys.pop())
+            .ok_or_else(|| WorkloadConfigError::SigningKey("the public key does not parse".into()))?;
+        let mut scopes: Vec<String> = Vec::new();
+        for issuer in &self.validator.inner.trust.inner.issuers {
+            for rule in &issuer.rules {
+                for s in rule.granted_scopes() {
+                    if !scopes.contains(s) {
+                        scopes.push(s.clone());
+                    }
+                }
+            }
+        }
+        let mut metadata = json!({
+            "issuer": issuer,
+            "token_endpoint": token_url,
+            "jwks_uri": format!("{origin}{}", self.jwks_path),
+            "grant_types_supported": [JWT_BEARER_GRANT_TYPE],
+            "token_endpoint_auth_methods_supported": ["none"],
+        });
+        if !scopes.is_empty() {
+            metadata["scopes_supported"] = json!(scopes);
+        }
+        let issued = IssuedTokens {
+            inner: Arc::new(IssuedInner {
+                issuer: issuer.clone(),
+                kid: key.kid().to_owned(),
+                key: verify_key,
+                clock: self.validator.inner.trust.clock().clone(),
+                max_lifetime: self.ttl,
+            }),
+        };
+        Ok(TokenEndpoint {
+            inner: Arc::new(EndpointInner {
+                validator: self.validator,
+                key,
+                issued,
+                token_path,
+                jwks_path: self.jwks_path,
+                metadata_path,
+                ttl: self.ttl,
+                extension_id,
+                max_body_bytes: self.max_body_bytes,
+                metadata: Bytes::from(metadata.to_string()),
+                jwks: Bytes::from(jwks_doc.to_string()),
+            }),
+        })
+    }
+}
+
+struct IssuedInner {
+    issuer: String,
+    kid: String,
+    key: VerifyKey,
+    clock: Arc<dyn Clock>,
+    max_lifetime: Duration,
+}
+
+/// Verifies the access tokens a [`TokenEndpoint`] minted (its public key in memory, no fetch).
+#[derive(Clone)]
+pub struct IssuedTokens {
+    inner: Arc<IssuedInner>,
+}
+
+impl fmt::Debug for IssuedTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedTokens").field("issuer", &self.inner.issuer).field("kid", &self.inner.kid).finish()
+    }
+}
+
+/// Clock skew tolerated on issued tokens (they are minted by a clock of this deployment).
+const ISSUED_LEEWAY_SECS: u64 = 30;
+
+impl IssuedTokens {
+    /// The issuer whose tokens these are.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// Judges one of our access tokens for `resource`: ES256 under our key, `at+jwt`, our `iss`,
+    /// `aud` = `resource`, inside its lifetime.
+    pub(crate) fn verify(&self, token: &str, resource: &str) -> Result<Principal, WorkloadError> {
+        let parts = jwks::split_compact(token).map_err(WorkloadError::Malformed)?;
+        let header = jwks::decode_object(parts.header, "header is not base64url", "header is not a JSON object")
+            .map_err(WorkloadError::Malformed)?;
+        let alg = header.get("alg").and_then(Value::as_str).unwrap_or_default();
+        if alg != "ES256" {
+            return Err(WorkloadError::DisallowedAlgorithm(alg.chars().take(16).collect()));
+        }
+        if header.contains_key("crit") {
+            return Err(WorkloadError::CriticalHeader);
+        }
+        let typ = header.get("typ").and_then(Value::as_str).unwrap_or_default();
+        if !typ.eq_ignore_ascii_case("at+jwt") {
+            return Err(WorkloadError::WrongType(typ.chars().take(32).collect()));
+        }
+        if header.get("kid").and_then(Value::as_str) != Some(self.inner.kid.as_str()) {
+            return Err(WorkloadError::UnknownKey);
+        }
+        if !self.inner.key.verify(Algorithm::ES256, parts.signing_input.as_bytes(), parts.signature)? {
+            return Err(WorkloadError::BadSignature);
+        }
+        let claims = jwks::decode_object(parts.payload, "payload is not base64url", "payload is not a JSON object")
+            .map_err(WorkloadError::Malformed)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.inner.issuer.as_str()) {
+            return Err(WorkloadError::UntrustedIssuer);
+        }
+        if single_audience(&claims)? != resource {
+            return Err(WorkloadError::WrongAudience);
+        }
+        let now = self.inner.clock.now().as_secs();
+        check_times(&claims, now, ISSUED_LEEWAY_SECS, self.inner.max_lifetime)?;
+        let text = |name| claims.get(name).and_then(Value::as_str);
+        let subject = text("sub").filter(|s| !s.is_empty()).ok_or(WorkloadError::MissingSubject)?;
+        let scopes = text("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>());
+        let mut builder = Principal::builder(&self.inner.issuer, subject, PrincipalKind::Workload, AuthMethod::Bearer)
+            .scopes(scopes.unwrap_or_default())
+            .token_fingerprint(TokenFingerprint::from_sha256(&jwks::sha256(token.as_bytes())));
+        if let Some(client) = text("client_id") {
+            builder = builder.client_id(client);
+        }
+        if let Some(origin) = claims.get("workload_issuer") {
+            builder = builder.claim("workload_issuer", origin.clone());
+        }
+        Ok(builder.build())
+    }
+}

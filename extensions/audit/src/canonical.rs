@@ -40,6 +40,63 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// An object's canonical members, each serialised once, in canonical (sorted) order — so the
+/// object can be written with some members left out or others added without serialising again.
+pub(crate) struct Members<'a> {
+    buf: Vec<u8>,
+    members: Vec<(&'a str, std::ops::Range<usize>)>,
+}
+
+impl<'a> Members<'a> {
+    pub(crate) fn of(map: &'a serde_json::Map<String, Value>) -> Self {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut buf = Vec::with_capacity(1024);
+        let mut members = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            let start = buf.len();
+            write_string(k, &mut buf);
+            buf.push(b':');
+            write(v, &mut buf);
+            members.push((k.as_str(), start..buf.len()));
+        }
+        Self { buf, members }
+    }
+
+    /// Writes the object without members named in `skip`, with `extra` members (any order) added.
+    pub(crate) fn write(&self, skip: &[&str], extra: &[(&str, &Value)], out: &mut Vec<u8>) {
+        let mut extra: Vec<&(&str, &Value)> = extra.iter().collect();
+        extra.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut extra = extra.into_iter().peekable();
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        out.push(b'{');
+        for (key, range) in &self.members {
+            while let Some((k, v)) = extra.next_if(|(k, _)| k.as_bytes() < key.as_bytes()) {
+                sep(out);
+                write_string(k, out);
+                out.push(b':');
+                write(v, out);
+            }
+            if !skip.contains(key) {
+                sep(out);
+                out.extend_from_slice(&self.buf[range.clone()]);
+            }
+        }
+        for (k, v) in extra {
+            sep(out);
+            write_string(k, out);
+            out.push(b':');
+            write(v, out);
+        }
+        out.push(b'}');
+    }
+}
+
 /// The canonical form of `value`.
 pub fn to_vec(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
@@ -90,6 +147,19 @@ mod tests {
             String::from_utf8(to_vec(&v)).expect("utf8"),
             r#"{"a":{"y":-3,"z":[true,null,"x"]},"b":1,"é":"\u0001\"\\\n"}"#
         );
+    }
+
+    #[test]
+    fn members_can_be_left_out_and_added() {
+        let v = json!({"b": 1, "d": [1], "a": "x"});
+        let map = v.as_object().expect("object");
+        let m = Members::of(map);
+        let mut out = Vec::new();
+        m.write(&[], &[], &mut out);
+        assert_eq!(out, to_vec(&v));
+        out.clear();
+        m.write(&["d"], &[("c", &json!(true)), ("0", &json!(null)), ("z", &json!("s"))], &mut out);
+        assert_eq!(String::from_utf8(out).expect("utf8"), r#"{"0":null,"a":"x","b":1,"c":true,"z":"s"}"#);
     }
 
     #[test]

@@ -38,18 +38,8 @@ impl ChainHead {
 /// The SHA-256 (hex) a record is chained by: over its canonical form without [`UNHASHED`] fields.
 pub fn record_hash(record: &Map<String, Value>) -> String {
     let mut out = Vec::with_capacity(1024);
-    canonical_without(record, &UNHASHED, &mut out);
+    canonical::Members::of(record).write(&UNHASHED, &[], &mut out);
     hex(digest::digest(&digest::SHA256, &out).as_ref())
-}
-
-fn canonical_without(record: &Map<String, Value>, skip: &[&str], out: &mut Vec<u8>) {
-    let mut entries: Vec<(&String, &Value)> = record.iter().filter(|(k, _)| !skip.contains(&k.as_str())).collect();
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut sorted = Map::with_capacity(entries.len());
-    for (k, v) in entries {
-        sorted.insert(k.clone(), v.clone());
-    }
-    canonical::write(&Value::Object(sorted), out);
 }
 
 /// Chains `record` onto `head`: sets `seq` and `prev_hash`, signs it if it is a checkpoint and
@@ -63,17 +53,30 @@ pub fn seal(
     let seq = head.seq + 1;
     record.insert("seq".into(), Value::from(seq));
     record.insert("prev_hash".into(), Value::from(head.hash.clone()));
-    let hash = record_hash(&record);
-    if record.get("type").and_then(Value::as_str) == Some("checkpoint")
-        && let Some(signer) = signer
-    {
-        record.insert("signature".into(), Value::from(signer.sign(&hash)));
+    // every member is serialised once: for the hash (without hash/signature) and for the line
+    let (line, hash, signature) = {
+        let members = canonical::Members::of(&record);
+        let mut hashed = Vec::with_capacity(1024);
+        members.write(&UNHASHED, &[], &mut hashed);
+        let hash = hex(digest::digest(&digest::SHA256, &hashed).as_ref());
+        let signature = (record.get("type").and_then(Value::as_str) == Some("checkpoint"))
+            .then(|| signer.map(|s| Value::from(s.sign(&hash))))
+            .flatten();
+        let hash_value = Value::from(hash.clone());
+        let mut extra = vec![("hash", &hash_value)];
+        if let Some(sig) = &signature {
+            extra.push(("signature", sig));
+        }
+        let mut line = Vec::with_capacity(hashed.len() + 160);
+        members.write(&UNHASHED, &extra, &mut line);
+        line.push(b'\n');
+        (line, hash, signature)
+    };
+    if let Some(sig) = signature {
+        record.insert("signature".into(), sig);
     }
     record.insert("hash".into(), Value::from(hash.clone()));
-    let record = Value::Object(record);
-    let mut line = canonical::to_vec(&record);
-    line.push(b'\n');
-    (record, line, ChainHead { seq, hash })
+    (Value::Object(record), line, ChainHead { seq, hash })
 }
 
 /// Ed25519 key that signs checkpoints.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::canonical;
-use crate::chain::{CheckpointVerifier, GENESIS, record_hash};
+use crate::chain::{CheckpointVerifier, GENESIS, UNHASHED};
 use crate::error::AuditError;
 use crate::file::{sha256_hex, trail_files};
 
@@ -229,13 +229,17 @@ fn check_record(
     report: &mut Report,
     seq: Option<u64>,
 ) -> Result<(), String> {
-    let canonical = canonical::to_vec(&Value::Object(record.clone()));
+    let members = canonical::Members::of(record);
+    let mut canonical = Vec::with_capacity(line.len());
+    members.write(&[], &[], &mut canonical);
     if canonical != line {
         return Err("the line is not in canonical form: edited after it was written".into());
     }
     let Some(seq) = seq else { return Err("no sequence number".into()) };
     let Some(hash) = record.get("hash").and_then(Value::as_str) else { return Err("no hash".into()) };
-    if record_hash(record) != hash {
+    let mut hashed = Vec::with_capacity(line.len());
+    members.write(&UNHASHED, &[], &mut hashed);
+    if crate::file::sha256_hex(&hashed) != hash {
         return Err("the hash does not match the record's content: edited after it was written".into());
     }
     let prev = record.get("prev_hash").and_then(Value::as_str).unwrap_or_default();

@@ -1,5 +1,6 @@
 //! Core's per-request work next to its floor, in the same run: inspecting a 1 KiB and a 1 MiB
-//! `tools/call` (one bounded read + parse) vs `serde_json` parsing the same bytes; and the
+//! `tools/call` (one bounded read + parse) vs `serde_json` parsing the same bytes (plus the same
+//! request sent to the same service without the layer, which any stack pays); and the
 //! streaming SSE rewrite of a `server/discover` answer behind 1 MiB of progress events vs
 //! splitting the same stream into events and parsing the one that is rewritten.
 
@@ -29,6 +30,20 @@ fn inspect(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("floor_serde_parse_{label}"), |b| {
             b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&body)).expect("json")))
+        });
+        // the same request to the same service without the layer: what any tower stack pays
+        let plain = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        g.bench_function(format!("plain_service_call_{label}"), |b| {
+            b.iter(|| {
+                let req = Request::post("/mcp")
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream")
+                    .body(Full::new(body.clone()))
+                    .expect("req");
+                rt.block_on(plain.clone().oneshot(req)).expect("ok")
+            })
         });
         let layer = InspectLayer::new().max_body_bytes(4 * 1024 * 1024).expect("limit");
         let svc = ServiceBuilder::new().layer(layer).service(tower::service_fn(

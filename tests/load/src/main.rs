@@ -516,6 +516,23 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             "floor_split_events_parse_answer",
         ),
     ];
+    for label in ["1KiB", "1MiB"] {
+        // the layer's own cost: the call through it minus the same call without it
+        let own = criterion_mean_ns(opts, "core_inspect", &format!("inspect_layer_{label}"))
+            .zip(criterion_mean_ns(opts, "core_inspect", &format!("plain_service_call_{label}")))
+            .map(|(with, without)| with - without);
+        if let (Some(m), Some(f)) =
+            (own, criterion_mean_ns(opts, "core_inspect", &format!("floor_serde_parse_{label}")))
+        {
+            writeln!(
+                s,
+                "| core: inspect {label} call, layer's own cost (through the layer − without it) | {} | serde_json parse | {} | {:.2}× |",
+                human(m),
+                human(f),
+                m / f
+            )?;
+        }
+    }
     for (label, g, b, floor_label, fg, fb) in rows {
         match (criterion_mean_ns(opts, g, b), criterion_mean_ns(opts, fg, fb)) {
             (Some(m), Some(f)) => {

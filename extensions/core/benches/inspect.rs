@@ -42,7 +42,7 @@ fn inspect(c: &mut Criterion) {
                     .header("accept", "application/json, text/event-stream")
                     .body(Full::new(body.clone()))
                     .expect("req");
-                rt.block_on(plain.clone().oneshot(req)).expect("ok")
+                rt.block_on(plain.oneshot(req)).expect("ok")
             })
         });
         let layer = InspectLayer::new().max_body_bytes(4 * 1024 * 1024).expect("limit");

@@ -492,22 +492,6 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             "serialise_only",
         ),
         (
-            "core: inspect 1 KiB call",
-            "core_inspect",
-            "inspect_layer_1KiB",
-            "serde_json parse",
-            "core_inspect",
-            "floor_serde_parse_1KiB",
-        ),
-        (
-            "core: inspect 1 MiB call",
-            "core_inspect",
-            "inspect_layer_1MiB",
-            "serde_json parse",
-            "core_inspect",
-            "floor_serde_parse_1MiB",
-        ),
-        (
             "core: SSE rewrite, 1 MiB stream",
             "core_sse_rewrite",
             "negotiate_layer_streaming_rewrite",

@@ -19,8 +19,9 @@ use crate::validate::{Problem, check_url, shown};
 pub(crate) struct Checker<'a> {
     doc: &'a Value,
     secrets: &'a BTreeSet<KeyPath>,
-    /// Top-level sections with structural problems: not built, not cross-checked.
-    broken: &'a BTreeSet<String>,
+    /// Paths with structural problems: checks reading them are skipped, sections holding them are
+    /// not built.
+    broken: &'a BTreeSet<KeyPath>,
     pub(crate) problems: Vec<Problem>,
 }
 
@@ -29,7 +30,7 @@ fn p(path: &str) -> KeyPath {
 }
 
 impl<'a> Checker<'a> {
-    pub(crate) fn new(doc: &'a Value, secrets: &'a BTreeSet<KeyPath>, broken: &'a BTreeSet<String>) -> Self {
+    pub(crate) fn new(doc: &'a Value, secrets: &'a BTreeSet<KeyPath>, broken: &'a BTreeSet<KeyPath>) -> Self {
         Self { doc, secrets, broken, problems: Vec::new() }
     }
 
@@ -41,8 +42,16 @@ impl<'a> Checker<'a> {
         self.get(path).and_then(Value::as_str)
     }
 
-    fn ok(&self, section: &str) -> bool {
-        !self.broken.contains(section)
+    /// Whether nothing at or below `path` has a structural problem.
+    fn ok(&self, path: &str) -> bool {
+        let path = p(path);
+        !self.broken.iter().any(|b| b.starts_with(&path))
+    }
+
+    /// Whether `path` itself is sound: no problem at, above or below it.
+    fn sound(&self, path: &str) -> bool {
+        let path = p(path);
+        !self.broken.iter().any(|b| b.starts_with(&path) || path.starts_with(b))
     }
 
     fn found(&self, path: &KeyPath) -> String {
@@ -62,35 +71,25 @@ impl<'a> Checker<'a> {
 
     pub(crate) fn run(&mut self) {
         self.document();
-        if self.ok("listen") {
-            self.listen();
-        }
-        if self.ok("dpop") {
-            self.dpop();
-        }
+        self.listen();
+        self.dpop();
         self.inherited();
-        if self.ok("workload_identity") {
-            self.workload_identity();
-        }
-        if self.ok("audit") {
-            self.audit();
-        }
-        if self.ok("server_card") {
-            self.server_card();
-        }
-        if self.ok("client") {
-            self.client();
-        }
+        self.workload_identity();
+        self.audit();
+        self.server_card();
+        self.client();
         self.build_sections();
     }
 
     fn document(&mut self) {
-        if let Some(v) = self.get("version").and_then(Value::as_u64)
+        if self.sound("version")
+            && let Some(v) = self.get("version").and_then(Value::as_u64)
             && v != u64::from(CURRENT_VERSION)
         {
             self.invalid("version", format!("{CURRENT_VERSION} (the only format version this build reads)"));
         }
-        if let Some(resource) = self.str("resource")
+        if self.sound("resource")
+            && let Some(resource) = self.str("resource")
             && check_url(resource).is_ok()
             && let Ok(uri) = resource.parse::<http::Uri>()
         {
@@ -109,7 +108,8 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if let Some(url) = self.str("upstream.url")
+        if self.sound("upstream.url")
+            && let Some(url) = self.str("upstream.url")
             && check_url(url).is_ok()
             && let Ok(uri) = url.parse::<http::Uri>()
         {
@@ -125,7 +125,7 @@ impl<'a> Checker<'a> {
     }
 
     fn listen(&mut self) {
-        let address = self.str("listen.address").map(str::parse::<SocketAddr>);
+        let address = self.str("listen.address").filter(|_| self.sound("listen.address")).map(str::parse::<SocketAddr>);
         match address {
             Some(Err(_)) => self.invalid("listen.address", "a socket address such as 127.0.0.1:8787 or [::1]:8787"),
             Some(Ok(addr)) if !addr.ip().is_loopback() => {
@@ -145,7 +145,9 @@ impl<'a> Checker<'a> {
         }
         let origins = self.get("listen.allowed_origins").and_then(Value::as_array).cloned().unwrap_or_default();
         for (i, origin) in origins.iter().enumerate() {
-            let Some(o) = origin.as_str() else { continue };
+            let Some(o) = origin.as_str().filter(|_| self.sound(&format!("listen.allowed_origins[{i}]"))) else {
+                continue;
+            };
             let ok = check_url(o).is_ok() && o.parse::<http::Uri>().is_ok_and(|u| u.path() == "/" && !o.ends_with('/'));
             if !ok {
                 self.invalid(&format!("listen.allowed_origins[{i}]"), "an origin: scheme://host[:port], no path");
@@ -156,12 +158,12 @@ impl<'a> Checker<'a> {
     /// `sso.resource` and `workload_identity.resource` equal the top-level resource; `dpop.origin` its
     /// origin (they were filled in from it when absent).
     fn inherited(&mut self) {
-        let Some(resource) = self.str("resource") else { return };
+        let Some(resource) = self.str("resource").filter(|_| self.sound("resource")) else { return };
         for section in ["sso", "workload_identity"] {
-            if !self.ok(section) {
+            let path = format!("{section}.resource");
+            if !self.sound(&path) {
                 continue;
             }
-            let path = format!("{section}.resource");
             if let Some(own) = self.str(&path)
                 && own != resource
             {
@@ -176,7 +178,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        if self.ok("dpop")
+        if self.sound("dpop.origin")
             && let (Some(origin), Some(expected)) = (self.str("dpop.origin"), origin_of(resource))
             && origin.trim_end_matches('/') != expected
         {
@@ -203,7 +205,10 @@ impl<'a> Checker<'a> {
                 "a dpop section with neither",
             );
         }
-        if !has_sso && self.get("dpop.accept_bearer").and_then(Value::as_bool) == Some(true) {
+        if !has_sso
+            && self.sound("dpop.accept_bearer")
+            && self.get("dpop.accept_bearer").and_then(Value::as_bool) == Some(true)
+        {
             self.problem(
                 DiagnosticKind::Conflict,
                 p("dpop.accept_bearer"),
@@ -213,7 +218,7 @@ impl<'a> Checker<'a> {
         }
         let mode = self.str("dpop.nonce.mode").unwrap_or("off");
         let keys = self.get("dpop.nonce.keys").and_then(Value::as_array).map_or(0, Vec::len);
-        if mode != "off" && keys == 0 {
+        if self.ok("dpop.nonce") && mode != "off" && keys == 0 {
             self.problem(
                 DiagnosticKind::Conflict,
                 p("dpop.nonce.keys"),
@@ -252,7 +257,7 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let value = self.str(&path).unwrap_or(default);
-            if mcp_path.as_deref() == Some(value) {
+            if self.sound(&path) && mcp_path.as_deref() == Some(value) {
                 self.problem(
                     DiagnosticKind::Conflict,
                     p(&path),
@@ -265,6 +270,9 @@ impl<'a> Checker<'a> {
 
     fn audit(&mut self) {
         if self.get("audit").is_none() {
+            return;
+        }
+        if !(self.sound("audit.directory") && self.sound("audit.otlp_endpoint") && self.sound("audit.tracing_sink")) {
             return;
         }
         let directory = self.str("audit.directory");
@@ -288,7 +296,7 @@ impl<'a> Checker<'a> {
                 found,
             );
         }
-        if let Some(file) = self.str("audit.signing_key_file") {
+        if let Some(file) = self.str("audit.signing_key_file").filter(|_| self.sound("audit.signing_key_file")) {
             match std::fs::read(file) {
                 Err(e) => self.unusable_file(
                     "audit.signing_key_file",
@@ -308,7 +316,7 @@ impl<'a> Checker<'a> {
                 }
             }
         }
-        if let Some(file) = self.str("audit.hmac_key_file") {
+        if let Some(file) = self.str("audit.hmac_key_file").filter(|_| self.sound("audit.hmac_key_file")) {
             match std::fs::read(file) {
                 Err(e) => self.unusable_file(
                     "audit.hmac_key_file",
@@ -327,7 +335,9 @@ impl<'a> Checker<'a> {
                 Ok(_) => {}
             }
         }
-        if self.get("audit.retention").and_then(Value::as_str).is_some_and(|r| !r.starts_with('P')) {
+        if self.sound("audit.retention")
+            && self.get("audit.retention").and_then(Value::as_str).is_some_and(|r| !r.starts_with('P'))
+        {
             self.invalid("audit.retention", "an ISO 8601 duration such as P1Y or P90D");
         }
     }
@@ -345,7 +355,7 @@ impl<'a> Checker<'a> {
         if self.get("server_card").is_none() {
             return;
         }
-        if let Some(name) = self.str("server_card.name") {
+        if let Some(name) = self.str("server_card.name").filter(|_| self.sound("server_card.name")) {
             let valid = name.split_once('/').is_some_and(|(ns, n)| {
                 !ns.is_empty()
                     && !n.is_empty()
@@ -356,13 +366,14 @@ impl<'a> Checker<'a> {
                 self.invalid("server_card.name", "a reverse-DNS name with exactly one `/`, like com.example/weather");
             }
         }
-        if let Some(version) = self.str("server_card.version")
+        if let Some(version) = self.str("server_card.version").filter(|_| self.sound("server_card.version"))
             && (version.starts_with(['^', '~', '>', '<', '='])
                 || version.contains(['*', 'x', ' ']) && !version.contains('-'))
         {
             self.invalid("server_card.version", "one version such as 1.4.0 (ranges are refused)");
         }
-        if let Some(id) = self.str("server_card.catalog_identifier")
+        if let Some(id) =
+            self.str("server_card.catalog_identifier").filter(|_| self.sound("server_card.catalog_identifier"))
             && !id.starts_with("urn:")
         {
             self.invalid("server_card.catalog_identifier", "a URN such as urn:air:example.com:weather");
@@ -370,7 +381,7 @@ impl<'a> Checker<'a> {
     }
 
     fn client(&mut self) {
-        if let Some(name) = self.str("client.name")
+        if let Some(name) = self.str("client.name").filter(|_| self.sound("client.name"))
             && (name.is_empty()
                 || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '[' | ']')))
         {
@@ -379,6 +390,9 @@ impl<'a> Checker<'a> {
         let headers = self.get("client.headers").and_then(Value::as_array).cloned().unwrap_or_default();
         for (i, header) in headers.iter().enumerate() {
             let at = format!("client.headers[{i}]");
+            if !self.ok(&at) {
+                continue;
+            }
             let name = header.get("name").and_then(Value::as_str).unwrap_or_default();
             if name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 self.invalid(&format!("{at}.name"), "an HTTP header name");
@@ -495,6 +509,9 @@ impl<'a> Checker<'a> {
 
     /// `core.required_extensions` must be offered by an enabled layer.
     fn extensions(&mut self) {
+        if !self.broken.is_empty() {
+            return;
+        }
         let Some(required) = self.get("core.required_extensions").and_then(Value::as_array) else { return };
         let offered = crate::compose::offered_extensions(self.doc);
         for (i, id) in required.iter().enumerate() {

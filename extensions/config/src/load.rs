@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::checks::{Checker, origin_of};
 use crate::error::{ConfigError, Diagnostic, DiagnosticKind, Location};
 use crate::model::PackConfig;
-use crate::path::{KeyPath, Segment};
+use crate::path::KeyPath;
 use crate::secret::{REDACTED, redact, resolve};
 use crate::source::{EnvVar, FileProvider, FileSource, Format};
 use crate::validate::{Problem, Validator};
@@ -88,14 +88,14 @@ impl Loader {
         for input in &self.inputs {
             match read(input) {
                 Ok(file) => files.push(file),
-                Err(d) => diagnostics.push(d),
+                Err(d) => diagnostics.push(*d),
             }
         }
         let mut figment = Figment::new();
         for file in &files {
             match file.parse() {
                 Ok(dict) => figment = figment.merge(FileProvider { path: file.path.clone(), dict }),
-                Err(d) => diagnostics.push(d),
+                Err(d) => diagnostics.push(*d),
             }
         }
         if !diagnostics.is_empty() {
@@ -133,13 +133,7 @@ impl Loader {
         validator.check(&schema, &mut doc, &KeyPath::root());
         let mut problems = std::mem::take(&mut ctx.problems);
         problems.append(&mut validator.problems);
-        let broken: BTreeSet<String> = problems
-            .iter()
-            .filter_map(|p| match p.path.segments().first() {
-                Some(Segment::Key(k)) => Some(k.clone()),
-                _ => None,
-            })
-            .collect();
+        let broken: BTreeSet<KeyPath> = problems.iter().map(|p| p.path.clone()).collect();
         let mut checker = Checker::new(&doc, &ctx.secrets, &broken);
         checker.run();
         problems.append(&mut checker.problems);
@@ -190,29 +184,28 @@ impl Loader {
     }
 }
 
-fn read(input: &Input) -> Result<FileSource, Diagnostic> {
+fn read(input: &Input) -> Result<FileSource, Box<Diagnostic>> {
     match input {
         Input::Text { name, format, text } => Ok(FileSource::new(name.clone(), *format, text.clone())),
         Input::File(path) => {
             let at = Location::File { path: path.clone(), line: None, column: None };
             let Some(format) = Format::from_path(path) else {
-                return Err(Diagnostic::new(
-                    DiagnosticKind::Syntax,
-                    KeyPath::root(),
-                    "a .toml, .yaml, .yml or .json file",
-                    format!("the extension of {}", path.display()),
-                )
-                .at(at));
+                return Err(Box::new(
+                    Diagnostic::new(
+                        DiagnosticKind::Syntax,
+                        KeyPath::root(),
+                        "a .toml, .yaml, .yml or .json file",
+                        format!("the extension of {}", path.display()),
+                    )
+                    .at(at),
+                ));
             };
             match std::fs::read_to_string(path) {
                 Ok(text) => Ok(FileSource::new(path.clone(), format, text)),
-                Err(e) => Err(Diagnostic::new(
-                    DiagnosticKind::Syntax,
-                    KeyPath::root(),
-                    "a readable UTF-8 file",
-                    e.to_string(),
-                )
-                .at(at)),
+                Err(e) => Err(Box::new(
+                    Diagnostic::new(DiagnosticKind::Syntax, KeyPath::root(), "a readable UTF-8 file", e.to_string())
+                        .at(at),
+                )),
             }
         }
     }

@@ -424,7 +424,6 @@ impl YamlScanner<'_> {
     /// unfinished flow collections.
     fn scalar(&mut self, at: usize, indent: usize, value: &str, path: &KeyPath, index: &mut Index) -> Option<usize> {
         index.value(path, self.lines.pos(at));
-        let value = value.trim_start_matches(|c| c == '&' || c == '!').trim_start();
         match value.as_bytes().first() {
             Some(b'|' | b'>') => Some(indent),
             Some(b'[' | b'{') => {

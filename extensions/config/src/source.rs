@@ -85,7 +85,7 @@ impl FileSource {
     }
 
     /// Parses the text; a syntax error is a diagnostic at its line and column.
-    pub(crate) fn parse(&self) -> Result<Dict, Diagnostic> {
+    pub(crate) fn parse(&self) -> Result<Dict, Box<Diagnostic>> {
         let blank = self.text.lines().all(|l| {
             let l = l.trim();
             l.is_empty() || l.starts_with('#') || l == "---"
@@ -113,13 +113,15 @@ impl FileSource {
                 Err(e) => (Some(e.line()), Some(e.column()), strip_position(&e.to_string())),
             },
         };
-        Err(Diagnostic::new(
-            DiagnosticKind::Syntax,
-            KeyPath::root(),
-            format!("a valid {} document whose top level is a table", self.format.name().to_uppercase()),
-            message,
-        )
-        .at(Location::File { path: self.path.clone(), line, column }))
+        Err(Box::new(
+            Diagnostic::new(
+                DiagnosticKind::Syntax,
+                KeyPath::root(),
+                format!("a valid {} document whose top level is a table", self.format.name().to_uppercase()),
+                message,
+            )
+            .at(Location::File { path: self.path.clone(), line, column }),
+        ))
     }
 }
 

@@ -82,8 +82,16 @@ impl<'a> Validator<'a> {
             _ => Vec::new(),
         };
         if !types.is_empty() && !types.iter().any(|t| type_matches(t, value)) {
-            match self.env_raw.get(path) {
-                Some(raw) if types.contains(&"string") => *value = Value::String(raw.clone()),
+            // a secret reference always resolves to text: `${env:PORT}` may fill a number
+            let from_reference = match value {
+                Value::String(s) if self.secrets.contains(path) => {
+                    serde_json::from_str::<Value>(s.trim()).ok().filter(|v| types.iter().any(|t| type_matches(t, v)))
+                }
+                _ => None,
+            };
+            match (self.env_raw.get(path), from_reference) {
+                (_, Some(parsed)) => *value = parsed,
+                (Some(raw), None) if types.contains(&"string") => *value = Value::String(raw.clone()),
                 _ => {
                     let found = self.found(value, path);
                     self.problem(DiagnosticKind::WrongType, path, describe(root, schema), found, false);

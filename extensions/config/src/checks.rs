@@ -70,6 +70,7 @@ impl<'a> Checker<'a> {
     }
 
     pub(crate) fn run(&mut self) {
+        self.public_values();
         self.document();
         self.listen();
         self.dpop();
@@ -79,6 +80,26 @@ impl<'a> Checker<'a> {
         self.server_card();
         self.client();
         self.build_sections();
+    }
+
+    /// The server card is published and client configurations are shared: no secret reference
+    /// may end up in them.
+    fn public_values(&mut self) {
+        let published = self.get("server_card").is_some() || self.get("client").is_some();
+        let secrets: Vec<KeyPath> = self.secrets.iter().cloned().collect();
+        for path in secrets {
+            let text = path.to_string();
+            let expected = if text.starts_with("server_card")
+                || (text == "resource" && self.get("server_card").is_some())
+            {
+                "a public value (the server card is served to anyone)"
+            } else if text.starts_with("client") || (text == "resource" && published) {
+                "a value clients may see (client configurations are shared; use client.headers[].env for a value each client holds)"
+            } else {
+                continue;
+            };
+            self.problem(DiagnosticKind::Conflict, path, expected, "a secret reference");
+        }
     }
 
     fn document(&mut self) {
@@ -411,12 +432,6 @@ impl<'a> Checker<'a> {
                     p(&at),
                     "exactly one of `value` (a constant) and `env` (the client's environment variable)",
                     if header.get("env").is_some() { "both" } else { "neither" },
-                ),
-                (Some(_), None) if self.is_secret(&p(&format!("{at}.value"))) => self.problem(
-                    DiagnosticKind::Conflict,
-                    p(&format!("{at}.value")),
-                    "a constant that is not secret (client configurations are shared: use `env` for a value each client holds)",
-                    "a secret reference",
                 ),
                 (None, Some(env)) => {
                     let valid = env.as_str().is_some_and(|e| {

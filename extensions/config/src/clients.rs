@@ -230,7 +230,14 @@ impl ClientEntry {
                 e.redirect_uri = e.redirect_uri.as_deref().and_then(claude_callback_port).map(claude_redirect);
             }
             ClientFormat::Cursor => (e.title, e.description, e.redirect_uri) = (None, None, None),
-            ClientFormat::Codex => (e.title, e.description, e.client_id, e.redirect_uri) = (None, None, None, None),
+            ClientFormat::Codex => {
+                (e.title, e.description, e.client_id, e.redirect_uri) = (None, None, None, None);
+                // headers live in two maps: constants, then variables, each by name
+                e.headers.sort_by(|a, b| {
+                    let kind = |h: &ClientHeader| matches!(h.value, HeaderValue::Env(_));
+                    (kind(a), &a.name).cmp(&(kind(b), &b.name))
+                });
+            }
         }
         e
     }
@@ -379,7 +386,6 @@ impl ClientEntry {
             for (h, v) in server.env_http_headers.unwrap_or_default() {
                 headers.push(ClientHeader { name: h, value: HeaderValue::Env(v), description: None });
             }
-            headers.sort_by(|a, b| a.name.cmp(&b.name));
             return Ok(Self {
                 name,
                 url: server.url,

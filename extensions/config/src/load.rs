@@ -125,11 +125,12 @@ impl Loader {
             problems: Vec::new(),
         };
         let mut doc = ctx.convert(&merged, &KeyPath::root(), &lookup_env);
-        inherit(&mut doc);
+        inherit(&mut doc, &mut ctx.secrets);
 
         let env_raw: HashMap<KeyPath, String> = env_vars.iter().map(|v| (v.path.clone(), v.raw.clone())).collect();
         let schema = crate::schema::pack_schema();
-        let mut validator = Validator::new(&schema, &env_raw, &ctx.secrets);
+        let unresolved: Vec<KeyPath> = ctx.problems.iter().map(|p| p.path.clone()).collect();
+        let mut validator = Validator::new(&schema, &env_raw, &ctx.secrets).skipping(unresolved);
         validator.check(&schema, &mut doc, &KeyPath::root());
         let mut problems = std::mem::take(&mut ctx.problems);
         problems.append(&mut validator.problems);
@@ -140,7 +141,10 @@ impl Loader {
 
         let config = if problems.is_empty() {
             match serde_json::from_value::<PackConfig>(doc.clone()) {
-                Ok(config) => Some(config),
+                Ok(mut config) => {
+                    config.secret_paths = crate::model::SecretPaths(std::sync::Arc::new(ctx.secrets.clone()));
+                    Some(config)
+                }
                 Err(e) => {
                     problems.push(Problem {
                         kind: DiagnosticKind::InvalidValue,
@@ -226,16 +230,27 @@ fn order(location: &Location, files: &[FileSource]) -> (usize, usize, usize, Str
 }
 
 /// Fills `sso.resource`, `workload_identity.resource` and `dpop.origin` from the top-level
-/// `resource` when a section leaves them out.
-fn inherit(doc: &mut Value) {
+/// `resource` when a section leaves them out (secret when it is).
+fn inherit(doc: &mut Value, secrets: &mut BTreeSet<KeyPath>) {
     let Some(resource) = doc.get("resource").and_then(Value::as_str).map(str::to_owned) else { return };
+    let secret = secrets.contains(&KeyPath::parse("resource"));
+    let mut filled = Vec::new();
     for section in ["sso", "workload_identity"] {
-        if let Some(Value::Object(map)) = doc.get_mut(section) {
-            map.entry("resource").or_insert_with(|| Value::String(resource.clone()));
+        if let Some(Value::Object(map)) = doc.get_mut(section)
+            && !map.contains_key("resource")
+        {
+            map.insert("resource".into(), Value::String(resource.clone()));
+            filled.push(KeyPath::parse(section).key("resource"));
         }
     }
-    if let (Some(Value::Object(map)), Some(origin)) = (doc.get_mut("dpop"), origin_of(&resource)) {
-        map.entry("origin").or_insert(Value::String(origin));
+    if let (Some(Value::Object(map)), Some(origin)) = (doc.get_mut("dpop"), origin_of(&resource))
+        && !map.contains_key("origin")
+    {
+        map.insert("origin".into(), Value::String(origin));
+        filled.push(KeyPath::parse("dpop.origin"));
+    }
+    if secret {
+        secrets.extend(filled);
     }
 }
 

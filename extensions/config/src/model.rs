@@ -64,14 +64,29 @@ pub struct PackConfig {
     /// What MCP clients need to connect (`mcp-enterprise config export`). Absent: derived from
     /// `resource` and the `sso` scopes.
     pub client: Option<ClientConfig>,
+    /// The settings whose values came from secret references (set by the loader; not part of the
+    /// document): `Debug` never shows them.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) secret_paths: SecretPaths,
+}
+
+/// Key paths of secrets; never affects equality.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SecretPaths(pub(crate) std::sync::Arc<std::collections::BTreeSet<crate::path::KeyPath>>);
+
+impl PartialEq for SecretPaths {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 impl std::fmt::Debug for PackConfig {
-    /// Debug output never shows settings marked secret (`writeOnly` in the schema): it is the
-    /// redacted document.
+    /// Debug output never shows a secret — a setting marked `writeOnly` in the schema or a value
+    /// that came from a secret reference: it is the redacted document.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let value = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
-        let redacted = crate::secret::redact_schema_secrets(value);
+        let redacted = crate::secret::redact(value, &self.secret_paths.0);
         f.debug_tuple("PackConfig").field(&redacted).finish()
     }
 }
@@ -230,6 +245,7 @@ impl PackConfig {
             audit: None,
             server_card: None,
             client: None,
+            secret_paths: SecretPaths::default(),
         }
     }
 }

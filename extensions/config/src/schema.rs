@@ -145,11 +145,14 @@ pub(crate) fn describe(root: &Value, schema: &Value) -> String {
             other => other.to_owned(),
         });
     }
-    if parts.is_empty() { "a value".into() } else { parts.join(" or ") }
+    if parts.is_empty() { "any value".into() } else { parts.join(" or ") }
 }
 
 fn plural(description: &str) -> String {
     let bare = description.strip_prefix("a ").or_else(|| description.strip_prefix("an ")).unwrap_or(description);
+    if let Some(rest) = bare.strip_prefix("list of ") {
+        return format!("lists of {rest}");
+    }
     match bare {
         "table" => "tables".into(),
         "string" => "strings".into(),
@@ -206,6 +209,7 @@ fn rows(root: &Value, schema: &Value, prefix: &str, out: &mut String, depth: usi
         let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         let resolved = resolve_ref(root, prop);
         let default = match prop.get("default").or_else(|| resolved.get("default")) {
+            Some(Value::Object(m)) if m.is_empty() => "`{}`".to_owned(),
             Some(Value::Object(_)) => "see below".to_owned(),
             Some(v) => format!("`{}`", v.to_string().replace('|', "\\|")),
             None if required.contains(&name.as_str()) => "**required**".to_owned(),

@@ -183,11 +183,6 @@ pub(crate) fn is_schema_secret(path: &KeyPath) -> bool {
     schema_secret_patterns().iter().any(|p| matches(p, path.segments()))
 }
 
-/// Replaces every value the schema marks secret with [`REDACTED`].
-pub(crate) fn redact_schema_secrets(value: Value) -> Value {
-    redact(value, &BTreeSet::new())
-}
-
 /// Replaces the values at `paths`, and every value the schema marks secret, with [`REDACTED`].
 pub(crate) fn redact(mut value: Value, paths: &BTreeSet<KeyPath>) -> Value {
     redact_walk(&mut value, &mut KeyPath::root(), paths);

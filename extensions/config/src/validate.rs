@@ -30,12 +30,20 @@ pub(crate) struct Validator<'a> {
     /// which is accepted where a string belongs.
     env_raw: &'a HashMap<KeyPath, String>,
     secrets: &'a BTreeSet<KeyPath>,
+    /// Values already reported (unresolvable secret references): not checked again.
+    skip: BTreeSet<KeyPath>,
     pub(crate) problems: Vec<Problem>,
 }
 
 impl<'a> Validator<'a> {
     pub(crate) fn new(root: &'a Value, env_raw: &'a HashMap<KeyPath, String>, secrets: &'a BTreeSet<KeyPath>) -> Self {
-        Self { root, env_raw, secrets, problems: Vec::new() }
+        Self { root, env_raw, secrets, skip: BTreeSet::new(), problems: Vec::new() }
+    }
+
+    /// Leaves these paths unchecked (their problem is already reported).
+    pub(crate) fn skipping(mut self, paths: impl IntoIterator<Item = KeyPath>) -> Self {
+        self.skip.extend(paths);
+        self
     }
 
     fn problem(&mut self, kind: DiagnosticKind, path: &KeyPath, expected: String, found: String, at_key: bool) {
@@ -52,6 +60,9 @@ impl<'a> Validator<'a> {
     }
 
     pub(crate) fn check(&mut self, schema: &Value, value: &mut Value, path: &KeyPath) {
+        if self.skip.contains(path) {
+            return;
+        }
         let root = self.root;
         let schema = resolve_ref(root, schema);
         if schema == &Value::Bool(true) {
@@ -158,7 +169,7 @@ impl<'a> Validator<'a> {
         let root = self.root;
         // an alternative that takes the value as it is
         for alt in alternatives {
-            let mut scratch = Validator::new(root, self.env_raw, self.secrets);
+            let mut scratch = Validator::new(root, self.env_raw, self.secrets).skipping(self.skip.iter().cloned());
             let mut candidate = value.clone();
             scratch.check(alt, &mut candidate, path);
             if scratch.problems.is_empty() {
@@ -356,12 +367,11 @@ pub(crate) fn check_url(s: &str) -> Result<(), &'static str> {
     if s.contains('#') {
         return Err("no fragment");
     }
-    let uri: http::Uri = s.parse().map_err(|_| "not a URL")?;
-    match uri.scheme_str() {
-        Some("http" | "https") => {}
-        Some(_) => return Err("scheme http or https"),
-        None => return Err("with a scheme, like https://"),
+    let Some((scheme, _)) = s.split_once("://") else { return Err("with a scheme, like https://") };
+    if !matches!(scheme, "http" | "https") {
+        return Err("scheme http or https");
     }
+    let uri: http::Uri = s.parse().map_err(|_| "not a URL")?;
     match uri.authority() {
         Some(a) if !a.host().is_empty() => Ok(()),
         _ => Err("with a host"),

@@ -173,8 +173,26 @@ hmac_key_file = "${{file:missing-hmac.key}}"
     let broken_toml = write(dir.path(), "broken.toml", "version = 1\nresource = \"https://x\n");
     let broken_json = write(dir.path(), "broken.json", "{\n  \"version\": 1,\n}\n");
     let e = errors(Loader::new().file(&broken_toml).file(&broken_json).env(no_env()));
-    assert!(has(&e, &format!("{}:2:22: (document): expected a valid TOML document whose top level is a table, found invalid basic string", broken_toml.display())), "{e:?}");
-    assert!(has(&e, &format!("{}:3:1: (document): expected a valid JSON document whose top level is a table, found trailing comma", broken_json.display())), "{e:?}");
+    assert!(
+        has(
+            &e,
+            &format!(
+                "{}:2:22: (document): expected a valid TOML document whose top level is a table, found invalid basic string",
+                broken_toml.display()
+            )
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(
+            &e,
+            &format!(
+                "{}:3:1: (document): expected a valid JSON document whose top level is a table, found trailing comma",
+                broken_json.display()
+            )
+        ),
+        "{e:?}"
+    );
     let unknown_ext = write(dir.path(), "mcp.ini", "x");
     assert!(has(&errors(Loader::new().file(&unknown_ext)), "expected a .toml, .yaml, .yml or .json file"));
 }
@@ -625,6 +643,38 @@ fn start_load(
     (task, ok, failed)
 }
 
+/// A streaming call (progress events 200 ms apart) that is in flight once this returns; the task
+/// yields the final result's text and how many progress events arrived.
+async fn in_flight_stream(url: &str, steps: u32) -> tokio::task::JoinHandle<(String, usize)> {
+    let mut req = modern(
+        url,
+        1,
+        "tools/call",
+        json!({"name": "stream_progress", "arguments": {"steps": steps, "interval_ms": 200}}),
+        json!({}),
+    );
+    let mut body: Value = serde_json::from_slice(&req.body_mut().collect().await.unwrap().to_bytes()).unwrap();
+    body["params"]["_meta"]["progressToken"] = json!("in-flight");
+    *req.body_mut() = Full::new(Bytes::from(body.to_string()));
+    req.headers_mut().remove("content-length");
+    let res = common::send(req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut reader = common::SseReader::new(res);
+    let (_, first) = reader.next().await.expect("the first progress event");
+    assert_eq!(first["method"], "notifications/progress", "{first}");
+    tokio::spawn(async move {
+        let mut progress = 1;
+        while let Some((_, msg)) = reader.next().await {
+            if msg["method"] == "notifications/progress" {
+                progress += 1;
+            } else if msg.get("id").is_some() {
+                return (msg["result"]["content"][0]["text"].as_str().unwrap_or_default().to_owned(), progress);
+            }
+        }
+        (String::new(), progress)
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_load_keep_every_request_and_one_audit_trail() {
     let upstream = demo_upstream().await;
@@ -652,13 +702,16 @@ async fn reloads_under_load_keep_every_request_and_one_audit_trail() {
         }
     };
     wait_for_more(50).await;
-    // a good document: applied for new requests
+    // a good document: applied for new requests, while a stream started before goes on
+    let stream = in_flight_stream(&gw.mcp_url(), 10).await;
     for round in 0..3 {
         std::fs::write(&file, card_config(&upstream.url, &format!("reloaded {round}"), &audit)).unwrap();
         gw.reload().unwrap();
         assert_eq!(card_description(&card_url).await, format!("reloaded {round}"));
         wait_for_more(50).await;
     }
+    let streamed = stream.await.unwrap();
+    assert_eq!(streamed, ("done after 10 steps".to_owned(), 10), "the stream in flight across the reloads completed");
     // a bad document: rejected with its errors, the running configuration stays
     std::fs::write(&file, card_config("htp://nowhere", "bad", &audit).replace("[listen]", "[listen]\nport = 1"))
         .unwrap();
@@ -705,7 +758,7 @@ async fn reloads_under_load_keep_every_request_and_one_audit_trail() {
         .filter_map(|l| serde_json::from_str::<Value>(&l).ok())
         .filter(|r| r["jsonrpc"]["method"] == "tools/call")
         .count();
-    assert_eq!(calls, ok, "every answered call recorded once");
+    assert_eq!(calls, ok + 1, "every answered call (and the stream) recorded once");
 }
 
 /// Run by `sighup_reloads_a_child_gateway_under_load` in a child process: a gateway serving the
@@ -753,7 +806,8 @@ async fn sighup_reloads_a_child_gateway_under_load() {
     let (load, ok, failed) = start_load(url.clone(), 20, stop.clone());
     assert!(common::eventually(Duration::from_secs(60), || ok.load(Ordering::Relaxed) >= 50).await);
 
-    // a good file: SIGHUP applies it
+    // a good file: SIGHUP applies it; a stream started before it goes on
+    let stream = in_flight_stream(&url, 15).await;
     std::fs::write(&file, card_config(&upstream.url, "after SIGHUP", "")).unwrap();
     signal("HUP");
     let mut applied = false;
@@ -770,6 +824,8 @@ async fn sighup_reloads_a_child_gateway_under_load() {
         "{}",
         log()
     );
+    let streamed = stream.await.unwrap();
+    assert_eq!(streamed, ("done after 15 steps".to_owned(), 15), "the stream in flight across SIGHUP completed");
     let seen = ok.load(Ordering::Relaxed);
     assert!(common::eventually(Duration::from_secs(60), || ok.load(Ordering::Relaxed) >= seen + 50).await);
 

@@ -420,6 +420,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn config_command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("mcp-enterprise").chain(args.iter().copied()));
+        let Ok(Cli { command: Some(Command::Serve(serve)) }) = parse(&["serve", "--config", "a.toml", "b.yaml"]) else {
+            panic!("serve --config with two files");
+        };
+        assert_eq!(serve.config, [std::path::PathBuf::from("a.toml"), "b.yaml".into()]);
+        for conflicting in
+            [["--upstream", "http://127.0.0.1:1/mcp"], ["--sso-config", "sso.json"], ["--listen", "127.0.0.1:1"]]
+        {
+            let mut args = vec!["serve", "--config", "a.toml"];
+            args.extend(conflicting);
+            assert!(parse(&args).is_err(), "--config with {conflicting:?} must be refused");
+        }
+        assert!(
+            parse(&["serve", "--upstream", "http://127.0.0.1:1/mcp", "--sso-config", "sso.json"]).is_ok(),
+            "flags still work"
+        );
+        assert!(parse(&["config", "export", "--client", "emacs", "a.toml"]).is_err());
+        assert!(parse(&["config", "check"]).is_err(), "at least one file");
+        assert!(parse(&["config", "print", "a.toml", "--format", "yaml"]).is_ok());
+    }
+
+    #[test]
+    fn config_check_exit_status() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, mcp_enterprise_config::init::starter())?;
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "version: 1\nresource: https://mcp.example.com/mcp\nupstream:\n  url: http://127.0.0.1:1/mcp\nlisten:\n  adress: x\n",
+        )?;
+        let mut out = Vec::new();
+        assert!(config(ConfigCommand::Check { files: vec![good.clone()] }, &mut out)?);
+        let mut out = Vec::new();
+        assert!(!config(ConfigCommand::Check { files: vec![good.clone(), bad.clone()] }, &mut out)?, "exit code 1");
+        let text = String::from_utf8(out)?;
+        assert!(text.contains(&format!("{}:6:3: listen.adress", bad.display())), "{text}");
+        let mut out = Vec::new();
+        assert!(config(ConfigCommand::Export { client: "codex".into(), files: vec![good] }, &mut out)?);
+        assert!(String::from_utf8(out)?.starts_with("[mcp_servers.127-0-0-1]"));
+        Ok(())
+    }
+
+    #[test]
     fn audit_keygen_verify_and_export() -> anyhow::Result<()> {
         let dir = tempfile::tempdir()?;
         let key = dir.path().join("key.pem");

@@ -241,8 +241,13 @@ impl FlowScanner<'_> {
                 break;
             }
         }
-        let raw = std::str::from_utf8(self.text.get(start..self.at)?).ok()?;
-        if quote == b'"' { serde_json::from_str(raw).ok() } else { Some(raw[1..raw.len() - 1].replace("''", "'")) }
+        let raw = std::str::from_utf8(self.text.get(start..self.at.min(self.text.len()))?).ok()?;
+        if quote == b'"' {
+            serde_json::from_str(raw).ok()
+        } else {
+            let inner = raw.strip_prefix('\'')?.strip_suffix('\'')?;
+            Some(inner.replace("''", "'"))
+        }
     }
 
     fn scalar(&mut self) {
@@ -600,6 +605,47 @@ listen:
         assert_eq!(key_at(&index, "audit.tools.other.drop"), Some((22, 39)));
         assert_eq!(at(&index, "listen.allowed_hosts[1]"), Some((26, 5)));
         assert_eq!(at(&index, "listen.address"), Some((27, 12)));
+    }
+
+    #[test]
+    fn malformed_text_never_panics() {
+        let samples = [
+            "",
+            "'",
+            "\"",
+            "- '",
+            "a: '",
+            "a: \"",
+            "{",
+            "[",
+            "a: [",
+            "a: {b: ",
+            "- - -",
+            "a:\n  - b:\n - c",
+            "\u{e9}t\u{e9}: \"caf\u{e9}\"\n  - \u{1F600}: [x, 'y",
+            "? complex\n: value",
+            "a: |\n  x\nb: >\n",
+            "\"k\":",
+            "{\"a\": [1, {\"b\": \"\\u12\"",
+            "[[x]]\n[y",
+            "a = [1,\n",
+            "''': x",
+            "- 'it''s'\n- \"\\\"\"",
+            "{'a': 'b'}",
+        ];
+        for text in samples {
+            for format in [Format::Toml, Format::Json, Format::Yaml] {
+                let index = Index::build(format, text);
+                let _ = index.value_pos(&KeyPath::parse("a.b[0]"));
+            }
+        }
+        // every prefix of a real document
+        let doc = "version: 1\nsso:\n  issuers:\n    - issuer: 'https://a'\n      algorithms: [ES256, \"RS256\"]\n";
+        for end in (0..=doc.len()).filter(|i| doc.is_char_boundary(*i)) {
+            for format in [Format::Toml, Format::Json, Format::Yaml] {
+                let _ = Index::build(format, &doc[..end]);
+            }
+        }
     }
 
     #[test]

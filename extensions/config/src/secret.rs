@@ -191,7 +191,7 @@ pub(crate) fn redact(mut value: Value, paths: &BTreeSet<KeyPath>) -> Value {
 
 fn redact_walk(value: &mut Value, at: &mut KeyPath, paths: &BTreeSet<KeyPath>) {
     if !value.is_null() && (paths.contains(at) || is_schema_secret(at)) {
-        *value = Value::String(REDACTED.to_owned());
+        redact_leaves(value);
         return;
     }
     match value {
@@ -208,6 +208,17 @@ fn redact_walk(value: &mut Value, at: &mut KeyPath, paths: &BTreeSet<KeyPath>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Replaces every scalar with [`REDACTED`], keeping lists and tables (a redacted list of keys is
+/// still a list).
+fn redact_leaves(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(redact_leaves),
+        Value::Object(map) => map.values_mut().for_each(redact_leaves),
+        Value::Null => {}
+        other => *other = Value::String(REDACTED.to_owned()),
     }
 }
 
@@ -256,6 +267,7 @@ mod tests {
             assert!(!out.contains(secret), "{secret} in {out}");
         }
         assert!(out.contains("\"client_id\":\"c\""), "{out}");
+        assert!(out.contains(&format!("\"keys\":[\"{REDACTED}\"]")), "a list stays a list: {out}");
         assert!(is_schema_secret(&KeyPath::parse("dpop.nonce.keys[0]")));
         assert!(!is_schema_secret(&KeyPath::parse("dpop.nonce.mode")));
     }

@@ -188,7 +188,7 @@ pub fn load_workload_identity_config(path: &std::path::Path) -> Result<WorkloadI
 }
 
 /// The default listen address: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub const DEFAULT_LISTEN: &str = mcp_enterprise_config::DEFAULT_LISTEN;
 
 /// A configured gateway, ready to [`spawn`](Gateway::spawn).
 #[derive(Debug, Clone)]

@@ -109,6 +109,12 @@ pub(crate) fn describe(root: &Value, schema: &Value) -> String {
     if let Some(values) = enum_values(root, schema) {
         return format!("one of {}", values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", "));
     }
+    if let Some(tags) = tagged_variants(root, schema) {
+        return format!(
+            "a table with exactly one of {}",
+            tags.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
     for key in ["anyOf", "oneOf"] {
         if let Some(Value::Array(alternatives)) = schema.get(key) {
             let parts: Vec<String> = alternatives
@@ -153,6 +159,9 @@ fn plural(description: &str) -> String {
     if let Some(rest) = bare.strip_prefix("list of ") {
         return format!("lists of {rest}");
     }
+    if let Some(rest) = bare.strip_prefix("table with") {
+        return format!("tables with{rest}");
+    }
     match bare {
         "table" => "tables".into(),
         "string" => "strings".into(),
@@ -160,6 +169,22 @@ fn plural(description: &str) -> String {
         other if other.starts_with("one of") => format!("values ({other})"),
         other => other.to_owned(),
     }
+}
+
+/// The variant names of an externally tagged enum (`oneOf` of tables with one required key).
+pub(crate) fn tagged_variants(root: &Value, schema: &Value) -> Option<Vec<String>> {
+    let schema = resolve_ref(root, schema);
+    let alternatives = schema.get("oneOf")?.as_array()?;
+    alternatives
+        .iter()
+        .map(|a| {
+            let a = resolve_ref(root, a);
+            match a.get("required")?.as_array()?.as_slice() {
+                [Value::String(tag)] if a.get("properties")?.as_object()?.len() == 1 => Some(tag.clone()),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// The values of a unit enum (`enum`, or `oneOf` of `const`s).

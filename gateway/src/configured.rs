@@ -281,9 +281,11 @@ impl ConfiguredGateway {
         &self.running
     }
 
-    /// The proxied MCP endpoint.
+    /// The proxied MCP endpoint (the path of the running configuration's `resource`).
     pub fn mcp_url(&self) -> String {
-        self.running.mcp_url()
+        let path =
+            self.lock().loaded.config().resource.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
+        format!("http://{}{}", self.running.local_addr(), if path.is_empty() { "/" } else { &path })
     }
 
     /// The configuration running now, secrets redacted.

@@ -628,7 +628,8 @@ impl RunningGateway {
 
     /// Serves `next`'s layer stack from now on: new requests go to it, requests in flight finish
     /// on the stack they started on (nothing is dropped). `next`'s listen address is not used (the
-    /// socket stays bound); its MCP path is, for routing.
+    /// socket stays bound); its MCP path is, for routing ([`mcp_url`](Self::mcp_url) keeps naming the
+    /// first one).
     pub fn replace(&self, next: &Gateway) {
         let router = next.router();
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router;

@@ -324,6 +324,12 @@ impl Gateway {
         let app = Router::new().fallback_service(CurrentRouter(current.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // without TCP_NODELAY a small SSE event waits for the client's delayed ACK (~40 ms)
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY");
+                }
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });

@@ -221,6 +221,10 @@ pub async fn serve_server(
 ) -> std::io::Result<()> {
     let sessions = config.cancellation_token.clone();
     let app = router_for(mcp_service_for(server, config));
+    // without TCP_NODELAY a small SSE event waits for the client's delayed ACK (~40 ms)
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

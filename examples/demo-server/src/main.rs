@@ -33,6 +33,10 @@ struct Args {
     /// protection), so clients reaching a non-loopback address need this. Repeatable.
     #[arg(long = "allow-host", value_name = "HOST", requires = "insecure_listen_any")]
     allow_hosts: Vec<String>,
+
+    /// Answer requests with a single JSON body instead of an SSE stream (rmcp `json_response`).
+    #[arg(long)]
+    json_response: bool,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let address = listener.local_addr().context("listener address")?;
 
     let mut config = StreamableHttpServerConfig::default();
+    config.json_response = args.json_response;
     if !args.allow_hosts.is_empty() {
         let mut hosts = config.allowed_hosts.clone();
         hosts.extend(args.allow_hosts.iter().cloned());

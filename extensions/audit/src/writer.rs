@@ -282,21 +282,40 @@ impl Writer {
     fn run(mut self) {
         loop {
             let (batch, closing) = self.next_batch();
-            for item in batch {
-                let Queued { record, _permit } = item;
-                if self.write_with_retry(record).is_err() {
-                    // only when closing with a dead disk: nothing more can be done, and it is said
-                    tracing::error!("audit writer stopped with unwritten records");
-                    return;
-                }
-                self.shared.stats.written.fetch_add(1, Ordering::Relaxed);
-                self.shared.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                if self.settings.fsync == FsyncPolicy::EveryRecord {
+            let size = batch.len();
+            if self.settings.fsync == FsyncPolicy::EveryRecord {
+                // each record on disk before the next is written
+                for item in batch {
+                    let Queued { record, _permit } = item;
+                    if !self.commit(vec![record], 1) {
+                        return;
+                    }
                     self.sync();
+                    self.maintain();
                 }
-                self.maintain();
+            } else {
+                // one write for what arrived together; records past a checkpoint or rotation
+                // threshold are sealed right after
+                let mut items = batch.into_iter().peekable();
+                while items.peek().is_some() {
+                    let room = self.settings.checkpoint_every.saturating_sub(self.unsealed).max(1);
+                    let chunk: Vec<Queued> = items.by_ref().take(usize::try_from(room).unwrap_or(usize::MAX)).collect();
+                    let n = chunk.len() as u64;
+                    // permits are released once the records are written
+                    let (records, permits): (Vec<_>, Vec<_>) =
+                        chunk.into_iter().map(|Queued { record, _permit }| (record, _permit)).unzip();
+                    if !self.commit(records, n) {
+                        return;
+                    }
+                    drop(permits);
+                    self.maintain();
+                }
             }
             self.maintain();
+            if !closing && size < 64 && self.settings.fsync != FsyncPolicy::EveryRecord {
+                // let records gather: one wake-up and one write per millisecond at most under load
+                std::thread::sleep(Duration::from_millis(1));
+            }
             if closing {
                 self.checkpoint("close");
                 self.sync();
@@ -306,6 +325,18 @@ impl Writer {
                 return;
             }
         }
+    }
+
+    /// Writes queued call records; false when the writer must stop (closing on a dead disk).
+    fn commit(&mut self, records: Vec<Map<String, Value>>, n: u64) -> bool {
+        if self.write_batch(records).is_err() {
+            // only when closing with a dead disk: nothing more can be done, and it is said
+            tracing::error!("audit writer stopped with unwritten records");
+            return false;
+        }
+        self.shared.stats.written.fetch_add(n, Ordering::Relaxed);
+        self.shared.stats.queued.fetch_sub(n, Ordering::Relaxed);
+        true
     }
 
     /// Waits for records (or for a timer: sync, checkpoint) and takes what is queued.
@@ -435,11 +466,27 @@ impl Writer {
     /// Chains and writes one record, retrying while the disk refuses (the record is kept, the
     /// queue fills, and the layer's policy decides what requests see). Gives up only when closing.
     fn write_with_retry(&mut self, record: Map<String, Value>) -> io::Result<()> {
-        let (record, line, head) = seal(record, &self.head, self.signer.as_ref());
+        self.write_batch(vec![record]).map(|_| ())
+    }
+
+    /// Chains `records` and appends them with one write, retrying while the disk refuses (the
+    /// records are kept, the queue fills, and the layer's policy decides what requests see).
+    /// Gives up only when closing. Returns how many call records were written.
+    fn write_batch(&mut self, records: Vec<Map<String, Value>>) -> io::Result<u64> {
+        let mut head = self.head.clone();
+        let mut buf = Vec::with_capacity(records.len() * 900);
+        let mut sealed = Vec::with_capacity(records.len());
+        for record in records {
+            let start = buf.len();
+            let (record, line, next) = seal(record, &head, self.signer.as_ref());
+            buf.extend_from_slice(&line);
+            sealed.push((record, start..buf.len()));
+            head = next;
+        }
         let mut backoff = Duration::from_millis(50);
         loop {
             let written = match self.file.as_mut() {
-                Some(file) => file.append(&line),
+                Some(file) => file.append(&buf),
                 None => Ok(()),
             };
             match written {
@@ -460,19 +507,23 @@ impl Writer {
         if self.shared.failing.swap(false, Ordering::SeqCst) {
             tracing::warn!("audit trail writable again");
         }
-        for sink in &mut self.sinks {
-            if let Err(error) = sink.write(&record, &line) {
-                self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, ?sink, "audit sink write failed");
+        let mut calls = 0;
+        for (record, range) in &sealed {
+            for sink in &mut self.sinks {
+                if let Err(error) = sink.write(record, &buf[range.clone()]) {
+                    self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, ?sink, "audit sink write failed");
+                }
+            }
+            if record.get("type").and_then(Value::as_str) == Some("mcp") {
+                calls += 1;
             }
         }
-        if record.get("type").and_then(Value::as_str) == Some("mcp") {
-            self.unsealed += 1;
-            self.calls_in_file += 1;
-        }
+        self.unsealed += calls;
+        self.calls_in_file += calls;
         self.head = head;
         self.dirty = true;
-        Ok(())
+        Ok(calls)
     }
 
     fn sync(&mut self) {

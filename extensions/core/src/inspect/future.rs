@@ -37,6 +37,8 @@ pin_project! {
             #[pin]
             body: B,
             parts: Option<Parts>,
+            // a body that arrives in one frame is kept as it is (no copy)
+            first: Option<Bytes>,
             buf: BytesMut,
             limit: usize,
             service: Option<S>,
@@ -102,6 +104,7 @@ where
             state: State::Reading {
                 body,
                 parts: Some(parts),
+                first: None,
                 buf: BytesMut::new(),
                 limit,
                 service: Some(service),
@@ -136,15 +139,23 @@ where
                     }
                     return Poll::Ready(Ok(response.map(McpBody::new)));
                 }
-                StateProj::Reading { mut body, parts, buf, limit, service, sessions } => {
+                StateProj::Reading { mut body, parts, first, buf, limit, service, sessions } => {
                     let rejection = loop {
                         match ready!(body.as_mut().poll_frame(cx)) {
                             Some(Ok(frame)) => {
                                 if let Ok(data) = frame.into_data() {
-                                    if buf.len() + data.len() > *limit {
+                                    let held = buf.len() + first.as_ref().map_or(0, Bytes::len);
+                                    if held + data.len() > *limit {
                                         break Some(Rejection::BodyTooLarge { limit: *limit });
                                     }
-                                    buf.extend_from_slice(&data);
+                                    if held == 0 {
+                                        *first = Some(data);
+                                    } else {
+                                        if let Some(f) = first.take() {
+                                            buf.extend_from_slice(&f);
+                                        }
+                                        buf.extend_from_slice(&data);
+                                    }
                                 }
                             }
                             Some(Err(_)) => break Some(Rejection::BodyRead),
@@ -153,7 +164,10 @@ where
                     };
                     match (rejection, parts.take(), service.take()) {
                         (None, Some(parts), Some(mut service)) => {
-                            let bytes = buf.split().freeze();
+                            let bytes = match first.take() {
+                                Some(only) => only,
+                                None => buf.split().freeze(),
+                            };
                             match McpRequest::parse(&parts.headers, &bytes, |sid| sessions.get(sid)) {
                                 Ok(mcp) => {
                                     let after = after_for(&mcp, sessions);

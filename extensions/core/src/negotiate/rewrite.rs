@@ -210,31 +210,40 @@ where
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
                         this.buf.extend_from_slice(&data);
-                        let mut out = BytesMut::new();
-                        while let Some(end) = find_event_end(this.buf, this.scanned, this.line_start) {
-                            let event = this.buf.split_to(end);
+                        // complete events that stay unchanged are handed on without copying
+                        let mut passed = 0;
+                        let mut rewritten_stream = None;
+                        while let Some(end) = find_event_end(&this.buf[passed..], this.scanned, this.line_start) {
                             *this.scanned = 0;
                             *this.line_start = true;
-                            match this.injector.as_ref().and_then(|inj| rewrite_event(inj, &event)) {
+                            let event = &this.buf[passed..passed + end];
+                            match this.injector.as_ref().and_then(|inj| rewrite_event(inj, event)) {
                                 Some(rewritten) => {
+                                    let mut out = BytesMut::with_capacity(this.buf.len() + rewritten.len());
+                                    out.extend_from_slice(&this.buf[..passed]);
                                     out.extend_from_slice(&rewritten);
-                                    *this.injector = None;
                                     // the rest of the stream is not inspected any more
-                                    out.extend_from_slice(&this.buf.split());
+                                    out.extend_from_slice(&this.buf[passed + end..]);
+                                    this.buf.clear();
+                                    *this.injector = None;
+                                    rewritten_stream = Some(out);
                                     break;
                                 }
-                                None => out.extend_from_slice(&event),
+                                None => passed += end,
                             }
                         }
-                        if this.injector.is_some() && this.buf.len() > *this.limit {
+                        if let Some(out) = rewritten_stream {
+                            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                        }
+                        if this.injector.is_some() && this.buf.len() - passed > *this.limit {
                             tracing::warn!(
                                 limit = *this.limit,
                                 "SSE event too large to advertise extensions in; passed through unchanged"
                             );
                             *this.injector = None;
                         }
-                        if !out.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                        if passed > 0 {
+                            return Poll::Ready(Some(Ok(Frame::data(this.buf.split_to(passed).freeze()))));
                         }
                     }
                     Err(trailers) => {
@@ -317,6 +326,10 @@ fn data_value(line: &[u8]) -> Option<&[u8]> {
 
 /// Rewrites the event when its data is the target response; `None` otherwise (pass it unchanged).
 fn rewrite_event(injector: &Injector, event: &[u8]) -> Option<Bytes> {
+    // cheap pre-filter on the raw bytes: only responses are candidates (no allocation otherwise)
+    if !event.windows(8).any(|w| w == b"\"result\"" || w == b"\"error\":") {
+        return None;
+    }
     let lines = lines(event);
     let mut data = Vec::new();
     for (line, _) in &lines {

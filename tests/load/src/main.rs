@@ -1,0 +1,606 @@
+//! `mcp-enterprise-load`: measures, in one run on this machine, requests/s, p50/p99 latency and
+//! the gateway's CPU time per request for: the upstream MCP server direct; the gateway with no
+//! layers; with SSO; with SSO + DPoP (a proof verified on every request); with the full pack
+//! (SSO + DPoP + audit, fsync every 10 ms) — at 1, 16 and 256 connections, for JSON and for SSE
+//! responses. Then the peak RSS of the gateway after 1 M requests carrying 100 k distinct tokens.
+//! Criterion results found under `target/criterion` are tabulated next to their floors.
+//!
+//! Run through `bash tests/load/run.sh`, which builds everything in release mode first.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mcp_enterprise_dpop::{ClientKeyAlg, DpopSigner};
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://idp.load.test";
+
+struct Opts {
+    duration: u64,
+    out: PathBuf,
+    bins: PathBuf,
+    criterion: PathBuf,
+    rss_requests: u64,
+    rss_tokens: usize,
+    only: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let exe = std::env::current_exe()?;
+    let bins = exe.parent().context("binary directory")?.to_owned();
+    let mut opts = Opts {
+        duration: 5,
+        out: PathBuf::from("docs/performance.md"),
+        criterion: bins.join("../criterion"),
+        bins,
+        rss_requests: 1_000_000,
+        rss_tokens: 100_000,
+        only: None,
+    };
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().context("missing value");
+        match arg.as_str() {
+            "--duration" => opts.duration = value()?.parse()?,
+            "--out" => opts.out = PathBuf::from(value()?),
+            "--rss-requests" => opts.rss_requests = value()?.parse()?,
+            "--rss-tokens" => opts.rss_tokens = value()?.parse()?,
+            // e.g. `--only Bare,Audit` (a quick look; the report needs every stack)
+            "--only" => opts.only = Some(value()?),
+            // starts one stack (e.g. `--serve SsoDpop`), prints its URL and wrk script, and waits:
+            // for profiling the gateway under `wrk` by hand
+            "--serve" => return serve_one(&opts, &value()?),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    run(&opts)
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SIGINT first so the gateway seals its audit trail, then make sure
+        let _ = Command::new("kill").arg("-INT").arg(self.0.id().to_string()).status();
+        for _ in 0..50 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..300 {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not start on port {port}")
+}
+
+fn upstream(opts: &Opts, json: bool) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let mut cmd = Command::new(opts.bins.join("mcp-enterprise-demo-server"));
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::null()).stderr(Stdio::null());
+    if json {
+        cmd.arg("--json-response");
+    }
+    let child = Proc(cmd.spawn().context("starting the demo server (run tests/load/run.sh)")?);
+    wait_port(port, "the upstream")?;
+    Ok((child, format!("http://127.0.0.1:{port}/mcp")))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stack {
+    Direct,
+    Bare,
+    Sso,
+    SsoDpop,
+    Audit,
+    FullPack,
+}
+
+impl Stack {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Direct => "upstream direct",
+            Self::Bare => "gateway, no layers",
+            Self::Sso => "gateway + sso",
+            Self::SsoDpop => "gateway + sso + dpop",
+            Self::Audit => "gateway + audit (fsync 10 ms)",
+            Self::FullPack => "gateway + sso + dpop + audit (fsync 10 ms)",
+        }
+    }
+}
+
+struct Keys {
+    idp: DpopSigner,
+    client: DpopSigner,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn token(keys: &Keys, resource: &str, sub: &str, bound: bool) -> anyhow::Result<String> {
+    let mut claims = json!({"iss": ISSUER, "aud": resource, "sub": sub, "client_id": "load", "scope": "mcp",
+        "iat": now(), "exp": now() + 3600});
+    if bound {
+        claims["cnf"] = json!({"jkt": keys.client.thumbprint()});
+    }
+    Ok(keys.idp.sign_jws(&json!({"alg": "ES256", "typ": "at+jwt"}), &claims)?)
+}
+
+/// Starts the gateway with the configuration files `stack` needs.
+fn gateway(opts: &Opts, dir: &Path, stack: Stack, upstream: &str, keys: &Keys) -> anyhow::Result<(Proc, String)> {
+    let port = free_port()?;
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let mut cmd = Command::new(opts.bins.join("mcp-enterprise"));
+    cmd.args(["serve", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")]);
+    if matches!(stack, Stack::Sso | Stack::SsoDpop | Stack::FullPack) {
+        let sso = json!({"resource": url, "issuers": [{"issuer": ISSUER, "audiences": [url],
+            "jwks": {"keys": [keys.idp.public_jwk()]}}], "token_cache_capacity": 200_000});
+        let path = dir.join("sso.json");
+        std::fs::write(&path, sso.to_string())?;
+        cmd.arg("--sso-config").arg(&path);
+    }
+    if matches!(stack, Stack::SsoDpop | Stack::FullPack) {
+        let dpop = json!({"origin": format!("http://127.0.0.1:{port}"), "accept_bearer": true});
+        let path = dir.join("dpop.json");
+        std::fs::write(&path, dpop.to_string())?;
+        cmd.arg("--dpop-config").arg(&path);
+    }
+    if matches!(stack, Stack::Audit | Stack::FullPack) {
+        let trail = dir.join(format!("trail-{port}"));
+        let audit = json!({"directory": trail, "fsync": "interval", "fsync_interval_ms": 10});
+        let path = dir.join("audit.json");
+        std::fs::write(&path, audit.to_string())?;
+        cmd.arg("--audit-config").arg(&path);
+    }
+    cmd.env("RUST_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null());
+    let child = Proc(cmd.spawn().context("starting the gateway (run tests/load/run.sh)")?);
+    wait_port(port, "the gateway")?;
+    Ok((child, url))
+}
+
+/// A wrk script: a modern `tools/call echo`, cycling through `headers` (one list per request).
+fn wrk_script(dir: &Path, name: &str, headers: &[Vec<(String, String)>]) -> anyhow::Result<PathBuf> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo",
+        "arguments": {"text": "hello"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    let data = dir.join(format!("{name}.headers"));
+    let mut lines = String::new();
+    for set in headers {
+        let joined: Vec<String> = set.iter().map(|(k, v)| format!("{k}\t{v}")).collect();
+        lines.push_str(&joined.join("\t"));
+        lines.push('\n');
+    }
+    std::fs::write(&data, lines)?;
+    let script = format!(
+        r#"local sets = {{}}
+for line in io.lines("{data}") do
+  local h = {{}}
+  local k = nil
+  for field in string.gmatch(line, "[^\t]+") do
+    if k == nil then k = field else h[k] = field; k = nil end
+  end
+  table.insert(sets, h)
+end
+local i = 0
+wrk.method = "POST"
+wrk.body = '{body}'
+local base = {{["content-type"] = "application/json", ["accept"] = "application/json, text/event-stream",
+  ["mcp-protocol-version"] = "2026-07-28", ["mcp-method"] = "tools/call", ["mcp-name"] = "echo"}}
+request = function()
+  i = i + 1
+  local h = {{}}
+  for k, v in pairs(base) do h[k] = v end
+  if #sets > 0 then
+    for k, v in pairs(sets[(i % #sets) + 1]) do h[k] = v end
+  end
+  return wrk.format(nil, nil, h, nil)
+end
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %d %f %f\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(99)))
+end
+"#,
+        data = data.display(),
+        body = body.replace('\'', "\\'"),
+    );
+    let path = dir.join(format!("{name}.lua"));
+    std::fs::write(&path, script)?;
+    Ok(path)
+}
+
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    errors: u64,
+    requests: u64,
+    cpu_us_per_req: Option<f64>,
+}
+
+/// CPU time (user + system) of a process, from /proc.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // CLK_TCK is 100 on Linux
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wrk(url: &str, script: &Path, conns: u32, secs: u64, pid: Option<u32>) -> anyhow::Result<Run> {
+    let threads = conns.clamp(1, 2);
+    let before = pid.and_then(cpu_time);
+    let out = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &conns.to_string(), "-d", &format!("{secs}s"), "--timeout", "10s"])
+        .arg("-s")
+        .arg(script)
+        .arg(url)
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let after = pid.and_then(cpu_time);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| l.starts_with("RESULT ")).with_context(|| format!("wrk said: {text}"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let requests: u64 = f[1].parse()?;
+    let errors: u64 = f[2].parse()?;
+    let duration_us: f64 = f[3].parse()?;
+    let cpu_us_per_req = match (before, after) {
+        (Some(b), Some(a)) if requests > 0 => Some((a - b).as_micros() as f64 / requests as f64),
+        _ => None,
+    };
+    Ok(Run {
+        rps: requests as f64 / (duration_us / 1e6),
+        p50_us: f[4].parse()?,
+        p99_us: f[5].parse()?,
+        errors,
+        requests,
+        cpu_us_per_req,
+    })
+}
+
+fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(String, String)>>> {
+    Ok(match stack {
+        Stack::Direct | Stack::Bare | Stack::Audit => Vec::new(),
+        Stack::Sso => vec![vec![("authorization".into(), format!("Bearer {}", token(keys, url, "load-user", false)?))]],
+        Stack::SsoDpop | Stack::FullPack => {
+            // a fresh proof (own jti) per request slot; wrk cycles through them within their
+            // ±5 min window (the replay cache is off: the jti cache is measured in the dpop bench)
+            let bound = token(keys, url, "load-user", true)?;
+            (0..4096)
+                .map(|_| {
+                    Ok(vec![
+                        ("authorization".into(), format!("DPoP {bound}")),
+                        ("dpop".into(), keys.client.proof("POST", url, Some(&bound), None)?),
+                    ])
+                })
+                .collect::<anyhow::Result<_>>()?
+        }
+    })
+}
+
+fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let keys =
+        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
+    let stack = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack]
+        .into_iter()
+        .find(|s| format!("{s:?}") == name)
+        .context("unknown stack")?;
+    let (_up, upstream_url) = upstream(opts, true)?;
+    let (gw, url) = gateway(opts, &dir, stack, &upstream_url, &keys)?;
+    let script = wrk_script(&dir, "serve", &headers_for(stack, &keys, &url)?)?;
+    println!("{url} {} {}", script.display(), gw.0.id());
+    std::thread::sleep(Duration::from_secs(3600));
+    Ok(())
+}
+
+fn run(opts: &Opts) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let keys =
+        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
+    let all = [Stack::Direct, Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack];
+    let stacks: Vec<Stack> = match &opts.only {
+        Some(names) => all.into_iter().filter(|s| names.split(',').any(|n| n == format!("{s:?}"))).collect(),
+        None => all.to_vec(),
+    };
+    let mut table = String::new();
+    let mut at16: Vec<(Stack, bool, f64, Option<f64>)> = Vec::new();
+    for json_mode in [true, false] {
+        let (_up, upstream_url) = upstream(opts, json_mode)?;
+        let up_pid = _up.0.id();
+        for &stack in &stacks {
+            let (gw, url) = match stack {
+                Stack::Direct => (None, upstream_url.clone()),
+                _ => {
+                    let (p, u) = gateway(opts, &dir, stack, &upstream_url, &keys)?;
+                    (Some(p), u)
+                }
+            };
+            let pid = gw.as_ref().map(|p| p.0.id()).or(Some(up_pid));
+            let script = wrk_script(&dir, &format!("{stack:?}-{json_mode}"), &headers_for(stack, &keys, &url)?)?;
+            // warm-up (caches, connections)
+            let _ = wrk(&url, &script, 16, 1, None)?;
+            for conns in [1u32, 16, 256] {
+                let r = wrk(&url, &script, conns, opts.duration, pid)?;
+                eprintln!(
+                    "{:<45} {:<4} c={conns:<3} {:>9.0} req/s p50 {:>8.0} µs p99 {:>8.0} µs cpu {:>6.1} µs/req errors {}",
+                    stack.label(),
+                    if json_mode { "json" } else { "sse" },
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.cpu_us_per_req.unwrap_or(f64::NAN),
+                    r.errors
+                );
+                let _ = writeln!(
+                    table,
+                    "| {} | {} | {conns} | {:.0} | {:.0} | {:.0} | {} | {} |",
+                    stack.label(),
+                    if json_mode { "JSON" } else { "SSE" },
+                    r.rps,
+                    r.p50_us,
+                    r.p99_us,
+                    r.cpu_us_per_req.map_or("-".into(), |c| format!("{c:.1}")),
+                    r.errors
+                );
+                if conns == 16 {
+                    at16.push((stack, json_mode, r.rps, r.cpu_us_per_req));
+                }
+                let _ = r.requests;
+            }
+            drop(gw);
+        }
+    }
+    let rss = rss_run(opts, &dir, &keys)?;
+    let report = report(opts, &table, &at16, &rss)?;
+    std::fs::write(&opts.out, report)?;
+    eprintln!("wrote {}", opts.out.display());
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+struct Rss {
+    baseline_kib: u64,
+    peak_kib: u64,
+    requests: u64,
+    tokens: usize,
+    rps: f64,
+}
+
+/// Peak RSS after `rss_requests` requests carrying `rss_tokens` distinct tokens (sso layer; its
+/// validated-token cache holds 200 000 at most by configuration, 10 000 by default).
+fn rss_run(opts: &Opts, dir: &Path, keys: &Keys) -> anyhow::Result<Rss> {
+    let (_up, upstream_url) = upstream(opts, true)?;
+    let (gw, url) = gateway(opts, dir, Stack::Sso, &upstream_url, keys)?;
+    let pid = gw.0.id();
+    let one = wrk_script(dir, "rss-one", &headers_for(Stack::Sso, keys, &url)?)?;
+    let _ = wrk(&url, &one, 16, 2, None)?;
+    let baseline_kib = peak_rss_kib(pid).unwrap_or(0);
+    eprintln!("minting {} tokens", opts.rss_tokens);
+    let tokens: Vec<Vec<(String, String)>> = (0..opts.rss_tokens)
+        .map(|i| {
+            Ok(vec![(
+                "authorization".to_owned(),
+                format!("Bearer {}", token(keys, &url, &format!("user-{i}"), false)?),
+            )])
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let script = wrk_script(dir, "rss-many", &tokens)?;
+    let mut requests = 0u64;
+    let started = Instant::now();
+    while requests < opts.rss_requests {
+        let r = wrk(&url, &script, 16, 10, None)?;
+        requests += r.requests;
+        eprintln!("rss run: {requests} requests, peak RSS {} KiB", peak_rss_kib(pid).unwrap_or(0));
+    }
+    let rps = requests as f64 / started.elapsed().as_secs_f64();
+    Ok(Rss { baseline_kib, peak_kib: peak_rss_kib(pid).unwrap_or(0), requests, tokens: opts.rss_tokens, rps })
+}
+
+fn criterion_mean_ns(opts: &Opts, group: &str, bench: &str) -> Option<f64> {
+    let path = opts.criterion.join(group).join(bench).join("new/estimates.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
+}
+
+fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rss: &Rss) -> anyhow::Result<String> {
+    let mut s = String::new();
+    let find = |stack: Stack, json: bool| at16.iter().find(|(s, j, _, _)| *s == stack && *j == json);
+    writeln!(s, "# Performance\n")?;
+    writeln!(
+        s,
+        "Measured in one run on one machine by `bash tests/load/run.sh` (which rebuilds in release mode, runs \
+         the criterion benches, then `target/release/mcp-enterprise-load`; this file is its output). \
+         Machine: {}. Load generator: `wrk` on the same machine (it competes for the same cores, so \
+         absolute throughput is a floor; compare the ratios).\n",
+        machine()
+    )?;
+    writeln!(s, "## Where the time goes (criterion, each next to its floor in the same run)\n")?;
+    writeln!(s, "| measurement | mean | floor (what it must do anyway) | floor mean | ratio |")?;
+    writeln!(s, "|---|---|---|---|---|")?;
+    let rows = [
+        (
+            "sso: JWT verify path (warm JWKS)",
+            "sso",
+            "layer_verify_path",
+            "bare jsonwebtoken decode",
+            "sso",
+            "bare_jsonwebtoken_decode",
+        ),
+        (
+            "sso: validated-token cache hit",
+            "sso",
+            "layer_cached_path",
+            "bare jsonwebtoken decode",
+            "sso",
+            "bare_jsonwebtoken_decode",
+        ),
+        (
+            "dpop: full request validation",
+            "dpop",
+            "layer_full_request",
+            "two raw ES256 verifications",
+            "dpop",
+            "raw_two_es256_verifies",
+        ),
+        (
+            "audit: record serialise + chain",
+            "audit_record",
+            "serialise_and_chain",
+            "serialise only",
+            "audit_record",
+            "serialise_only",
+        ),
+        (
+            "core: SSE rewrite, 1 MiB stream",
+            "core_sse_rewrite",
+            "negotiate_layer_streaming_rewrite",
+            "split events + parse answer",
+            "core_sse_rewrite",
+            "floor_split_events_parse_answer",
+        ),
+    ];
+    for label in ["1KiB", "1MiB"] {
+        // the layer's own cost: the call through it minus the same call without it
+        let own = criterion_mean_ns(opts, "core_inspect", &format!("inspect_layer_{label}"))
+            .zip(criterion_mean_ns(opts, "core_inspect", &format!("plain_service_call_{label}")))
+            .map(|(with, without)| with - without);
+        if let (Some(m), Some(f)) =
+            (own, criterion_mean_ns(opts, "core_inspect", &format!("floor_serde_parse_{label}")))
+        {
+            writeln!(
+                s,
+                "| core: inspect {label} call, layer's own cost (through the layer − without it) | {} | serde_json parse | {} | {:.2}× |",
+                human(m),
+                human(f),
+                m / f
+            )?;
+        }
+    }
+    for (label, g, b, floor_label, fg, fb) in rows {
+        match (criterion_mean_ns(opts, g, b), criterion_mean_ns(opts, fg, fb)) {
+            (Some(m), Some(f)) => {
+                writeln!(s, "| {label} | {} | {floor_label} | {} | {:.2}× |", human(m), human(f), m / f)?
+            }
+            _ => writeln!(s, "| {label} | (not run) | {floor_label} | | |")?,
+        }
+    }
+    writeln!(s, "\n## Through the gateway (wrk, {} s per cell, `tools/call echo`, modern era)\n", opts.duration)?;
+    writeln!(
+        s,
+        "CPU µs/req is the CPU time (user + system) of the measured process — the gateway, or the upstream for the direct row — divided by the requests served.\n"
+    )?;
+    writeln!(s, "| stack | response | connections | req/s | p50 µs | p99 µs | CPU µs/req | errors |")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    s.push_str(table);
+    writeln!(s, "\n## Ratios at 16 connections\n")?;
+    for json in [true, false] {
+        let kind = if json { "JSON" } else { "SSE" };
+        if let (Some(bare), Some(pack)) = (find(Stack::Bare, json), find(Stack::FullPack, json)) {
+            writeln!(
+                s,
+                "- {kind}: full pack / no-layer gateway throughput = {:.0} % (target ≥ 70 %)",
+                pack.2 / bare.2 * 100.0
+            )?;
+        }
+        for stack in [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack] {
+            if let Some((_, _, _, Some(cpu))) = find(stack, json) {
+                writeln!(s, "- {kind}: {} — {cpu:.1} µs of gateway CPU per request", stack.label())?;
+            }
+        }
+    }
+    writeln!(s, "\n## What dominates\n")?;
+    let es256 = criterion_mean_ns(opts, "dpop", "raw_one_es256_verify").map(|ns| ns / 1000.0);
+    let chain = criterion_mean_ns(opts, "audit_record", "serialise_and_chain").map(|ns| ns / 1000.0);
+    for json in [true, false] {
+        let kind = if json { "JSON" } else { "SSE" };
+        let cpu = |stack| find(stack, json).and_then(|r| r.3);
+        if let (Some(sso), Some(dpop), Some(es)) = (cpu(Stack::Sso), cpu(Stack::SsoDpop), es256) {
+            writeln!(
+                s,
+                "- {kind}: DPoP adds {:.1} µs of gateway CPU per request; its floor, one ES256 proof \
+                 verification (the token's own verification is cached), is {es:.1} µs on this machine \
+                 ({:.2}×).",
+                dpop - sso,
+                (dpop - sso) / es
+            )?;
+        }
+        if let (Some(bare), Some(audit), Some(ch)) = (cpu(Stack::Bare), cpu(Stack::Audit), chain) {
+            writeln!(
+                s,
+                "- {kind}: audit adds {:.1} µs per request (record building on the request path, then \
+                 serialising, chaining and appending on the writer thread; the serialise + hash part alone is \
+                 {ch:.1} µs).",
+                audit - bare
+            )?;
+        }
+        if let (Some(bare), Some(es)) = (cpu(Stack::Bare), es256) {
+            writeln!(
+                s,
+                "- {kind}: with the CPU saturated, a proof verified on every request bounds the full pack at \
+                 about {:.0} % of the no-layer gateway's throughput (bare {bare:.1} µs + {es:.1} µs per request), \
+                 whatever the layers around it cost: the 70 % target would need a proof cheaper than half the \
+                 bare proxy's own cost.",
+                bare / (bare + es) * 100.0
+            )?;
+        }
+    }
+    writeln!(
+        s,
+        "\n## Memory\n\nPeak RSS (VmHWM) of the gateway with the sso layer: {} KiB after a warm-up with one token; \
+         {} KiB after {} requests carrying {} distinct tokens ({:.0} req/s including token variety). The \
+         validated-token cache is bounded (200 000 entries here), the JWKS cache holds one key set.",
+        rss.baseline_kib, rss.peak_kib, rss.requests, rss.tokens, rss.rps
+    )?;
+    Ok(s)
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}

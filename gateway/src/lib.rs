@@ -25,17 +25,21 @@
 //! # Ok(()) }
 //! ```
 
+pub mod card;
+pub mod commands;
+pub mod configured;
 pub mod demo;
 pub mod proxy;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+pub use card::{CardHeader, ServerCard};
 use http::{StatusCode, Uri, header};
 use mcp_enterprise_audit::{AuditLayer, AuditTrail};
 use mcp_enterprise_core::jsonrpc::codes;
@@ -155,34 +159,7 @@ pub fn load_audit_config(path: &std::path::Path) -> Result<(AuditLayer, AuditTra
     AuditLayer::from_config(&config).map_err(|e| ConfigFileError::Layer { path: shown, message: e.to_string() })
 }
 
-/// Lets the DPoP layer judge access tokens with the SSO layer's issuers, keys and audience rules
-/// (the extensions stay independent; the gateway joins them).
-pub fn sso_token_validator(sso: &SsoLayer) -> std::sync::Arc<dyn mcp_enterprise_dpop::TokenValidator> {
-    std::sync::Arc::new(SsoValidator(sso.clone()))
-}
-
-#[derive(Debug)]
-struct SsoValidator(SsoLayer);
-
-impl mcp_enterprise_dpop::TokenValidator for SsoValidator {
-    fn validate<'a>(
-        &'a self,
-        token: &'a str,
-    ) -> mcp_enterprise_dpop::BoxFuture<'a, Result<mcp_enterprise_dpop::BoundToken, mcp_enterprise_dpop::TokenError>>
-    {
-        Box::pin(async move {
-            match self.0.validate_for_dpop(token).await {
-                Ok(v) => Ok(mcp_enterprise_dpop::BoundToken::new(v.principal, v.jkt)),
-                Err(mcp_enterprise_sso::AuthError::IdpUnavailable) => Err(mcp_enterprise_dpop::TokenError::Unavailable),
-                Err(e) => Err(mcp_enterprise_dpop::TokenError::Invalid(e.to_string())),
-            }
-        })
-    }
-
-    fn issuers(&self) -> Vec<String> {
-        self.0.issuers().map(str::to_owned).collect()
-    }
-}
+pub use mcp_enterprise_config::compose::sso_token_validator;
 
 /// Reads a DPoP configuration file (JSON); with an SSO layer, tokens are judged by it.
 pub fn load_dpop_config(path: &std::path::Path, sso: Option<&SsoLayer>) -> Result<DpopLayer, ConfigFileError> {
@@ -211,7 +188,7 @@ pub fn load_workload_identity_config(path: &std::path::Path) -> Result<WorkloadI
 }
 
 /// The default listen address: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub const DEFAULT_LISTEN: &str = mcp_enterprise_config::DEFAULT_LISTEN;
 
 /// A configured gateway, ready to [`spawn`](Gateway::spawn).
 #[derive(Debug, Clone)]
@@ -227,13 +204,16 @@ pub struct Gateway {
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
+    card: Option<ServerCard>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct OriginPolicy {
     hosts: Vec<String>,
     origins: Vec<String>,
+    /// Public discovery documents: any `Origin` (CORS `*`), the `Host` still checked.
+    any_origin: bool,
 }
 
 /// Host names a gateway accepts by default: the loopback names.
@@ -254,6 +234,7 @@ pub struct GatewayBuilder {
     workload_identity: Option<WorkloadIdentitySetup>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
+    card: Option<ServerCard>,
 }
 
 impl Gateway {
@@ -271,6 +252,7 @@ impl Gateway {
             workload_identity: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
+            card: None,
         }
     }
 
@@ -307,6 +289,21 @@ impl Gateway {
             None => router,
         };
         let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
+        // public discovery documents: cross-origin reads allowed, the Host still checked
+        let router = match &self.card {
+            Some(card) => {
+                let (card_doc, catalog) = card.services(&self.extensions);
+                let card_path = format!("{}/server-card", self.mcp_path.trim_end_matches('/'));
+                let public = Arc::new(OriginPolicy { any_origin: true, ..(*self.origin_policy).clone() });
+                router.merge(
+                    Router::new()
+                        .route_service(&card_path, card_doc)
+                        .route_service(card::AI_CATALOG_PATH, catalog)
+                        .layer(middleware::from_fn_with_state(public, check_origin)),
+                )
+            }
+            None => router,
+        };
         // outermost: the trail records every refusal by the layers inside, the Host check included
         match &self.audit {
             Some(audit) => router.layer(audit.clone()),
@@ -323,7 +320,8 @@ impl Gateway {
     /// Serves on an already bound listener (its address wins over the configured one).
     pub fn serve_on(self, listener: TcpListener) -> std::io::Result<RunningGateway> {
         let local_addr = listener.local_addr()?;
-        let router = self.router();
+        let current = Arc::new(RwLock::new(self.router()));
+        let app = Router::new().fallback_service(CurrentRouter(current.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             // without TCP_NODELAY a small SSE event waits for the client's delayed ACK (~40 ms)
@@ -332,14 +330,24 @@ impl Gateway {
                     tracing::debug!(%error, "cannot set TCP_NODELAY");
                 }
             });
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
             });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "gateway server failed");
             }
         });
-        Ok(RunningGateway { local_addr, mcp_path: self.mcp_path, stop: Some(stop), task })
+        Ok(RunningGateway { local_addr, mcp_path: self.mcp_path, current, stop: Some(stop), task })
+    }
+
+    /// The MCP path.
+    pub fn mcp_path(&self) -> &str {
+        &self.mcp_path
+    }
+
+    /// The listen address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
     }
 }
 
@@ -435,6 +443,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Serves a server card at `<mcp path>/server-card` and an AI Catalog listing it at
+    /// `/.well-known/ai-catalog.json`; the card's `_meta` lists the advertised extensions.
+    pub fn server_card(mut self, card: ServerCard) -> Self {
+        self.card = Some(card);
+        self
+    }
+
     /// Finishes the gateway.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut extensions = self.extensions.to_builder();
@@ -488,8 +503,13 @@ impl GatewayBuilder {
             dpop: self.dpop,
             workload_identity,
             metadata,
-            origin_policy: Arc::new(OriginPolicy { hosts: self.allowed_hosts, origins: self.allowed_origins }),
+            origin_policy: Arc::new(OriginPolicy {
+                hosts: self.allowed_hosts,
+                origins: self.allowed_origins,
+                any_origin: false,
+            }),
             audit: self.audit,
+            card: self.card,
         })
     }
 }
@@ -540,7 +560,7 @@ async fn check_origin(State(policy): State<Arc<OriginPolicy>>, req: Request, nex
             "the Host is not one this gateway serves (DNS rebinding defence); allow it with --allowed-host",
         );
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN) {
+    if let Some(origin) = req.headers().get(header::ORIGIN).filter(|_| !policy.any_origin) {
         let ok = origin.to_str().is_ok_and(|o| {
             policy.origins.iter().any(|a| a == o)
                 || o.strip_prefix("http://")
@@ -572,11 +592,31 @@ mod tests {
     }
 }
 
+/// The router new requests go to; requests in flight keep the one they started with.
+#[derive(Clone)]
+struct CurrentRouter(Arc<RwLock<Router>>);
+
+impl tower_service::Service<Request> for CurrentRouter {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = tower::util::Oneshot<Router, Request>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let router = self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        tower::ServiceExt::oneshot(router, req)
+    }
+}
+
 /// A gateway serving in the background.
 #[derive(Debug)]
 pub struct RunningGateway {
     local_addr: SocketAddr,
     mcp_path: String,
+    current: Arc<RwLock<Router>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -590,6 +630,15 @@ impl RunningGateway {
     /// The proxied MCP endpoint, e.g. `http://127.0.0.1:8787/mcp`.
     pub fn mcp_url(&self) -> String {
         format!("http://{}{}", self.local_addr, self.mcp_path)
+    }
+
+    /// Serves `next`'s layer stack from now on: new requests go to it, requests in flight finish
+    /// on the stack they started on (nothing is dropped). `next`'s listen address is not used (the
+    /// socket stays bound); its MCP path is, for routing ([`mcp_url`](Self::mcp_url) keeps naming the
+    /// first one).
+    pub fn replace(&self, next: &Gateway) {
+        let router = next.router();
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router;
     }
 
     /// Stops accepting connections and waits (at most 5 s) for open requests, then stops hard.

@@ -2,7 +2,10 @@
 //!
 //! `mcp-enterprise serve` with no arguments runs the embedded demo: a real MCP server (built with
 //! the official `rmcp` SDK) behind the whole pack, on 127.0.0.1, and prints how to call it.
-//! `mcp-enterprise serve --upstream http://127.0.0.1:8081/mcp` fronts your own server.
+//! `mcp-enterprise serve --upstream http://127.0.0.1:8081/mcp` fronts your own server;
+//! `mcp-enterprise serve --config mcp-enterprise.toml` runs exactly what a configuration document
+//! says (and reloads it on SIGHUP). `mcp-enterprise config …` checks, prints, exports and
+//! generates configuration documents.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -10,9 +13,13 @@ use std::net::SocketAddr;
 use anyhow::{Context as _, bail};
 use clap::{Parser, Subcommand};
 use mcp_enterprise_audit::{CheckpointSigner, CheckpointVerifier, export, trail_files, verify};
+use mcp_enterprise_config::Format;
+use mcp_enterprise_config::clients::ClientFormat;
+use mcp_enterprise_gateway::configured::ConfiguredGateway;
 use mcp_enterprise_gateway::demo::{Demo, default_extensions};
 use mcp_enterprise_gateway::{
-    DEFAULT_LISTEN, Gateway, load_audit_config, load_dpop_config, load_sso_config, load_workload_identity_config,
+    DEFAULT_LISTEN, Gateway, commands, load_audit_config, load_dpop_config, load_sso_config,
+    load_workload_identity_config,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -36,6 +43,68 @@ enum Command {
     /// Work with audit trails.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Work with configuration documents (TOML, YAML or JSON; `MCPE_` environment overrides).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check files (merged in order, then the MCPE_ environment): every error at once with its
+    /// file:line, key, expected and found. Exit code 0 when valid, 1 otherwise.
+    Check {
+        /// Configuration files, merged in this order.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Print the JSON Schema of the document.
+    Schema {
+        /// Instead, rewrite DIR/config.schema.json and the key reference in DIR/configuration.md.
+        #[arg(long, value_name = "DIR")]
+        update_docs: Option<std::path::PathBuf>,
+        /// Instead, print the key reference (markdown).
+        #[arg(long, conflicts_with = "update_docs")]
+        reference: bool,
+    },
+    /// Print the effective configuration (files merged, environment applied, defaults filled in),
+    /// secrets redacted.
+    Print {
+        /// Configuration files, merged in this order.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// Output format.
+        #[arg(long, default_value = "toml", value_parser = ["toml", "yaml", "json"])]
+        format: String,
+    },
+    /// Print a commented starter document (or write it to a new file).
+    Init {
+        /// Write to this file (never overwrites).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Print the connection entry an MCP client needs (OAuth client id and scopes, no secrets).
+    Export {
+        /// mcp-json (SEP-2633), vscode, claude, cursor or codex.
+        #[arg(long, value_parser = ["mcp-json", "vscode", "claude", "cursor", "codex"])]
+        client: String,
+        /// Configuration files, merged in this order.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Turn a client's configuration entry into a starter document of ours (TOML).
+    Import {
+        /// The client file's format: mcp-json, vscode, claude, cursor or codex.
+        #[arg(long, value_parser = ["mcp-json", "vscode", "claude", "cursor", "codex"])]
+        client: String,
+        /// The server entry to import (default: the only one).
+        #[arg(long)]
+        name: Option<String>,
+        /// The upstream MCP server the gateway will front.
+        #[arg(long, default_value = "http://127.0.0.1:8081/mcp")]
+        upstream: String,
+        /// The client's configuration file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -72,6 +141,13 @@ enum AuditCommand {
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
+    /// Run exactly what these configuration files say (merged in order, then the MCPE_
+    /// environment); SIGHUP reloads them. Not combinable with the other settings flags.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with_all = [
+        "upstream", "allowed_hosts", "allowed_origins", "sso_config", "dpop_config", "audit_config",
+        "workload_identity_config", "insecure_listen_any", "listen",
+    ])]
+    config: Vec<std::path::PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -124,7 +200,18 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(Command::Config(command)) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let ok = config(command, &mut out)?;
+            out.flush()?;
+            if !ok {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         None => ServeArgs {
+            config: Vec::new(),
             listen: DEFAULT_LISTEN.parse().context("default listen address")?,
             upstream: None,
             sso_config: None,
@@ -139,7 +226,49 @@ async fn main() -> anyhow::Result<()> {
     serve(args).await
 }
 
+/// Runs a `config` command; `Ok(false)` for exit code 1.
+fn config(command: ConfigCommand, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
+    let format = |name: &str| name.parse::<ClientFormat>();
+    match command {
+        ConfigCommand::Check { files } => commands::check(commands::loader(&files), out),
+        ConfigCommand::Schema { update_docs, reference: true } if update_docs.is_none() => commands::reference(out),
+        ConfigCommand::Schema { update_docs, .. } => commands::schema(update_docs.as_deref(), out),
+        ConfigCommand::Print { files, format } => {
+            let format: Format = format.parse().map_err(anyhow::Error::msg)?;
+            commands::print(commands::loader(&files), format, out)
+        }
+        ConfigCommand::Init { out: file } => commands::init(file.as_deref(), out),
+        ConfigCommand::Export { client, files } => commands::export(commands::loader(&files), format(&client)?, out),
+        ConfigCommand::Import { client, name, upstream, file } => {
+            commands::import(format(&client)?, &file, name.as_deref(), &upstream, out)
+        }
+    }
+}
+
+/// `serve --config`: exactly what the files say, reloaded on SIGHUP.
+async fn serve_config(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
+    let gateway = match ConfiguredGateway::start(commands::loader(files)).await {
+        Ok(gateway) => gateway,
+        Err(e) => bail!("{e}"),
+    };
+    let config = gateway.redacted();
+    println!(
+        "mcp-enterprise gateway is listening.\n\n  MCP endpoint : {}\n  resource     : {}\n  forwards to  : {}\n  config       : {} (kill -HUP {} reloads it)\n",
+        gateway.mcp_url(),
+        config["resource"].as_str().unwrap_or_default(),
+        config["upstream"]["url"].as_str().unwrap_or_default(),
+        files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "),
+        std::process::id(),
+    );
+    gateway.run_until_stopped().await.context("waiting for signals")?;
+    eprintln!("shut down");
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if !args.config.is_empty() {
+        return serve_config(&args.config).await;
+    }
     let Some(upstream) = args.upstream.clone() else {
         return serve_demo(&args).await;
     };
@@ -294,6 +423,51 @@ async fn serve_demo(args: &ServeArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_command_line() {
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("mcp-enterprise").chain(args.iter().copied()));
+        let Ok(Cli { command: Some(Command::Serve(serve)) }) = parse(&["serve", "--config", "a.toml", "b.yaml"]) else {
+            panic!("serve --config with two files");
+        };
+        assert_eq!(serve.config, [std::path::PathBuf::from("a.toml"), "b.yaml".into()]);
+        for conflicting in
+            [["--upstream", "http://127.0.0.1:1/mcp"], ["--sso-config", "sso.json"], ["--listen", "127.0.0.1:1"]]
+        {
+            let mut args = vec!["serve", "--config", "a.toml"];
+            args.extend(conflicting);
+            assert!(parse(&args).is_err(), "--config with {conflicting:?} must be refused");
+        }
+        assert!(
+            parse(&["serve", "--upstream", "http://127.0.0.1:1/mcp", "--sso-config", "sso.json"]).is_ok(),
+            "flags still work"
+        );
+        assert!(parse(&["config", "export", "--client", "emacs", "a.toml"]).is_err());
+        assert!(parse(&["config", "check"]).is_err(), "at least one file");
+        assert!(parse(&["config", "print", "a.toml", "--format", "yaml"]).is_ok());
+    }
+
+    #[test]
+    fn config_check_exit_status() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, mcp_enterprise_config::init::starter())?;
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(
+            &bad,
+            "version: 1\nresource: https://mcp.example.com/mcp\nupstream:\n  url: http://127.0.0.1:1/mcp\nlisten:\n  adress: x\n",
+        )?;
+        let mut out = Vec::new();
+        assert!(config(ConfigCommand::Check { files: vec![good.clone()] }, &mut out)?);
+        let mut out = Vec::new();
+        assert!(!config(ConfigCommand::Check { files: vec![good.clone(), bad.clone()] }, &mut out)?, "exit code 1");
+        let text = String::from_utf8(out)?;
+        assert!(text.contains(&format!("{}:6:3: listen.adress", bad.display())), "{text}");
+        let mut out = Vec::new();
+        assert!(config(ConfigCommand::Export { client: "codex".into(), files: vec![good] }, &mut out)?);
+        assert!(String::from_utf8(out)?.starts_with("[mcp_servers.127-0-0-1]"));
+        Ok(())
+    }
 
     #[test]
     fn audit_keygen_verify_and_export() -> anyhow::Result<()> {

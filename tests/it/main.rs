@@ -5,6 +5,7 @@
 
 mod audit;
 mod common;
+mod config;
 mod conformance;
 mod demo;
 mod dpop;

@@ -14,6 +14,7 @@ use crate::writer::{AuditTrail, FsyncPolicy, QueueFullPolicy, TracingSink};
 
 /// How the audit trail is written and what it keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Directory of the JSON Lines trail (created if missing).
@@ -68,6 +69,7 @@ pub struct AuditConfig {
     pub tracing_sink: TracingSinkMode,
     /// Also export every record to this OpenTelemetry collector (OTLP/HTTP JSON, e.g.
     /// `http://127.0.0.1:4318/v1/logs`; needs the `otlp` feature, on in the gateway).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub otlp_endpoint: Option<String>,
     /// `service.name` of the exported logs.
     #[serde(default = "default_service")]
@@ -76,6 +78,7 @@ pub struct AuditConfig {
 
 /// Per-tool argument exceptions.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ToolRedaction {
     /// Arguments kept in clear (never secret-looking names).
@@ -88,6 +91,7 @@ pub struct ToolRedaction {
 
 /// `fsync` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum FsyncMode {
@@ -102,6 +106,7 @@ pub enum FsyncMode {
 
 /// `on_full` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OnFull {
@@ -114,6 +119,7 @@ pub enum OnFull {
 
 /// `results` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ResultsMode {
@@ -126,6 +132,7 @@ pub enum ResultsMode {
 
 /// `invocation_context` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum InvocationMode {
@@ -138,6 +145,7 @@ pub enum InvocationMode {
 
 /// `tracing_sink` setting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TracingSinkMode {

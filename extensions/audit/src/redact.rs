@@ -35,6 +35,7 @@ const SECRET_NAME_PARTS: &[&str] = &[
 
 /// How argument values are recorded when no per-tool rule keeps them in clear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ArgumentMode {

@@ -1,14 +1,15 @@
 //! Serde configuration for the core layers (`deny_unknown_fields`: a typo is an error, not a
 //! silently ignored setting).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use crate::extensions::{DEFAULT_VENDOR_PREFIX, ExtensionSet, ExtensionSetBuilder};
 use crate::inspect::{DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_CAPACITY, InspectLayer};
 
 /// Settings of the inspection and negotiation layers.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
 pub struct CoreConfig {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::SystemClock;
@@ -17,11 +17,13 @@ use crate::replay::MemoryReplayStore;
 use crate::validator::{StaticKeyValidator, TokenValidator};
 
 /// The DPoP layer's settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DpopConfig {
     /// The external origin clients address, e.g. `https://mcp.example.com`.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub origin: String,
     /// **Insecure unless behind a trusted proxy**: take the origin from `X-Forwarded-Proto/Host`.
     #[serde(default)]
@@ -43,6 +45,7 @@ pub struct DpopConfig {
     /// The advertised extension id (default `io.modelcontextprotocol/auth/dpop`).
     pub extension_id: Option<String>,
     /// The RFC 9728 metadata URL named in challenges.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub resource_metadata: Option<String>,
     /// Largest accepted proof in bytes (default 4096).
     pub max_proof_bytes: Option<usize>,
@@ -51,7 +54,8 @@ pub struct DpopConfig {
 }
 
 /// Server nonce settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct NonceConfig {
@@ -60,13 +64,25 @@ pub struct NonceConfig {
     pub mode: NonceModeConfig,
     /// Keys, newest first: base64url 32-byte secrets shared by every replica.
     #[serde(default)]
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub keys: Vec<String>,
     /// Nonce lifetime in seconds (default 300).
     pub lifetime_secs: Option<u64>,
 }
 
+impl std::fmt::Debug for NonceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceConfig")
+            .field("mode", &self.mode)
+            .field("keys", &format_args!("[{} redacted]", self.keys.len()))
+            .field("lifetime_secs", &self.lifetime_secs)
+            .finish()
+    }
+}
+
 /// Nonce mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum NonceModeConfig {
@@ -80,7 +96,8 @@ pub enum NonceModeConfig {
 }
 
 /// A Redis replay store.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
@@ -91,6 +108,7 @@ pub struct RedisConfig {
     /// ACL user name.
     pub username: Option<String>,
     /// Password.
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub password: Option<String>,
 }
 
@@ -106,11 +124,13 @@ impl std::fmt::Debug for RedisConfig {
 }
 
 /// A static-key token validator.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StaticValidatorConfig {
     /// The token issuer.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub issuer: String,
     /// Accepted audiences.
     pub audiences: Vec<String>,

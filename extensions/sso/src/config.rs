@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::claims::ClaimMapping;
@@ -16,11 +16,13 @@ use crate::layer::{AdvertisedExtension, SsoLayer};
 use crate::scopes::{ScopePolicy, ScopeRule};
 
 /// The SSO layer's settings.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct SsoConfig {
     /// The MCP server's canonical URI; tokens must name it as audience (unless an issuer sets its own).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub resource: String,
     /// Trusted issuers.
     pub issuers: Vec<IssuerConfig>,
@@ -45,7 +47,8 @@ pub struct SsoConfig {
 }
 
 /// An extension to advertise.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum AdvertiseConfig {
@@ -56,11 +59,13 @@ pub enum AdvertiseConfig {
 }
 
 /// One trusted issuer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "SsoIssuerConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IssuerConfig {
     /// The exact issuer identifier.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub issuer: String,
     /// Accepted audiences (default: the resource).
     #[serde(default)]
@@ -72,6 +77,7 @@ pub struct IssuerConfig {
     /// `typ` strictness.
     pub typ: Option<TypConfig>,
     /// A JWKS URL (no discovery).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub jwks_uri: Option<String>,
     /// An inline JWKS.
     pub jwks: Option<Value>,
@@ -80,14 +86,34 @@ pub struct IssuerConfig {
     /// Introspection of opaque tokens.
     pub introspection: Option<IntrospectionConfig>,
     /// **Insecure**: accept HS256 tokens signed with this shared secret.
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub insecure_shared_secret: Option<String>,
     /// **Insecure**: allow a plain-http issuer on a non-loopback host.
     #[serde(default)]
     pub insecure_http: bool,
 }
 
+impl std::fmt::Debug for IssuerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuerConfig")
+            .field("issuer", &self.issuer)
+            .field("audiences", &self.audiences)
+            .field("algorithms", &self.algorithms)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("typ", &self.typ)
+            .field("jwks_uri", &self.jwks_uri)
+            .field("jwks", &self.jwks)
+            .field("jwks_file", &self.jwks_file)
+            .field("introspection", &self.introspection)
+            .field("insecure_shared_secret", &self.insecure_shared_secret.as_ref().map(|_| "***"))
+            .field("insecure_http", &self.insecure_http)
+            .finish()
+    }
+}
+
 /// `typ` strictness.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum TypConfig {
@@ -98,15 +124,18 @@ pub enum TypConfig {
 }
 
 /// Introspection settings.
-#[derive(Clone, PartialEq, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IntrospectionConfig {
     /// The endpoint (default: from discovery).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub endpoint: Option<String>,
     /// The resource server's client id at the IdP.
     pub client_id: String,
     /// Its secret.
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub client_secret: String,
     /// Longest reuse of an active answer, seconds (default 60; never beyond `exp`).
     pub max_cache_ttl_secs: Option<u64>,
@@ -123,7 +152,8 @@ impl std::fmt::Debug for IntrospectionConfig {
 }
 
 /// Scope rules and hierarchy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ScopesConfig {
@@ -136,7 +166,8 @@ pub struct ScopesConfig {
 }
 
 /// One scope rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ScopeRuleConfig {
@@ -149,7 +180,8 @@ pub struct ScopeRuleConfig {
 }
 
 /// Claim paths.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ClaimsConfig {
@@ -171,7 +203,8 @@ pub struct ClaimsConfig {
 }
 
 /// JWKS cache timing, seconds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "SsoJwksConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct JwksConfig {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use mcp_enterprise_core::jwks::JwksSettings;
 use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::WorkloadTokenSource;
@@ -40,12 +40,14 @@ use crate::signing::SigningKey;
 use crate::trust::{IssuerKeys, TrustPolicy, TrustedIssuer};
 
 /// The server side: trust policy, direct mode, and the optional token endpoint.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct WorkloadIdentityConfig {
     /// The fronted MCP server's canonical URI: direct-mode tokens and minted tokens name it as
     /// their audience.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub resource: String,
     /// Trusted issuers and SPIFFE trust domains, with their workload rules.
     #[serde(default)]
@@ -66,17 +68,20 @@ pub struct WorkloadIdentityConfig {
 }
 
 /// One trusted issuer (`issuer`) or SPIFFE trust domain (`spiffe_trust_domain`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "WorkloadIssuerConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct IssuerConfig {
     /// An https issuer (exact `iss`). Keys: OIDC discovery unless `jwks_uri`, `jwks` or
     /// `jwks_file` is set.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub issuer: Option<String>,
     /// A SPIFFE trust domain (e.g. `prod.example.org`); needs `bundle`, `bundle_file` or
     /// `bundle_endpoint`.
     pub spiffe_trust_domain: Option<String>,
     /// A JWKS URL (no discovery).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub jwks_uri: Option<String>,
     /// An inline JWKS.
     pub jwks: Option<Value>,
@@ -87,6 +92,7 @@ pub struct IssuerConfig {
     /// A SPIFFE trust bundle file.
     pub bundle_file: Option<PathBuf>,
     /// An https SPIFFE bundle endpoint.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub bundle_endpoint: Option<String>,
     /// Allowed algorithms (default RS/PS 256-512, ES256, ES384, EdDSA).
     pub algorithms: Option<Vec<String>>,
@@ -102,7 +108,8 @@ pub struct IssuerConfig {
 }
 
 /// One workload rule.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "WorkloadRuleConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RuleConfig {
@@ -122,7 +129,8 @@ pub struct RuleConfig {
 }
 
 /// A pattern: `{"exact": "…"}`, `{"prefix": "…"}` or `{"glob": "…"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "WorkloadPatternConfig"))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum PatternConfig {
@@ -135,7 +143,8 @@ pub enum PatternConfig {
 }
 
 /// Direct mode.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "WorkloadDirectConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DirectConfig {
@@ -151,11 +160,13 @@ pub struct DirectConfig {
 }
 
 /// The token endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct AuthorizationServerConfig {
     /// The issuer identifier (the origin the endpoint is served on, e.g. `https://mcp.example.com`).
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub issuer: String,
     /// Token endpoint path. Default `/oauth/token`.
     pub token_path: Option<String>,
@@ -180,7 +191,8 @@ pub struct AuthorizationServerConfig {
 }
 
 /// Key cache timing, seconds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema), schemars(rename = "WorkloadJwksConfig"))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct JwksConfig {
@@ -197,15 +209,18 @@ pub struct JwksConfig {
 }
 
 /// The client side: the token source.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenSourceConfig {
     /// The workload JWT file (projected service-account token, JWT-SVID).
     pub token_file: PathBuf,
     /// The authorization server's token endpoint.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub token_endpoint: String,
     /// The MCP server's canonical URI.
+    #[cfg_attr(feature = "schemars", schemars(url))]
     pub resource: String,
     /// Scopes to request.
     #[serde(default)]

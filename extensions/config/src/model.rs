@@ -1,0 +1,263 @@
+//! The document: [`PackConfig`] and the sections that belong to no single extension.
+//!
+//! Each extension section *is* that crate's own configuration type (`mcp_enterprise_sso::SsoConfig`
+//! and so on), composed here and never redeclared; the schema, the errors and the reference
+//! documentation all come from those types.
+
+use mcp_enterprise_audit::AuditConfig;
+use mcp_enterprise_core::CoreConfig;
+use mcp_enterprise_dpop::DpopConfig;
+use mcp_enterprise_sso::SsoConfig;
+use mcp_enterprise_workload_identity::WorkloadIdentityConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The document format version this crate reads.
+pub const CURRENT_VERSION: u32 = 1;
+
+/// The prefix of environment variables that override the files.
+pub const ENV_PREFIX: &str = "MCPE_";
+
+/// Separates nesting levels in environment variable names: `MCPE_AUDIT__QUEUE_CAPACITY` sets
+/// `audit.queue_capacity` (a single `_` stays part of the key).
+pub const ENV_SEPARATOR: &str = "__";
+
+/// The default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+/// The whole pack, configured by one document (TOML, YAML or JSON; one schema).
+///
+/// Sections left out are off. `sso.resource` and `workload_identity.resource` default to the
+/// top-level [`resource`](Self::resource), and `dpop.origin` to its origin.
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "mcp-enterprise configuration")]
+#[non_exhaustive]
+pub struct PackConfig {
+    /// Version of this document's format. Must be `1`.
+    pub version: u32,
+    /// The server's canonical resource URI: the MCP endpoint URL clients use, e.g.
+    /// `https://mcp.example.com/mcp`. Tokens must name it as their audience (RFC 8707), the server
+    /// card and the client configurations point at it, and the gateway serves MCP at its path.
+    #[schemars(url)]
+    pub resource: String,
+    /// The MCP server the gateway fronts.
+    pub upstream: UpstreamConfig,
+    /// Where and for whom the gateway listens.
+    #[serde(default)]
+    pub listen: ListenConfig,
+    /// Inspection and SEP-2133 negotiation (the core layers).
+    #[serde(default)]
+    pub core: CoreConfig,
+    /// OAuth 2.1 bearer tokens from enterprise identity providers (`mcp-enterprise-sso`). Absent: off.
+    pub sso: Option<SsoConfig>,
+    /// DPoP-bound tokens, RFC 9449 / SEP-1932 (`mcp-enterprise-dpop`). Absent: off. Tokens are judged
+    /// by the `sso` section, or by `dpop.static_validator`.
+    pub dpop: Option<DpopConfig>,
+    /// Workload identity, SEP-1933 (`mcp-enterprise-workload-identity`). Absent: off.
+    pub workload_identity: Option<WorkloadIdentityConfig>,
+    /// The tamper-evident audit trail (`mcp-enterprise-audit`). Absent: off.
+    pub audit: Option<AuditConfig>,
+    /// The server card served at `<resource>/server-card` and listed in
+    /// `/.well-known/ai-catalog.json`. Absent: no card.
+    pub server_card: Option<ServerCardConfig>,
+    /// What MCP clients need to connect (`mcp-enterprise config export`). Absent: derived from
+    /// `resource` and the `sso` scopes.
+    pub client: Option<ClientConfig>,
+    /// The settings whose values came from secret references (set by the loader; not part of the
+    /// document): `Debug` never shows them.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub(crate) secret_paths: SecretPaths,
+}
+
+/// Key paths of secrets; never affects equality.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SecretPaths(pub(crate) std::sync::Arc<std::collections::BTreeSet<crate::path::KeyPath>>);
+
+impl PartialEq for SecretPaths {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for PackConfig {
+    /// Debug output never shows a secret — a setting marked `writeOnly` in the schema or a value
+    /// that came from a secret reference: it is the redacted document.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = serde_json::to_value(self).map_err(|_| std::fmt::Error)?;
+        let redacted = crate::secret::redact(value, &self.secret_paths.0);
+        f.debug_tuple("PackConfig").field(&redacted).finish()
+    }
+}
+
+/// The fronted MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpstreamConfig {
+    /// Its Streamable HTTP endpoint, an absolute `http://` URL without credentials, e.g.
+    /// `http://127.0.0.1:8081/mcp`. The caller's token is never forwarded to it.
+    #[schemars(url)]
+    pub url: String,
+}
+
+/// Where and for whom the gateway listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct ListenConfig {
+    /// Socket address to listen on (`host:port`). A non-loopback address needs an authentication
+    /// section (`sso`, `dpop` or `workload_identity`) or `insecure_listen_any`.
+    pub address: String,
+    /// Extra names accepted in the `Host` header, besides the loopback names and the host of
+    /// `resource` (DNS-rebinding defence: any other `Host` is refused with 403).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the MCP endpoint, e.g. `https://app.example.com`.
+    pub allowed_origins: Vec<String>,
+    /// **Insecure**: listen on a non-loopback address without any authentication section, exposing
+    /// the upstream server unauthenticated.
+    pub insecure_listen_any: bool,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            address: DEFAULT_LISTEN.to_owned(),
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            insecure_listen_any: false,
+        }
+    }
+}
+
+/// The server card (experimental MCP Server Card, SEP-2127): identity and connection facts served
+/// before any connection. It never holds credentials or the upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServerCardConfig {
+    /// Reverse-DNS server name with exactly one `/`, e.g. `com.example/weather`
+    /// (`^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$`, 3–200 characters).
+    #[schemars(length(min = 3, max = 200), regex(pattern = r"^[a-zA-Z0-9.-]+/[a-zA-Z0-9._-]+$"))]
+    pub name: String,
+    /// The server's version (semantic versioning recommended; ranges are refused).
+    #[schemars(length(min = 1, max = 255))]
+    pub version: String,
+    /// What the server does, 1–100 characters.
+    #[schemars(length(min = 1, max = 100))]
+    pub description: String,
+    /// Display name, 1–100 characters.
+    #[schemars(length(min = 1, max = 100))]
+    pub title: Option<String>,
+    /// Homepage or documentation.
+    #[schemars(url)]
+    pub website_url: Option<String>,
+    /// Source repository.
+    pub repository: Option<RepositoryConfig>,
+    /// The AI Catalog entry identifier (default `urn:air:{host of resource}:{name after the /}`).
+    pub catalog_identifier: Option<String>,
+    /// `max-age` of `Cache-Control`, seconds.
+    #[serde(default = "default_card_max_age")]
+    pub max_age_secs: u64,
+}
+
+fn default_card_max_age() -> u64 {
+    3600
+}
+
+/// A source repository of the server card.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RepositoryConfig {
+    /// Repository URL.
+    #[schemars(url)]
+    pub url: String,
+    /// Hosting service, e.g. `github`.
+    pub source: String,
+    /// Path of the server inside the repository.
+    pub subfolder: Option<String>,
+}
+
+/// What MCP clients need to connect — never a secret: values a client must supply come from its
+/// own environment (`env`), and OAuth needs only the public client id and scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The entry's name in client configurations (`^[a-zA-Z0-9_\[\]-]+$`; default: derived from
+    /// the server card name or the host of `resource`).
+    pub name: Option<String>,
+    /// Display title.
+    pub title: Option<String>,
+    /// One-line description.
+    pub description: Option<String>,
+    /// OAuth hints for clients that register statically with the identity provider.
+    pub oauth: Option<ClientOAuthConfig>,
+    /// HTTP headers clients send.
+    #[serde(default)]
+    pub headers: Vec<ClientHeaderConfig>,
+}
+
+/// OAuth hints for clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientOAuthConfig {
+    /// The public OAuth client id registered at the identity provider.
+    pub client_id: Option<String>,
+    /// Scopes to request (default: every scope the `sso` scope rules name).
+    pub scopes: Option<Vec<String>>,
+    /// The redirect URI registered for the client.
+    #[schemars(url)]
+    pub redirect_uri: Option<String>,
+}
+
+/// One HTTP header a client sends: a constant `value`, or the client's own environment variable
+/// `env` (for a secret the client holds; it never passes through this file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientHeaderConfig {
+    /// Header name.
+    pub name: String,
+    /// A constant, non-secret value.
+    pub value: Option<String>,
+    /// The client-side environment variable holding the value.
+    pub env: Option<String>,
+    /// What the value is, for people configuring the client.
+    pub description: Option<String>,
+}
+
+impl PackConfig {
+    /// A document with every optional section off.
+    pub fn new(resource: &str, upstream: &str) -> Self {
+        Self {
+            version: CURRENT_VERSION,
+            resource: resource.to_owned(),
+            upstream: UpstreamConfig { url: upstream.to_owned() },
+            listen: ListenConfig::default(),
+            core: CoreConfig::default(),
+            sso: None,
+            dpop: None,
+            workload_identity: None,
+            audit: None,
+            server_card: None,
+            client: None,
+            secret_paths: SecretPaths::default(),
+        }
+    }
+}
+
+impl ClientHeaderConfig {
+    /// A header with a constant value.
+    pub fn constant(name: &str, value: &str) -> Self {
+        Self { name: name.to_owned(), value: Some(value.to_owned()), env: None, description: None }
+    }
+
+    /// A header whose value the client reads from its environment variable `env`.
+    pub fn from_env(name: &str, env: &str) -> Self {
+        Self { name: name.to_owned(), value: None, env: Some(env.to_owned()), description: None }
+    }
+}

@@ -1,0 +1,364 @@
+//! `mcp-enterprise serve --config FILE…`: a gateway running exactly what a configuration document
+//! says, reloaded on `SIGHUP`.
+//!
+//! A reload loads and checks the files again (with the same `MCPE_` environment). A document with
+//! any problem is rejected — logged with every diagnostic — and the running configuration stays.
+//! An accepted one replaces the layer stack for new requests; requests in flight finish on the stack
+//! they started on, so nothing is dropped.
+//!
+//! Layers keep their state across reloads when their section (and every file it names) is
+//! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
+//! stores and token-endpoint key, the legacy session map of `core`. A changed section gets a new
+//! layer with fresh state. Two settings cannot change without a restart and make a reload fail
+//! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
+//! `audit` section — one trail has one writer, and records of calls in flight must land in the
+//! trail they started in, so the audit layer and its trail live as long as the process.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+
+use mcp_enterprise_audit::{AuditLayer, AuditTrail};
+use mcp_enterprise_config::clients::{ClientEntry, HeaderValue};
+use mcp_enterprise_config::compose::{self, GATEWAY_EXTENSION};
+use mcp_enterprise_config::{LoadedConfig, Loader, PackConfig};
+use mcp_enterprise_core::InspectLayer;
+use mcp_enterprise_dpop::DpopLayer;
+use mcp_enterprise_sso::SsoLayer;
+use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::card::{CardHeader, ServerCard};
+use crate::{Gateway, RunningGateway};
+
+/// Why a configured gateway could not start or reload.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfiguredError {
+    /// The document has problems (every one is listed).
+    #[error(transparent)]
+    Config(#[from] mcp_enterprise_config::ConfigError),
+    /// The gateway refused a setting.
+    #[error("gateway: {0}")]
+    Gateway(#[from] crate::ConfigError),
+    /// The server card is not acceptable.
+    #[error(transparent)]
+    Card(#[from] crate::card::CardError),
+    /// A setting that needs a restart changed; the running configuration stays.
+    #[error("{setting} changed, which needs a restart ({why}); the running configuration stays")]
+    NeedsRestart {
+        /// The setting.
+        setting: &'static str,
+        /// Why it cannot change live.
+        why: &'static str,
+    },
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {address} (is it in use?): {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A section's identity for reuse across reloads: its settings and the contents of every file it
+/// names (`*_file` keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(Vec<u8>);
+
+fn fingerprint<T: Serialize>(section: &T) -> Fingerprint {
+    let value = serde_json::to_value(section).unwrap_or(Value::Null);
+    let mut bytes = serde_json::to_vec(&value).unwrap_or_default();
+    let mut files = Vec::new();
+    named_files(&value, None, &mut files);
+    for path in files {
+        bytes.push(0);
+        match std::fs::read(&path) {
+            Ok(contents) => bytes.extend(contents),
+            Err(e) => bytes.extend(e.kind().to_string().as_bytes()),
+        }
+    }
+    Fingerprint(bytes)
+}
+
+fn named_files(value: &Value, key: Option<&str>, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) if key.is_some_and(|k| k.ends_with("_file")) => out.push(s.clone()),
+        Value::Object(map) => map.iter().for_each(|(k, v)| named_files(v, Some(k), out)),
+        Value::Array(items) => items.iter().for_each(|v| named_files(v, key, out)),
+        _ => {}
+    }
+}
+
+/// The layers of one configuration, each with the fingerprint it was built from.
+struct Parts {
+    listen: String,
+    core: Fingerprint,
+    inspect: InspectLayer,
+    sso: Fingerprint,
+    sso_layer: Option<SsoLayer>,
+    dpop: Fingerprint,
+    dpop_layer: Option<DpopLayer>,
+    workload_identity: Fingerprint,
+    workload_identity_setup: Option<WorkloadIdentitySetup>,
+    audit: Fingerprint,
+    audit_layer: Option<AuditLayer>,
+}
+
+impl Parts {
+    /// Builds the layers of `config`, reusing `previous`'s where their section is unchanged. The
+    /// audit trail is started only without `previous` (and returned).
+    fn build(config: &PackConfig, previous: Option<&Parts>) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
+        let core = fingerprint(&config.core);
+        let sso = fingerprint(&config.sso);
+        let dpop = fingerprint(&(&config.dpop, &config.sso));
+        let workload_identity = fingerprint(&config.workload_identity);
+        let audit = fingerprint(&config.audit);
+        let inspect = match previous {
+            Some(p) if p.core == core => p.inspect.clone(),
+            _ => compose::inspect(&config.core)?,
+        };
+        let sso_layer = match previous {
+            Some(p) if p.sso == sso => p.sso_layer.clone(),
+            _ => compose::sso(config)?,
+        };
+        let dpop_layer = match previous {
+            Some(p) if p.dpop == dpop => p.dpop_layer.clone(),
+            _ => compose::dpop(config, sso_layer.as_ref())?,
+        };
+        let workload_identity_setup = match previous {
+            Some(p) if p.workload_identity == workload_identity => p.workload_identity_setup.clone(),
+            _ => compose::workload_identity(config)?,
+        };
+        let (audit_layer, trail) = match previous {
+            Some(p) if p.audit == audit => (p.audit_layer.clone(), None),
+            Some(_) => {
+                return Err(ConfiguredError::NeedsRestart {
+                    setting: "the audit section",
+                    why: "one trail has one writer, and calls in flight are recorded in the trail they started in",
+                });
+            }
+            None => match compose::audit(config)? {
+                Some((layer, trail)) => (Some(layer), Some(trail)),
+                None => (None, None),
+            },
+        };
+        let parts = Self {
+            listen: config.listen.address.clone(),
+            core,
+            inspect,
+            sso,
+            sso_layer,
+            dpop,
+            dpop_layer,
+            workload_identity,
+            workload_identity_setup,
+            audit,
+            audit_layer,
+        };
+        Ok((parts, trail))
+    }
+
+    /// The gateway these layers and `config` make.
+    fn gateway(&self, config: &PackConfig) -> Result<Gateway, ConfiguredError> {
+        let extensions = compose::extensions(
+            config,
+            self.sso_layer.as_ref(),
+            self.dpop_layer.as_ref(),
+            self.workload_identity_setup.as_ref(),
+            self.audit_layer.as_ref(),
+            &[GATEWAY_EXTENSION],
+        )?;
+        let resource: http::Uri =
+            config.resource.parse().map_err(|_| crate::ConfigError::InvalidPath { path: config.resource.clone() })?;
+        let path = match resource.path() {
+            "" => "/",
+            p => p,
+        };
+        let listen: SocketAddr = config.listen.address.parse().map_err(|_| ConfiguredError::Listen {
+            address: config.listen.address.clone(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+        let mut hosts: Vec<String> =
+            resource.host().map(|h| h.trim_matches(['[', ']']).to_owned()).into_iter().collect();
+        hosts.extend(config.listen.allowed_hosts.iter().cloned());
+        let mut builder = Gateway::builder()
+            .upstream(&config.upstream.url)?
+            .listen(listen)
+            .mcp_path(path)?
+            .inspect(self.inspect.clone())
+            .extensions(extensions)
+            .allowed_hosts(hosts)
+            .allowed_origins(config.listen.allowed_origins.iter().cloned());
+        if let Some(sso) = &self.sso_layer {
+            builder = builder.sso(sso.clone());
+        }
+        if let Some(dpop) = &self.dpop_layer {
+            builder = builder.dpop(dpop.clone());
+        }
+        if let Some(wi) = &self.workload_identity_setup {
+            builder = builder.workload_identity(wi.clone());
+        }
+        if let Some(audit) = &self.audit_layer {
+            builder = builder.audit(audit.clone());
+        }
+        if let Some(card) = server_card(config)? {
+            builder = builder.server_card(card);
+        }
+        Ok(builder.build()?)
+    }
+}
+
+/// The server card of a document's `server_card` section; its headers are the `client` headers.
+pub fn server_card(config: &PackConfig) -> Result<Option<ServerCard>, crate::card::CardError> {
+    let Some(section) = &config.server_card else { return Ok(None) };
+    let mut card = ServerCard::new(&section.name, &section.version, &section.description, &config.resource)?
+        .max_age(std::time::Duration::from_secs(section.max_age_secs));
+    if let Some(title) = &section.title {
+        card = card.title(title);
+    }
+    if let Some(url) = &section.website_url {
+        card = card.website_url(url);
+    }
+    if let Some(repo) = &section.repository {
+        card = card.repository(&repo.url, &repo.source, repo.subfolder.as_deref());
+    }
+    if let Some(id) = &section.catalog_identifier {
+        card = card.catalog_identifier(id);
+    }
+    for header in ClientEntry::from_config(config).headers {
+        let described = match &header.value {
+            HeaderValue::Constant(v) => CardHeader::fixed(&header.name, v),
+            HeaderValue::Env(_) => CardHeader::secret(&header.name, header.description.as_deref()),
+            _ => continue,
+        };
+        card = card.header(described);
+    }
+    Ok(Some(card))
+}
+
+struct State {
+    loaded: LoadedConfig,
+    parts: Parts,
+}
+
+/// A gateway serving a configuration document, reloadable.
+pub struct ConfiguredGateway {
+    loader: Loader,
+    running: RunningGateway,
+    state: Mutex<State>,
+    trail: Mutex<Option<AuditTrail>>,
+}
+
+impl std::fmt::Debug for ConfiguredGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfiguredGateway").field("running", &self.running).finish_non_exhaustive()
+    }
+}
+
+impl ConfiguredGateway {
+    /// Loads and checks the document, builds every layer, starts the audit trail and listens.
+    pub async fn start(loader: Loader) -> Result<Self, ConfiguredError> {
+        let loaded = loader.load()?;
+        let (parts, trail) = Parts::build(loaded.config(), None)?;
+        let gateway = parts.gateway(loaded.config())?;
+        let address = loaded.config().listen.address.clone();
+        let running = match gateway.spawn().await {
+            Ok(running) => running,
+            Err(source) => {
+                if let Some(trail) = trail {
+                    let _ = tokio::task::spawn_blocking(move || trail.shutdown()).await;
+                }
+                return Err(ConfiguredError::Listen { address, source });
+            }
+        };
+        Ok(Self { loader, running, state: Mutex::new(State { loaded, parts }), trail: Mutex::new(trail) })
+    }
+
+    /// The running gateway.
+    pub fn running(&self) -> &RunningGateway {
+        &self.running
+    }
+
+    /// The proxied MCP endpoint (the path of the running configuration's `resource`).
+    pub fn mcp_url(&self) -> String {
+        let path =
+            self.lock().loaded.config().resource.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_default();
+        format!("http://{}{}", self.running.local_addr(), if path.is_empty() { "/" } else { &path })
+    }
+
+    /// The configuration running now, secrets redacted.
+    pub fn redacted(&self) -> Value {
+        self.lock().loaded.redacted()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Loads the files again and, when the document passes every check, serves it for new
+    /// requests. On any error the running configuration stays.
+    pub fn reload(&self) -> Result<(), ConfiguredError> {
+        let loaded = self.loader.load()?;
+        let mut state = self.lock();
+        if loaded.config().listen.address != state.parts.listen {
+            return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
+        }
+        let (parts, _) = Parts::build(loaded.config(), Some(&state.parts))?;
+        let gateway = parts.gateway(loaded.config())?;
+        self.running.replace(&gateway);
+        *state = State { loaded, parts };
+        Ok(())
+    }
+
+    /// Serves until `SIGINT` or `SIGTERM`, reloading on `SIGHUP` (a rejected document is logged
+    /// and the running configuration stays), then shuts down.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                _ = hangup.recv() => match self.reload() {
+                    Ok(()) => tracing::info!(sources = ?self.lock().loaded.sources(), "configuration reloaded"),
+                    Err(e) => tracing::error!("configuration reload rejected; the running configuration stays:\n{e}"),
+                },
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops serving (open requests get up to 5 s) and seals the audit trail.
+    pub async fn shutdown(self) {
+        let Self { running, trail, .. } = self;
+        running.shutdown().await;
+        let trail = trail.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(trail) = trail {
+            // drains the queue and writes the closing checkpoint
+            let _ = tokio::task::spawn_blocking(move || trail.shutdown()).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_follow_named_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "one").expect("write");
+        let section = serde_json::json!({"signing_key_file": key, "nested": [{"jwks_file": key}], "x": 1});
+        let a = fingerprint(&section);
+        assert_eq!(a, fingerprint(&section));
+        std::fs::write(&key, "two").expect("write");
+        assert_ne!(a, fingerprint(&section), "a changed key file is a changed section");
+        assert_ne!(fingerprint(&serde_json::json!({"x": 2})), fingerprint(&serde_json::json!({"x": 1})));
+    }
+}

@@ -511,4 +511,105 @@ mod tests {
         let body = SseRewrite::new(chunks(&["data: partial"]), injector(1), 1 << 20);
         assert_eq!(frames(body).await.concat(), b"data: partial"[..]);
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Event {
+            Progress(String),
+            Answer,
+            OtherAnswer,
+            Comment(String),
+        }
+
+        fn event() -> impl Strategy<Value = Event> {
+            prop_oneof![
+                "[a-z \"\\\\]{0,40}".prop_map(Event::Progress),
+                Just(Event::Answer),
+                Just(Event::OtherAnswer),
+                "[a-z ]{0,20}".prop_map(Event::Comment),
+            ]
+        }
+
+        fn render(events: &[(Event, bool)]) -> Vec<u8> {
+            let mut out = String::new();
+            for (e, crlf) in events {
+                let nl = if *crlf { "\r\n" } else { "\n" };
+                match e {
+                    Event::Progress(text) => {
+                        let data =
+                            json!({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"message": text}});
+                        out.push_str(&format!("event: message{nl}data: {data}{nl}{nl}"));
+                    }
+                    Event::Answer => out.push_str(&format!(
+                        "data: {{\"jsonrpc\":\"2.0\",\"id\":1,{nl}data: \"result\":{{\"capabilities\":{{}}}}}}{nl}{nl}"
+                    )),
+                    Event::OtherAnswer => {
+                        out.push_str(&format!("data: {{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{{}}}}{nl}{nl}"))
+                    }
+                    Event::Comment(text) => out.push_str(&format!(": {text}{nl}{nl}")),
+                }
+            }
+            out.into_bytes()
+        }
+
+        /// The oracle: split the whole stream into events, rewrite the first one that answers
+        /// the request, pass everything else through byte for byte.
+        fn oracle(stream: &[u8]) -> Vec<u8> {
+            let inj = injector(1);
+            let mut out = Vec::new();
+            let mut rest = stream;
+            let mut done = false;
+            let mut scanned = 0;
+            let mut line_start = true;
+            while let Some(end) = find_event_end(rest, &mut scanned, &mut line_start) {
+                scanned = 0;
+                line_start = true;
+                let event = &rest[..end];
+                match (!done).then(|| rewrite_event(&inj, event)).flatten() {
+                    Some(rewritten) => {
+                        out.extend_from_slice(&rewritten);
+                        done = true;
+                    }
+                    None => out.extend_from_slice(event),
+                }
+                rest = &rest[end..];
+            }
+            out.extend_from_slice(rest);
+            out
+        }
+
+        proptest! {
+            #[test]
+            fn every_chunking_gives_the_oracle_output(
+                events in proptest::collection::vec((event(), any::<bool>()), 0..12),
+                cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
+            ) {
+                let stream = render(&events);
+                let mut points: Vec<usize> = cuts.iter().map(|c| c.index(stream.len() + 1)).collect();
+                points.sort_unstable();
+                points.dedup();
+                let mut parts = Vec::new();
+                let mut last = 0;
+                for p in points.into_iter().chain([stream.len()]) {
+                    parts.push(Bytes::copy_from_slice(&stream[last..p]));
+                    last = p;
+                }
+                let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+                let body = SseRewrite::new(Chunks(parts.into_iter().collect()), injector(1), 1 << 20);
+                let got = rt.block_on(body.collect()).expect("body").to_bytes();
+                let expected = oracle(&stream);
+                prop_assert_eq!(got.as_ref(), expected.as_slice());
+                // the answer, when present, carries the extensions; nothing else changed
+                if events.iter().any(|(e, _)| matches!(e, Event::Answer)) {
+                    prop_assert!(String::from_utf8_lossy(&got).contains("io.github.mcp-enterprise/audit"));
+                } else {
+                    prop_assert_eq!(got.as_ref(), stream.as_slice());
+                }
+            }
+        }
+    }
 }

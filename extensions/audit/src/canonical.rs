@@ -175,4 +175,47 @@ mod tests {
             &bytes[bytes.windows(4).position(|w| w == b"\"s\":").expect("s") + 4..bytes.len() - 1]
         );
     }
+
+    mod properties {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value};
+
+        use super::super::{Members, to_vec};
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<u64>().prop_map(Value::from),
+                any::<String>().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::vec((any::<String>(), inner), 0..6)
+                        .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
+                ]
+            })
+        }
+
+        proptest! {
+            /// The canonical form parses back to the same value, is a fixed point, does not depend
+            /// on key insertion order, and matches the member-wise writer the chain uses.
+            #[test]
+            fn canonical_serialisation_is_stable(v in value()) {
+                let bytes = to_vec(&v);
+                let parsed: Value = serde_json::from_slice(&bytes).expect("parses");
+                prop_assert_eq!(&parsed, &v);
+                prop_assert_eq!(to_vec(&parsed), bytes.clone());
+                if let Value::Object(map) = &v {
+                    let reversed: Map<String, Value> = map.iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+                    prop_assert_eq!(to_vec(&Value::Object(reversed)), bytes.clone());
+                    let mut members = Vec::new();
+                    Members::of(map).write(&[], &[], &mut members);
+                    prop_assert_eq!(members, bytes);
+                }
+            }
+        }
+    }
 }

@@ -110,4 +110,56 @@ mod tests {
         assert!(!matches("https://mcp.example.com:8443/mcp", "https://mcp.example.com/mcp"));
         assert!(!matches("https://mcp.example.com/mcpx", "https://mcp.example.com/mcp"));
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::normalize;
+
+        fn uri() -> impl Strategy<Value = String> {
+            (
+                prop_oneof![Just("http"), Just("HTTPS"), Just("Http"), Just("ftp")],
+                "[A-Za-z0-9.-]{1,20}",
+                proptest::option::of(0u16..=65535),
+                proptest::collection::vec(
+                    prop_oneof!["[A-Za-z0-9_~.-]{0,8}", Just(".".to_owned()), Just("..".to_owned()), "%[0-9a-fA-F]{2}"],
+                    0..6,
+                ),
+                proptest::option::of("[a-z=&0-9]{0,10}"),
+                proptest::option::of("[a-z0-9]{0,6}"),
+            )
+                .prop_map(|(scheme, host, port, segments, query, fragment)| {
+                    let mut u = format!("{scheme}://{host}");
+                    if let Some(p) = port {
+                        u.push_str(&format!(":{p}"));
+                    }
+                    for s in segments {
+                        u.push('/');
+                        u.push_str(&s);
+                    }
+                    if let Some(q) = query {
+                        u.push('?');
+                        u.push_str(&q);
+                    }
+                    if let Some(f) = fragment {
+                        u.push('#');
+                        u.push_str(&f);
+                    }
+                    u
+                })
+        }
+
+        proptest! {
+            /// Normalising is idempotent, and query/fragment never matter.
+            #[test]
+            fn normalisation_is_idempotent(u in uri()) {
+                if let Some(n) = normalize(&u) {
+                    prop_assert_eq!(normalize(&n), Some(n.clone()));
+                    let bare = u.split(['?', '#']).next().unwrap_or(&u);
+                    prop_assert_eq!(normalize(bare), Some(n.clone()));
+                    prop_assert!(!n.contains('?') && !n.contains('#'));
+                }
+            }
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response};
 use mcp_enterprise_core::{Denial, JsonRpcId, McpRequest, Principal};
 use serde_json::{Map, Value, json};
 
@@ -24,7 +24,8 @@ const MAX_CORRELATION_ID: usize = 128;
 pub(crate) struct Arrival {
     pub(crate) started: Instant,
     record: Map<String, Value>,
-    pub(crate) correlation_id: String,
+    /// The correlation id as a header value, made once for the request and the response.
+    correlation: Option<HeaderValue>,
 }
 
 impl Arrival {
@@ -36,19 +37,20 @@ impl Arrival {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= MAX_CORRELATION_ID && v.bytes().all(|b| b.is_ascii_graphic()))
             .map_or(event_id, str::to_owned);
-        record.insert("correlation_id".into(), Value::from(correlation_id.clone()));
+        record.insert("correlation_id".into(), Value::from(correlation_id.as_str()));
         record.insert("http".into(), json!({"method": method.as_str(), "path": truncate(path)}));
         for name in ["traceparent", "tracestate"] {
             if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
                 record.insert(format!("http_{name}"), Value::from(truncate(v)));
             }
         }
-        Self { started: Instant::now(), record, correlation_id }
+        let correlation = HeaderValue::from_str(&correlation_id).ok();
+        Self { started: Instant::now(), record, correlation }
     }
 
     /// The header value the correlation id travels in.
     pub(crate) fn correlation_header(&self) -> Option<HeaderValue> {
-        HeaderValue::from_str(&self.correlation_id).ok()
+        self.correlation.clone()
     }
 
     /// Adds what the response carries: the inspected message, the principal, a refusal.
@@ -104,7 +106,6 @@ impl Arrival {
             record: self.record,
             known_code: code,
             denied: denial.is_some(),
-            status,
             sse,
             request_id: mcp.and_then(|m| m.id().cloned()),
         }
@@ -118,7 +119,6 @@ pub(crate) struct Departure {
     record: Map<String, Value>,
     known_code: Option<i64>,
     denied: bool,
-    status: StatusCode,
     pub(crate) sse: bool,
     pub(crate) request_id: Option<JsonRpcId>,
 }
@@ -147,7 +147,6 @@ impl Departure {
         if let Some(d) = result_digest {
             r.insert("result_digest".into(), Value::from(d));
         }
-        let _ = self.status;
         self.record
     }
 }

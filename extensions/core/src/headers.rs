@@ -82,6 +82,28 @@ pub fn encode_value(value: &str) -> String {
     }
 }
 
+/// The request's one `Authorization` field split into its scheme and what follows the first
+/// space (`None` when there is no space), trimmed of spaces. `Ok(None)` when there is no field;
+/// `Err` (a reason, never the value) for several fields or bytes that are not visible ASCII.
+/// Shared by the auth layers so they read credentials the same way.
+pub fn authorization(headers: &http::HeaderMap) -> Result<Option<(&str, Option<&str>)>, &'static str> {
+    let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err("more than one Authorization header");
+    }
+    let value = value.to_str().map_err(|_| "Authorization is not visible ASCII")?;
+    Ok(Some(match value.split_once(' ') {
+        Some((scheme, rest)) => (scheme, Some(rest.trim_matches(' '))),
+        None => (value, None),
+    }))
+}
+
+/// Whether `token` is a non-empty RFC 6750 `b64token`.
+pub fn is_b64token(token: &str) -> bool {
+    !token.is_empty() && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -69,6 +69,7 @@ pub mod message;
 pub mod metadata;
 pub mod negotiate;
 pub mod principal;
+pub mod replay;
 
 pub use body::{BoxError, McpBody};
 pub use challenge::{AuthErrorCode, Challenge};

@@ -37,22 +37,17 @@ enum Credentials<'a> {
 }
 
 fn credentials(headers: &http::HeaderMap) -> Credentials<'_> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Credentials::None };
-    if values.next().is_some() {
-        return Credentials::Malformed;
-    }
-    let Ok(value) = value.to_str() else { return Credentials::Malformed };
-    match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("dpop") => {
-            let token = token.trim_matches(' ');
-            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)) {
-                Credentials::Malformed
-            } else {
+    match mcp_enterprise_core::headers::authorization(headers) {
+        Err(_) => Credentials::Malformed,
+        Ok(None) => Credentials::None,
+        Ok(Some((scheme, Some(token)))) if scheme.eq_ignore_ascii_case("dpop") => {
+            if mcp_enterprise_core::headers::is_b64token(token) {
                 Credentials::Dpop(token)
+            } else {
+                Credentials::Malformed
             }
         }
-        _ => Credentials::Other,
+        Ok(Some(_)) => Credentials::Other,
     }
 }
 

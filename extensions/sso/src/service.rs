@@ -3,6 +3,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
+use mcp_enterprise_core::headers;
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::{Challenge, Denial, JsonRpcError, McpBody, McpRequest, Principal};
 use serde_json::json;
@@ -27,13 +28,9 @@ impl<S: std::fmt::Debug> std::fmt::Debug for Sso<S> {
 
 /// The bearer token of a request, or why there is none usable.
 fn bearer(req_headers: &http::HeaderMap) -> Result<&str, AuthError> {
-    let mut values = req_headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Err(AuthError::MissingToken) };
-    if values.next().is_some() {
-        return Err(AuthError::MalformedHeader("more than one Authorization header"));
-    }
-    let value = value.to_str().map_err(|_| AuthError::MalformedHeader("Authorization is not visible ASCII"))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let Some((scheme, token)) = headers::authorization(req_headers).map_err(AuthError::MalformedHeader)? else {
+        return Err(AuthError::MissingToken);
+    };
     if scheme.eq_ignore_ascii_case("dpop") {
         // sender-constrained tokens belong to the DPoP layer
         return Err(AuthError::DpopBoundToken);
@@ -41,9 +38,8 @@ fn bearer(req_headers: &http::HeaderMap) -> Result<&str, AuthError> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::MissingToken);
     }
-    let token = token.trim_matches(' ');
-    // RFC 6750 b64token
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)) {
+    let token = token.unwrap_or("");
+    if !headers::is_b64token(token) {
         return Err(AuthError::MalformedHeader("the bearer token is not a b64token"));
     }
     Ok(token)

@@ -28,19 +28,16 @@ impl<S: std::fmt::Debug> std::fmt::Debug for WorkloadIdentity<S> {
 
 /// The bearer token of a request, or why there is none usable. Other schemes count as no token.
 pub(crate) fn bearer(headers: &http::HeaderMap) -> Result<&str, WorkloadError> {
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else { return Err(WorkloadError::MissingToken) };
-    if values.next().is_some() {
-        return Err(WorkloadError::MalformedHeader("more than one Authorization header"));
-    }
-    let value = value.to_str().map_err(|_| WorkloadError::MalformedHeader("Authorization is not visible ASCII"))?;
-    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    let Some((scheme, token)) =
+        mcp_enterprise_core::headers::authorization(headers).map_err(WorkloadError::MalformedHeader)?
+    else {
+        return Err(WorkloadError::MissingToken);
+    };
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(WorkloadError::MissingToken);
     }
-    let token = token.trim_matches(' ');
-    // RFC 6750 b64token
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)) {
+    let token = token.unwrap_or("");
+    if !mcp_enterprise_core::headers::is_b64token(token) {
         return Err(WorkloadError::MalformedHeader("the bearer token is not a b64token"));
     }
     Ok(token)

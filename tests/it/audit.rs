@@ -235,6 +235,20 @@ async fn load(url: &str, total: usize, concurrency: usize) -> usize {
     ok.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// The gateway on a free loopback port with only the audit layer.
+async fn audited_gateway(upstream: &str, audit: AuditLayer) -> mcp_enterprise_gateway::RunningGateway {
+    Gateway::builder()
+        .upstream(upstream)
+        .unwrap()
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap()
+}
+
 /// A minimal MCP-shaped upstream: answers every POST with a small JSON-RPC result.
 async fn echo_upstream() -> String {
     let app = axum::Router::new().fallback(|| async {
@@ -261,16 +275,7 @@ async fn two_hundred_thousand_requests_make_exactly_as_many_records() {
         .build()
         .unwrap();
     let stats = audit.clone();
-    let gw = Gateway::builder()
-        .upstream(&upstream)
-        .unwrap()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .audit(audit)
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap();
+    let gw = audited_gateway(&upstream, audit).await;
     let ok = load(&gw.mcp_url(), total, 32).await;
     assert_eq!(ok, total, "every request answered");
     gw.shutdown().await;
@@ -297,16 +302,7 @@ async fn audit_crash_child() {
         .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
         .build()
         .unwrap();
-    let gw = Gateway::builder()
-        .upstream(&upstream)
-        .unwrap()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .audit(audit)
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap();
+    let gw = audited_gateway(&upstream, audit).await;
     std::fs::write(dir.join("url.tmp"), gw.mcp_url()).unwrap();
     std::fs::rename(dir.join("url.tmp"), dir.join("url")).unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -408,16 +404,7 @@ async fn records_reach_an_opentelemetry_collector_as_valid_otlp_logs() {
         ..Default::default()
     };
     let (audit, trail) = AuditLayer::from_config(&config).unwrap();
-    let gw = Gateway::builder()
-        .upstream(&upstream)
-        .unwrap()
-        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .audit(audit)
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap();
+    let gw = audited_gateway(&upstream, audit).await;
     let mut req =
         common::modern(&gw.mcp_url(), 1, "tools/call", json!({"name": "echo", "arguments": {"text": "a"}}), json!({}));
     req.headers_mut().insert("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".parse().unwrap());

@@ -487,9 +487,9 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             "audit: record serialise + chain",
             "audit_record",
             "serialise_and_chain",
-            "serialise only",
+            "canonical serialise + SHA-256",
             "audit_record",
-            "serialise_only",
+            "floor_serialise_and_sha256",
         ),
         (
             "core: SSE rewrite, 1 MiB stream",

@@ -68,5 +68,76 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The layer's whole cost per call: a `tools/call` through `AuditLayer` (over core's inspection
+/// and a trivial answer), body read to the end, so the record is built and queued; next to the
+/// same call without the audit layer. The writer thread seals and appends concurrently; when it
+/// falls behind, the queue fills and the request waits (backpressure), so a saturated run measures
+/// the slower of the two sides.
+fn request_path(c: &mut Criterion) {
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt, Full};
+    use mcp_enterprise_audit::{AuditLayer, FsyncPolicy, QueueFullPolicy};
+    use mcp_enterprise_core::{InspectLayer, McpBody};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let (layer, trail) = AuditLayer::builder()
+        .directory(dir.path().join("trail"))
+        .fsync(FsyncPolicy::Os)
+        .on_full(QueueFullPolicy::Backpressure)
+        .redaction(Redaction::new(b"bench key bench key bench key 32"))
+        .build()
+        .expect("trail");
+    let body = Bytes::from(
+        json!({"jsonrpc": "2.0", "id": 42, "method": "tools/call", "params": {"name": "lookup_customer",
+            "arguments": {"customer_id": "C-1042", "fields": ["name", "email"], "limit": 10},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}})
+        .to_string(),
+    );
+    let answer = Bytes::from_static(br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"ok"}]}}"#);
+    let request = || {
+        Request::post("/mcp")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "lookup_customer")
+            .body(Full::new(body.clone()))
+            .expect("request")
+    };
+    let inner = ServiceBuilder::new().layer(InspectLayer::new()).service(tower::service_fn(
+        move |_req: Request<McpBody<Full<Bytes>>>| {
+            let answer = answer.clone();
+            async move {
+                let mut res = Response::new(Full::new(answer));
+                res.headers_mut().insert("content-type", http::HeaderValue::from_static("application/json"));
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        },
+    ));
+    let audited = ServiceBuilder::new().layer(layer).service(inner.clone());
+    let mut g = c.benchmark_group("audit_request_path");
+    g.bench_function("without_audit", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = inner.clone().oneshot(request()).await.expect("ok");
+                black_box(res.into_body().collect().await.expect("body").to_bytes())
+            })
+        })
+    });
+    g.bench_function("through_audit_layer", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let res = audited.clone().oneshot(request()).await.expect("ok");
+                black_box(res.into_body().collect().await.expect("body").to_bytes())
+            })
+        })
+    });
+    g.finish();
+    trail.shutdown();
+}
+
+criterion_group!(benches, bench, request_path);
 criterion_main!(benches);

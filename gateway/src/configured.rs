@@ -109,7 +109,11 @@ struct Parts {
 impl Parts {
     /// Builds the layers of `config`, reusing `previous`'s where their section is unchanged. The
     /// audit trail is started only without `previous` (and returned).
-    fn build(config: &PackConfig, previous: Option<&Parts>) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
+    fn build(
+        config: &PackConfig,
+        previous: Option<&Parts>,
+        shared_audit: Option<&AuditLayer>,
+    ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         let sso = fingerprint(&config.sso);
         let dpop = fingerprint(&(&config.dpop, &config.sso));
@@ -132,6 +136,8 @@ impl Parts {
             _ => compose::workload_identity(config)?,
         };
         let (audit_layer, trail) = match previous {
+            // a route: recorded by the primary's trail
+            _ if shared_audit.is_some() => (shared_audit.cloned(), None),
             Some(p) if p.audit == audit => (p.audit_layer.clone(), None),
             Some(_) => {
                 return Err(ConfiguredError::NeedsRestart {
@@ -162,6 +168,11 @@ impl Parts {
 
     /// The gateway these layers and `config` make.
     fn gateway(&self, config: &PackConfig) -> Result<Gateway, ConfiguredError> {
+        Ok(self.builder(config)?.build()?)
+    }
+
+    /// [`gateway`](Self::gateway), not yet built.
+    fn builder(&self, config: &PackConfig) -> Result<crate::GatewayBuilder, ConfiguredError> {
         let extensions = compose::extensions(
             config,
             self.sso_layer.as_ref(),
@@ -206,8 +217,37 @@ impl Parts {
         if let Some(card) = server_card(config)? {
             builder = builder.server_card(card);
         }
-        Ok(builder.build()?)
+        Ok(builder)
     }
+}
+
+/// The layers of every server a document describes: the top level first (it alone starts the
+/// audit trail), then each route, recorded by the same trail.
+fn build_all(
+    config: &PackConfig,
+    previous: Option<&[Parts]>,
+) -> Result<(Vec<Parts>, Option<AuditTrail>), ConfiguredError> {
+    let mut all: Vec<Parts> = Vec::new();
+    let mut trail = None;
+    for (i, document) in config.route_documents().iter().enumerate() {
+        let shared = all.first().and_then(|primary| primary.audit_layer.as_ref());
+        let (parts, started) = Parts::build(document, previous.and_then(|p| p.get(i)), shared)?;
+        trail = trail.or(started);
+        all.push(parts);
+    }
+    Ok((all, trail))
+}
+
+/// The gateway serving every server a document describes.
+fn gateway_all(all: &[Parts], config: &PackConfig) -> Result<Gateway, ConfiguredError> {
+    let documents = config.route_documents();
+    let mut pairs = all.iter().zip(&documents);
+    let (primary, document) = pairs.next().ok_or(crate::ConfigError::MissingUpstream)?;
+    let mut builder = primary.builder(document)?;
+    for (parts, document) in pairs {
+        builder = builder.route(parts.gateway(document)?);
+    }
+    Ok(builder.build()?)
 }
 
 /// The server card of a document's `server_card` section; its headers are the `client` headers.
@@ -240,7 +280,8 @@ pub fn server_card(config: &PackConfig) -> Result<Option<ServerCard>, crate::car
 
 struct State {
     loaded: LoadedConfig,
-    parts: Parts,
+    /// The top level's, then each route's.
+    parts: Vec<Parts>,
 }
 
 /// A gateway serving a configuration document, reloadable.
@@ -261,8 +302,16 @@ impl ConfiguredGateway {
     /// Loads and checks the document, builds every layer, starts the audit trail and listens.
     pub async fn start(loader: Loader) -> Result<Self, ConfiguredError> {
         let loaded = loader.load()?;
-        let (parts, trail) = Parts::build(loaded.config(), None)?;
-        let gateway = parts.gateway(loaded.config())?;
+        let (parts, trail) = build_all(loaded.config(), None)?;
+        let gateway = match gateway_all(&parts, loaded.config()) {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                if let Some(trail) = trail {
+                    let _ = tokio::task::spawn_blocking(move || trail.shutdown()).await;
+                }
+                return Err(e);
+            }
+        };
         let address = loaded.config().listen.address.clone();
         let running = match gateway.spawn().await {
             Ok(running) => running,
@@ -302,11 +351,11 @@ impl ConfiguredGateway {
     pub fn reload(&self) -> Result<(), ConfiguredError> {
         let loaded = self.loader.load()?;
         let mut state = self.lock();
-        if loaded.config().listen.address != state.parts.listen {
+        if state.parts.first().is_some_and(|p| loaded.config().listen.address != p.listen) {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
         }
-        let (parts, _) = Parts::build(loaded.config(), Some(&state.parts))?;
-        let gateway = parts.gateway(loaded.config())?;
+        let (parts, _) = build_all(loaded.config(), Some(&state.parts))?;
+        let gateway = gateway_all(&parts, loaded.config())?;
         self.running.replace(&gateway);
         *state = State { loaded, parts };
         Ok(())

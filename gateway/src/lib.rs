@@ -30,6 +30,7 @@ pub mod commands;
 pub mod configured;
 pub mod demo;
 pub mod proxy;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -89,6 +90,12 @@ pub enum ConfigError {
     /// The workload identity setting is wrong.
     #[error("workload identity: {0}")]
     WorkloadIdentity(String),
+    /// Two routes would serve the same path.
+    #[error("two routes would both serve {path}: give each route a resource with its own path")]
+    RouteClash {
+        /// The path both would serve.
+        path: String,
+    },
 }
 
 /// Why a configuration file could not be used.
@@ -205,6 +212,8 @@ pub struct Gateway {
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
     card: Option<ServerCard>,
+    /// More MCP servers behind the same listener, each at its own path (see `routes`).
+    routes: Vec<Gateway>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -235,6 +244,7 @@ pub struct GatewayBuilder {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
+    routes: Vec<Gateway>,
 }
 
 impl Gateway {
@@ -253,6 +263,7 @@ impl Gateway {
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
             card: None,
+            routes: Vec::new(),
         }
     }
 
@@ -261,8 +272,29 @@ impl Gateway {
         &self.upstream
     }
 
-    /// The whole layer stack as an axum router (for embedding the gateway in another server).
+    /// The whole layer stack as an axum router (for embedding the gateway in another server):
+    /// this server's stack and each route's, behind one audit layer.
     pub fn router(&self) -> Router {
+        let cards: Vec<&ServerCard> =
+            self.card.iter().chain(self.routes.iter().filter_map(|r| r.card.as_ref())).collect();
+        let catalog = card::catalog_document(&cards);
+        let own = self.stack(catalog);
+        let router = if self.routes.is_empty() {
+            own
+        } else {
+            let routes = self.routes.iter().map(|r| (routes::owned_paths(r), r.stack(None))).collect();
+            Router::new().fallback_service(routes::RouteTable::new(own, routes))
+        };
+        // outermost: the trail records every refusal by the layers inside, the Host check included
+        match &self.audit {
+            Some(audit) => router.layer(audit.clone()),
+            None => router,
+        }
+    }
+
+    /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
+    /// served too).
+    fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
@@ -290,25 +322,20 @@ impl Gateway {
         };
         let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
         // public discovery documents: cross-origin reads allowed, the Host still checked
-        let router = match &self.card {
-            Some(card) => {
-                let (card_doc, catalog) = card.services(&self.extensions);
-                let card_path = format!("{}/server-card", self.mcp_path.trim_end_matches('/'));
-                let public = Arc::new(OriginPolicy { any_origin: true, ..(*self.origin_policy).clone() });
-                router.merge(
-                    Router::new()
-                        .route_service(&card_path, card_doc)
-                        .route_service(card::AI_CATALOG_PATH, catalog)
-                        .layer(middleware::from_fn_with_state(public, check_origin)),
-                )
-            }
-            None => router,
-        };
-        // outermost: the trail records every refusal by the layers inside, the Host check included
-        match &self.audit {
-            Some(audit) => router.layer(audit.clone()),
-            None => router,
+        if self.card.is_none() && catalog.is_none() {
+            return router;
         }
+        let public = Arc::new(OriginPolicy { any_origin: true, ..(*self.origin_policy).clone() });
+        let mut documents = Router::new();
+        if let Some(card) = &self.card {
+            let (card_doc, _) = card.services(&self.extensions);
+            let card_path = format!("{}/server-card", self.mcp_path.trim_end_matches('/'));
+            documents = documents.route_service(&card_path, card_doc);
+        }
+        if let Some(catalog) = catalog {
+            documents = documents.route_service(card::AI_CATALOG_PATH, catalog);
+        }
+        router.merge(documents.layer(middleware::from_fn_with_state(public, check_origin)))
     }
 
     /// Binds the listen address and serves on the current tokio runtime.
@@ -450,7 +477,15 @@ impl GatewayBuilder {
         self
     }
 
-    /// Finishes the gateway.
+    /// Serves `route` — a gateway built for another MCP server — on the same listener, at the paths
+    /// of its own resource (its MCP path, metadata, server card and token endpoint); its listen
+    /// address and audit layer are not used (this gateway's are).
+    pub fn route(mut self, route: Gateway) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut extensions = self.extensions.to_builder();
         let mut metadata = None;
@@ -510,6 +545,16 @@ impl GatewayBuilder {
             }),
             audit: self.audit,
             card: self.card,
+            routes: Vec::new(),
+        })
+        .and_then(|mut gateway| {
+            let mut all = vec![&gateway];
+            all.extend(self.routes.iter());
+            if let Some(path) = routes::clash(&all) {
+                return Err(ConfigError::RouteClash { path });
+            }
+            gateway.routes = self.routes;
+            Ok(gateway)
         })
     }
 }

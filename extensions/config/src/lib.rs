@@ -58,6 +58,7 @@ mod load;
 mod locate;
 mod model;
 mod path;
+mod routes;
 pub mod schema;
 mod secret;
 mod source;
@@ -67,7 +68,7 @@ pub use error::{ClientFormatError, ConfigError, Diagnostic, DiagnosticKind, Loca
 pub use load::{LoadedConfig, Loader};
 pub use model::{
     CURRENT_VERSION, ClientConfig, ClientHeaderConfig, ClientOAuthConfig, DEFAULT_LISTEN, ENV_PREFIX, ENV_SEPARATOR,
-    ListenConfig, PackConfig, RepositoryConfig, ServerCardConfig, UpstreamConfig,
+    ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig, UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
 pub use secret::REDACTED;

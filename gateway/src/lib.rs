@@ -30,6 +30,7 @@ pub mod commands;
 pub mod configured;
 pub mod demo;
 pub mod proxy;
+pub mod ratelimit;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

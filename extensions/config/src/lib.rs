@@ -58,6 +58,7 @@ mod load;
 mod locate;
 mod model;
 mod path;
+mod rate_limit;
 pub mod schema;
 mod secret;
 mod source;
@@ -70,5 +71,6 @@ pub use model::{
     ListenConfig, PackConfig, RepositoryConfig, ServerCardConfig, UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
+pub use rate_limit::{OnUnavailable, RateLimitConfig, RateLimitKey, RateLimitRedisConfig};
 pub use secret::REDACTED;
 pub use source::Format;

@@ -64,6 +64,13 @@ pub struct PackConfig {
     /// What MCP clients need to connect (`mcp-enterprise config export`). Absent: derived from
     /// `resource` and the `sso` scopes.
     pub client: Option<ClientConfig>,
+    /// Rate limits and quotas, enforced by the gateway after authentication (a request must pass
+    /// every limit that applies to it; exceeded: `429` with `Retry-After`). Empty: none.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
+    /// Share the rate-limit counts between replicas through Redis. Absent: each replica counts
+    /// alone, in memory.
+    pub rate_limit_redis: Option<crate::rate_limit::RateLimitRedisConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.
     #[serde(skip)]
@@ -245,6 +252,8 @@ impl PackConfig {
             audit: None,
             server_card: None,
             client: None,
+            rate_limits: Vec::new(),
+            rate_limit_redis: None,
             secret_paths: SecretPaths::default(),
         }
     }

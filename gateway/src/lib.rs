@@ -8,7 +8,10 @@
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
-//! 4. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
+//! 4. the authentication layers (workload identity, DPoP, SSO), when configured;
+//! 5. [`RateLimitLayer`](ratelimit::RateLimitLayer), when configured: limits keyed by the principal
+//!    and the parsed request, `429` when exceeded;
+//! 6. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
 //!    forwarding the caller's `Authorization` or `DPoP` headers.
 //!
 //! ```no_run
@@ -90,6 +93,9 @@ pub enum ConfigError {
     /// The workload identity setting is wrong.
     #[error("workload identity: {0}")]
     WorkloadIdentity(String),
+    /// A rate-limit setting is wrong.
+    #[error("rate limits: {0}")]
+    RateLimit(String),
 }
 
 /// Why a configuration file could not be used.
@@ -206,6 +212,7 @@ pub struct Gateway {
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
     card: Option<ServerCard>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -236,6 +243,7 @@ pub struct GatewayBuilder {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 impl Gateway {
@@ -254,6 +262,7 @@ impl Gateway {
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
             card: None,
+            rate_limit: None,
         }
     }
 
@@ -265,6 +274,8 @@ impl Gateway {
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        // innermost: limits need the parsed request and the authenticated principal
+        let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -451,6 +462,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Enforces rate limits and quotas, inside inspection and authentication (they key on the
+    /// parsed request and the principal) and inside audit (which records each refusal).
+    pub fn rate_limit(mut self, layer: ratelimit::RateLimitLayer) -> Self {
+        self.rate_limit = Some(layer);
+        self
+    }
+
     /// Finishes the gateway.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut extensions = self.extensions.to_builder();
@@ -511,6 +529,7 @@ impl GatewayBuilder {
             }),
             audit: self.audit,
             card: self.card,
+            rate_limit: self.rate_limit,
         })
     }
 }

@@ -468,7 +468,10 @@ impl<'a> Checker<'a> {
                 && let Some(name) = limit.get("name").and_then(Value::as_str)
                 && !names.insert(name.to_owned())
             {
-                self.invalid(&at("name"), "a name no other rate limit has (429 responses and the audit trail report it)");
+                self.invalid(
+                    &at("name"),
+                    "a name no other rate limit has (429 responses and the audit trail report it)",
+                );
             }
             if self.sound(&at("key"))
                 && let Some(parts) = limit.get("key").and_then(Value::as_array)
@@ -484,7 +487,8 @@ impl<'a> Checker<'a> {
             }
             for (j, method) in limit.get("methods").and_then(Value::as_array).into_iter().flatten().enumerate() {
                 let path = format!("rate_limits[{i}].methods[{j}]");
-                if self.sound(&path) && method.as_str().is_some_and(|m| m.is_empty() || m.contains(char::is_whitespace)) {
+                if self.sound(&path) && method.as_str().is_some_and(|m| m.is_empty() || m.contains(char::is_whitespace))
+                {
                     self.invalid(&path, "a JSON-RPC method name, e.g. `tools/call`");
                 }
             }

@@ -61,7 +61,8 @@ impl Limit {
     /// `^[A-Za-z0-9][A-Za-z0-9._-]*$` (at most 64 characters): it is reported in refusals and the
     /// audit trail and is part of the Redis key.
     pub fn new(name: &str, requests: u32, period: Duration) -> Result<Self, RateLimitConfigError> {
-        let invalid = |reason: &str| RateLimitConfigError::InvalidLimit { name: name.to_owned(), reason: reason.into() };
+        let invalid =
+            |reason: &str| RateLimitConfigError::InvalidLimit { name: name.to_owned(), reason: reason.into() };
         let name_ok = name.len() <= 64
             && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -89,7 +90,8 @@ impl Limit {
 
     /// Requests allowed at once when the bucket is full.
     pub fn burst(mut self, burst: u32) -> Result<Self, RateLimitConfigError> {
-        let invalid = |reason: &str| RateLimitConfigError::InvalidLimit { name: self.name.to_string(), reason: reason.into() };
+        let invalid =
+            |reason: &str| RateLimitConfigError::InvalidLimit { name: self.name.to_string(), reason: reason.into() };
         let burst = NonZeroU32::new(burst).ok_or_else(|| invalid("the burst must be at least 1"))?;
         if self.interval.saturating_mul(burst.get()) > MAX_PERIOD * 100 {
             return Err(invalid("the burst must refill within 100 years"));
@@ -215,7 +217,12 @@ mod tests {
     }
 
     fn principal(sub: &str, client: Option<&str>, tenant: Option<&str>) -> Principal {
-        let mut b = Principal::builder("https://idp", sub, mcp_enterprise_core::PrincipalKind::User, mcp_enterprise_core::AuthMethod::Bearer);
+        let mut b = Principal::builder(
+            "https://idp",
+            sub,
+            mcp_enterprise_core::PrincipalKind::User,
+            mcp_enterprise_core::AuthMethod::Bearer,
+        );
         if let Some(c) = client {
             b = b.client_id(c);
         }
@@ -244,7 +251,10 @@ mod tests {
 
     #[test]
     fn filters() {
-        let limit = Limit::new("a", 1, Duration::from_secs(1)).expect("limit").methods(["tools/call"]).tools(["search", "fs_*"]);
+        let limit = Limit::new("a", 1, Duration::from_secs(1))
+            .expect("limit")
+            .methods(["tools/call"])
+            .tools(["search", "fs_*"]);
         assert!(limit.applies(Some(&mcp("tools/call", Some("search")))));
         assert!(limit.applies(Some(&mcp("tools/call", Some("fs_read")))));
         assert!(!limit.applies(Some(&mcp("tools/call", Some("searchx")))));
@@ -272,12 +282,28 @@ mod tests {
         let other = principal("carol", None, Some("t2"));
         let none = principal("dave", None, None);
         assert_ne!(k(&by_tenant, &call("x"), &alice), k(&by_tenant, &call("x"), &other));
-        assert_ne!(k(&by_tenant, &call("x"), &none), k(&by_tenant, &call("x"), &principal("", None, Some(""))), "absent ≠ empty");
+        assert_ne!(
+            k(&by_tenant, &call("x"), &none),
+            k(&by_tenant, &call("x"), &principal("", None, Some(""))),
+            "absent ≠ empty"
+        );
         let global = Limit::new("d", 1, s).expect("limit");
         assert_eq!(k(&global, &call("x"), &alice), k(&global, &call("y"), &bob));
         // no concatenation ambiguity: issuer/subject boundaries are kept
-        let a = Principal::builder("ab", "c", mcp_enterprise_core::PrincipalKind::User, mcp_enterprise_core::AuthMethod::Bearer).build();
-        let b = Principal::builder("a", "bc", mcp_enterprise_core::PrincipalKind::User, mcp_enterprise_core::AuthMethod::Bearer).build();
+        let a = Principal::builder(
+            "ab",
+            "c",
+            mcp_enterprise_core::PrincipalKind::User,
+            mcp_enterprise_core::AuthMethod::Bearer,
+        )
+        .build();
+        let b = Principal::builder(
+            "a",
+            "bc",
+            mcp_enterprise_core::PrincipalKind::User,
+            mcp_enterprise_core::AuthMethod::Bearer,
+        )
+        .build();
         let by_principal = Limit::new("e", 1, s).expect("limit").key([KeyPart::Principal]);
         assert_ne!(by_principal.key_of(None, Some(&a)), by_principal.key_of(None, Some(&b)));
         // long keys are bounded

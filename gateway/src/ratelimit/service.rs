@@ -198,7 +198,8 @@ mod tests {
         let mcp = McpRequest::parse(&http::HeaderMap::new(), body.to_string().as_bytes(), |_| None).expect("parse");
         let mut req = Request::new(());
         req.extensions_mut().insert(mcp);
-        req.extensions_mut().insert(Principal::builder("https://idp", sub, PrincipalKind::User, AuthMethod::Bearer).build());
+        req.extensions_mut()
+            .insert(Principal::builder("https://idp", sub, PrincipalKind::User, AuthMethod::Bearer).build());
         req
     }
 

@@ -116,10 +116,8 @@ pub(crate) struct LocalLimit {
 impl LocalLimit {
     pub(crate) fn new(limit: &Limit, clock: Arc<dyn Clock>) -> Self {
         // `Limit` guarantees a non-zero interval
-        let quota = Quota::with_period(limit.interval).map_or_else(
-            || Quota::per_second(limit.burst),
-            |q| q.allow_burst(limit.burst),
-        );
+        let quota = Quota::with_period(limit.interval)
+            .map_or_else(|| Quota::per_second(limit.burst), |q| q.allow_burst(limit.burst));
         let keys = SharedMap::default();
         Self {
             limiter: RateLimiter::new(quota, keys.clone(), GovernorClock(clock.clone())),
@@ -214,10 +212,17 @@ impl RedisStore {
         let interval = micros(limit.interval);
         let tolerance = micros(limit.interval.saturating_mul(limit.burst.get() - 1));
         let (interval, tolerance) = (interval.to_string(), tolerance.to_string());
-        let keep = |r: &Reply| matches!(r, Reply::Integer(_)) || matches!(r, Reply::Error(e) if e.starts_with("NOSCRIPT"));
+        let keep =
+            |r: &Reply| matches!(r, Reply::Integer(_)) || matches!(r, Reply::Error(e) if e.starts_with("NOSCRIPT"));
         let run = async {
-            let args: [&[u8]; 6] =
-                [b"EVALSHA", self.sha.as_bytes(), b"1", redis_key.as_bytes(), interval.as_bytes(), tolerance.as_bytes()];
+            let args: [&[u8]; 6] = [
+                b"EVALSHA",
+                self.sha.as_bytes(),
+                b"1",
+                redis_key.as_bytes(),
+                interval.as_bytes(),
+                tolerance.as_bytes(),
+            ];
             let mut reply = self.client.command(&args, keep).await?;
             if matches!(&reply, Reply::Error(e) if e.starts_with("NOSCRIPT")) {
                 let args: [&[u8]; 6] =

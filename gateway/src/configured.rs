@@ -8,8 +8,9 @@
 //!
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
-//! stores and token-endpoint key, the legacy session map of `core`. A changed section gets a new
-//! layer with fresh state. Two settings cannot change without a restart and make a reload fail
+//! stores and token-endpoint key, the legacy session map of `core`, the in-memory rate-limit
+//! counts (`rate_limits` and `rate_limit_redis` together). A changed section gets a new layer with
+//! fresh state. Two settings cannot change without a restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
@@ -29,6 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::card::{CardHeader, ServerCard};
+use crate::ratelimit::RateLimitLayer;
 use crate::{Gateway, RunningGateway};
 
 /// Why a configured gateway could not start or reload.
@@ -104,6 +106,8 @@ struct Parts {
     workload_identity_setup: Option<WorkloadIdentitySetup>,
     audit: Fingerprint,
     audit_layer: Option<AuditLayer>,
+    rate_limits: Fingerprint,
+    rate_limit_layer: Option<RateLimitLayer>,
 }
 
 impl Parts {
@@ -119,6 +123,7 @@ impl Parts {
         let dpop = fingerprint(&(&config.dpop, &config.sso));
         let workload_identity = fingerprint(&config.workload_identity);
         let audit = fingerprint(&config.audit);
+        let rate_limits = fingerprint(&(&config.rate_limits, &config.rate_limit_redis));
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -150,6 +155,12 @@ impl Parts {
                 None => (None, None),
             },
         };
+        // unchanged limits keep their counts across a reload
+        let rate_limit_layer = match previous {
+            Some(p) if p.rate_limits == rate_limits => p.rate_limit_layer.clone(),
+            _ => RateLimitLayer::from_config(&config.rate_limits, config.rate_limit_redis.as_ref())
+                .map_err(|e| crate::ConfigError::RateLimit(e.to_string()))?,
+        };
         let parts = Self {
             listen: config.listen.address.clone(),
             core,
@@ -162,6 +173,8 @@ impl Parts {
             workload_identity_setup,
             audit,
             audit_layer,
+            rate_limits,
+            rate_limit_layer,
         };
         Ok((parts, trail))
     }
@@ -213,6 +226,9 @@ impl Parts {
         }
         if let Some(audit) = &self.audit_layer {
             builder = builder.audit(audit.clone());
+        }
+        if let Some(limits) = &self.rate_limit_layer {
+            builder = builder.rate_limit(limits.clone());
         }
         if let Some(card) = server_card(config)? {
             builder = builder.server_card(card);

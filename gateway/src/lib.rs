@@ -8,7 +8,10 @@
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
-//! 4. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
+//! 4. the authentication layers (workload identity, DPoP, SSO), when configured;
+//! 5. [`RateLimitLayer`](ratelimit::RateLimitLayer), when configured: limits keyed by the principal
+//!    and the parsed request, `429` when exceeded;
+//! 6. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
 //!    forwarding the caller's `Authorization` or `DPoP` headers.
 //!
 //! ```no_run
@@ -30,6 +33,7 @@ pub mod commands;
 pub mod configured;
 pub mod demo;
 pub mod proxy;
+pub mod ratelimit;
 mod routes;
 
 use std::net::SocketAddr;
@@ -96,6 +100,9 @@ pub enum ConfigError {
         /// The path both would serve.
         path: String,
     },
+    /// A rate-limit setting is wrong.
+    #[error("rate limits: {0}")]
+    RateLimit(String),
 }
 
 /// Why a configuration file could not be used.
@@ -214,6 +221,7 @@ pub struct Gateway {
     card: Option<ServerCard>,
     /// More MCP servers behind the same listener, each at its own path (see `routes`).
     routes: Vec<Gateway>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -245,6 +253,7 @@ pub struct GatewayBuilder {
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
     routes: Vec<Gateway>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 impl Gateway {
@@ -264,6 +273,7 @@ impl Gateway {
             allowed_origins: Vec::new(),
             card: None,
             routes: Vec::new(),
+            rate_limit: None,
         }
     }
 
@@ -296,6 +306,8 @@ impl Gateway {
     /// served too).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        // innermost: limits need the parsed request and the authenticated principal
+        let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -485,6 +497,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Enforces rate limits and quotas, inside inspection and authentication (they key on the
+    /// parsed request and the principal) and inside audit (which records each refusal).
+    pub fn rate_limit(mut self, layer: ratelimit::RateLimitLayer) -> Self {
+        self.rate_limit = Some(layer);
+        self
+    }
+
     /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut extensions = self.extensions.to_builder();
@@ -546,6 +565,7 @@ impl GatewayBuilder {
             audit: self.audit,
             card: self.card,
             routes: Vec::new(),
+            rate_limit: self.rate_limit,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

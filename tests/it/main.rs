@@ -13,6 +13,7 @@ mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;
+mod ratelimit;
 mod routes;
 mod sso;
 mod workload_identity;

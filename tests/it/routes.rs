@@ -48,6 +48,8 @@ fn document(dir: &Path, up_a: &str, up_b: &str, idp_a: &DpopSigner, idp_b: &Dpop
             "upstream": {"url": up_b},
             "sso": {"issuers": [{"issuer": IDP_B, "jwks": {"keys": [idp_b.public_jwk()]}}]},
             "server_card": card("com.example/jira"),
+            "rate_limits": [{"name": "jira-calls", "key": ["principal"], "methods": ["tools/call"],
+                "requests": 2, "per_secs": 3600}],
         }],
     })
 }
@@ -119,6 +121,13 @@ async fn two_routes_with_their_own_identity_providers_upstreams_and_discovery() 
     let (status, _) = echo(&jira, &b).await;
     assert!(status.is_server_error(), "jira's upstream is down: {status}");
 
+    // the route's own rate limit: its third call is refused, the other route is not limited
+    let (status, _) = echo(&jira, &b).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "jira's limit is 2 calls an hour");
+    for _ in 0..3 {
+        assert_eq!(echo(&github, &a).await.0, StatusCode::OK);
+    }
+
     // one trail records both routes
     gw.shutdown().await;
     let mut paths = Vec::new();
@@ -158,9 +167,12 @@ resource = "http://127.0.0.1:8787/github/mcp"
 upstream = {{ url = "http://127.0.0.1:9003/mcp" }}
 sso = {{ issuers = [{{ issuer = "{IDP_B}", jwks_uri = "https://idp-b.routes.test/jwks" }}] }}
 
+rate_limits = [{{ name = "calls", requests = 10 }}]
+
 [[routes]]
 resource = "http://127.0.0.1:8787/open/mcp"
 upstream = {{ url = "http://127.0.0.1:9004/mcp" }}
+rate_limits = [{{ name = "calls", requests = 10 }}]
 "#
     );
     let errors: Vec<String> =
@@ -175,6 +187,8 @@ upstream = {{ url = "http://127.0.0.1:9004/mcp" }}
     assert!(has("routes[0].sso.issuers[0].jwks_uri"), "{errors:#?}");
     // two servers at one path
     assert!(has("routes[1].resource") && has("already served"), "{errors:#?}");
+    // rate-limit names are unique across routes (replicas sharing Redis count by name)
+    assert!(has("routes[2].rate_limits[0].name") && has("no other route uses"), "{errors:#?}");
     // a public listener needs authentication on every route
     assert!(has("listen.address") && has("for routes[2]"), "{errors:#?}");
     // the shared sections' own problems are not repeated per route

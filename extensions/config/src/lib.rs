@@ -58,6 +58,7 @@ mod load;
 mod locate;
 mod model;
 mod path;
+mod rate_limit;
 mod routes;
 pub mod schema;
 mod secret;
@@ -71,5 +72,6 @@ pub use model::{
     ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig, UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
+pub use rate_limit::{OnUnavailable, RateLimitConfig, RateLimitKey, RateLimitRedisConfig};
 pub use secret::REDACTED;
 pub use source::Format;

@@ -69,6 +69,13 @@ pub struct PackConfig {
     /// level but `listen` and `audit`, which all routes share).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteConfig>,
+    /// Rate limits and quotas, enforced by the gateway after authentication (a request must pass
+    /// every limit that applies to it; exceeded: `429` with `Retry-After`). Empty: none.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
+    /// Share the rate-limit counts between replicas through Redis. Absent: each replica counts
+    /// alone, in memory.
+    pub rate_limit_redis: Option<crate::rate_limit::RateLimitRedisConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.
     #[serde(skip)]
@@ -159,10 +166,15 @@ pub struct RouteConfig {
     pub workload_identity: Option<WorkloadIdentityConfig>,
     /// This route's server card, served at `<resource>/server-card`. Absent: no card.
     pub server_card: Option<ServerCardConfig>,
+    /// This route's rate limits and quotas (names unique in the whole document: replicas sharing
+    /// `rate_limit_redis` count by name). Empty: none.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
 }
 
 /// The keys of a [`RouteConfig`]: the per-server sections of a document.
-pub const ROUTE_KEYS: &[&str] = &["resource", "upstream", "core", "sso", "dpop", "workload_identity", "server_card"];
+pub const ROUTE_KEYS: &[&str] =
+    &["resource", "upstream", "core", "sso", "dpop", "workload_identity", "server_card", "rate_limits"];
 
 /// The server card (experimental MCP Server Card, SEP-2127): identity and connection facts served
 /// before any connection. It never holds credentials or the upstream address.
@@ -279,6 +291,8 @@ impl PackConfig {
             server_card: None,
             client: None,
             routes: Vec::new(),
+            rate_limits: Vec::new(),
+            rate_limit_redis: None,
             secret_paths: SecretPaths::default(),
         }
     }
@@ -299,6 +313,7 @@ impl PackConfig {
                 dpop: route.dpop.clone(),
                 workload_identity: route.workload_identity.clone(),
                 server_card: route.server_card.clone(),
+                rate_limits: route.rate_limits.clone(),
                 client: None,
                 secret_paths: SecretPaths(std::sync::Arc::new(secrets)),
                 ..primary.clone()

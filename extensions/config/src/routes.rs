@@ -104,6 +104,30 @@ pub(crate) fn check(doc: &Value, secrets: &BTreeSet<KeyPath>, broken: &BTreeSet<
             problems.push(problem);
         }
     }
+    // rate-limit names are unique in the whole document: replicas sharing Redis count by name
+    let mut names: Vec<String> = Vec::new();
+    let lists = std::iter::once((KeyPath::parse("rate_limits"), doc.get("rate_limits"))).chain((0..count).map(|i| {
+        (KeyPath::root().key("routes").index(i).key("rate_limits"), doc.pointer(&format!("/routes/{i}/rate_limits")))
+    }));
+    for (list_path, list) in lists {
+        let Some(list) = list.and_then(Value::as_array) else { continue };
+        let mut own = Vec::new();
+        for (j, limit) in list.iter().enumerate() {
+            let Some(name) = limit.get("name").and_then(Value::as_str) else { continue };
+            let path = list_path.index(j).key("name");
+            if names.iter().any(|n| n == name) && !own.contains(&name) {
+                problems.push(Problem {
+                    kind: DiagnosticKind::Conflict,
+                    path,
+                    expected: "a rate-limit name no other route uses (replicas sharing Redis count by name)".into(),
+                    found: format!("{name:?}"),
+                    at_key: false,
+                });
+            }
+            own.push(name);
+        }
+        names.extend(own.into_iter().map(str::to_owned));
+    }
     let mut seen: Vec<(String, KeyPath)> = Vec::new();
     let resources = std::iter::once((KeyPath::parse("resource"), doc.get("resource"))).chain((0..count).map(|i| {
         (KeyPath::root().key("routes").index(i).key("resource"), doc.pointer(&format!("/routes/{i}/resource")))

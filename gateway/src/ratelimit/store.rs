@@ -131,6 +131,7 @@ impl LocalLimit {
 
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
+    #[expect(clippy::borrowed_box, reason = "governor's keyed check takes a reference to the key type")]
     pub(crate) fn check(&self, key: &Box<[u8]>) -> Decision {
         let checks = self.checks.fetch_add(1, Ordering::Relaxed);
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {

@@ -492,6 +492,14 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             "serialise_only",
         ),
         (
+            "gateway: rate-limit layer call, 2 limits (keys + 2 GCRA checks)",
+            "gateway_ratelimit",
+            "layer_call_two_limits",
+            "governor's bare keyed check",
+            "gateway_ratelimit",
+            "floor_governor_check",
+        ),
+        (
             "core: SSE rewrite, 1 MiB stream",
             "core_sse_rewrite",
             "negotiate_layer_streaming_rewrite",

@@ -197,7 +197,7 @@ impl Limit {
     }
 }
 
-/// The principal's tenant claim (a string; a number is taken as its decimal form).
+/// The principal's `tenant` claim, when it is a string (anything else counts as absent).
 fn tenant(principal: &Principal) -> Option<&str> {
     principal.claims().get("tenant").and_then(serde_json::Value::as_str)
 }

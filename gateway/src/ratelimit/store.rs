@@ -145,7 +145,7 @@ impl LocalLimit {
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        if checks % LEN_EVERY == 0 {
+        if checks.is_multiple_of(LEN_EVERY) {
             self.known_len.store(self.limiter.len(), Ordering::Relaxed);
         }
         // at most LEN_EVERY keys can have come since the last count: near the cap, count exactly

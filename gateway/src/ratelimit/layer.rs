@@ -32,7 +32,7 @@ pub(crate) enum Backend {
     /// One in-memory table per limit, in the order of `limits`.
     Local(Vec<LocalLimit>),
     /// Redis, shared by every replica.
-    Shared { store: RedisStore, on_unavailable: OnUnavailable },
+    Shared { store: Box<RedisStore>, on_unavailable: OnUnavailable },
 }
 
 impl fmt::Debug for RateLimitLayer {
@@ -201,7 +201,7 @@ impl RateLimitLayerBuilder {
         let backend = match self.shared {
             None => Backend::Local(self.limits.iter().map(|l| LocalLimit::new(l, self.clock.clone())).collect()),
             Some(s) => Backend::Shared {
-                store: RedisStore::new(s.client, s.prefix, s.timeout),
+                store: Box::new(RedisStore::new(s.client, s.prefix, s.timeout)),
                 on_unavailable: s.on_unavailable,
             },
         };

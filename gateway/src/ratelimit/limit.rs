@@ -168,36 +168,49 @@ impl Limit {
     /// different requests share a key by concatenation), a missing part as its own tag; long keys
     /// become their SHA-256 digest.
     pub(crate) fn key_of(&self, mcp: Option<&McpRequest>, principal: Option<&Principal>) -> Box<[u8]> {
-        let mut key = Vec::with_capacity(64);
-        for part in &self.key {
-            let (tag, values): (u8, [Option<&str>; 2]) = match part {
+        let value = |part: &KeyPart| -> (u8, [Option<&str>; 2]) {
+            match part {
                 KeyPart::Principal => (b'p', [principal.map(Principal::issuer), principal.map(Principal::subject)]),
                 KeyPart::Client => (b'c', [principal.and_then(Principal::client_id), None]),
                 KeyPart::Tenant => (b't', [principal.and_then(tenant), None]),
                 KeyPart::Tool => (b'n', [mcp.and_then(McpRequest::target), None]),
                 _ => (b'?', [None, None]),
-            };
-            if values[0].is_none() {
-                key.push(tag.to_ascii_uppercase());
-                continue;
             }
-            key.push(tag);
-            for value in values.into_iter().flatten() {
-                key.extend_from_slice(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
-                key.extend_from_slice(value.as_bytes());
+        };
+        // the exact size first: one allocation per key
+        let len: usize =
+            self.key.iter().map(|p| 1 + value(p).1.iter().flatten().map(|v| 4 + v.len()).sum::<usize>()).sum();
+        let mut key = Vec::with_capacity(len.min(MAX_KEY_BYTES + 1));
+        if len > MAX_KEY_BYTES {
+            let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+            for part in &self.key {
+                encode(value(part), |bytes| digest.update(bytes));
             }
-        }
-        if key.len() > MAX_KEY_BYTES {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &key);
-            key.clear();
             key.push(b'#');
-            key.extend_from_slice(digest.as_ref());
+            key.extend_from_slice(digest.finish().as_ref());
+        } else {
+            for part in &self.key {
+                encode(value(part), |bytes| key.extend_from_slice(bytes));
+            }
         }
         key.into_boxed_slice()
     }
 }
 
-/// The principal's tenant claim (a string; a number is taken as its decimal form).
+/// One key part: its tag (upper case when the request lacks it), then each value length-prefixed.
+fn encode((tag, values): (u8, [Option<&str>; 2]), mut out: impl FnMut(&[u8])) {
+    if values[0].is_none() {
+        out(&[tag.to_ascii_uppercase()]);
+        return;
+    }
+    out(&[tag]);
+    for value in values.into_iter().flatten() {
+        out(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out(value.as_bytes());
+    }
+}
+
+/// The principal's `tenant` claim, when it is a string (anything else counts as absent).
 fn tenant(principal: &Principal) -> Option<&str> {
     principal.claims().get("tenant").and_then(serde_json::Value::as_str)
 }

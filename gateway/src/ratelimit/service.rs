@@ -89,6 +89,9 @@ fn refuse<B: From<Bytes>>(error: RateLimitError, id: Option<JsonRpcId>) -> Respo
 
 /// What a decision means for the request: `None` to go on, or the refusal.
 fn judge(decision: Decision, limit: &super::Limit, on_unavailable: OnUnavailable) -> Option<RateLimitError> {
+    if decision == Decision::Allowed {
+        return None;
+    }
     let name = limit.name.clone();
     match decision {
         Decision::Allowed => None,

@@ -2,7 +2,7 @@
 //! Lua script per check, on Redis' clock, so every replica agrees).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -100,6 +100,10 @@ impl ShrinkableKeyedStateStore<Box<[u8]>> for SharedMap {
 /// How many checks pass between two sweeps of idle keys.
 const SWEEP_EVERY: u64 = 4096;
 
+/// How many checks pass between two counts of the keys while the table is far from full (within
+/// this many keys of `max_keys`, every check counts them).
+const LEN_EVERY: u64 = 64;
+
 /// One limit's in-memory state: governor's keyed GCRA with at most `max_keys` keys.
 #[derive(Debug)]
 pub(crate) struct LocalLimit {
@@ -108,6 +112,9 @@ pub(crate) struct LocalLimit {
     clock: Arc<dyn Clock>,
     max_keys: usize,
     checks: AtomicU64,
+    /// The number of keys, refreshed every [`LEN_EVERY`] checks (counting the shards' entries on
+    /// every request costs more than the check itself) and on every check near the cap.
+    known_len: AtomicUsize,
     /// When the last sweep forced by a full table ran (ms since the epoch), so a full table of
     /// active keys is not swept on every request.
     last_full_sweep: AtomicU64,
@@ -125,19 +132,34 @@ impl LocalLimit {
             clock,
             max_keys: limit.max_keys,
             checks: AtomicU64::new(0),
+            known_len: AtomicUsize::new(0),
             last_full_sweep: AtomicU64::new(0),
         }
     }
 
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
+    #[expect(clippy::borrowed_box, reason = "governor's keyed check takes a reference to the key type")]
     pub(crate) fn check(&self, key: &Box<[u8]>) -> Decision {
         let checks = self.checks.fetch_add(1, Ordering::Relaxed);
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }
-        if self.limiter.len() >= self.max_keys && !self.keys.0.contains_key(key) && !self.make_room() {
-            return Decision::Full;
+        if checks.is_multiple_of(LEN_EVERY) {
+            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
+        }
+        // at most LEN_EVERY keys can have come since the last count: near the cap, count exactly
+        let mut len = self.known_len.load(Ordering::Relaxed);
+        if len.saturating_add(usize::try_from(LEN_EVERY).unwrap_or(usize::MAX)) >= self.max_keys {
+            len = self.limiter.len();
+            self.known_len.store(len, Ordering::Relaxed);
+        }
+        if len >= self.max_keys && !self.keys.0.contains_key(key) {
+            let room = self.make_room();
+            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
+            if !room {
+                return Decision::Full;
+            }
         }
         match self.limiter.check_key(key) {
             Ok(()) => Decision::Allowed,
@@ -300,6 +322,17 @@ mod tests {
         clock.advance(Duration::from_secs(121));
         assert_eq!(limit.check(&key("c")), Decision::Allowed);
         assert!(limit.len() <= 2, "{}", limit.len());
+    }
+
+    #[test]
+    fn the_cap_holds_with_lazily_counted_keys() {
+        let (limit, _clock) = local(1, Duration::from_secs(60), 1, 300);
+        for i in 0..300 {
+            assert_eq!(limit.check(&key(&i.to_string())), Decision::Allowed, "{i}");
+        }
+        assert_eq!(limit.check(&key("one too many")), Decision::Full);
+        assert_eq!(limit.len(), 300);
+        assert!(matches!(limit.check(&key("7")), Decision::Limited(_)), "known keys go on");
     }
 
     #[test]

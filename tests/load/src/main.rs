@@ -564,6 +564,14 @@ fn report(
             "floor_serialise_and_sha256",
         ),
         (
+            "gateway: rate-limit layer call, 2 limits (keys + 2 GCRA checks)",
+            "gateway_ratelimit",
+            "layer_call_two_limits",
+            "governor's bare keyed check",
+            "gateway_ratelimit",
+            "floor_governor_check",
+        ),
+        (
             "core: SSE rewrite, 1 MiB stream",
             "core_sse_rewrite",
             "negotiate_layer_streaming_rewrite",

@@ -58,6 +58,7 @@ mod load;
 mod locate;
 mod model;
 mod path;
+pub mod propagation;
 pub mod schema;
 mod secret;
 mod source;
@@ -70,5 +71,8 @@ pub use model::{
     ListenConfig, PackConfig, RepositoryConfig, ServerCardConfig, UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
+pub use propagation::{
+    AssertionAlgorithm, PropagationConfig, PropagationMode, SignedAssertionConfig, StaticCredentialConfig,
+};
 pub use secret::REDACTED;
 pub use source::Format;

@@ -8,7 +8,8 @@
 //!
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
-//! stores and token-endpoint key, the legacy session map of `core`. A changed section gets a new
+//! stores and token-endpoint key, the signing keys of `upstream.propagation`, the legacy session
+//! map of `core`. A changed section gets a new
 //! layer with fresh state. Two settings cannot change without a restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
@@ -29,7 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::card::{CardHeader, ServerCard};
-use crate::{Gateway, RunningGateway};
+use crate::{Gateway, Propagation, RunningGateway};
 
 /// Why a configured gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +105,8 @@ struct Parts {
     workload_identity_setup: Option<WorkloadIdentitySetup>,
     audit: Fingerprint,
     audit_layer: Option<AuditLayer>,
+    propagation: Fingerprint,
+    propagation_mode: Propagation,
 }
 
 impl Parts {
@@ -115,6 +118,14 @@ impl Parts {
         let dpop = fingerprint(&(&config.dpop, &config.sso));
         let workload_identity = fingerprint(&config.workload_identity);
         let audit = fingerprint(&config.audit);
+        // the defaults come from `resource` and the upstream URL
+        let propagation = fingerprint(&(&config.upstream, &config.resource));
+        let propagation_mode = match previous {
+            // an unchanged section keeps its signing keys (verifiers' cached key sets stay valid)
+            Some(p) if p.propagation == propagation => p.propagation_mode.clone(),
+            _ => Propagation::from_config(&config.upstream.propagation, &config.resource, &config.upstream.url)
+                .map_err(crate::ConfigError::from)?,
+        };
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -156,6 +167,8 @@ impl Parts {
             workload_identity_setup,
             audit,
             audit_layer,
+            propagation,
+            propagation_mode,
         };
         Ok((parts, trail))
     }
@@ -190,7 +203,8 @@ impl Parts {
             .inspect(self.inspect.clone())
             .extensions(extensions)
             .allowed_hosts(hosts)
-            .allowed_origins(config.listen.allowed_origins.iter().cloned());
+            .allowed_origins(config.listen.allowed_origins.iter().cloned())
+            .propagation(self.propagation_mode.clone());
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
         }

@@ -29,6 +29,7 @@ pub mod card;
 pub mod commands;
 pub mod configured;
 pub mod demo;
+pub mod propagation;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -50,6 +51,7 @@ use mcp_enterprise_core::{
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::{OtherTokens, WorkloadIdentitySetup};
+pub use propagation::Propagation;
 pub use proxy::Proxy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -89,6 +91,9 @@ pub enum ConfigError {
     /// The workload identity setting is wrong.
     #[error("workload identity: {0}")]
     WorkloadIdentity(String),
+    /// The identity propagation setting is wrong.
+    #[error(transparent)]
+    Propagation(#[from] propagation::PropagationError),
 }
 
 /// Why a configuration file could not be used.
@@ -205,6 +210,7 @@ pub struct Gateway {
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
     card: Option<ServerCard>,
+    propagation: Propagation,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -235,6 +241,7 @@ pub struct GatewayBuilder {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
+    propagation: Propagation,
 }
 
 impl Gateway {
@@ -253,6 +260,7 @@ impl Gateway {
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
             card: None,
+            propagation: Propagation::None,
         }
     }
 
@@ -263,7 +271,8 @@ impl Gateway {
 
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
-        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        let proxy =
+            Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -283,6 +292,20 @@ impl Gateway {
                 endpoint.paths().into_iter().fold(router, |r, path| r.route_service(path, endpoint.clone()))
             }
             None => router,
+        };
+        // the signed assertions' JWKS and RFC 8414 metadata (paths checked in `build`)
+        let router = match &self.propagation {
+            Propagation::SignedAssertion(minter) => self.propagation.paths().into_iter().fold(router, |r, path| {
+                let (minter, served) = (minter.clone(), path.clone());
+                r.route(
+                    &path,
+                    axum::routing::get(move || {
+                        let document = minter.document(&served);
+                        async move { document.map_or_else(|| StatusCode::NOT_FOUND.into_response(), IntoResponse::into_response) }
+                    }),
+                )
+            }),
+            _ => router,
         };
         let router = match &self.metadata {
             Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
@@ -450,8 +473,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// What the upstream learns about the caller (default [`Propagation::None`]). The caller's
+    /// own credentials are never forwarded in any mode.
+    pub fn propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
     /// Finishes the gateway.
     pub fn build(self) -> Result<Gateway, ConfigError> {
+        let taken: Vec<String> = self
+            .workload_identity
+            .as_ref()
+            .and_then(|w| w.token_endpoint())
+            .map(|e| e.paths().iter().map(|p| (*p).to_owned()).collect())
+            .unwrap_or_default();
+        for path in self.propagation.paths() {
+            if path == self.mcp_path || taken.contains(&path) {
+                return Err(ConfigError::Propagation(propagation::PropagationError::Config(format!(
+                    "the signed assertion documents' path {path} is already served (MCP path or token endpoint); set upstream.propagation.signed_assertion.issuer to an URL with a path"
+                ))));
+            }
+        }
         let mut extensions = self.extensions.to_builder();
         let mut metadata = None;
         if let Some(sso) = &self.sso {
@@ -510,6 +553,7 @@ impl GatewayBuilder {
             }),
             audit: self.audit,
             card: self.card,
+            propagation: self.propagation,
         })
     }
 }

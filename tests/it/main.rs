@@ -13,5 +13,6 @@ mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;
+mod propagation;
 mod sso;
 mod workload_identity;

@@ -137,29 +137,38 @@ where
         let (mut parts, body) = req.into_parts();
         let mcp = parts.extensions.remove::<McpRequest>();
         strip_hop_by_hop(&mut parts.headers);
-        // never pass the caller's credentials on
-        propagation::strip_inbound_credentials(&mut parts.headers);
-        match self.propagation.credential(parts.extensions.get::<Principal>()) {
-            Ok(Some((name, value))) => {
-                parts.headers.insert(name, value);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::error!(error = %e, mode = self.propagation.mode(), "no credential for the upstream");
-                let message = "the gateway cannot present a credential to the upstream MCP server";
-                let mut response = error_response(StatusCode::INTERNAL_SERVER_ERROR, mcp.as_ref(), message);
-                response
-                    .extensions_mut()
-                    .insert(Denial::new("gateway", format!("propagation: {e}")).with_jsonrpc_code(codes::INTERNAL_ERROR));
-                return Box::pin(std::future::ready(Ok(response)));
+        // the credential for the upstream is worked out from the caller's (a token exchange needs
+        // the validated token); then the caller's credentials are removed: never passed on
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let mut inbound = http::HeaderMap::new();
+        if matches!(self.propagation, Propagation::TokenExchange(_)) {
+            for value in parts.headers.get_all(header::AUTHORIZATION) {
+                inbound.append(header::AUTHORIZATION, value.clone());
             }
         }
+        propagation::strip_inbound_credentials(&mut parts.headers);
         // the upstream sees its own authority
         parts.headers.remove(header::HOST);
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
-        let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        let propagation = self.propagation.clone();
         Box::pin(async move {
+            match propagation.credential(principal.as_ref(), mcp.as_ref(), &inbound).await {
+                Ok(Some((name, value))) => {
+                    parts.headers.insert(name, value);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, mode = propagation.mode(), "no credential for the upstream");
+                    let mut response = error_response(e.status(), mcp.as_ref(), e.public_message());
+                    response.extensions_mut().insert(
+                        Denial::new("gateway", format!("propagation: {e}")).with_jsonrpc_code(codes::INTERNAL_ERROR),
+                    );
+                    return Ok(response);
+                }
+            }
+            drop(inbound);
+            let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
             match client.request(upstream_req).await {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();

@@ -373,6 +373,15 @@ impl<'a> Checker<'a> {
         let mode = self.str("upstream.propagation.mode").unwrap_or("none");
         let settings = self.get("upstream.propagation.signed_assertion").is_some();
         let fixed = self.get("upstream.propagation.static").is_some();
+        let exchange = self.get("upstream.propagation.token_exchange").is_some();
+        if exchange && mode != "token_exchange" {
+            self.problem(
+                DiagnosticKind::Conflict,
+                p("upstream.propagation.token_exchange"),
+                "no token_exchange settings unless `mode = \"token_exchange\"`",
+                format!("mode `{mode}`"),
+            );
+        }
         if settings && mode != "signed_assertion" {
             self.problem(
                 DiagnosticKind::Conflict,
@@ -409,6 +418,56 @@ impl<'a> Checker<'a> {
                 {
                     let path = p("upstream.propagation.static.value");
                     self.problem(DiagnosticKind::InvalidValue, path, "a valid header value", "a value with control characters");
+                }
+            }
+            "token_exchange" if !exchange => self.problem(
+                DiagnosticKind::MissingKey,
+                p("upstream.propagation.token_exchange"),
+                "the token endpoint and client (`token_endpoint`, `client_id`, …)",
+                "no `token_exchange` in `upstream.propagation`",
+            ),
+            "token_exchange" => {
+                let at = "upstream.propagation.token_exchange";
+                if self.get("sso").is_none() && self.get("dpop").is_none() && self.get("workload_identity").is_none() {
+                    self.problem(
+                        DiagnosticKind::Conflict,
+                        p("upstream.propagation.mode"),
+                        "an authentication section (`sso`, `dpop` or `workload_identity`): the exchanged token is the caller's",
+                        "`token_exchange` without one",
+                    );
+                }
+                if let Some(url) = self.str(&format!("{at}.token_endpoint"))
+                    && let Ok(uri) = url.parse::<http::Uri>()
+                    && uri.scheme_str() == Some("http")
+                    && !is_loopback_host(uri.host().unwrap_or_default())
+                {
+                    self.invalid(&format!("{at}.token_endpoint"), "an https URL (plain http only for a loopback host)");
+                }
+                let method = self.str(&format!("{at}.client_auth")).unwrap_or("client_secret_basic");
+                let has_secret = self.get(&format!("{at}.client_secret")).is_some();
+                let key = self.str(&format!("{at}.private_key_file"));
+                if method == "private_key_jwt" {
+                    match key {
+                        None => self.problem(
+                            DiagnosticKind::MissingKey,
+                            p(&format!("{at}.private_key_file")),
+                            "the PKCS#8 PEM key that signs the client assertions",
+                            "`client_auth = \"private_key_jwt\"` without a key",
+                        ),
+                        Some(file) => {
+                            if let Err(e) = std::fs::metadata(file) {
+                                let why = e.to_string();
+                                self.unusable_file(&format!("{at}.private_key_file"), "a readable PKCS#8 PEM key file", file, &why);
+                            }
+                        }
+                    }
+                } else if !has_secret {
+                    self.problem(
+                        DiagnosticKind::MissingKey,
+                        p(&format!("{at}.client_secret")),
+                        "the client secret (e.g. `${env:TOKEN_EXCHANGE_SECRET}`)",
+                        format!("`client_auth = \"{method}\"` without a secret"),
+                    );
                 }
             }
             "signed_assertion" => {

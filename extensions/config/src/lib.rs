@@ -72,7 +72,8 @@ pub use model::{
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{
-    AssertionAlgorithm, PropagationConfig, PropagationMode, SignedAssertionConfig, StaticCredentialConfig,
+    AssertionAlgorithm, ClientAuthMethod, PropagationConfig, PropagationMode, ScopeMappingConfig,
+    SignedAssertionConfig, StaticCredentialConfig, TokenExchangeConfig,
 };
 pub use secret::REDACTED;
 pub use source::Format;

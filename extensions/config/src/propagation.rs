@@ -22,6 +22,8 @@ pub struct PropagationConfig {
     /// Settings of `static` (required in that mode).
     #[serde(rename = "static")]
     pub static_credential: Option<StaticCredentialConfig>,
+    /// Settings of `token_exchange` (required in that mode).
+    pub token_exchange: Option<TokenExchangeConfig>,
 }
 
 /// The propagation modes.
@@ -38,6 +40,149 @@ pub enum PropagationMode {
     SignedAssertion,
     /// The gateway's own credential for the upstream (a header from a secret reference).
     Static,
+    /// RFC 8693 token exchange at an authorization server: the caller's validated token as
+    /// `subject_token`, the upstream as `resource`; the issued token is sent as
+    /// `Authorization: Bearer`. Needs an authentication section.
+    TokenExchange,
+}
+
+/// How the gateway authenticates to a token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ClientAuthMethod {
+    /// `client_id` and `client_secret` in HTTP Basic (RFC 6749 §2.3.1).
+    #[default]
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// An RFC 7523 client assertion (ES256) signed with `private_key_file`.
+    PrivateKeyJwt,
+}
+
+/// `token_exchange` settings.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenExchangeConfig {
+    /// The authorization server's token endpoint (https, or http on a loopback host).
+    #[schemars(url)]
+    pub token_endpoint: String,
+    /// The gateway's client id at that server.
+    pub client_id: String,
+    /// How the gateway authenticates.
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// The client secret (`client_secret_basic`, `client_secret_post`), normally a secret
+    /// reference.
+    #[schemars(extend("writeOnly" = true))]
+    pub client_secret: Option<String>,
+    /// A PKCS#8 PEM P-256 private key signing the client assertions (`private_key_jwt`).
+    pub private_key_file: Option<String>,
+    /// The `resource` parameter (RFC 8707). Default: the upstream URL.
+    pub resource: Option<String>,
+    /// The `audience` parameter. Default: not sent.
+    pub audience: Option<String>,
+    /// The `requested_token_type`.
+    #[serde(default = "default_requested_token_type")]
+    pub requested_token_type: String,
+    /// Scopes to request, by call: the first rule whose `method` and `name` match wins.
+    #[serde(default)]
+    pub scopes: Vec<ScopeMappingConfig>,
+    /// Scopes requested when no rule matches (empty: no `scope` parameter).
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    /// Most exchanged tokens kept at once.
+    #[serde(default = "default_cache_capacity")]
+    pub cache_capacity: usize,
+    /// An exchanged token is used until this long before it expires (at most half its life).
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_secs: u64,
+    /// Timeout of one exchange, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for TokenExchangeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeConfig")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_auth", &self.client_auth)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("private_key_file", &self.private_key_file)
+            .field("resource", &self.resource)
+            .field("audience", &self.audience)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Requested scopes for calls of one kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ScopeMappingConfig {
+    /// The JSON-RPC method, or `*` for any.
+    #[serde(default = "any_method")]
+    pub method: String,
+    /// The tool, prompt or resource name (`params.name` / `params.uri`); a trailing `*` matches any
+    /// suffix. Absent: any.
+    pub name: Option<String>,
+    /// The scopes to request.
+    pub scopes: Vec<String>,
+}
+
+fn any_method() -> String {
+    "*".to_owned()
+}
+
+fn default_requested_token_type() -> String {
+    "urn:ietf:params:oauth:token-type:access_token".to_owned()
+}
+
+fn default_cache_capacity() -> usize {
+    10_000
+}
+
+fn default_refresh_before() -> u64 {
+    30
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+impl TokenExchangeConfig {
+    /// An exchange at `token_endpoint` as `client_id`, with defaults for everything else.
+    pub fn new(token_endpoint: &str, client_id: &str) -> Self {
+        Self {
+            token_endpoint: token_endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            client_auth: ClientAuthMethod::ClientSecretBasic,
+            client_secret: None,
+            private_key_file: None,
+            resource: None,
+            audience: None,
+            requested_token_type: default_requested_token_type(),
+            scopes: Vec::new(),
+            default_scopes: Vec::new(),
+            cache_capacity: default_cache_capacity(),
+            refresh_before_secs: default_refresh_before(),
+            timeout_secs: default_timeout(),
+        }
+    }
+}
+
+impl ScopeMappingConfig {
+    /// Scopes for calls of `method` (`*`: any) on `name` (trailing `*`: prefix).
+    pub fn new(method: &str, name: Option<&str>, scopes: &[&str]) -> Self {
+        Self {
+            method: method.to_owned(),
+            name: name.map(str::to_owned),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
 }
 
 /// The algorithm the gateway signs assertions with.
@@ -126,11 +271,16 @@ impl StaticCredentialConfig {
 impl PropagationConfig {
     /// `signed_assertion` with default settings.
     pub fn signed_assertion(settings: SignedAssertionConfig) -> Self {
-        Self { mode: PropagationMode::SignedAssertion, signed_assertion: Some(settings), static_credential: None }
+        Self { mode: PropagationMode::SignedAssertion, signed_assertion: Some(settings), ..Self::default() }
+    }
+
+    /// `token_exchange` with these settings.
+    pub fn token_exchange(settings: TokenExchangeConfig) -> Self {
+        Self { mode: PropagationMode::TokenExchange, token_exchange: Some(settings), ..Self::default() }
     }
 
     /// `static` with this header.
     pub fn static_header(header: StaticCredentialConfig) -> Self {
-        Self { mode: PropagationMode::Static, signed_assertion: None, static_credential: Some(header) }
+        Self { mode: PropagationMode::Static, static_credential: Some(header), ..Self::default() }
     }
 }

@@ -9,10 +9,14 @@
 //!   request (`iss` = the gateway, `aud` = the upstream, `sub`, `act`, scopes, tenant, auth method,
 //!   `jti`, ≤ 60 s), sent as `Authorization: Bearer`; the gateway serves the JWKS and RFC 8414
 //!   metadata that verify it;
+//! - [`Propagation::TokenExchange`] ([`token_exchange`]): RFC 8693 at an authorization server,
+//!   the caller's validated token as `subject_token`, the upstream as `resource`;
 //! - [`Propagation::Static`] ([`static_header`]): the gateway's own credential for the upstream.
 //!
-//! A credential that cannot be produced fails the call (`500`, JSON-RPC `-32603`): it never falls
-//! back to sending the request without it.
+//! A credential that cannot be produced fails the call with a JSON-RPC `-32603` error and the
+//! status of [`PropagationError::status`] (`500` for the gateway's own faults, `503` when the
+//! authorization server is unavailable, `502` when it answers unusably or refuses the gateway,
+//! `403` when it refuses the caller): the call never goes upstream without its credential.
 //!
 //! ```
 //! use mcp_enterprise_core::{AuthMethod, Principal, PrincipalKind};
@@ -23,24 +27,31 @@
 //! let alice = Principal::builder("https://login.example.com", "alice", PrincipalKind::User, AuthMethod::Bearer)
 //!     .client_id("vscode")
 //!     .build();
-//! let (name, value) = propagation.credential(Some(&alice))?.expect("an assertion");
+//! # tokio::runtime::Builder::new_current_thread().build()?.block_on(async {
+//! let headers = http::HeaderMap::new();
+//! let (name, value) = propagation.credential(Some(&alice), None, &headers).await?.expect("an assertion");
 //! assert_eq!(name, "authorization");
 //! assert!(value.to_str()?.starts_with("Bearer ey"));
 //! // an assertion speaks for an authenticated caller: without one the call fails
-//! assert!(propagation.credential(None).is_err());
+//! assert!(propagation.credential(None, None, &headers).await.is_err());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod signed_assertion;
 pub mod static_header;
+pub mod token_exchange;
 
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, header};
 use mcp_enterprise_config::{PropagationConfig, PropagationMode};
-use mcp_enterprise_core::Principal;
+use http::StatusCode;
+use mcp_enterprise_core::{McpRequest, Principal};
 pub use signed_assertion::{KeyError, SignedAssertion, SignedAssertionBuilder};
 pub use static_header::StaticHeader;
+pub use token_exchange::TokenExchange;
 
 /// The caller's credential headers: removed from every upstream request.
 pub const INBOUND_CREDENTIALS: &[&str] = &["authorization", "dpop", "cookie", "proxy-authorization"];
@@ -61,6 +72,40 @@ pub enum PropagationError {
     /// Signing failed.
     #[error("the assertion could not be signed")]
     Signing,
+    /// The request carries no token the authentication layer validated (token exchange).
+    #[error("no validated caller token to exchange")]
+    NoSubjectToken,
+    /// The authorization server is unreachable, timed out or answered 5xx.
+    #[error("the token exchange is unavailable: {0}")]
+    ExchangeUnavailable(String),
+    /// The authorization server refused the exchange for the caller (its OAuth error code).
+    #[error("the token exchange was refused: {0}")]
+    ExchangeRefused(String),
+    /// The authorization server refused the gateway or answered something unusable.
+    #[error("the token exchange failed: {0}")]
+    ExchangeFailed(String),
+}
+
+impl PropagationError {
+    /// The HTTP status a call failing for this reason gets.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::ExchangeUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ExchangeRefused(_) => StatusCode::FORBIDDEN,
+            Self::ExchangeFailed(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the caller is told (never a token or secret).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::ExchangeUnavailable(_) => "the authorization server for the upstream is unavailable; try again later",
+            Self::ExchangeRefused(_) => "the authorization server refused a token for the upstream to this caller",
+            Self::ExchangeFailed(_) => "the gateway could not obtain a token for the upstream",
+            _ => "the gateway cannot present a credential to the upstream MCP server",
+        }
+    }
 }
 
 /// What one upstream learns about the caller.
@@ -74,6 +119,8 @@ pub enum Propagation {
     SignedAssertion(SignedAssertion),
     /// The gateway's own credential.
     Static(StaticHeader),
+    /// RFC 8693 token exchange.
+    TokenExchange(TokenExchange),
 }
 
 impl Propagation {
@@ -98,6 +145,13 @@ impl Propagation {
                 }
                 Self::SignedAssertion(builder.build()?)
             }
+            PropagationMode::TokenExchange => {
+                let settings = config
+                    .token_exchange
+                    .as_ref()
+                    .ok_or_else(|| PropagationError::Config("mode token_exchange needs the token_exchange settings".into()))?;
+                Self::TokenExchange(TokenExchange::from_config(settings, upstream)?)
+            }
             PropagationMode::Static => {
                 let settings = config
                     .static_credential
@@ -115,12 +169,26 @@ impl Propagation {
             Self::None => "none",
             Self::SignedAssertion(_) => "signed_assertion",
             Self::Static(_) => "static",
+            Self::TokenExchange(_) => "token_exchange",
         }
     }
 
-    /// The header to add to the upstream request for this caller, if any.
-    pub fn credential(&self, caller: Option<&Principal>) -> Result<Option<(HeaderName, HeaderValue)>, PropagationError> {
+    /// The header to add to the upstream request for this caller, if any. `call` is the parsed
+    /// request (scopes of a token exchange), `headers` the inbound ones (the validated token).
+    pub async fn credential(
+        &self,
+        caller: Option<&Principal>,
+        call: Option<&McpRequest>,
+        headers: &http::HeaderMap,
+    ) -> Result<Option<(HeaderName, HeaderValue)>, PropagationError> {
         match self {
+            Self::TokenExchange(exchange) => {
+                let token = exchange.token(caller, call, headers).await?;
+                let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| PropagationError::ExchangeFailed("the issued token is not header-safe".into()))?;
+                value.set_sensitive(true);
+                Ok(Some((header::AUTHORIZATION, value)))
+            }
             Self::None => Ok(None),
             Self::Static(fixed) => Ok(Some(fixed.header())),
             Self::SignedAssertion(minter) => {
@@ -176,14 +244,16 @@ mod tests {
         assert_eq!(minter.issuer(), "https://gw.example:8443");
         assert_eq!(minter.audience(), "http://up/mcp");
         assert_eq!(signed.paths(), ["/.well-known/jwks.json", "/.well-known/oauth-authorization-server"]);
-        assert!(matches!(signed.credential(None), Err(PropagationError::NoCaller)));
+        let no_headers = http::HeaderMap::new();
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        assert!(matches!(rt.block_on(signed.credential(None, None, &no_headers)), Err(PropagationError::NoCaller)));
         let fixed = Propagation::from_config(
             &PropagationConfig::static_header(StaticCredentialConfig::new("x-api-key", "k")),
             "https://gw/mcp",
             "http://up/mcp",
         )
         .expect("static");
-        let (name, value) = fixed.credential(None).expect("ok").expect("header");
+        let (name, value) = rt.block_on(fixed.credential(None, None, &no_headers)).expect("ok").expect("header");
         assert_eq!((name.as_str(), value.to_str().expect("ascii")), ("x-api-key", "k"));
         assert_eq!(fixed.mode(), "static");
     }

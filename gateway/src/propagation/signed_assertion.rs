@@ -131,7 +131,7 @@ fn alg_name(alg: AssertionAlgorithm) -> &'static str {
 }
 
 /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) or DER file.
-fn read_pkcs8(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
+pub(crate) fn read_pkcs8(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
     let bytes =
         std::fs::read(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
     let Ok(text) = std::str::from_utf8(&bytes) else { return Ok(bytes) };

@@ -13,6 +13,9 @@
 //       (claims as given, protected header as given; "alg" must suit the key). One Node start-up
 //       for a whole batch of workload tokens.
 //
+//   node jose-cli.mjs gen-pkcs8 ALG
+//       Prints {"pem": <PKCS#8 PEM private key>, "jwk": <its public JWK with kid (thumbprint), alg, use>}.
+//
 //   node jose-cli.mjs verify-remote < {"jwks_uri": "...", "jwts": ["..."], "issuer": "...", "audience": "...",
 //                                      "typ": "at+jwt", "algorithms": ["ES256"]}
 //       Verifies each JWT with jose's `jwtVerify` against the remote JWK Set (`createRemoteJWKSet`,
@@ -22,7 +25,8 @@
 import { readFileSync } from 'node:fs';
 
 import {
-  calculateJwkThumbprint, CompactSign, createRemoteJWKSet, exportJWK, generateKeyPair, importJWK, jwtVerify,
+  calculateJwkThumbprint, CompactSign, createRemoteJWKSet, exportJWK, exportPKCS8, generateKeyPair, importJWK,
+  jwtVerify,
   SignJWT,
 } from 'jose';
 
@@ -64,6 +68,16 @@ switch (command) {
       jwts.push(await new SignJWT(claims).setProtectedHeader(header).sign(key));
     }
     console.log(JSON.stringify(jwts));
+    break;
+  }
+  case 'gen-pkcs8': {
+    const [alg] = rest;
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    const jwk = await exportJWK(publicKey);
+    jwk.kid = await calculateJwkThumbprint(jwk);
+    jwk.alg = alg;
+    jwk.use = 'sig';
+    console.log(JSON.stringify({ pem: await exportPKCS8(privateKey), jwk }));
     break;
   }
   case 'verify-remote': {

@@ -239,7 +239,11 @@ async fn rotation_keeps_old_assertions_verifiable_and_the_new_key_accepted() {
 #[tokio::test]
 async fn expired_assertions_are_refused_by_the_upstream_and_by_jose() {
     let peers = Peers::require();
-    let s = signed(Duration::from_secs(1), mcp_enterprise_config::AssertionAlgorithm::ES256).await;
+    // 3 s (whole seconds: at least 2 s of validity), after a first call has warmed the upstream's
+    // key set, so the assertion is surely still valid when it arrives
+    let s = signed(Duration::from_secs(3), mcp_enterprise_config::AssertionAlgorithm::ES256).await;
+    let (status, _, msg) = call(tool_call(&s.gateway.mcp_url(), Some(&s.user_token), "whoami")).await;
+    assert_eq!(status, 200, "{msg}");
     let jwt = s.assertion().await;
     let exp = claims_of(&jwt)["exp"].as_u64().unwrap();
     // wait until the assertion is past its exp (whole seconds), with no assertion about speed
@@ -335,7 +339,7 @@ async fn configured_propagation_and_its_errors() {
     let cases = [
         (
             "[upstream.propagation]\nmode = \"static\"\n",
-            "gw.toml:6:11: upstream.propagation.static: expected the header the gateway sends (`header`, `value`), found no `static` in `upstream.propagation`",
+            "gw.toml:6:11: upstream.propagation.static: expected the header the gateway sends (`header` and `value` or `client_credentials`), found no `static` in `upstream.propagation`",
         ),
         (
             "[upstream.propagation]\nmode = \"signed_assertion\"\n",
@@ -343,11 +347,19 @@ async fn configured_propagation_and_its_errors() {
         ),
         (
             "[upstream.propagation]\nmode = \"signed\"\n",
-            "gw.toml:7:8: upstream.propagation.mode: expected one of `none`, `signed_assertion`, `static`, found the string \"signed\"",
+            "gw.toml:7:8: upstream.propagation.mode: expected one of `none`, `signed_assertion`, `static`, `token_exchange`, found the string \"signed\"",
         ),
         (
             "[sso]\nissuers = [{ issuer = \"https://idp.example\" }]\n[upstream.propagation]\nmode = \"signed_assertion\"\nsigned_assertion = { lifetime_secs = 300 }\n",
             "gw.toml:10:38: upstream.propagation.signed_assertion.lifetime_secs: expected a number from 1 to 60, found the number 300",
+        ),
+        (
+            "[sso]\nissuers = [{ issuer = \"https://idp.example\" }]\n[upstream.propagation]\nmode = \"token_exchange\"\ntoken_exchange = { token_endpoint = \"https://idp.example/token\", client_id = \"gw\" }\n",
+            "gw.toml:10:1: upstream.propagation.token_exchange.client_secret: expected the client secret (e.g. `${env:TOKEN_EXCHANGE_SECRET}`), found `client_auth = \"client_secret_basic\"` without a secret",
+        ),
+        (
+            "[upstream.propagation]\nmode = \"static\"\nstatic = { value = \"x\", client_credentials = { token_endpoint = \"https://idp/t\", client_id = \"gw\" } }\n",
+            "gw.toml:8:10: upstream.propagation.static: expected exactly one of `value` and `client_credentials`, found both",
         ),
         (
             "[upstream.propagation]\nmode = \"none\"\nstatic = { value = \"x\" }\n",
@@ -357,6 +369,7 @@ async fn configured_propagation_and_its_errors() {
     for (extra, expected) in cases {
         let err = Loader::new().text("gw.toml", Format::Toml, &format!("{base}{extra}")).env([("HOME", "/")]).load().unwrap_err();
         assert_eq!(err.to_string(), format!("1 configuration error:\n  {expected}"), "{extra}");
+        assert!(!err.to_string().contains("k-from-env"));
     }
 }
 

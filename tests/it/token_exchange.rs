@@ -11,9 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Request;
 use http_body_util::Full;
-use mcp_enterprise_config::{ClientAuthMethod, ScopeMappingConfig, TokenExchangeConfig};
+use mcp_enterprise_config::{ClientAuthMethod, ClientCredentialsConfig, ScopeMappingConfig, TokenExchangeConfig};
 use mcp_enterprise_demo_server::DemoServer;
-use mcp_enterprise_gateway::propagation::{Propagation, TokenExchange};
+use mcp_enterprise_gateway::propagation::{ClientCredentials, Propagation, TokenExchange};
 use mcp_enterprise_gateway::{Gateway, RunningGateway};
 use mcp_enterprise_sso::{Issuer, SsoLayer};
 use mcp_enterprise_tests::oidc::{
@@ -346,4 +346,43 @@ async fn failures_fail_the_call_never_pass_through() {
     // passing the caller's token on instead would not even work: the upstream refuses it
     let (status, _, _) = call(tool_call(&s.upstream, &uncached, "tools/call", Some("whoami"))).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn static_client_credentials_token_cached_and_verified_upstream() {
+    let peers = Peers::require();
+    let s = setup(&peers, Options::default()).await;
+    let mut grant = ClientCredentialsConfig::new(&format!("{}/token", s.provider.issuer()), JWT_CLIENT.id, JWT_CLIENT.secret);
+    grant.scopes = vec!["mcp:tools".into()];
+    let propagation = Propagation::ClientCredentials(ClientCredentials::from_config(&grant, &s.upstream).unwrap());
+    assert!(!format!("{propagation:?}").contains(JWT_CLIENT.secret));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
+    let sso = SsoLayer::builder(&resource).issuer(Issuer::new(s.provider.issuer())).build().unwrap();
+    let gateway = Gateway::builder()
+        .upstream(&s.upstream)
+        .unwrap()
+        .sso(sso)
+        .propagation(propagation)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap();
+    let caller = s.provider.client_credentials_token(OPAQUE_CLIENT, Some(&resource), Some("mcp:tools")).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (status, _, msg) = call(tool_call(&gateway.mcp_url(), &caller, "tools/call", Some("echo_headers"))).await;
+        assert_eq!(status, 200, "{msg}");
+        let headers = &msg["result"]["structuredContent"]["headers"];
+        assert!(headers.get("cookie").is_none() && headers.get("dpop").is_none(), "{headers}");
+        seen.push(headers["authorization"][0].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen[0], seen[1], "one token, cached");
+    let claims = claims_of(seen[0].strip_prefix("Bearer ").unwrap());
+    // the gateway's own identity, not the caller's
+    assert_eq!((claims["sub"].as_str(), claims["aud"].as_str()), (Some(JWT_CLIENT.id), Some(s.upstream.as_str())));
+    assert_eq!(claims["scope"], "mcp:tools");
+    let (status, _, msg) = call(tool_call(&gateway.mcp_url(), &caller, "tools/call", Some("whoami"))).await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["result"]["structuredContent"]["subject"], JWT_CLIENT.id, "the upstream verified the gateway's token");
 }

@@ -402,10 +402,30 @@ impl<'a> Checker<'a> {
             "static" if !fixed => self.problem(
                 DiagnosticKind::MissingKey,
                 p("upstream.propagation.static"),
-                "the header the gateway sends (`header`, `value`)",
+                "the header the gateway sends (`header` and `value` or `client_credentials`)",
                 "no `static` in `upstream.propagation`",
             ),
             "static" => {
+                let value = self.get("upstream.propagation.static.value").is_some();
+                let grant = self.get("upstream.propagation.static.client_credentials").is_some();
+                if value == grant {
+                    self.problem(
+                        DiagnosticKind::Conflict,
+                        p("upstream.propagation.static"),
+                        "exactly one of `value` and `client_credentials`",
+                        if value { "both" } else { "neither" },
+                    );
+                }
+                if let Some(url) = self.str("upstream.propagation.static.client_credentials.token_endpoint")
+                    && let Ok(uri) = url.parse::<http::Uri>()
+                    && uri.scheme_str() == Some("http")
+                    && !is_loopback_host(uri.host().unwrap_or_default())
+                {
+                    self.invalid(
+                        "upstream.propagation.static.client_credentials.token_endpoint",
+                        "an https URL (plain http only for a loopback host)",
+                    );
+                }
                 if let Some(name) = self.str("upstream.propagation.static.header")
                     && (http::HeaderName::from_bytes(name.as_bytes()).is_err()
                         || ["host", "connection", "content-length", "transfer-encoding", "te", "upgrade"]

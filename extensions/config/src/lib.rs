@@ -72,7 +72,7 @@ pub use model::{
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{
-    AssertionAlgorithm, ClientAuthMethod, PropagationConfig, PropagationMode, ScopeMappingConfig,
+    AssertionAlgorithm, ClientAuthMethod, ClientCredentialsConfig, PropagationConfig, PropagationMode, ScopeMappingConfig,
     SignedAssertionConfig, StaticCredentialConfig, TokenExchangeConfig,
 };
 pub use secret::REDACTED;

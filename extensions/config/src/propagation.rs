@@ -238,7 +238,8 @@ impl Default for SignedAssertionConfig {
     }
 }
 
-/// `static` settings: one header the gateway adds to every upstream request.
+/// `static` settings: one header the gateway adds to every upstream request — a fixed `value`,
+/// or `Bearer <token>` from the OAuth client-credentials grant (exactly one of the two).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -248,7 +249,70 @@ pub struct StaticCredentialConfig {
     pub header: String,
     /// Its value, normally a secret reference such as `Bearer ${env:UPSTREAM_TOKEN}`.
     #[schemars(extend("writeOnly" = true))]
-    pub value: String,
+    pub value: Option<String>,
+    /// The gateway's own token from the client-credentials grant, cached until shortly before
+    /// it expires, sent as `Authorization: Bearer` (`header` is not used).
+    pub client_credentials: Option<ClientCredentialsConfig>,
+}
+
+/// The OAuth client-credentials grant (RFC 6749 §4.4) for the gateway's own token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ClientCredentialsConfig {
+    /// The token endpoint (https, or http on a loopback host).
+    #[schemars(url)]
+    pub token_endpoint: String,
+    /// The gateway's client id.
+    pub client_id: String,
+    /// How the gateway authenticates.
+    #[serde(default)]
+    pub client_auth: ClientAuthMethod,
+    /// The client secret, normally a secret reference.
+    #[schemars(extend("writeOnly" = true))]
+    pub client_secret: Option<String>,
+    /// A PKCS#8 PEM P-256 private key (`private_key_jwt`).
+    pub private_key_file: Option<String>,
+    /// Scopes to request (empty: no `scope` parameter).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The `resource` parameter (RFC 8707). Default: the upstream URL.
+    pub resource: Option<String>,
+    /// The token is used until this long before it expires (at most half its life).
+    #[serde(default = "default_refresh_before")]
+    pub refresh_before_secs: u64,
+    /// Timeout of one token request, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl std::fmt::Debug for ClientCredentialsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentialsConfig")
+            .field("token_endpoint", &self.token_endpoint)
+            .field("client_id", &self.client_id)
+            .field("client_auth", &self.client_auth)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentialsConfig {
+    /// The grant at `token_endpoint` as `client_id` with `secret` (`client_secret_basic`).
+    pub fn new(token_endpoint: &str, client_id: &str, secret: &str) -> Self {
+        Self {
+            token_endpoint: token_endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            client_auth: ClientAuthMethod::ClientSecretBasic,
+            client_secret: Some(secret.to_owned()),
+            private_key_file: None,
+            scopes: Vec::new(),
+            resource: None,
+            refresh_before_secs: default_refresh_before(),
+            timeout_secs: default_timeout(),
+        }
+    }
 }
 
 fn default_static_header() -> String {
@@ -257,14 +321,23 @@ fn default_static_header() -> String {
 
 impl std::fmt::Debug for StaticCredentialConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticCredentialConfig").field("header", &self.header).field("value", &"***").finish()
+        f.debug_struct("StaticCredentialConfig")
+            .field("header", &self.header)
+            .field("value", &self.value.as_ref().map(|_| "***"))
+            .field("client_credentials", &self.client_credentials)
+            .finish()
     }
 }
 
 impl StaticCredentialConfig {
     /// A header with a value.
     pub fn new(header: &str, value: &str) -> Self {
-        Self { header: header.to_owned(), value: value.to_owned() }
+        Self { header: header.to_owned(), value: Some(value.to_owned()), client_credentials: None }
+    }
+
+    /// `Authorization: Bearer <token>` from the client-credentials grant.
+    pub fn client_credentials(grant: ClientCredentialsConfig) -> Self {
+        Self { header: default_static_header(), value: None, client_credentials: Some(grant) }
     }
 }
 

@@ -50,7 +50,7 @@ use mcp_enterprise_config::{PropagationConfig, PropagationMode};
 use http::StatusCode;
 use mcp_enterprise_core::{McpRequest, Principal};
 pub use signed_assertion::{KeyError, SignedAssertion, SignedAssertionBuilder};
-pub use static_header::StaticHeader;
+pub use static_header::{ClientCredentials, StaticHeader};
 pub use token_exchange::TokenExchange;
 
 /// The caller's credential headers: removed from every upstream request.
@@ -117,8 +117,10 @@ pub enum Propagation {
     None,
     /// A JWT minted by the gateway per request.
     SignedAssertion(SignedAssertion),
-    /// The gateway's own credential.
+    /// The gateway's own credential: a fixed header.
     Static(StaticHeader),
+    /// The gateway's own credential: a client-credentials token (mode `static`).
+    ClientCredentials(ClientCredentials),
     /// RFC 8693 token exchange.
     TokenExchange(TokenExchange),
 }
@@ -157,7 +159,15 @@ impl Propagation {
                     .static_credential
                     .as_ref()
                     .ok_or_else(|| PropagationError::Config("mode static needs the static settings".into()))?;
-                Self::Static(StaticHeader::new(&settings.header, &settings.value)?)
+                match (&settings.value, &settings.client_credentials) {
+                    (Some(value), None) => Self::Static(StaticHeader::new(&settings.header, value)?),
+                    (None, Some(grant)) => Self::ClientCredentials(ClientCredentials::from_config(grant, upstream)?),
+                    _ => {
+                        return Err(PropagationError::Config(
+                            "static needs exactly one of value and client_credentials".into(),
+                        ));
+                    }
+                }
             }
             _ => Self::None,
         })
@@ -168,7 +178,7 @@ impl Propagation {
         match self {
             Self::None => "none",
             Self::SignedAssertion(_) => "signed_assertion",
-            Self::Static(_) => "static",
+            Self::Static(_) | Self::ClientCredentials(_) => "static",
             Self::TokenExchange(_) => "token_exchange",
         }
     }
@@ -191,6 +201,7 @@ impl Propagation {
             }
             Self::None => Ok(None),
             Self::Static(fixed) => Ok(Some(fixed.header())),
+            Self::ClientCredentials(grant) => grant.header().await.map(Some),
             Self::SignedAssertion(minter) => {
                 let principal = caller.ok_or(PropagationError::NoCaller)?;
                 let assertion = minter.mint(principal)?;

@@ -48,7 +48,7 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
 const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
-/// How the gateway authenticates at the token endpoint. `Debug` never shows the secret or key.
+/// How the gateway authenticates at the token endpoint (no `Debug`: it holds the secret or key).
 enum ClientAuth {
     SecretBasic(String),
     SecretPost(String),
@@ -71,9 +71,7 @@ pub struct TokenExchange {
 }
 
 struct Inner {
-    endpoint: String,
-    client_id: String,
-    auth: ClientAuth,
+    client: TokenClient,
     resource: String,
     audience: Option<String>,
     requested_token_type: String,
@@ -81,18 +79,159 @@ struct Inner {
     default_scopes: Vec<String>,
     capacity: usize,
     refresh_before: Duration,
-    http: HttpClient,
     clock: Arc<dyn Clock>,
     cache: Mutex<HashMap<Key, Issued>>,
     flights: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A client of one OAuth token endpoint: its authentication, a bounded HTTP client, the mapping
+/// of answers to [`PropagationError`]s. Shared by `token_exchange` and `static`'s
+/// client-credentials grant.
+pub(crate) struct TokenClient {
+    endpoint: String,
+    client_id: String,
+    auth: ClientAuth,
+    http: HttpClient,
+    clock: Arc<dyn Clock>,
     rng: SystemRandom,
+}
+
+impl TokenClient {
+    /// A client of `endpoint` (https, or http on loopback) authenticating as `client_id`.
+    pub(crate) fn new(
+        endpoint: &str,
+        client_id: &str,
+        method: ClientAuthMethod,
+        secret: Option<&str>,
+        key_file: Option<&str>,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, PropagationError> {
+        let uri: http::Uri = endpoint.parse().map_err(|_| config_error("token_endpoint is not a URL"))?;
+        let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
+        match uri.scheme_str() {
+            Some("https") => {}
+            Some("http") if loopback => {}
+            _ => return Err(config_error("token_endpoint must be https (http only on a loopback host)")),
+        }
+        let secret =
+            || secret.map(str::to_owned).ok_or_else(|| config_error("client_secret is required for this client_auth"));
+        let auth = match method {
+            ClientAuthMethod::ClientSecretPost => ClientAuth::SecretPost(secret()?),
+            ClientAuthMethod::PrivateKeyJwt => {
+                let path = key_file.ok_or_else(|| config_error("private_key_file is required for private_key_jwt"))?;
+                let der = super::signed_assertion::read_pkcs8(std::path::Path::new(path))?;
+                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map_err(|_| config_error(format!("{path}: not a PKCS#8 P-256 private key")))?;
+                ClientAuth::PrivateKeyJwt(pair)
+            }
+            _ => ClientAuth::SecretBasic(secret()?),
+        };
+        let http = HttpClient::new(timeout.max(Duration::from_secs(1))).map_err(|e| config_error(e.to_string()))?;
+        Ok(Self {
+            endpoint: endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            auth,
+            http,
+            clock,
+            rng: SystemRandom::new(),
+        })
+    }
+
+    /// The endpoint.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The client id.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Posts `form` with the client's authentication; the issued bearer token and its lifetime.
+    /// A refusal is [`PropagationError::ExchangeRefused`] only for codes about the subject
+    /// (`caller_errors`), else [`PropagationError::ExchangeFailed`].
+    pub(crate) async fn request(
+        &self,
+        mut form: Vec<(&str, String)>,
+        caller_errors: bool,
+    ) -> Result<(Arc<str>, Option<Duration>), PropagationError> {
+        match &self.auth {
+            ClientAuth::SecretPost(secret) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_secret", secret.clone()));
+            }
+            ClientAuth::PrivateKeyJwt(pair) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+                form.push(("client_assertion", self.client_assertion(pair)?));
+            }
+            ClientAuth::SecretBasic(_) => {}
+        }
+        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut req = form_request(&self.endpoint, &pairs).map_err(|_| config_error("token_endpoint is not a URL"))?;
+        if let ClientAuth::SecretBasic(secret) = &self.auth {
+            let credentials = format!("{}:{}", form_encode(&self.client_id), form_encode(secret));
+            let mut value = http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
+                .map_err(|_| config_error("client credentials are not header-safe"))?;
+            value.set_sensitive(true);
+            req.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        let response = self.http.request(req).await.map_err(|e| match e {
+            FetchError::TooLarge => PropagationError::ExchangeFailed("the token response is too large".into()),
+            other => PropagationError::ExchangeUnavailable(other.to_string()),
+        })?;
+        let status = response.status();
+        let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
+        if status.is_server_error() {
+            return Err(PropagationError::ExchangeUnavailable(format!("the token endpoint answered {status}")));
+        }
+        if !status.is_success() {
+            let code = body.get("error").and_then(Value::as_str).unwrap_or("").chars().take(64).collect::<String>();
+            return Err(match code.as_str() {
+                "invalid_grant" | "invalid_scope" | "invalid_target" | "access_denied" if caller_errors => {
+                    PropagationError::ExchangeRefused(code)
+                }
+                "temporarily_unavailable" => PropagationError::ExchangeUnavailable(code),
+                _ => PropagationError::ExchangeFailed(format!("the token endpoint answered {status} {code}")),
+            });
+        }
+        let token = body.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
+        let token_type = body.get("token_type").and_then(Value::as_str).unwrap_or("");
+        let Some(token) = token.filter(|t| mcp_enterprise_core::headers::is_b64token(t)) else {
+            return Err(PropagationError::ExchangeFailed("the token response has no usable access_token".into()));
+        };
+        // a DPoP-bound token needs a proof the gateway cannot make; N_A: not an access token
+        if !(token_type.eq_ignore_ascii_case("bearer") || token_type.eq_ignore_ascii_case("n_a")) {
+            return Err(PropagationError::ExchangeFailed(format!(
+                "the issued token_type {:?} is not usable as a bearer token",
+                token_type.chars().take(16).collect::<String>()
+            )));
+        }
+        let lifetime = body.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs);
+        Ok((Arc::from(token), lifetime))
+    }
+
+    /// An RFC 7523 client assertion: `iss` = `sub` = the client id, `aud` = the token endpoint.
+    fn client_assertion(&self, pair: &EcdsaKeyPair) -> Result<String, PropagationError> {
+        let now = self.clock.now().as_secs();
+        let mut jti = [0u8; 16];
+        self.rng.fill(&mut jti).map_err(|_| PropagationError::Signing)?;
+        let header = json!({"alg": "ES256", "typ": "JWT"});
+        let claims = json!({"iss": self.client_id, "sub": self.client_id, "aud": self.endpoint,
+            "jti": URL_SAFE_NO_PAD.encode(jti), "iat": now, "exp": now + 60});
+        let input =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let signature = pair.sign(&self.rng, input.as_bytes()).map_err(|_| PropagationError::Signing)?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
+    }
 }
 
 impl std::fmt::Debug for TokenExchange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenExchange")
-            .field("endpoint", &self.inner.endpoint)
-            .field("client_id", &self.inner.client_id)
+            .field("endpoint", &self.inner.client.endpoint())
+            .field("client_id", &self.inner.client.client_id())
             .field("resource", &self.inner.resource)
             .finish_non_exhaustive()
     }
@@ -114,37 +253,18 @@ impl TokenExchange {
         upstream: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PropagationError> {
-        let uri: http::Uri = config.token_endpoint.parse().map_err(|_| config_error("token_endpoint is not a URL"))?;
-        let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
-        match uri.scheme_str() {
-            Some("https") => {}
-            Some("http") if loopback => {}
-            _ => return Err(config_error("token_endpoint must be https (http only on a loopback host)")),
-        }
-        let secret = || {
-            config.client_secret.clone().ok_or_else(|| config_error("client_secret is required for this client_auth"))
-        };
-        let auth = match config.client_auth {
-            ClientAuthMethod::ClientSecretPost => ClientAuth::SecretPost(secret()?),
-            ClientAuthMethod::PrivateKeyJwt => {
-                let path = config
-                    .private_key_file
-                    .as_deref()
-                    .ok_or_else(|| config_error("private_key_file is required for private_key_jwt"))?;
-                let der = super::signed_assertion::read_pkcs8(std::path::Path::new(path))?;
-                let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
-                    .map_err(|_| config_error(format!("{path}: not a PKCS#8 P-256 private key")))?;
-                ClientAuth::PrivateKeyJwt(pair)
-            }
-            _ => ClientAuth::SecretBasic(secret()?),
-        };
-        let http = HttpClient::new(Duration::from_secs(config.timeout_secs.max(1)))
-            .map_err(|e| config_error(e.to_string()))?;
+        let client = TokenClient::new(
+            &config.token_endpoint,
+            &config.client_id,
+            config.client_auth,
+            config.client_secret.as_deref(),
+            config.private_key_file.as_deref(),
+            Duration::from_secs(config.timeout_secs),
+            clock.clone(),
+        )?;
         Ok(Self {
             inner: Arc::new(Inner {
-                endpoint: config.token_endpoint.clone(),
-                client_id: config.client_id.clone(),
-                auth,
+                client,
                 resource: config.resource.clone().unwrap_or_else(|| upstream.to_owned()),
                 audience: config.audience.clone(),
                 requested_token_type: config.requested_token_type.clone(),
@@ -152,11 +272,9 @@ impl TokenExchange {
                 default_scopes: config.default_scopes.clone(),
                 capacity: config.cache_capacity.max(1),
                 refresh_before: Duration::from_secs(config.refresh_before_secs),
-                http,
                 clock,
                 cache: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
-                rng: SystemRandom::new(),
             }),
         })
     }
@@ -243,79 +361,13 @@ impl TokenExchange {
         if !key.1.is_empty() {
             form.push(("scope", key.1.clone()));
         }
-        match &inner.auth {
-            ClientAuth::SecretPost(secret) => {
-                form.push(("client_id", inner.client_id.clone()));
-                form.push(("client_secret", secret.clone()));
-            }
-            ClientAuth::PrivateKeyJwt(pair) => {
-                form.push(("client_id", inner.client_id.clone()));
-                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
-                form.push(("client_assertion", self.client_assertion(pair)?));
-            }
-            ClientAuth::SecretBasic(_) => {}
-        }
-        let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let mut req = form_request(&inner.endpoint, &pairs).map_err(|_| config_error("token_endpoint is not a URL"))?;
-        if let ClientAuth::SecretBasic(secret) = &inner.auth {
-            let credentials = format!("{}:{}", form_encode(&inner.client_id), form_encode(secret));
-            let mut value = http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
-                .map_err(|_| config_error("client credentials are not header-safe"))?;
-            value.set_sensitive(true);
-            req.headers_mut().insert(header::AUTHORIZATION, value);
-        }
-        let response = inner.http.request(req).await.map_err(|e| match e {
-            FetchError::TooLarge => PropagationError::ExchangeFailed("the token response is too large".into()),
-            other => PropagationError::ExchangeUnavailable(other.to_string()),
-        })?;
-        let status = response.status();
-        let body: Value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
-        if status.is_server_error() {
-            return Err(PropagationError::ExchangeUnavailable(format!("the token endpoint answered {status}")));
-        }
-        if !status.is_success() {
-            let code = body.get("error").and_then(Value::as_str).unwrap_or("").chars().take(64).collect::<String>();
-            return Err(match code.as_str() {
-                "invalid_grant" | "invalid_scope" | "invalid_target" | "access_denied" => {
-                    PropagationError::ExchangeRefused(code)
-                }
-                "temporarily_unavailable" => PropagationError::ExchangeUnavailable(code),
-                _ => PropagationError::ExchangeFailed(format!("the token endpoint answered {status} {code}")),
-            });
-        }
-        let token = body.get("access_token").and_then(Value::as_str).filter(|t| !t.is_empty());
-        let token_type = body.get("token_type").and_then(Value::as_str).unwrap_or("");
-        let Some(token) = token.filter(|t| mcp_enterprise_core::headers::is_b64token(t)) else {
-            return Err(PropagationError::ExchangeFailed("the token response has no usable access_token".into()));
-        };
-        // a DPoP-bound token needs a proof the gateway cannot make; N_A: not an access token
-        if !(token_type.eq_ignore_ascii_case("bearer") || token_type.eq_ignore_ascii_case("n_a")) {
-            return Err(PropagationError::ExchangeFailed(format!(
-                "the issued token_type {:?} is not usable as a bearer token",
-                token_type.chars().take(16).collect::<String>()
-            )));
-        }
-        let token: Arc<str> = Arc::from(token);
-        if let Some(lifetime) = body.get("expires_in").and_then(Value::as_u64).map(Duration::from_secs) {
+        let (token, lifetime) = inner.client.request(form, true).await?;
+        if let Some(lifetime) = lifetime {
             let margin = inner.refresh_before.min(lifetime / 2);
             let use_until = inner.clock.now() + lifetime - margin;
             self.remember(key.clone(), Issued { token: token.clone(), use_until });
         }
         Ok(token)
-    }
-
-    /// An RFC 7523 client assertion: `iss` = `sub` = the client id, `aud` = the token endpoint.
-    fn client_assertion(&self, pair: &EcdsaKeyPair) -> Result<String, PropagationError> {
-        let now = self.inner.clock.now().as_secs();
-        let mut jti = [0u8; 16];
-        self.inner.rng.fill(&mut jti).map_err(|_| PropagationError::Signing)?;
-        let header = json!({"alg": "ES256", "typ": "JWT"});
-        let claims = json!({"iss": self.inner.client_id, "sub": self.inner.client_id, "aud": self.inner.endpoint,
-            "jti": URL_SAFE_NO_PAD.encode(jti), "iat": now, "exp": now + 60});
-        let input =
-            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
-        let signature = pair.sign(&self.inner.rng, input.as_bytes()).map_err(|_| PropagationError::Signing)?;
-        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())))
     }
 }
 

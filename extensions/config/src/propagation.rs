@@ -13,8 +13,9 @@ use serde::{Deserialize, Serialize};
 #[non_exhaustive]
 pub struct PropagationConfig {
     /// The mode. `none`: the upstream learns nothing about the caller; `signed_assertion`: a
-    /// short-lived JWT minted by the gateway per request; `static`: the gateway's own credential
-    /// for this upstream.
+    /// short-lived JWT minted by the gateway per request; `token_exchange`: an RFC 8693 token for
+    /// the upstream in exchange for the caller's; `static`: the gateway's own credential for this
+    /// upstream.
     #[serde(default)]
     pub mode: PropagationMode,
     /// Settings of `signed_assertion` (all have defaults).

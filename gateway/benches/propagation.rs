@@ -15,11 +15,12 @@ use mcp_enterprise_core::{AuthMethod, Principal, PrincipalKind};
 use mcp_enterprise_gateway::propagation::SignedAssertion;
 
 fn bench(c: &mut Criterion) {
-    let principal = Principal::builder("https://login.example.com/tenant", "alice", PrincipalKind::User, AuthMethod::Bearer)
-        .client_id("vscode")
-        .scopes(["mcp", "mcp:tools", "crm:read"])
-        .claim("tenant", serde_json::json!("t-42"))
-        .build();
+    let principal =
+        Principal::builder("https://login.example.com/tenant", "alice", PrincipalKind::User, AuthMethod::Bearer)
+            .client_id("vscode")
+            .scopes(["mcp", "mcp:tools", "crm:read"])
+            .claim("tenant", serde_json::json!("t-42"))
+            .build();
     let es256 = SignedAssertion::builder("https://gateway.example.com", "http://10.0.0.5:8081/mcp").build().unwrap();
     let eddsa = SignedAssertion::builder("https://gateway.example.com", "http://10.0.0.5:8081/mcp")
         .algorithm(AssertionAlgorithm::EdDSA)
@@ -27,7 +28,7 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     // a signing input as long as a minted assertion's
     let sample = es256.mint(&principal).unwrap();
-    let message = sample[..sample.rfind('.').unwrap()].as_bytes().to_vec();
+    let message = sample.as_bytes()[..sample.rfind('.').unwrap()].to_vec();
 
     let rng = SystemRandom::new();
     let ec = EcdsaKeyPair::from_pkcs8(

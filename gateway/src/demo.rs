@@ -263,7 +263,8 @@ impl Demo {
             json!({"name": "delete_customer", "arguments": {"id": "c-001"}}),
         );
         let anonymous = curl(&url, None, 5, "tools/list", None, json!({}));
-        let whoami = curl(&url, Some("USER_TOKEN"), 7, "tools/call", Some("whoami"), json!({"name": "whoami", "arguments": {}}));
+        let whoami =
+            curl(&url, Some("USER_TOKEN"), 7, "tools/call", Some("whoami"), json!({"name": "whoami", "arguments": {}}));
         let denied = denied.replacen("curl -s ", "curl -si ", 1);
         let anonymous = anonymous.replacen("curl -s ", "curl -si ", 1);
         let mut mismatch = curl(

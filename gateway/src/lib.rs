@@ -271,8 +271,7 @@ impl Gateway {
 
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
-        let proxy =
-            Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
+        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -301,7 +300,9 @@ impl Gateway {
                     &path,
                     axum::routing::get(move || {
                         let document = minter.document(&served);
-                        async move { document.map_or_else(|| StatusCode::NOT_FOUND.into_response(), IntoResponse::into_response) }
+                        async move {
+                            document.map_or_else(|| StatusCode::NOT_FOUND.into_response(), IntoResponse::into_response)
+                        }
                     }),
                 )
             }),

@@ -14,6 +14,6 @@ mod gateway;
 mod negotiation;
 mod oidc_peer;
 mod propagation;
-mod token_exchange;
 mod sso;
+mod token_exchange;
 mod workload_identity;

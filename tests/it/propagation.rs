@@ -110,7 +110,10 @@ async fn signed(lifetime: Duration, algorithm: mcp_enterprise_config::AssertionA
         .await
     });
     let idp = DemoIdp::generate().unwrap();
-    let sso = SsoLayer::builder(&resource).issuer(Issuer::new(DEMO_ISSUER).keys(Keys::Static(idp.jwks().clone()))).build().unwrap();
+    let sso = SsoLayer::builder(&resource)
+        .issuer(Issuer::new(DEMO_ISSUER).keys(Keys::Static(idp.jwks().clone())))
+        .build()
+        .unwrap();
     let minter = SignedAssertion::builder(&issuer, &upstream)
         .algorithm(algorithm)
         .lifetime(lifetime)
@@ -149,9 +152,10 @@ impl Signed {
 #[tokio::test]
 async fn signed_assertions_are_verified_by_an_sso_upstream_and_by_jose() {
     let peers = Peers::require();
-    for (algorithm, alg) in
-        [(mcp_enterprise_config::AssertionAlgorithm::ES256, "ES256"), (mcp_enterprise_config::AssertionAlgorithm::EdDSA, "EdDSA")]
-    {
+    for (algorithm, alg) in [
+        (mcp_enterprise_config::AssertionAlgorithm::ES256, "ES256"),
+        (mcp_enterprise_config::AssertionAlgorithm::EdDSA, "EdDSA"),
+    ] {
         let s = signed(Duration::from_secs(60), algorithm).await;
         // the upstream verified the caller from the assertion
         let (status, _, msg) = call(tool_call(&s.gateway.mcp_url(), Some(&s.user_token), "whoami")).await;
@@ -224,13 +228,16 @@ async fn rotation_keeps_old_assertions_verifiable_and_the_new_key_accepted() {
     // both verify with jose against the JWKS served now (the replaced key is kept for the grace)
     let results = jose_verify_remote(&peers, &s.jose_request(&[&before, &after], "ES256")).await.unwrap();
     assert!(results.iter().all(|r| r["ok"] == true), "{results:?}");
-    let (status, _, jwks) = call(Request::get(format!("{}/.well-known/jwks.json", s.issuer)).body(Full::default()).unwrap()).await;
+    let (status, _, jwks) =
+        call(Request::get(format!("{}/.well-known/jwks.json", s.issuer)).body(Full::default()).unwrap()).await;
     assert_eq!(status, 200);
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert!(kids.contains(&first_kid.as_str()) && kids.contains(&second_kid.as_str()) && kids.len() == 3, "{jwks}");
     // the RFC 8414 metadata names the JWKS (what the sso crate's discovery used)
-    let (status, _, meta) =
-        call(Request::get(format!("{}/.well-known/oauth-authorization-server", s.issuer)).body(Full::default()).unwrap()).await;
+    let (status, _, meta) = call(
+        Request::get(format!("{}/.well-known/oauth-authorization-server", s.issuer)).body(Full::default()).unwrap(),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(meta["issuer"], s.issuer.as_str());
     assert_eq!(meta["jwks_uri"], format!("{}/.well-known/jwks.json", s.issuer));
@@ -260,13 +267,16 @@ async fn expired_assertions_are_refused_by_the_upstream_and_by_jose() {
     assert_eq!(result["code"], "ERR_JWT_EXPIRED", "{result}");
     // a fresh call still works: each request gets its own assertion
     let (status, _, msg) = call(tool_call(&s.gateway.mcp_url(), Some(&s.user_token), "whoami")).await;
-    assert_eq!((status, &msg["result"]["structuredContent"]["verified"]), (http::StatusCode::OK, &json!(true)), "{msg}");
+    assert_eq!(
+        (status, &msg["result"]["structuredContent"]["verified"]),
+        (http::StatusCode::OK, &json!(true)),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn no_inbound_credential_reaches_the_upstream_in_modes_none_and_static() {
-    let upstream =
-        demo_upstream_serving(DemoServer::new().with_header_echo(), Default::default()).await;
+    let upstream = demo_upstream_serving(DemoServer::new().with_header_echo(), Default::default()).await;
     let caller_token = "caller-token-that-must-not-travel";
     for propagation in [
         Propagation::None,
@@ -324,7 +334,9 @@ async fn configured_propagation_and_its_errors() {
         upstream.url
     );
     // static from a secret reference: the value never shows, the upstream gets it
-    let doc = format!("{base}[upstream.propagation]\nmode = \"static\"\nstatic = {{ header = \"x-api-key\", value = \"${{env:UPSTREAM_KEY}}\" }}\n");
+    let doc = format!(
+        "{base}[upstream.propagation]\nmode = \"static\"\nstatic = {{ header = \"x-api-key\", value = \"${{env:UPSTREAM_KEY}}\" }}\n"
+    );
     let loader = Loader::new().text("gw.toml", Format::Toml, &doc).env([("UPSTREAM_KEY", "k-from-env")]);
     let loaded = loader.load().unwrap();
     assert!(!format!("{:?}", loaded.config()).contains("k-from-env"));
@@ -367,7 +379,11 @@ async fn configured_propagation_and_its_errors() {
         ),
     ];
     for (extra, expected) in cases {
-        let err = Loader::new().text("gw.toml", Format::Toml, &format!("{base}{extra}")).env([("HOME", "/")]).load().unwrap_err();
+        let err = Loader::new()
+            .text("gw.toml", Format::Toml, &format!("{base}{extra}"))
+            .env([("HOME", "/")])
+            .load()
+            .unwrap_err();
         assert_eq!(err.to_string(), format!("1 configuration error:\n  {expected}"), "{extra}");
         assert!(!err.to_string().contains("k-from-env"));
     }

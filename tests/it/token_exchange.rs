@@ -352,7 +352,8 @@ async fn failures_fail_the_call_never_pass_through() {
 async fn static_client_credentials_token_cached_and_verified_upstream() {
     let peers = Peers::require();
     let s = setup(&peers, Options::default()).await;
-    let mut grant = ClientCredentialsConfig::new(&format!("{}/token", s.provider.issuer()), JWT_CLIENT.id, JWT_CLIENT.secret);
+    let mut grant =
+        ClientCredentialsConfig::new(&format!("{}/token", s.provider.issuer()), JWT_CLIENT.id, JWT_CLIENT.secret);
     grant.scopes = vec!["mcp:tools".into()];
     let propagation = Propagation::ClientCredentials(ClientCredentials::from_config(&grant, &s.upstream).unwrap());
     assert!(!format!("{propagation:?}").contains(JWT_CLIENT.secret));
@@ -384,5 +385,8 @@ async fn static_client_credentials_token_cached_and_verified_upstream() {
     assert_eq!(claims["scope"], "mcp:tools");
     let (status, _, msg) = call(tool_call(&gateway.mcp_url(), &caller, "tools/call", Some("whoami"))).await;
     assert_eq!(status, 200, "{msg}");
-    assert_eq!(msg["result"]["structuredContent"]["subject"], JWT_CLIENT.id, "the upstream verified the gateway's token");
+    assert_eq!(
+        msg["result"]["structuredContent"]["subject"], JWT_CLIENT.id,
+        "the upstream verified the gateway's token"
+    );
 }

@@ -855,6 +855,17 @@ fn invalid_input(err: impl fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, err.to_string())
 }
 
+/// Verifies JWTs with npm `jose` (`jwtVerify` against a remote JWK Set it fetches itself):
+/// `request` is `{"jwks_uri", "jwts": [..], "issuer", "audience", "typ", "algorithms"}`; one result
+/// per JWT, `{"ok": true, "header", "payload"}` or `{"ok": false, "code", "message"}`.
+pub async fn jose_verify_remote(peers: &Peers, request: &Value) -> io::Result<Vec<Value>> {
+    let mut cmd = peers.node_command();
+    cmd.arg(peers.dir().join(JOSE_SCRIPT)).arg("verify-remote");
+    let stdout = run_node(cmd, Some(serde_json::to_vec(request).map_err(invalid_data)?)).await?;
+    serde_json::from_slice(&stdout).map_err(invalid_data)
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -890,14 +901,4 @@ mod tests {
         assert_eq!(decode_jws(&token), Ok((json!({"alg": "none"}), json!({"a": 1}))));
         assert!(decode_jws("a.b").is_err());
     }
-}
-
-/// Verifies JWTs with npm `jose` (`jwtVerify` against a remote JWK Set it fetches itself):
-/// `request` is `{"jwks_uri", "jwts": [..], "issuer", "audience", "typ", "algorithms"}`; one result
-/// per JWT, `{"ok": true, "header", "payload"}` or `{"ok": false, "code", "message"}`.
-pub async fn jose_verify_remote(peers: &Peers, request: &Value) -> io::Result<Vec<Value>> {
-    let mut cmd = peers.node_command();
-    cmd.arg(peers.dir().join(JOSE_SCRIPT)).arg("verify-remote");
-    let stdout = run_node(cmd, Some(serde_json::to_vec(request).map_err(invalid_data)?)).await?;
-    serde_json::from_slice(&stdout).map_err(invalid_data)
 }

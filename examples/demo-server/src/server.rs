@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use mcp_enterprise_core::Principal;
 use rmcp::{
     ErrorData, Json, RoleServer, ServerHandler,
     handler::server::{
@@ -21,7 +22,6 @@ use rmcp::{
     service::RequestContext,
     tool, tool_handler, tool_router,
 };
-use mcp_enterprise_core::Principal;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -316,8 +316,12 @@ impl DemoServer {
         };
         let mut headers = serde_json::Map::new();
         for name in parts.headers.keys() {
-            let values: Vec<String> =
-                parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+            let values: Vec<String> = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
             headers.insert(name.as_str().to_owned(), json!(values));
         }
         CallToolResult::structured(json!({ "headers": headers }))

@@ -82,7 +82,11 @@ impl GatewayTrust {
 
     /// The router: the demo MCP service at [`MCP_PATH`](crate::MCP_PATH) behind the assertion check
     /// and the `jti` replay check.
-    pub fn router(&self, server: DemoServer, config: StreamableHttpServerConfig) -> Result<axum::Router, SsoConfigError> {
+    pub fn router(
+        &self,
+        server: DemoServer,
+        config: StreamableHttpServerConfig,
+    ) -> Result<axum::Router, SsoConfigError> {
         let replay = Replay {
             store: Arc::new(MemoryReplayStore::new(self.replay_capacity)),
             clock: Arc::new(SystemClock),
@@ -157,7 +161,8 @@ async fn refuse_replays(State(replay): State<Arc<Replay>>, req: Request, next: N
 fn refusal(replay: &Replay, status: StatusCode, why: &str) -> Response {
     let body = mcp_enterprise_core::JsonRpcError::new(mcp_enterprise_core::jsonrpc::codes::INVALID_REQUEST, why);
     let mut response =
-        (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_bytes()).into_response();
+        (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_bytes())
+            .into_response();
     if status == StatusCode::UNAUTHORIZED {
         let challenge = Challenge::bearer()
             .resource_metadata(&replay.resource_metadata)

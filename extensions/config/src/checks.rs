@@ -437,7 +437,12 @@ impl<'a> Checker<'a> {
                     && http::HeaderValue::from_str(value).is_err()
                 {
                     let path = p("upstream.propagation.static.value");
-                    self.problem(DiagnosticKind::InvalidValue, path, "a valid header value", "a value with control characters");
+                    self.problem(
+                        DiagnosticKind::InvalidValue,
+                        path,
+                        "a valid header value",
+                        "a value with control characters",
+                    );
                 }
             }
             "token_exchange" if !exchange => self.problem(
@@ -477,7 +482,12 @@ impl<'a> Checker<'a> {
                         Some(file) => {
                             if let Err(e) = std::fs::metadata(file) {
                                 let why = e.to_string();
-                                self.unusable_file(&format!("{at}.private_key_file"), "a readable PKCS#8 PEM key file", file, &why);
+                                self.unusable_file(
+                                    &format!("{at}.private_key_file"),
+                                    "a readable PKCS#8 PEM key file",
+                                    file,
+                                    &why,
+                                );
                             }
                         }
                     }

@@ -72,8 +72,8 @@ pub use model::{
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{
-    AssertionAlgorithm, ClientAuthMethod, ClientCredentialsConfig, PropagationConfig, PropagationMode, ScopeMappingConfig,
-    SignedAssertionConfig, StaticCredentialConfig, TokenExchangeConfig,
+    AssertionAlgorithm, ClientAuthMethod, ClientCredentialsConfig, PropagationConfig, PropagationMode,
+    ScopeMappingConfig, SignedAssertionConfig, StaticCredentialConfig, TokenExchangeConfig,
 };
 pub use secret::REDACTED;
 pub use source::Format;

@@ -45,9 +45,9 @@ pub mod token_exchange;
 
 use std::time::Duration;
 
+use http::StatusCode;
 use http::{HeaderName, HeaderValue, header};
 use mcp_enterprise_config::{PropagationConfig, PropagationMode};
-use http::StatusCode;
 use mcp_enterprise_core::{McpRequest, Principal};
 pub use signed_assertion::{KeyError, SignedAssertion, SignedAssertionBuilder};
 pub use static_header::{ClientCredentials, StaticHeader};
@@ -141,17 +141,19 @@ impl Propagation {
                 let mut builder = SignedAssertion::builder(&issuer, audience)
                     .algorithm(settings.algorithm)
                     .lifetime(Duration::from_secs(settings.lifetime_secs))?
-                    .rotation(Duration::from_secs(settings.rotation_secs), Duration::from_secs(settings.rotation_grace_secs));
+                    .rotation(
+                        Duration::from_secs(settings.rotation_secs),
+                        Duration::from_secs(settings.rotation_grace_secs),
+                    );
                 if let Some(file) = &settings.key_file {
                     builder = builder.key_file(file);
                 }
                 Self::SignedAssertion(builder.build()?)
             }
             PropagationMode::TokenExchange => {
-                let settings = config
-                    .token_exchange
-                    .as_ref()
-                    .ok_or_else(|| PropagationError::Config("mode token_exchange needs the token_exchange settings".into()))?;
+                let settings = config.token_exchange.as_ref().ok_or_else(|| {
+                    PropagationError::Config("mode token_exchange needs the token_exchange settings".into())
+                })?;
                 Self::TokenExchange(TokenExchange::from_config(settings, upstream)?)
             }
             PropagationMode::Static => {

@@ -82,7 +82,9 @@ impl SigningKey {
         let failed = |_| KeyError::Invalid("key generation failed".into());
         let der = match alg {
             AssertionAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng).map_err(failed)?.as_ref().to_vec(),
-            _ => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(failed)?.as_ref().to_vec(),
+            _ => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(failed)?.as_ref().to_vec()
+            }
         };
         Self::from_pkcs8(alg, &der)
     }
@@ -105,7 +107,8 @@ impl SigningKey {
         };
         // RFC 7638: the thumbprint of the required members in lexicographic order (json! keeps
         // insertion order, which is already lexicographic above)
-        let kid = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwk.to_string().as_bytes()));
+        let kid =
+            URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, jwk.to_string().as_bytes()));
         jwk["kid"] = Value::String(kid.clone());
         jwk["alg"] = Value::String(alg_name(alg).to_owned());
         jwk["use"] = Value::String("sig".to_owned());
@@ -132,16 +135,15 @@ fn alg_name(alg: AssertionAlgorithm) -> &'static str {
 
 /// Reads a PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`) or DER file.
 pub(crate) fn read_pkcs8(path: &std::path::Path) -> Result<Vec<u8>, KeyError> {
-    let bytes =
-        std::fs::read(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Read { path: path.display().to_string(), source })?;
     let Ok(text) = std::str::from_utf8(&bytes) else { return Ok(bytes) };
     let Some(start) = text.find("-----BEGIN PRIVATE KEY-----") else {
         return Err(KeyError::Invalid(format!("{}: not a PKCS#8 PEM private key (BEGIN PRIVATE KEY)", path.display())));
     };
     let body = &text[start + "-----BEGIN PRIVATE KEY-----".len()..];
-    let end = body.find("-----END PRIVATE KEY-----").ok_or_else(|| {
-        KeyError::Invalid(format!("{}: the PEM block has no END PRIVATE KEY line", path.display()))
-    })?;
+    let end = body
+        .find("-----END PRIVATE KEY-----")
+        .ok_or_else(|| KeyError::Invalid(format!("{}: the PEM block has no END PRIVATE KEY line", path.display())))?;
     let b64: String = body[..end].chars().filter(|c| !c.is_ascii_whitespace()).collect();
     STANDARD.decode(b64).map_err(|_| KeyError::Invalid(format!("{}: the PEM body is not base64", path.display())))
 }
@@ -449,7 +451,9 @@ mod tests {
     fn decode(token: &str, jwks: &Value, alg: Algorithm) -> Result<Value, jsonwebtoken::errors::Error> {
         let header = jsonwebtoken::decode_header(token)?;
         let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks.clone()).expect("jwks");
-        let jwk = set.find(header.kid.as_deref().unwrap_or_default()).ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
+        let jwk = set
+            .find(header.kid.as_deref().unwrap_or_default())
+            .ok_or(jsonwebtoken::errors::ErrorKind::InvalidKeyFormat)?;
         let mut validation = Validation::new(alg);
         validation.set_audience(&["http://up.example/mcp"]);
         validation.set_issuer(&["https://gw.example"]);
@@ -459,7 +463,9 @@ mod tests {
 
     #[test]
     fn claims_header_and_unique_jti() {
-        for (alg, name) in [(AssertionAlgorithm::ES256, Algorithm::ES256), (AssertionAlgorithm::EdDSA, Algorithm::EdDSA)] {
+        for (alg, name) in
+            [(AssertionAlgorithm::ES256, Algorithm::ES256), (AssertionAlgorithm::EdDSA, Algorithm::EdDSA)]
+        {
             let minter = SignedAssertion::builder("https://gw.example/", "http://up.example/mcp")
                 .algorithm(alg)
                 .lifetime(Duration::from_secs(30))
@@ -506,7 +512,12 @@ mod tests {
             .build()
             .expect("keys");
         let kids = |m: &SignedAssertion| -> Vec<String> {
-            m.jwks()["keys"].as_array().expect("keys").iter().map(|k| k["kid"].as_str().expect("kid").to_owned()).collect()
+            m.jwks()["keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| k["kid"].as_str().expect("kid").to_owned())
+                .collect()
         };
         let first = minter.current_kid();
         let published = kids(&minter);
@@ -535,14 +546,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let rng = SystemRandom::new();
         let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
-        let pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            STANDARD.encode(der.as_ref())
-        );
+        let pem =
+            format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", STANDARD.encode(der.as_ref()));
         let path = dir.path().join("key.pem");
         std::fs::write(&path, pem).expect("write");
-        let minter =
-            SignedAssertion::builder("https://gw.example", "http://up.example/mcp").key_file(&path).build().expect("pem");
+        let minter = SignedAssertion::builder("https://gw.example", "http://up.example/mcp")
+            .key_file(&path)
+            .build()
+            .expect("pem");
         assert_eq!(minter.jwks()["keys"].as_array().map(Vec::len), Some(1));
         assert!(!minter.rotate(), "a key from a file is never replaced");
         decode(&minter.mint(&alice()).expect("mint"), &minter.jwks(), Algorithm::ES256).expect("verifies");

@@ -449,10 +449,12 @@ mod tests {
             McpRequest::parse(&http::HeaderMap::new(), &serde_json::to_vec(&body).expect("json"), |_| None)
                 .expect("parsed")
         };
-        let tool = |name: &str| call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name}}));
+        let tool =
+            |name: &str| call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name}}));
         assert_eq!(te.scopes_for(Some(&tool("delete_customer"))), "crm:admin");
         assert_eq!(te.scopes_for(Some(&tool("echo"))), "crm:write crm:read");
-        let read = call(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "demo://readme"}}));
+        let read =
+            call(json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "demo://readme"}}));
         assert_eq!(te.scopes_for(Some(&read)), "docs");
         let list = call(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
         assert_eq!(te.scopes_for(Some(&list)), "crm:read");

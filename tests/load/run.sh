@@ -10,6 +10,6 @@ if ! command -v wrk >/dev/null 2>&1; then
 fi
 cargo build --release --locked --bin mcp-enterprise --bin mcp-enterprise-demo-server --bin mcp-enterprise-load
 cargo bench --locked -p mcp-enterprise-core -p mcp-enterprise-sso -p mcp-enterprise-dpop -p mcp-enterprise-audit \
-  --bench inspect --bench verify --bench validate --bench records \
+  -p mcp-enterprise-gateway --bench inspect --bench verify --bench validate --bench records --bench propagation \
   -- --warm-up-time 1 --measurement-time 3
 target/release/mcp-enterprise-load --out docs/performance.md "$@"

@@ -865,7 +865,6 @@ pub async fn jose_verify_remote(peers: &Peers, request: &Value) -> io::Result<Ve
     serde_json::from_slice(&stdout).map_err(invalid_data)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,8 +43,12 @@ fn summary(loaded: &LoadedConfig) -> String {
         0 => String::new(),
         n => format!(" + {n} environment override{}", if n == 1 { "" } else { "s" }),
     };
+    let propagation = match serde_json::to_value(c.upstream.propagation.mode) {
+        Ok(serde_json::Value::String(mode)) if mode != "none" => format!(" (propagation: {mode})"),
+        _ => String::new(),
+    };
     format!(
-        "{}{env}: {} → {} on {}; sections: {}",
+        "{}{env}: {} → {}{propagation} on {}; sections: {}",
         files.join(", "),
         c.resource,
         c.upstream.url,

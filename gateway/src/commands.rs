@@ -44,8 +44,12 @@ fn summary(loaded: &LoadedConfig) -> String {
         n => format!(" + {n} environment override{}", if n == 1 { "" } else { "s" }),
     };
     let routes: String = c.routes.iter().map(|r| format!("; route {} → {}", r.resource, r.upstream.url)).collect();
+    let propagation = match serde_json::to_value(c.upstream.propagation.mode) {
+        Ok(serde_json::Value::String(mode)) if mode != "none" => format!(" (propagation: {mode})"),
+        _ => String::new(),
+    };
     format!(
-        "{}{env}: {} → {} on {}; sections: {}{routes}",
+        "{}{env}: {} → {}{propagation} on {}; sections: {}{routes}",
         files.join(", "),
         c.resource,
         c.upstream.url,

@@ -8,9 +8,10 @@
 //!
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
-//! stores and token-endpoint key, the legacy session map of `core`, the in-memory rate-limit
-//! counts (`rate_limits` and `rate_limit_redis` together). A changed section gets a new layer with
-//! fresh state. Two settings cannot change without a restart and make a reload fail
+//! stores and token-endpoint key, the signing keys of `upstream.propagation`, the legacy session
+//! map of `core`, the in-memory rate-limit counts (`rate_limits` and `rate_limit_redis` together).
+//! A changed section gets a new layer with fresh state. Two settings cannot change without a
+//! restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
@@ -31,7 +32,7 @@ use serde_json::Value;
 
 use crate::card::{CardHeader, ServerCard};
 use crate::ratelimit::RateLimitLayer;
-use crate::{Gateway, RunningGateway};
+use crate::{Gateway, Propagation, RunningGateway};
 
 /// Why a configured gateway could not start or reload.
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +109,8 @@ struct Parts {
     audit_layer: Option<AuditLayer>,
     rate_limits: Fingerprint,
     rate_limit_layer: Option<RateLimitLayer>,
+    propagation: Fingerprint,
+    propagation_mode: Propagation,
 }
 
 impl Parts {
@@ -124,6 +127,14 @@ impl Parts {
         let workload_identity = fingerprint(&config.workload_identity);
         let audit = fingerprint(&config.audit);
         let rate_limits = fingerprint(&(&config.rate_limits, &config.rate_limit_redis));
+        // the defaults come from `resource` and the upstream URL
+        let propagation = fingerprint(&(&config.upstream, &config.resource));
+        let propagation_mode = match previous {
+            // an unchanged section keeps its signing keys (verifiers' cached key sets stay valid)
+            Some(p) if p.propagation == propagation => p.propagation_mode.clone(),
+            _ => Propagation::from_config(&config.upstream.propagation, &config.resource, &config.upstream.url)
+                .map_err(crate::ConfigError::from)?,
+        };
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -175,6 +186,8 @@ impl Parts {
             audit_layer,
             rate_limits,
             rate_limit_layer,
+            propagation,
+            propagation_mode,
         };
         Ok((parts, trail))
     }
@@ -214,7 +227,8 @@ impl Parts {
             .inspect(self.inspect.clone())
             .extensions(extensions)
             .allowed_hosts(hosts)
-            .allowed_origins(config.listen.allowed_origins.iter().cloned());
+            .allowed_origins(config.listen.allowed_origins.iter().cloned())
+            .propagation(self.propagation_mode.clone());
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
         }

@@ -16,7 +16,9 @@ use mcp_enterprise_audit::{AuditLayer, AuditTrail, CheckpointSigner, FsyncPolicy
 use mcp_enterprise_sso::{Issuer, Keys, ScopePolicy, ScopeRule, SsoLayer};
 use serde_json::{Value, json};
 
+use crate::propagation::{Propagation, SignedAssertion};
 use crate::{Gateway, RunningGateway};
+use mcp_enterprise_demo_server::verified::GatewayTrust;
 
 use mcp_enterprise_core::ExtensionSet;
 use tokio::net::TcpListener;
@@ -40,6 +42,29 @@ impl DemoUpstream {
         let task = tokio::spawn(mcp_enterprise_demo_server::serve(listener, async move {
             let _ = stopped.await;
         }));
+        Ok(Self { url, stop: Some(stop), task })
+    }
+
+    /// Starts the demo server as an upstream that accepts only the signed assertions of the
+    /// gateway whose issuer URL is `gateway_issuer` (verified with the sso layer, each once).
+    pub async fn start_verified(gateway_issuer: &str) -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/mcp", listener.local_addr()?);
+        let trust = GatewayTrust::new(gateway_issuer, &url);
+        // fail now on a bad setting rather than in the task
+        let _checked = trust.sso_layer().map_err(|e| io::Error::other(e.to_string()))?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            mcp_enterprise_demo_server::verified::serve_verified(
+                listener,
+                mcp_enterprise_demo_server::DemoServer::new(),
+                &trust,
+                async move {
+                    let _ = stopped.await;
+                },
+            )
+            .await
+        });
         Ok(Self { url, stop: Some(stop), task })
     }
 
@@ -160,14 +185,18 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts the demo MCP server, the demo IdP and the gateway (SSO and audit on) listening on
+    /// Starts the demo MCP server, the demo IdP and the gateway (SSO and audit on, signed assertions
+    /// to the upstream, which verifies them) listening on
     /// `listen`; the audit trail goes to `audit_dir/trail`, its public key to `audit_dir/audit-public-key.pem`.
     pub async fn start(listen: SocketAddr, audit_dir: &Path) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let upstream = DemoUpstream::start().await?;
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
             io::Error::new(e.kind(), format!("cannot listen on {listen} (is it in use? try --listen 127.0.0.1:0): {e}"))
         })?;
-        let resource = format!("http://{}/mcp", listener.local_addr()?);
+        let issuer = format!("http://{}", listener.local_addr()?);
+        let resource = format!("{issuer}/mcp");
+        // the upstream trusts only this gateway's signed assertions
+        let upstream = DemoUpstream::start_verified(&issuer).await?;
+        let assertions = SignedAssertion::builder(&issuer, upstream.url()).build()?;
         let idp = DemoIdp::generate()?;
         let sso = SsoLayer::builder(&resource)
             .issuer(Issuer::new(DEMO_ISSUER).keys(Keys::Static(idp.jwks().clone())))
@@ -189,6 +218,7 @@ impl Demo {
             .extensions(default_extensions())
             .sso(sso)
             .audit(audit)
+            .propagation(Propagation::SignedAssertion(assertions))
             .build()?
             .serve_on(listener)?;
         let hour = Duration::from_secs(3600);
@@ -233,6 +263,8 @@ impl Demo {
             json!({"name": "delete_customer", "arguments": {"id": "c-001"}}),
         );
         let anonymous = curl(&url, None, 5, "tools/list", None, json!({}));
+        let whoami =
+            curl(&url, Some("USER_TOKEN"), 7, "tools/call", Some("whoami"), json!({"name": "whoami", "arguments": {}}));
         let denied = denied.replacen("curl -s ", "curl -si ", 1);
         let anonymous = anonymous.replacen("curl -s ", "curl -si ", 1);
         let mut mismatch = curl(
@@ -254,10 +286,15 @@ impl Demo {
 
   MCP endpoint : {url}
   forwards to  : {upstream}  (demo MCP server built with rmcp)
+  propagation  : signed_assertion — per request the gateway mints a 60 s ES256 JWT for the upstream
+                 (iss {origin}, aud the upstream, sub, act, scopes, jti); keys at
+                 {origin}/.well-known/jwks.json. The upstream verifies it with the sso crate and
+                 accepts each jti once; your own token never reaches it.
   identity     : demo IdP {DEMO_ISSUER} (in-process ES256 key); scopes: mcp, mcp:admin (implies mcp);
                  tools named delete_* need mcp:admin
   layers       : audit -> host/origin check -> protected resource metadata -> inspect (JSON-RPC,
                  SEP-2243) -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> proxy
+                 (signed assertion)
 
 Demo tokens (valid 1 hour; minted by the demo IdP for this endpoint only):
   export USER_TOKEN='{user}'
@@ -268,6 +305,9 @@ Discover the server (modern 2026-07-28 era):
 
 Call a tool:
   {echo}
+
+Ask the upstream who it verified (from the gateway's assertion, not from your token):
+  {whoami}
 
 A call the token's scopes do not allow is refused (403, WWW-Authenticate: error="insufficient_scope", scope="mcp mcp:admin"):
   {denied}

@@ -32,6 +32,7 @@ pub mod card;
 pub mod commands;
 pub mod configured;
 pub mod demo;
+pub mod propagation;
 pub mod proxy;
 pub mod ratelimit;
 mod routes;
@@ -55,6 +56,7 @@ use mcp_enterprise_core::{
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::{OtherTokens, WorkloadIdentitySetup};
+pub use propagation::Propagation;
 pub use proxy::Proxy;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -103,6 +105,9 @@ pub enum ConfigError {
     /// A rate-limit setting is wrong.
     #[error("rate limits: {0}")]
     RateLimit(String),
+    /// The identity propagation setting is wrong.
+    #[error(transparent)]
+    Propagation(#[from] propagation::PropagationError),
 }
 
 /// Why a configuration file could not be used.
@@ -222,6 +227,7 @@ pub struct Gateway {
     /// More MCP servers behind the same listener, each at its own path (see `routes`).
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
+    propagation: Propagation,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -254,6 +260,7 @@ pub struct GatewayBuilder {
     card: Option<ServerCard>,
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
+    propagation: Propagation,
 }
 
 impl Gateway {
@@ -274,6 +281,7 @@ impl Gateway {
             card: None,
             routes: Vec::new(),
             rate_limit: None,
+            propagation: Propagation::None,
         }
     }
 
@@ -305,9 +313,10 @@ impl Gateway {
     /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
     /// served too).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
-        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
         // innermost: limits need the parsed request and the authenticated principal
         let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
+
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -327,6 +336,22 @@ impl Gateway {
                 endpoint.paths().into_iter().fold(router, |r, path| r.route_service(path, endpoint.clone()))
             }
             None => router,
+        };
+        // the signed assertions' JWKS and RFC 8414 metadata (paths checked in `build`)
+        let router = match &self.propagation {
+            Propagation::SignedAssertion(minter) => self.propagation.paths().into_iter().fold(router, |r, path| {
+                let (minter, served) = (minter.clone(), path.clone());
+                r.route(
+                    &path,
+                    axum::routing::get(move || {
+                        let document = minter.document(&served);
+                        async move {
+                            document.map_or_else(|| StatusCode::NOT_FOUND.into_response(), IntoResponse::into_response)
+                        }
+                    }),
+                )
+            }),
+            _ => router,
         };
         let router = match &self.metadata {
             Some(metadata) => router.layer(ProtectedResourceMetadataLayer::new(metadata.clone())),
@@ -504,8 +529,28 @@ impl GatewayBuilder {
         self
     }
 
+    /// What the upstream learns about the caller (default [`Propagation::None`]). The caller's
+    /// own credentials are never forwarded in any mode.
+    pub fn propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
+        self
+    }
+
     /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
+        let taken: Vec<String> = self
+            .workload_identity
+            .as_ref()
+            .and_then(|w| w.token_endpoint())
+            .map(|e| e.paths().iter().map(|p| (*p).to_owned()).collect())
+            .unwrap_or_default();
+        for path in self.propagation.paths() {
+            if path == self.mcp_path || taken.contains(&path) {
+                return Err(ConfigError::Propagation(propagation::PropagationError::Config(format!(
+                    "the signed assertion documents' path {path} is already served (MCP path or token endpoint); set upstream.propagation.signed_assertion.issuer to an URL with a path"
+                ))));
+            }
+        }
         let mut extensions = self.extensions.to_builder();
         let mut metadata = None;
         if let Some(sso) = &self.sso {
@@ -566,6 +611,7 @@ impl GatewayBuilder {
             card: self.card,
             routes: Vec::new(),
             rate_limit: self.rate_limit,
+            propagation: self.propagation,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

@@ -3,9 +3,13 @@
 //! - Bodies stream both ways, SSE included; nothing is buffered here.
 //! - Dropping the response (the client went away) drops the upstream response, which closes the
 //!   upstream connection: the upstream sees the cancellation.
-//! - Hop-by-hop headers are dropped (RFC 9110 §7.6.1). `Authorization` and `DPoP` are **never**
-//!   forwarded: token passthrough is forbidden by the MCP authorization spec. Every other header,
-//!   `Mcp-Session-Id` and `Mcp-Param-*` included, is forwarded unchanged.
+//! - Hop-by-hop headers are dropped (RFC 9110 §7.6.1). The caller's `Authorization`, `DPoP`,
+//!   `Cookie` and `Proxy-Authorization` are **never** forwarded: token passthrough is forbidden by
+//!   the MCP authorization spec. Every other header, `Mcp-Session-Id` and `Mcp-Param-*` included,
+//!   is forwarded unchanged.
+//! - The upstream gets the credential of the configured [`Propagation`] instead (a signed
+//!   assertion for the caller, the gateway's own credential, or nothing); when it cannot be made,
+//!   the call fails (`500`, JSON-RPC `-32603`) and nothing is sent upstream.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -25,8 +29,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mcp_enterprise_core::jsonrpc::codes;
-use mcp_enterprise_core::{BoxError, JsonRpcError, McpBody, McpRequest};
+use mcp_enterprise_core::{BoxError, Denial, JsonRpcError, McpBody, McpRequest, Principal};
 use tower_service::Service;
+
+use crate::propagation::{self, Propagation};
 
 /// The body sent upstream.
 type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
@@ -37,6 +43,7 @@ pub struct Proxy {
     client: Client<HttpConnector, UpstreamBody>,
     upstream: Uri,
     prefix: String,
+    propagation: Propagation,
 }
 
 impl Proxy {
@@ -47,7 +54,14 @@ impl Proxy {
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { client, upstream, prefix: prefix.into() }
+        Self { client, upstream, prefix: prefix.into(), propagation: Propagation::None }
+    }
+
+    /// Presents this credential to the upstream (default: none).
+    #[must_use]
+    pub fn with_propagation(mut self, propagation: Propagation) -> Self {
+        self.propagation = propagation;
+        self
     }
 
     /// The upstream URI for a request path, or `None` when the path is not under the prefix.
@@ -123,15 +137,38 @@ where
         let (mut parts, body) = req.into_parts();
         let mcp = parts.extensions.remove::<McpRequest>();
         strip_hop_by_hop(&mut parts.headers);
-        // never pass the caller's credentials on
-        parts.headers.remove(header::AUTHORIZATION);
-        parts.headers.remove(mcp_enterprise_core::headers::DPOP);
+        // the credential for the upstream is worked out from the caller's (a token exchange needs
+        // the validated token); then the caller's credentials are removed: never passed on
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let mut inbound = http::HeaderMap::new();
+        if matches!(self.propagation, Propagation::TokenExchange(_)) {
+            for value in parts.headers.get_all(header::AUTHORIZATION) {
+                inbound.append(header::AUTHORIZATION, value.clone());
+            }
+        }
+        propagation::strip_inbound_credentials(&mut parts.headers);
         // the upstream sees its own authority
         parts.headers.remove(header::HOST);
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
-        let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+        let propagation = self.propagation.clone();
         Box::pin(async move {
+            match propagation.credential(principal.as_ref(), mcp.as_ref(), &inbound).await {
+                Ok(Some((name, value))) => {
+                    parts.headers.insert(name, value);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, mode = propagation.mode(), "no credential for the upstream");
+                    let mut response = error_response(e.status(), mcp.as_ref(), e.public_message());
+                    response.extensions_mut().insert(
+                        Denial::new("gateway", format!("propagation: {e}")).with_jsonrpc_code(codes::INTERNAL_ERROR),
+                    );
+                    return Ok(response);
+                }
+            }
+            drop(inbound);
+            let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
             match client.request(upstream_req).await {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();

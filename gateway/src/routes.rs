@@ -1,7 +1,7 @@
 //! Several MCP servers behind one listener: each route is a whole [`Gateway`] (upstream, layers,
 //! discovery documents) at the path of its own resource, and owns exactly the paths it serves —
 //! its MCP path, its RFC 9728 path-suffixed metadata, its server card, its SEP-1933 token
-//! endpoint. Every other path goes to the first (primary) gateway, which also serves the
+//! endpoint, the JWKS and metadata of the assertions it signs for its upstream. Every other path goes to the first (primary) gateway, which also serves the
 //! root-level documents (`/.well-known/oauth-protected-resource`, the AI catalog listing every
 //! route's card).
 
@@ -57,6 +57,8 @@ pub(crate) fn owned_paths(gateway: &Gateway) -> Vec<String> {
     if let Some(endpoint) = gateway.workload_identity.as_ref().and_then(|w| w.token_endpoint()) {
         paths.extend(endpoint.paths().into_iter().map(str::to_owned));
     }
+    // the JWKS and metadata of the assertions it signs for its upstream
+    paths.extend(gateway.propagation.paths());
     paths
 }
 

@@ -111,7 +111,7 @@ async fn banner_commands_work_as_described() {
     assert!(text.contains(&demo.gateway.mcp_url()));
     let (vars, commands) = parse_banner(&text);
     assert_eq!(vars.len(), 2, "{text}");
-    assert_eq!(commands.len(), 8, "{text}");
+    assert_eq!(commands.len(), 9, "{text}");
 
     let (status, _, msg) = call(to_request(&commands[0])).await;
     assert_eq!(status, 200, "server/discover: {msg}");
@@ -121,30 +121,42 @@ async fn banner_commands_work_as_described() {
     assert_eq!(status, 200, "tools/call echo: {msg}");
     assert_eq!(msg["result"]["content"][0]["text"], "hello");
 
-    let (status, headers, msg) = call(to_request(&commands[2])).await;
+    // the upstream verified the gateway's signed assertion, not the caller's token
+    let (status, _, msg) = call(to_request(&commands[2])).await;
+    assert_eq!(status, 200, "tools/call whoami: {msg}");
+    let who = &msg["result"]["structuredContent"];
+    assert_eq!(who["verified"], true, "{msg}");
+    assert_eq!(who["issuer"], demo.gateway.mcp_url().trim_end_matches("/mcp"), "iss = the gateway");
+    assert_eq!(who["subject"], "alice");
+    assert_eq!(who["act"], serde_json::json!({"sub": "demo-client"}), "the calling client acts for alice");
+    assert_eq!(who["scopes"], serde_json::json!(["mcp"]));
+    assert_eq!(who["auth_method"], "bearer");
+    assert_eq!(who["idp"], mcp_enterprise_gateway::demo::DEMO_ISSUER);
+
+    let (status, headers, msg) = call(to_request(&commands[3])).await;
     assert_eq!(status, 403, "a user may not delete: {msg}");
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("scope=\"mcp mcp:admin\", error=\"insufficient_scope\""), "{challenge}");
 
-    let (status, _, msg) = call(to_request(&commands[3])).await;
+    let (status, _, msg) = call(to_request(&commands[4])).await;
     assert_eq!(status, 200, "the admin may delete: {msg}");
     assert_eq!(msg["result"]["isError"], false, "{msg}");
 
-    let (status, headers, _) = call(to_request(&commands[4])).await;
+    let (status, headers, _) = call(to_request(&commands[5])).await;
     assert_eq!(status, 401, "no token");
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.starts_with("Bearer resource_metadata=\"http://"), "{challenge}");
 
-    let (status, _, prm) = call(to_request(&commands[5])).await;
+    let (status, _, prm) = call(to_request(&commands[6])).await;
     assert_eq!(status, 200, "protected resource metadata");
     assert_eq!(prm["resource"], demo.gateway.mcp_url());
     assert_eq!(prm["authorization_servers"][0], mcp_enterprise_gateway::demo::DEMO_ISSUER);
 
-    let (status, _, msg) = call(to_request(&commands[6])).await;
+    let (status, _, msg) = call(to_request(&commands[7])).await;
     assert_eq!(status, 400, "the mismatch example is refused: {msg}");
     assert_eq!(msg["error"]["code"], -32020);
 
-    let (status, headers, msg) = call(to_request(&commands[7])).await;
+    let (status, headers, msg) = call(to_request(&commands[8])).await;
     assert_eq!(status, 200, "legacy initialize: {msg}");
     assert!(headers.contains_key("mcp-session-id"));
     assert_eq!(msg["result"]["serverInfo"]["name"], "mcp-enterprise-demo");
@@ -163,7 +175,7 @@ async fn banner_commands_work_as_described() {
     let key = mcp_enterprise_audit::CheckpointVerifier::from_public_key(&std::fs::read(&key).unwrap()).unwrap();
     let report = mcp_enterprise_audit::verify::verify_dir(&trail, Some(&key), false).unwrap();
     assert!(report.is_ok(), "{report}");
-    assert_eq!(report.records, 7, "8 commands, the metadata fetch is not an MCP call: {report}");
+    assert_eq!(report.records, 8, "9 commands, the metadata fetch is not an MCP call: {report}");
     let records: Vec<serde_json::Value> = mcp_enterprise_audit::trail_files(&trail)
         .unwrap()
         .iter()
@@ -181,6 +193,7 @@ async fn banner_commands_work_as_described() {
         [
             ("allowed", "-"),
             ("allowed", "-"),
+            ("allowed", "-"),
             ("denied", "sso"),
             ("allowed", "-"),
             ("denied", "sso"),
@@ -190,8 +203,8 @@ async fn banner_commands_work_as_described() {
     );
     assert_eq!(records[1]["principal"]["subject"], "alice");
     assert_eq!(records[1]["arguments"]["clear"]["text"], "hello");
-    assert_eq!(records[3]["principal"]["subject"], "admin");
-    assert!(records[3]["arguments"]["digests"]["id"].as_str().unwrap().starts_with("hmac-sha256:"));
+    assert_eq!(records[4]["principal"]["subject"], "admin");
+    assert!(records[4]["arguments"]["digests"]["id"].as_str().unwrap().starts_with("hmac-sha256:"));
     // the demo tokens are nowhere in the trail
     for f in mcp_enterprise_audit::trail_files(&trail).unwrap() {
         let bytes = std::fs::read_to_string(f).unwrap();

@@ -13,7 +13,11 @@ use mcp_enterprise_dpop::{ClientKeyAlg, DpopSigner};
 use mcp_enterprise_gateway::configured::ConfiguredGateway;
 use serde_json::{Value, json};
 
-use crate::common::{self, demo_upstream, modern};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use mcp_enterprise_demo_server::DemoServer;
+
+use crate::common::{self, call, demo_upstream_serving, modern};
 
 const GITHUB: &str = "http://127.0.0.1:8787/github/mcp";
 const JIRA: &str = "http://127.0.0.1:8787/jira/mcp";
@@ -45,11 +49,12 @@ fn document(dir: &Path, up_a: &str, up_b: &str, idp_a: &DpopSigner, idp_b: &Dpop
         "audit": {"directory": dir.join("trail"), "fsync": "interval", "fsync_interval_ms": 10},
         "routes": [{
             "resource": JIRA,
-            "upstream": {"url": up_b},
+            // this route's upstream learns the caller from an assertion the gateway signs
+            "upstream": {"url": up_b, "propagation": {"mode": "signed_assertion"}},
             "sso": {"issuers": [{"issuer": IDP_B, "jwks": {"keys": [idp_b.public_jwk()]}}]},
             "server_card": card("com.example/jira"),
             "rate_limits": [{"name": "jira-calls", "key": ["principal"], "methods": ["tools/call"],
-                "requests": 2, "per_secs": 3600}],
+                "requests": 3, "per_secs": 3600}],
         }],
     })
 }
@@ -60,6 +65,15 @@ async fn get(url: &str) -> (StatusCode, Value) {
     let status = res.status();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// The headers the upstream's `echo_headers` tool saw through `url`.
+async fn echoed(url: &str, token: &str) -> serde_json::Map<String, Value> {
+    let mut req = modern(url, 7, "tools/call", json!({"name": "echo_headers", "arguments": {}}), json!({}));
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (status, _, msg) = call(req).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    msg["result"]["structuredContent"]["headers"].as_object().cloned().unwrap()
 }
 
 /// `tools/call echo` at `url` with `token`: the status, and the `WWW-Authenticate` challenge.
@@ -73,7 +87,8 @@ async fn echo(url: &str, token: &str) -> (StatusCode, String) {
 
 #[tokio::test]
 async fn two_routes_with_their_own_identity_providers_upstreams_and_discovery() {
-    let (up_a, up_b) = (demo_upstream().await, demo_upstream().await);
+    let up_a = demo_upstream_serving(DemoServer::new().with_header_echo(), Default::default()).await;
+    let up_b = demo_upstream_serving(DemoServer::new().with_header_echo(), Default::default()).await;
     let idp_a = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
     let idp_b = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -98,6 +113,22 @@ async fn two_routes_with_their_own_identity_providers_upstreams_and_discovery() 
     let wrong_audience = token(&idp_b, IDP_B, GITHUB);
     assert_eq!(echo(&jira, &wrong_audience).await.0, StatusCode::UNAUTHORIZED, "a token for another route");
 
+    // each route's own propagation mode: none for github, a signed assertion for jira
+    let seen = echoed(&github, &a).await;
+    assert!(!seen.contains_key("authorization"), "nothing for github's upstream: {seen:?}");
+    let seen = echoed(&jira, &b).await;
+    let assertion = seen["authorization"][0].as_str().unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    assert_ne!(assertion, b, "never the caller's token");
+    let claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(assertion.split('.').nth(1).unwrap()).unwrap()).unwrap();
+    assert_eq!(
+        (&claims["iss"], &claims["aud"], &claims["sub"]),
+        (&json!("http://127.0.0.1:8787"), &json!(up_b.url), &json!("alice"))
+    );
+    let (status, jwks) = get(&format!("{base}/.well-known/jwks.json")).await;
+    assert_eq!(status, StatusCode::OK, "jira's assertion keys are served");
+    assert!(!jwks["keys"].as_array().unwrap().is_empty());
+
     // RFC 9728 metadata per route, at its path-suffixed well-known URI
     let (status, prm) = get(&format!("{base}/.well-known/oauth-protected-resource/jira/mcp")).await;
     assert_eq!(status, StatusCode::OK);
@@ -121,9 +152,9 @@ async fn two_routes_with_their_own_identity_providers_upstreams_and_discovery() 
     let (status, _) = echo(&jira, &b).await;
     assert!(status.is_server_error(), "jira's upstream is down: {status}");
 
-    // the route's own rate limit: its third call is refused, the other route is not limited
+    // the route's own rate limit, 3 calls an hour (echo, echo_headers, the failed call): the next is refused, the other route is not limited
     let (status, _) = echo(&jira, &b).await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "jira's limit is 2 calls an hour");
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "jira's limit is 3 calls an hour");
     for _ in 0..3 {
         assert_eq!(echo(&github, &a).await.0, StatusCode::OK);
     }
@@ -150,6 +181,7 @@ resource = "{GITHUB}"
 
 [upstream]
 url = "http://127.0.0.1:9001/mcp"
+propagation = {{ mode = "signed_assertion" }}
 
 [listen]
 address = "0.0.0.0:8787"
@@ -164,7 +196,7 @@ sso = {{ issuers = [{{ issuer = "{IDP_B}", jwks_uri = "idp-b/jwks" }}] }}
 
 [[routes]]
 resource = "http://127.0.0.1:8787/github/mcp"
-upstream = {{ url = "http://127.0.0.1:9003/mcp" }}
+upstream = {{ url = "http://127.0.0.1:9003/mcp", propagation = {{ mode = "signed_assertion" }} }}
 sso = {{ issuers = [{{ issuer = "{IDP_B}", jwks_uri = "https://idp-b.routes.test/jwks" }}] }}
 
 rate_limits = [{{ name = "calls", requests = 10 }}]
@@ -182,11 +214,13 @@ rate_limits = [{{ name = "calls", requests = 10 }}]
         };
     let has = |needle: &str| errors.iter().any(|e| e.contains(needle));
     // a route's own section, located at its line
-    assert!(has("mcp.toml:15:"), "{errors:#?}");
+    assert!(has("mcp.toml:16:"), "{errors:#?}");
     assert!(has("routes[0].upstream.url"), "{errors:#?}");
     assert!(has("routes[0].sso.issuers[0].jwks_uri"), "{errors:#?}");
     // two servers at one path
     assert!(has("routes[1].resource") && has("already served"), "{errors:#?}");
+    // two routes signing assertions as one issuer would serve one JWKS path
+    assert!(has("routes[1].upstream.propagation.mode") && has("an assertion issuer of its own"), "{errors:#?}");
     // rate-limit names are unique across routes (replicas sharing Redis count by name)
     assert!(has("routes[2].rate_limits[0].name") && has("no other route uses"), "{errors:#?}");
     // a public listener needs authentication on every route

@@ -15,5 +15,6 @@ fi
 cargo build --release --locked --bin mcp-enterprise --bin mcp-enterprise-demo-server --bin mcp-enterprise-load
 cargo bench --locked -p mcp-enterprise-core -p mcp-enterprise-sso -p mcp-enterprise-dpop -p mcp-enterprise-audit \
   -p mcp-enterprise-gateway --bench inspect --bench verify --bench validate --bench records --bench ratelimit \
+  --bench propagation \
   -- --warm-up-time 1 --measurement-time 3
 target/release/mcp-enterprise-load --out docs/performance.md "$@"

@@ -12,10 +12,22 @@
 //       Prints a JSON array with one JWT per request, built with jose's JWT producer `SignJWT`
 //       (claims as given, protected header as given; "alg" must suit the key). One Node start-up
 //       for a whole batch of workload tokens.
+//
+//   node jose-cli.mjs gen-pkcs8 ALG
+//       Prints {"pem": <PKCS#8 PEM private key>, "jwk": <its public JWK with kid (thumbprint), alg, use>}.
+//
+//   node jose-cli.mjs verify-remote < {"jwks_uri": "...", "jwts": ["..."], "issuer": "...", "audience": "...",
+//                                      "typ": "at+jwt", "algorithms": ["ES256"]}
+//       Verifies each JWT with jose's `jwtVerify` against the remote JWK Set (`createRemoteJWKSet`,
+//       fetched over HTTP), checking issuer, audience, typ, algorithms and exp (no clock tolerance).
+//       Prints a JSON array with, per JWT, {"ok": true, "header": ..., "payload": ...} or
+//       {"ok": false, "code": "<jose error code>", "message": ...}.
 import { readFileSync } from 'node:fs';
 
 import {
-  calculateJwkThumbprint, CompactSign, exportJWK, generateKeyPair, importJWK, SignJWT,
+  calculateJwkThumbprint, CompactSign, createRemoteJWKSet, exportJWK, exportPKCS8, generateKeyPair, importJWK,
+  jwtVerify,
+  SignJWT,
 } from 'jose';
 
 const [command, ...rest] = process.argv.slice(2);
@@ -58,7 +70,38 @@ switch (command) {
     console.log(JSON.stringify(jwts));
     break;
   }
+  case 'gen-pkcs8': {
+    const [alg] = rest;
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    const jwk = await exportJWK(publicKey);
+    jwk.kid = await calculateJwkThumbprint(jwk);
+    jwk.alg = alg;
+    jwk.use = 'sig';
+    console.log(JSON.stringify({ pem: await exportPKCS8(privateKey), jwk }));
+    break;
+  }
+  case 'verify-remote': {
+    const input = JSON.parse(readFileSync(0, 'utf8'));
+    const jwks = createRemoteJWKSet(new URL(input.jwks_uri), { cooldownDuration: 0 });
+    const results = [];
+    for (const jwt of input.jwts) {
+      try {
+        const { payload, protectedHeader } = await jwtVerify(jwt, jwks, {
+          issuer: input.issuer,
+          audience: input.audience,
+          typ: input.typ,
+          algorithms: input.algorithms,
+          requiredClaims: ['exp', 'iat', 'jti', 'sub'],
+        });
+        results.push({ ok: true, header: protectedHeader, payload });
+      } catch (e) {
+        results.push({ ok: false, code: e.code ?? 'ERR', message: String(e.message) });
+      }
+    }
+    console.log(JSON.stringify(results));
+    break;
+  }
   default:
-    console.error('usage: jose-cli.mjs gen-key ALG [ALG...] | jose-cli.mjs sign < request.json | jose-cli.mjs sign-jwts < requests.json');
+    console.error('usage: jose-cli.mjs gen-key ALG [ALG...] | jose-cli.mjs sign < request.json | jose-cli.mjs sign-jwts < requests.json | jose-cli.mjs verify-remote < request.json');
     process.exit(2);
 }

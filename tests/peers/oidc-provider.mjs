@@ -17,16 +17,31 @@
 //     "clients": [{client_id, client_secret, grant_types, ...}],
 //     "introspectionClients": ["mcp-resource-server"],
 //     "dpopRequireNonce": false,
+//     "tokenExchange": null,               // or {"subjectAudience": "...", "ttl": 300, "refuseSubjects": []}
+//     "extraClients": [],                  // more client registrations (any auth method)
 //     "readyFile": "/tmp/.../ready-1.json" // written (atomically) once listening
 //   }
 //
+// With `tokenExchange`, the RFC 8693 grant `urn:ietf:params:oauth:grant-type:token-exchange` is
+// registered (oidc-provider has no native one) with `provider.registerGrantType`. The handler
+// records every request's parameters (and the authenticated client and its auth method), served
+// at GET /__token-exchange/records as a JSON array; then it accepts only `subject_token_type`
+// access_token and `requested_token_type` access_token (or none), verifies the subject token
+// with jose against this provider's own keys (issuer = this provider, audience =
+// `subjectAudience`, typ at+jwt) — `invalid_grant` otherwise, and for subjects in
+// `refuseSubjects` — needs a `resource` of `resources` (or any, with `anyResourceAsJwt`), refuses
+// scopes outside `scope` (`invalid_scope`), and issues a JWT access token through oidc-provider's
+// own ClientCredentials model (signed, stored, `expires_in` = `ttl`) whose `sub` is the subject
+// token's `sub` and whose `act` is `{"sub": <the exchanging client>}` (RFC 8693 §4.1).
+//
 // When listening it prints one line `OIDC_PROVIDER_READY {json}` on stdout and writes the same
 // JSON to readyFile. Note: oidc-provider itself logs notices on stdout (console.info).
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
+import { createLocalJWKSet, jwtVerify } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 // Internal module of the pinned version (no "exports" map restricts it): the stock memory
 // adapter, given an unbounded store (the default store is an LRU of 1000 entries and the default
@@ -92,9 +107,24 @@ class UnboundedStore {
 }
 const store = new UnboundedStore();
 
+// token exchange: the subject of each issued token (read by the JWT customizer below)
+const exchangedSubjects = new WeakMap();
+const exchangeRecords = [];
+
 const provider = new Provider(config.issuer, {
   adapter: (model) => new MemoryAdapter(model, store, 0),
-  clients: config.clients,
+  clients: [...config.clients, ...(config.extraClients ?? [])],
+  formats: {
+    customizers: {
+      async jwt(_ctx, token, jwt) {
+        const subject = exchangedSubjects.get(token);
+        if (subject) {
+          jwt.payload.sub = subject.sub;
+          jwt.payload.act = { sub: token.clientId };
+        }
+      },
+    },
+  },
   jwks,
   // Not used by client_credentials, but set so nothing falls back to a development default.
   cookies: { keys: [randomBytes(32).toString('base64url')] },
@@ -147,6 +177,67 @@ const provider = new Provider(config.issuer, {
 });
 provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
 
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const EXCHANGE_PARAMS = ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience',
+  'scope', 'actor_token', 'actor_token_type'];
+if (config.tokenExchange) {
+  const te = config.tokenExchange;
+  // eslint-disable-next-line no-unused-vars
+  const ownKeys = createLocalJWKSet({ keys: jwks.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) });
+  provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+    const { params, client } = ctx.oidc;
+    const record = { grant_type: params.grant_type, client_id: client.clientId, client_auth_method: client.clientAuthMethod };
+    for (const name of [...EXCHANGE_PARAMS, 'client_assertion_type']) {
+      if (params[name] !== undefined) record[name] = params[name];
+    }
+    record.subject_token_sha256 = createHash('sha256').update(params.subject_token ?? '').digest('base64url');
+    exchangeRecords.push(record);
+
+    if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('unsupported subject_token_type');
+    }
+    if (params.requested_token_type !== undefined && params.requested_token_type !== ACCESS_TOKEN_TYPE) {
+      throw new errors.InvalidRequest('unsupported requested_token_type');
+    }
+    let subject;
+    try {
+      ({ payload: subject } = await jwtVerify(params.subject_token ?? '', ownKeys, {
+        issuer: provider.issuer, audience: te.subjectAudience, typ: 'at+jwt',
+      }));
+    } catch (e) {
+      throw new errors.InvalidGrant(`subject_token rejected (${e.code ?? 'invalid'})`);
+    }
+    if ((te.refuseSubjects ?? []).includes(subject.sub)) {
+      throw new errors.InvalidGrant('this subject may not obtain tokens for that resource');
+    }
+    const resource = params.resource;
+    if (typeof resource !== 'string' || !(resources.has(resource) || config.anyResourceAsJwt)) {
+      throw new errors.InvalidTarget();
+    }
+    const requested = (params.scope ?? '').split(' ').filter(Boolean);
+    const allowed = new Set(config.scope.split(' '));
+    const refused = requested.filter((scope) => !allowed.has(scope));
+    if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
+
+    const info = { ...resourceServerInfo(resource, 'jwt'), accessTokenTTL: Number(te.ttl ?? ttl) };
+    const token = new provider.ClientCredentials({
+      client, scope: requested.join(' ') || undefined, expiresIn: info.accessTokenTTL,
+    });
+    token.resourceServer = new provider.ResourceServer(resource, info);
+    exchangedSubjects.set(token, subject);
+    ctx.oidc.entity('ClientCredentials', token);
+    const value = await token.save();
+    ctx.body = {
+      access_token: value,
+      issued_token_type: ACCESS_TOKEN_TYPE,
+      token_type: 'Bearer',
+      expires_in: token.expiration,
+      scope: token.scope || undefined,
+    };
+  }, EXCHANGE_PARAMS, ['resource', 'audience']);
+}
+
 // Issuer path (e.g. /tenant-a): the provider's routes live under it. Discovery is reachable by
 // RFC 8414 path insertion (/.well-known/oauth-authorization-server/tenant-a, also for
 // openid-configuration) and/or by OpenID Connect Discovery appending (/tenant-a/.well-known/...),
@@ -174,6 +265,11 @@ function route(rawUrl) {
 
 const callback = provider.callback();
 const server = createServer((req, res) => {
+  if (req.method === 'GET' && req.url === '/__token-exchange/records') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(exchangeRecords));
+    return;
+  }
   const routed = route(req.url);
   if (routed === null) {
     res.writeHead(404, { 'content-type': 'application/json' });

@@ -318,6 +318,50 @@ pub struct OidcOptions {
     pub access_token_ttl: Duration,
     /// Whether the token endpoint demands DPoP nonces (`use_dpop_nonce`).
     pub dpop_require_nonce: bool,
+    /// Registers the RFC 8693 token-exchange grant (see `tests/peers/oidc-provider.mjs`).
+    pub token_exchange: Option<TokenExchangePeer>,
+    /// More client registrations (client metadata as the provider takes it).
+    pub extra_clients: Vec<Value>,
+}
+
+/// The token-exchange grant of the provider.
+#[derive(Debug, Clone)]
+pub struct TokenExchangePeer {
+    /// The audience a subject token must have (the gateway's resource URI).
+    pub subject_audience: String,
+    /// Lifetime of the issued tokens.
+    pub ttl: Duration,
+    /// Subjects refused with `invalid_grant`.
+    pub refuse_subjects: Vec<String>,
+}
+
+/// A client of the token-exchange grant: `token_endpoint_auth_method` `method`, secret `secret`
+/// (unused for `private_key_jwt`, which takes `public_jwk`).
+pub fn token_exchange_client(id: &str, secret: &str, method: &str, public_jwk: Option<&Value>) -> Value {
+    let mut client = json!({
+        "client_id": id,
+        "token_endpoint_auth_method": method,
+        "grant_types": ["urn:ietf:params:oauth:grant-type:token-exchange"],
+        "response_types": [],
+        "redirect_uris": [],
+    });
+    match public_jwk {
+        Some(jwk) => {
+            client["jwks"] = json!({ "keys": [jwk] });
+            client["token_endpoint_auth_signing_alg"] = json!(jwk["alg"]);
+        }
+        None => client["client_secret"] = json!(secret),
+    }
+    client
+}
+
+/// A new key pair from npm `jose`: the private key as PKCS#8 PEM and the public JWK.
+pub async fn jose_pkcs8_key(peers: &Peers, alg: &str) -> io::Result<(String, Value)> {
+    let mut cmd = peers.node_command();
+    cmd.arg(peers.dir().join(JOSE_SCRIPT)).arg("gen-pkcs8").arg(alg);
+    let out: Value = serde_json::from_slice(&run_node(cmd, None).await?).map_err(invalid_data)?;
+    let pem = out["pem"].as_str().ok_or_else(|| invalid_data("no pem"))?.to_owned();
+    Ok((pem, out["jwk"].clone()))
 }
 
 impl Default for OidcOptions {
@@ -333,6 +377,8 @@ impl Default for OidcOptions {
             scopes: DEFAULT_SCOPES.to_owned(),
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL,
             dpop_require_nonce: false,
+            token_exchange: None,
+            extra_clients: Vec::new(),
         }
     }
 }
@@ -572,6 +618,14 @@ impl OidcProvider {
         self.post_form(&self.revocation_endpoint(), Some(client), &[("token", token)], &[]).await?.ok_json().map(drop)
     }
 
+    /// Every token-exchange request the provider received: its parameters, the client and its
+    /// authentication method (see `tests/peers/oidc-provider.mjs`).
+    pub async fn token_exchange_records(&self) -> io::Result<Vec<Value>> {
+        let url = format!("http://127.0.0.1:{}/__token-exchange/records", self.port);
+        let body = self.get(&url).await?.ok_json()?;
+        serde_json::from_value(body).map_err(invalid_data)
+    }
+
     /// `GET url` (any URL, e.g. a discovery document).
     pub async fn get(&self, url: &str) -> io::Result<OidcResponse> {
         self.send(Method::GET, url, None, &[], Bytes::new()).await
@@ -670,6 +724,12 @@ impl OidcProvider {
             "clients": clients_metadata(),
             "introspectionClients": [INTROSPECTION_CLIENT.id],
             "dpopRequireNonce": self.options.dpop_require_nonce,
+            "tokenExchange": self.options.token_exchange.as_ref().map(|te| json!({
+                "subjectAudience": te.subject_audience,
+                "ttl": te.ttl.as_secs(),
+                "refuseSubjects": te.refuse_subjects,
+            })),
+            "extraClients": self.options.extra_clients,
             "readyFile": ready_file,
         });
         let config_path = dir.join(format!("config-{n}.json"));
@@ -793,6 +853,16 @@ fn invalid_data(err: impl fmt::Display) -> io::Error {
 
 fn invalid_input(err: impl fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, err.to_string())
+}
+
+/// Verifies JWTs with npm `jose` (`jwtVerify` against a remote JWK Set it fetches itself):
+/// `request` is `{"jwks_uri", "jwts": [..], "issuer", "audience", "typ", "algorithms"}`; one result
+/// per JWT, `{"ok": true, "header", "payload"}` or `{"ok": false, "code", "message"}`.
+pub async fn jose_verify_remote(peers: &Peers, request: &Value) -> io::Result<Vec<Value>> {
+    let mut cmd = peers.node_command();
+    cmd.arg(peers.dir().join(JOSE_SCRIPT)).arg("verify-remote");
+    let stdout = run_node(cmd, Some(serde_json::to_vec(request).map_err(invalid_data)?)).await?;
+    serde_json::from_slice(&stdout).map_err(invalid_data)
 }
 
 #[cfg(test)]

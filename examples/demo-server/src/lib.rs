@@ -43,6 +43,8 @@
 //! | `stream_progress` | `steps: integer 1..=600`, `interval_ms: integer 10..=5000` | one `notifications/progress` per step (only when the request's `_meta.progressToken` is set; `progress` = 1..=steps, `total` = steps, `message` = `"step k/N"`), the first at once and then every `interval_ms`; the result `"done after N steps"` comes `interval_ms` after the last one (`steps * interval_ms` in all). Out-of-range arguments give `isError: true` |
 //! | `lookup_customer` | `id: string` | the customer as `structuredContent` (and as JSON text) |
 //! | `delete_customer` | `id: string` | removes the customer for real; `structuredContent` `{"deleted": customer}` |
+//! | `whoami` | none | the caller this server verified (see [`verified`]): `structuredContent` `{"verified": true, "subject", "client_id", "act", "scopes", "tenant", "auth_method", "idp", "issuer"}`, or `{"verified": false}` |
+//! | `echo_headers` | none | the HTTP request headers received, `{"headers": {name: [values]}}` — only with [`DemoServer::with_header_echo`] (a test fixture), else a tool error |
 //!
 //! The customer table holds `c-001` .. `c-004` and is shared by every request and
 //! session of one [`mcp_service`] / [`router`] / [`serve`]. An unknown id is a tool
@@ -135,6 +137,7 @@
 //!   `_meta["io.modelcontextprotocol/serverInfo"]`.
 
 mod server;
+pub mod verified;
 
 use std::{future::Future, sync::Arc};
 

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use mcp_enterprise_core::Principal;
 use rmcp::{
     ErrorData, Json, RoleServer, ServerHandler,
     handler::server::{
@@ -141,6 +142,7 @@ struct SummarizeArgs {
 pub struct DemoServer {
     customers: Arc<Mutex<BTreeMap<String, Customer>>>,
     extensions: rmcp::model::ExtensionCapabilities,
+    echo_headers: bool,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
@@ -158,6 +160,7 @@ impl DemoServer {
         Self {
             customers: Arc::new(Mutex::new(demo_customers())),
             extensions: rmcp::model::ExtensionCapabilities::new(),
+            echo_headers: false,
             tool_router: Self::tool_router(),
             prompt_router: Self::prompt_router(),
         }
@@ -168,6 +171,14 @@ impl DemoServer {
     #[must_use]
     pub fn with_extension(mut self, id: &str, settings: serde_json::Map<String, serde_json::Value>) -> Self {
         self.extensions.insert(id.to_owned(), settings);
+        self
+    }
+
+    /// Lets `echo_headers` answer (off by default: it shows the credentials the server received,
+    /// which only a test fixture should do).
+    #[must_use]
+    pub fn with_header_echo(mut self) -> Self {
+        self.echo_headers = true;
         self
     }
 
@@ -266,6 +277,56 @@ impl DemoServer {
         }
     }
 
+    /// Who the server's own verification says is calling.
+    #[tool(
+        description = "Return the caller as verified by this server (the mcp-enterprise gateway's signed assertion checked by the sso layer): subject, acting client, scopes, tenant, auth method and the caller's identity provider; {\"verified\": false} when nothing was verified.",
+        annotations(title = "Who am I", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn whoami(&self, context: RequestContext<RoleServer>) -> CallToolResult {
+        let principal =
+            context.extensions.get::<http::request::Parts>().and_then(|p| p.extensions.get::<Principal>()).cloned();
+        let Some(p) = principal else {
+            return CallToolResult::structured(json!({ "verified": false }));
+        };
+        let claims = p.claims();
+        CallToolResult::structured(json!({
+            "verified": true,
+            "issuer": p.issuer(),
+            "subject": p.subject(),
+            "client_id": p.client_id(),
+            "act": claims.get("act"),
+            "scopes": p.scopes(),
+            "tenant": claims.get("tenant"),
+            "auth_method": claims.get("auth_method"),
+            "idp": claims.get("idp"),
+        }))
+    }
+
+    /// The HTTP headers of this request (test fixture; off unless enabled).
+    #[tool(
+        description = "Return the HTTP request headers this server received, to show what a gateway forwards. Answers only when the server was started with the header echo enabled.",
+        annotations(title = "Echo headers", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn echo_headers(&self, context: RequestContext<RoleServer>) -> CallToolResult {
+        if !self.echo_headers {
+            return CallToolResult::error(vec![ContentBlock::text("echo_headers is disabled on this server")]);
+        }
+        let Some(parts) = context.extensions.get::<http::request::Parts>() else {
+            return CallToolResult::error(vec![ContentBlock::text("no HTTP request")]);
+        };
+        let mut headers = serde_json::Map::new();
+        for name in parts.headers.keys() {
+            let values: Vec<String> = parts
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect();
+            headers.insert(name.as_str().to_owned(), json!(values));
+        }
+        CallToolResult::structured(json!({ "headers": headers }))
+    }
+
     /// Removes one customer.
     #[tool(
         description = "Delete a demo customer by id. The customer is really removed from the in-memory table; an unknown id is a tool error.",
@@ -315,7 +376,7 @@ impl ServerHandler for DemoServer {
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Demo server for mcp-enterprise. Tools: echo, add, stream_progress, \
-             lookup_customer, delete_customer. Resource: demo://readme. Prompt: summarize.",
+             lookup_customer, delete_customer, whoami, echo_headers. Resource: demo://readme. Prompt: summarize.",
             )
     }
 
@@ -369,7 +430,10 @@ mod tests {
             })
             .collect();
         names.sort();
-        assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "stream_progress"]);
+        assert_eq!(
+            names,
+            ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "stream_progress", "whoami"]
+        );
         assert_eq!(server.prompt_router.list_all().len(), 1);
     }
 

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{MCP_PATH, router, serve};
+use super::{DemoServer, MCP_PATH, mcp_service_for, router, router_for, serve};
 
 const LEGACY: &str = "2025-11-25";
 const MODERN: &str = "2026-07-28";
@@ -206,7 +206,10 @@ async fn legacy_initialize_returns_a_session_and_tools_list_lists_the_tools() {
     let tools = response_of(&messages)["result"]["tools"].as_array().expect("tools array").clone();
     let mut names: Vec<_> = tools.iter().map(|tool| tool["name"].as_str().expect("name").to_owned()).collect();
     names.sort();
-    assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "stream_progress"]);
+    assert_eq!(
+        names,
+        ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "stream_progress", "whoami"]
+    );
     let add = tools.iter().find(|tool| tool["name"] == "add").expect("add listed");
     assert_eq!(add["inputSchema"]["properties"]["a"]["type"], "number");
     assert_eq!(add["outputSchema"]["properties"]["sum"]["type"], "number");
@@ -348,7 +351,19 @@ async fn modern_tools_list_resources_and_prompts_work() {
     let app = router();
     let body = modern_request(1, "tools/list", json!({}));
     let messages = modern_call(&app, modern_post(&body, "tools/list", None)).await;
-    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 5);
+    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 7);
+
+    // nothing verified the caller here; the header echo is off unless enabled
+    let body = modern_request(5, "tools/call", json!({ "name": "whoami", "arguments": {} }));
+    let messages = modern_call(&app, modern_post(&body, "tools/call", Some("whoami"))).await;
+    assert_eq!(response_of(&messages)["result"]["structuredContent"], json!({ "verified": false }));
+    let body = modern_request(6, "tools/call", json!({ "name": "echo_headers", "arguments": {} }));
+    let messages = modern_call(&app, modern_post(&body, "tools/call", Some("echo_headers"))).await;
+    assert_eq!(response_of(&messages)["result"]["isError"], true);
+    let echoing = router_for(mcp_service_for(DemoServer::new().with_header_echo(), Default::default()));
+    let messages = modern_call(&echoing, modern_post(&body, "tools/call", Some("echo_headers"))).await;
+    let headers = &response_of(&messages)["result"]["structuredContent"]["headers"];
+    assert_eq!(headers["mcp-name"], json!(["echo_headers"]), "{headers}");
 
     let body = modern_request(2, "resources/read", json!({ "uri": "demo://readme" }));
     let messages = modern_call(&app, modern_post(&body, "resources/read", Some("demo://readme"))).await;

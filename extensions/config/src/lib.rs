@@ -58,6 +58,7 @@ mod load;
 mod locate;
 mod model;
 mod path;
+pub mod propagation;
 mod rate_limit;
 mod routes;
 pub mod schema;
@@ -72,6 +73,10 @@ pub use model::{
     ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig, UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
+pub use propagation::{
+    AssertionAlgorithm, ClientAuthMethod, ClientCredentialsConfig, PropagationConfig, PropagationMode,
+    ScopeMappingConfig, SignedAssertionConfig, StaticCredentialConfig, TokenExchangeConfig,
+};
 pub use rate_limit::{OnUnavailable, RateLimitConfig, RateLimitKey, RateLimitRedisConfig};
 pub use secret::REDACTED;
 pub use source::Format;

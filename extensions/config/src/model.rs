@@ -12,6 +12,8 @@ use mcp_enterprise_workload_identity::WorkloadIdentityConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::propagation::PropagationConfig;
+
 /// The document format version this crate reads.
 pub const CURRENT_VERSION: u32 = 1;
 
@@ -112,6 +114,10 @@ pub struct UpstreamConfig {
     /// `http://127.0.0.1:8081/mcp`. The caller's token is never forwarded to it.
     #[schemars(url)]
     pub url: String,
+    /// What the upstream learns about the caller (the caller's `Authorization`, `DPoP`,
+    /// `Cookie` and `Proxy-Authorization` headers are never forwarded). Default: `none`.
+    #[serde(default)]
+    pub propagation: PropagationConfig,
 }
 
 /// Where and for whom the gateway listens.
@@ -281,7 +287,7 @@ impl PackConfig {
         Self {
             version: CURRENT_VERSION,
             resource: resource.to_owned(),
-            upstream: UpstreamConfig { url: upstream.to_owned() },
+            upstream: UpstreamConfig { url: upstream.to_owned(), propagation: PropagationConfig::default() },
             listen: ListenConfig::default(),
             core: CoreConfig::default(),
             sso: None,

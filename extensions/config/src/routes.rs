@@ -128,6 +128,41 @@ pub(crate) fn check(doc: &Value, secrets: &BTreeSet<KeyPath>, broken: &BTreeSet<
         }
         names.extend(own.into_iter().map(str::to_owned));
     }
+    // assertion issuers: each signing route serves its JWKS and metadata under its issuer's path
+    let mut issuers: Vec<(String, KeyPath)> = Vec::new();
+    for i in 0..=count {
+        let (prefix, section) = if i == 0 {
+            (KeyPath::root(), Some(doc))
+        } else {
+            (KeyPath::root().key("routes").index(i - 1), doc.pointer(&format!("/routes/{}", i - 1)))
+        };
+        let Some(section) = section else { continue };
+        if section.pointer("/upstream/propagation/mode").and_then(Value::as_str) != Some("signed_assertion") {
+            continue;
+        }
+        let explicit = section.pointer("/upstream/propagation/signed_assertion/issuer").and_then(Value::as_str);
+        let issuer = explicit
+            .map(str::to_owned)
+            .or_else(|| section.get("resource").and_then(Value::as_str).and_then(crate::checks::origin_of));
+        let Some(issuer) = issuer else { continue };
+        let path =
+            prefix.key("upstream").key("propagation").key(if explicit.is_some() { "signed_assertion" } else { "mode" });
+        let path = if explicit.is_some() { path.key("issuer") } else { path };
+        let key = issuer.trim_end_matches('/').to_owned();
+        if let Some((_, first)) = issuers.iter().find(|(k, _)| *k == key) {
+            problems.push(Problem {
+                kind: DiagnosticKind::Conflict,
+                path,
+                expected: format!(
+                    "an assertion issuer of its own ({first} signs as {key:?} and serves its keys there; set upstream.propagation.signed_assertion.issuer to a URL with a path of this route's own)"
+                ),
+                found: format!("{key:?}"),
+                at_key: false,
+            });
+        } else {
+            issuers.push((key, path));
+        }
+    }
     let mut seen: Vec<(String, KeyPath)> = Vec::new();
     let resources = std::iter::once((KeyPath::parse("resource"), doc.get("resource"))).chain((0..count).map(|i| {
         (KeyPath::root().key("routes").index(i).key("resource"), doc.pointer(&format!("/routes/{i}/resource")))

@@ -1,7 +1,8 @@
 //! `mcp-enterprise-load`: measures, in one run on this machine, requests/s, p50/p99 latency and
 //! the gateway's CPU time per request for: the upstream MCP server direct; the gateway with no
 //! layers; with SSO; with SSO + DPoP (a proof verified on every request); with the full pack
-//! (SSO + DPoP + audit, fsync every 10 ms) — at 1, 16 and 256 connections, for JSON and for SSE
+//! (SSO + DPoP + audit, fsync every 10 ms); with the full pack and identity propagation (a signed
+//! assertion minted for the upstream on every request, `serve --config`) — at 1, 16 and 256 connections, for JSON and for SSE
 //! responses. Then the peak RSS of the gateway after 1 M requests carrying 100 k distinct tokens.
 //! Criterion results found under `target/criterion` are tabulated next to their floors.
 //!
@@ -125,6 +126,7 @@ enum Stack {
     SsoDpop,
     Audit,
     FullPack,
+    FullPackPropagation,
 }
 
 impl Stack {
@@ -136,6 +138,7 @@ impl Stack {
             Self::SsoDpop => "gateway + sso + dpop",
             Self::Audit => "gateway + audit (fsync 10 ms)",
             Self::FullPack => "gateway + sso + dpop + audit (fsync 10 ms)",
+            Self::FullPackPropagation => "full pack + propagation (signed assertion per request)",
         }
     }
 }
@@ -183,6 +186,26 @@ fn gateway_under(
         }
         None => Command::new(bin),
     };
+    if stack == Stack::FullPackPropagation {
+        // propagation is configured by the portable document only (`serve --config`)
+        let doc = json!({
+            "version": 1,
+            "resource": url,
+            "upstream": {"url": upstream, "propagation": {"mode": "signed_assertion"}},
+            "listen": {"address": format!("127.0.0.1:{port}")},
+            "sso": {"issuers": [{"issuer": ISSUER, "audiences": [url], "jwks": {"keys": [keys.idp.public_jwk()]}}],
+                "token_cache_capacity": 200_000},
+            "dpop": {"accept_bearer": true},
+            "audit": {"directory": dir.join(format!("trail-{port}")), "fsync": "interval", "fsync_interval_ms": 10},
+        });
+        let path = dir.join("pack.json");
+        std::fs::write(&path, doc.to_string())?;
+        cmd.arg("serve").arg("--config").arg(&path);
+        cmd.env("RUST_LOG", "error").stdout(Stdio::null()).stderr(Stdio::null());
+        let child = Proc(cmd.spawn().context("starting the gateway (run tests/load/run.sh)")?);
+        wait_port(port, "the gateway")?;
+        return Ok((child, url));
+    }
     cmd.args(["serve", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")]);
     if matches!(stack, Stack::Sso | Stack::SsoDpop | Stack::FullPack) {
         let sso = json!({"resource": url, "issuers": [{"issuer": ISSUER, "audiences": [url],
@@ -323,7 +346,7 @@ fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(
     Ok(match stack {
         Stack::Direct | Stack::Bare | Stack::Audit => Vec::new(),
         Stack::Sso => vec![vec![("authorization".into(), format!("Bearer {}", token(keys, url, "load-user", false)?))]],
-        Stack::SsoDpop | Stack::FullPack => {
+        Stack::SsoDpop | Stack::FullPack | Stack::FullPackPropagation => {
             // a fresh proof (own jti) per request slot; wrk cycles through them within their
             // ±5 min window (the replay cache is off: the jti cache is measured in the dpop bench)
             let bound = token(keys, url, "load-user", true)?;
@@ -344,7 +367,7 @@ fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let keys =
         Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
-    let stack = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack]
+    let stack = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackPropagation]
         .into_iter()
         .find(|s| format!("{s:?}") == name)
         .context("unknown stack")?;
@@ -384,7 +407,15 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let keys =
         Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
-    let all = [Stack::Direct, Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack];
+    let all = [
+        Stack::Direct,
+        Stack::Bare,
+        Stack::Sso,
+        Stack::SsoDpop,
+        Stack::Audit,
+        Stack::FullPack,
+        Stack::FullPackPropagation,
+    ];
     let stacks: Vec<Stack> = match &opts.only {
         Some(names) => all.into_iter().filter(|s| names.split(',').any(|n| n == format!("{s:?}"))).collect(),
         None => all.to_vec(),
@@ -579,6 +610,22 @@ fn report(
             "core_sse_rewrite",
             "floor_split_events_parse_answer",
         ),
+        (
+            "gateway: mint a signed assertion (ES256)",
+            "propagation",
+            "mint_assertion_es256",
+            "one raw ES256 signature",
+            "propagation",
+            "raw_es256_sign",
+        ),
+        (
+            "gateway: mint a signed assertion (EdDSA)",
+            "propagation",
+            "mint_assertion_eddsa",
+            "one raw Ed25519 signature",
+            "propagation",
+            "raw_ed25519_sign",
+        ),
     ];
     for label in ["1KiB", "1MiB"] {
         // the layer's own cost: the call through it minus the same call without it
@@ -639,7 +686,9 @@ fn report(
                 pack.2 / bare.2 * 100.0
             )?;
         }
-        for stack in [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack] {
+        for stack in
+            [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackPropagation]
+        {
             if let Some((_, _, _, Some(cpu))) = find(stack, json) {
                 writeln!(s, "- {kind}: {} — {cpu:.1} µs of gateway CPU per request", stack.label())?;
             }

@@ -8,8 +8,10 @@
 //!
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
-//! stores and token-endpoint key, the legacy session map of `core`. A changed section gets a new
-//! layer with fresh state. Two settings cannot change without a restart and make a reload fail
+//! stores and token-endpoint key, the legacy session map of `core`, the tools the policy layer
+//! learned. A changed section gets a new layer with fresh state; a changed `policy` section (or
+//! policy file) is validated against the tools the running layer knows, and a policy file that
+//! does not parse or type-check rejects the reload: the old policy set keeps running. Two settings cannot change without a restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
@@ -23,6 +25,7 @@ use mcp_enterprise_config::compose::{self, GATEWAY_EXTENSION};
 use mcp_enterprise_config::{LoadedConfig, Loader, PackConfig};
 use mcp_enterprise_core::InspectLayer;
 use mcp_enterprise_dpop::DpopLayer;
+use mcp_enterprise_policy::{Catalog, PolicyLayer};
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
 use serde::Serialize;
@@ -52,6 +55,9 @@ pub enum ConfiguredError {
         /// Why it cannot change live.
         why: &'static str,
     },
+    /// The policy layer cannot start (its tools could not be fetched).
+    #[error("policy: {0}")]
+    Policy(String),
     /// The listen address cannot be bound.
     #[error("cannot listen on {address} (is it in use?): {source}")]
     Listen {
@@ -84,7 +90,7 @@ fn fingerprint<T: Serialize>(section: &T) -> Fingerprint {
 
 fn named_files(value: &Value, key: Option<&str>, out: &mut Vec<String>) {
     match value {
-        Value::String(s) if key.is_some_and(|k| k.ends_with("_file")) => out.push(s.clone()),
+        Value::String(s) if key.is_some_and(|k| k.ends_with("_file") || k.ends_with("_files")) => out.push(s.clone()),
         Value::Object(map) => map.iter().for_each(|(k, v)| named_files(v, Some(k), out)),
         Value::Array(items) => items.iter().for_each(|v| named_files(v, key, out)),
         _ => {}
@@ -104,17 +110,25 @@ struct Parts {
     workload_identity_setup: Option<WorkloadIdentitySetup>,
     audit: Fingerprint,
     audit_layer: Option<AuditLayer>,
+    policy: Fingerprint,
+    policy_layer: Option<PolicyLayer>,
 }
 
 impl Parts {
     /// Builds the layers of `config`, reusing `previous`'s where their section is unchanged. The
-    /// audit trail is started only without `previous` (and returned).
-    fn build(config: &PackConfig, previous: Option<&Parts>) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
+    /// audit trail is started only without `previous` (and returned). A new policy layer is
+    /// validated against `catalog` and the tools `previous`'s layer learned.
+    fn build(
+        config: &PackConfig,
+        previous: Option<&Parts>,
+        catalog: Catalog,
+    ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         let sso = fingerprint(&config.sso);
         let dpop = fingerprint(&(&config.dpop, &config.sso));
         let workload_identity = fingerprint(&config.workload_identity);
         let audit = fingerprint(&config.audit);
+        let policy = fingerprint(&config.policy);
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -130,6 +144,16 @@ impl Parts {
         let workload_identity_setup = match previous {
             Some(p) if p.workload_identity == workload_identity => p.workload_identity_setup.clone(),
             _ => compose::workload_identity(config)?,
+        };
+        let policy_layer = match previous {
+            Some(p) if p.policy == policy => p.policy_layer.clone(),
+            _ => {
+                let mut catalog = catalog;
+                if let Some(learned) = previous.and_then(|p| p.policy_layer.as_ref()).map(|l| l.engine().catalog()) {
+                    catalog = learned;
+                }
+                compose::policy(config, catalog)?
+            }
         };
         let (audit_layer, trail) = match previous {
             Some(p) if p.audit == audit => (p.audit_layer.clone(), None),
@@ -156,6 +180,8 @@ impl Parts {
             workload_identity_setup,
             audit,
             audit_layer,
+            policy,
+            policy_layer,
         };
         Ok((parts, trail))
     }
@@ -168,6 +194,7 @@ impl Parts {
             self.dpop_layer.as_ref(),
             self.workload_identity_setup.as_ref(),
             self.audit_layer.as_ref(),
+            None,
             &[GATEWAY_EXTENSION],
         )?;
         let resource: http::Uri =
@@ -202,6 +229,10 @@ impl Parts {
         }
         if let Some(audit) = &self.audit_layer {
             builder = builder.audit(audit.clone());
+        }
+        if let Some(policy) = &self.policy_layer {
+            // advertised by the gateway builder
+            builder = builder.policy(policy.clone());
         }
         if let Some(card) = server_card(config)? {
             builder = builder.server_card(card);
@@ -261,7 +292,13 @@ impl ConfiguredGateway {
     /// Loads and checks the document, builds every layer, starts the audit trail and listens.
     pub async fn start(loader: Loader) -> Result<Self, ConfiguredError> {
         let loaded = loader.load()?;
-        let (parts, trail) = Parts::build(loaded.config(), None)?;
+        let catalog = match &loaded.config().policy {
+            Some(p) if p.fetch_tools_at_startup => crate::policy_cli::fetch_catalog(&loaded.config().upstream.url)
+                .await
+                .map_err(|e| ConfiguredError::Policy(e.to_string()))?,
+            _ => Catalog::default(),
+        };
+        let (parts, trail) = Parts::build(loaded.config(), None, catalog)?;
         let gateway = parts.gateway(loaded.config())?;
         let address = loaded.config().listen.address.clone();
         let running = match gateway.spawn().await {
@@ -305,7 +342,7 @@ impl ConfiguredGateway {
         if loaded.config().listen.address != state.parts.listen {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
         }
-        let (parts, _) = Parts::build(loaded.config(), Some(&state.parts))?;
+        let (parts, _) = Parts::build(loaded.config(), Some(&state.parts), Catalog::default())?;
         let gateway = parts.gateway(loaded.config())?;
         self.running.replace(&gateway);
         *state = State { loaded, parts };

@@ -8,7 +8,9 @@
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
-//! 4. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
+//! 4. the authentication layers (workload identity, DPoP, SSO) when configured, then the policy
+//!    layer (Cedar authorization of calls, list filtering) when configured;
+//! 5. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
 //!    forwarding the caller's `Authorization` or `DPoP` headers.
 //!
 //! ```no_run
@@ -29,6 +31,7 @@ pub mod card;
 pub mod commands;
 pub mod configured;
 pub mod demo;
+pub mod policy_cli;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -48,6 +51,7 @@ use mcp_enterprise_core::{
     ProtectedResourceMetadataLayer,
 };
 use mcp_enterprise_dpop::DpopLayer;
+use mcp_enterprise_policy::PolicyLayer;
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::{OtherTokens, WorkloadIdentitySetup};
 pub use proxy::Proxy;
@@ -89,6 +93,9 @@ pub enum ConfigError {
     /// The workload identity setting is wrong.
     #[error("workload identity: {0}")]
     WorkloadIdentity(String),
+    /// The policy layer setting is wrong.
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 /// Why a configuration file could not be used.
@@ -204,6 +211,7 @@ pub struct Gateway {
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
+    policy: Option<PolicyLayer>,
     card: Option<ServerCard>,
 }
 
@@ -231,6 +239,7 @@ pub struct GatewayBuilder {
     sso: Option<SsoLayer>,
     dpop: Option<DpopLayer>,
     audit: Option<AuditLayer>,
+    policy: Option<PolicyLayer>,
     workload_identity: Option<WorkloadIdentitySetup>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
@@ -249,6 +258,7 @@ impl Gateway {
             sso: None,
             dpop: None,
             audit: None,
+            policy: None,
             workload_identity: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
@@ -264,6 +274,11 @@ impl Gateway {
     /// The whole layer stack as an axum router (for embedding the gateway in another server).
     pub fn router(&self) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        // innermost: the policies see the Principal the auth layers established
+        let proxy = match &self.policy {
+            Some(policy) => Upstream::Policed(tower_layer::Layer::layer(policy, proxy)),
+            None => Upstream::Direct(proxy),
+        };
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -420,6 +435,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Authorizes `tools/call`, `resources/read` and `prompts/get` with Cedar policies and filters
+    /// list results. The layer sits inside the authentication layers (it reads their
+    /// `Principal`) and inside audit (which records its refusals); it is advertised as
+    /// `io.github.mcp-enterprise/policy`.
+    pub fn policy(mut self, policy: PolicyLayer) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Accepts workload identity (direct mode and/or the tokens of the SEP-1933 token endpoint,
     /// which the gateway then serves). With [`sso`](Self::sso) or [`dpop`](Self::dpop) too, tokens
     /// of other issuers pass on to those layers.
@@ -470,6 +494,9 @@ impl GatewayBuilder {
         if let Some(audit) = &self.audit {
             extensions = audit.add_extensions(extensions)?;
         }
+        if let Some(policy) = &self.policy {
+            extensions = policy.add_extensions(extensions).map_err(|e| ConfigError::Policy(e.to_string()))?;
+        }
         let mut workload_identity = self.workload_identity;
         if let Some(wi) = workload_identity.take() {
             let wi_err = |e: &dyn std::fmt::Display| ConfigError::WorkloadIdentity(e.to_string());
@@ -509,6 +536,7 @@ impl GatewayBuilder {
                 any_origin: false,
             }),
             audit: self.audit,
+            policy: self.policy,
             card: self.card,
         })
     }
@@ -589,6 +617,46 @@ mod tests {
         assert_eq!(host_name("evil.example.com:80").as_deref(), Some("evil.example.com"));
         assert_eq!(host_name("a:b"), None);
         assert_eq!(host_name(":80"), None);
+    }
+}
+
+/// The innermost service: the proxy, behind the policy layer when one is configured (one type
+/// for both, so the router is built once for either).
+#[derive(Clone, Debug)]
+enum Upstream {
+    Direct(Proxy),
+    Policed(mcp_enterprise_policy::Policy<Proxy>),
+}
+
+type UpstreamResponse =
+    http::Response<mcp_enterprise_policy::PolicyBody<mcp_enterprise_core::McpBody<hyper::body::Incoming>>>;
+
+impl<B> tower_service::Service<http::Request<B>> for Upstream
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<mcp_enterprise_core::BoxError>,
+{
+    type Response = UpstreamResponse;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<UpstreamResponse, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Direct(p) => <Proxy as tower_service::Service<http::Request<B>>>::poll_ready(p, cx),
+            Self::Policed(p) => {
+                <mcp_enterprise_policy::Policy<Proxy> as tower_service::Service<http::Request<B>>>::poll_ready(p, cx)
+            }
+        }
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self {
+            Self::Direct(p) => {
+                let f = p.call(req);
+                Box::pin(async move { Ok(f.await?.map(mcp_enterprise_policy::PolicyBody::new)) })
+            }
+            Self::Policed(p) => Box::pin(p.call(req)),
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use mcp_enterprise_audit::AuditConfig;
 use mcp_enterprise_core::CoreConfig;
 use mcp_enterprise_dpop::DpopConfig;
+use mcp_enterprise_policy::PolicyConfig;
 use mcp_enterprise_sso::SsoConfig;
 use mcp_enterprise_workload_identity::WorkloadIdentityConfig;
 use schemars::JsonSchema;
@@ -58,6 +59,9 @@ pub struct PackConfig {
     pub workload_identity: Option<WorkloadIdentityConfig>,
     /// The tamper-evident audit trail (`mcp-enterprise-audit`). Absent: off.
     pub audit: Option<AuditConfig>,
+    /// Cedar authorization of tool calls, resource reads and prompt gets, with list filtering
+    /// (`mcp-enterprise-policy`). Absent: off.
+    pub policy: Option<PolicyConfig>,
     /// The server card served at `<resource>/server-card` and listed in
     /// `/.well-known/ai-catalog.json`. Absent: no card.
     pub server_card: Option<ServerCardConfig>,
@@ -243,6 +247,7 @@ impl PackConfig {
             dpop: None,
             workload_identity: None,
             audit: None,
+            policy: None,
             server_card: None,
             client: None,
             secret_paths: SecretPaths::default(),

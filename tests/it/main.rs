@@ -13,5 +13,6 @@ mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;
+mod policy;
 mod sso;
 mod workload_identity;

@@ -43,6 +43,7 @@
 //! | `stream_progress` | `steps: integer 1..=600`, `interval_ms: integer 10..=5000` | one `notifications/progress` per step (only when the request's `_meta.progressToken` is set; `progress` = 1..=steps, `total` = steps, `message` = `"step k/N"`), the first at once and then every `interval_ms`; the result `"done after N steps"` comes `interval_ms` after the last one (`steps * interval_ms` in all). Out-of-range arguments give `isError: true` |
 //! | `lookup_customer` | `id: string` | the customer as `structuredContent` (and as JSON text) |
 //! | `delete_customer` | `id: string` | removes the customer for real; `structuredContent` `{"deleted": customer}` |
+//! | `run_query` | `database: string`, `query: string`, `limit?: integer`, `budget?: number`, `filter?: {region: string, min_value?: number}`, `tags?: string[]` | its arguments echoed as `structuredContent` (read-only; for argument-level policies) |
 //!
 //! The customer table holds `c-001` .. `c-004` and is shared by every request and
 //! session of one [`mcp_service`] / [`router`] / [`serve`]. An unknown id is a tool

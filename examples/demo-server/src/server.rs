@@ -49,6 +49,8 @@ Tools:
   one at once, then answers `done after N steps` (after `steps * interval_ms` in all).
 - `lookup_customer {id}` / `delete_customer {id}` work on a small in-memory table
   (ids `c-001` .. `c-004`); an unknown id is a tool error (`isError: true`).
+- `run_query {database, query, limit?, budget?, filter?: {region, min_value?}, tags?}`
+  echoes its arguments as structured content (read-only; nothing is queried).
 
 Prompt: `summarize {topic}`.
 ";
@@ -120,6 +122,32 @@ struct CustomerIdArgs {
     id: String,
 }
 
+/// The `filter` argument of `run_query`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+struct QueryFilter {
+    /// Region the rows must belong to, e.g. `eu` or `us`.
+    region: String,
+    /// Smallest row value, when set.
+    min_value: Option<f64>,
+}
+
+/// Arguments of `run_query`: one argument of each JSON type, for argument-level authorization.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RunQueryArgs {
+    /// Database to query, e.g. `reporting`.
+    database: String,
+    /// The query text.
+    query: String,
+    /// Largest number of rows to return (default 100).
+    limit: Option<u32>,
+    /// Cost budget in currency units (up to 4 decimals).
+    budget: Option<f64>,
+    /// Row filter.
+    filter: Option<QueryFilter>,
+    /// Labels of the query, e.g. `["finance"]`.
+    tags: Option<Vec<String>>,
+}
+
 /// Arguments of the `summarize` prompt.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct SummarizeArgs {
@@ -129,7 +157,7 @@ struct SummarizeArgs {
 
 /// The demo MCP server handler.
 ///
-/// Tools: `echo`, `add`, `stream_progress`, `lookup_customer`, `delete_customer`;
+/// Tools: `echo`, `add`, `stream_progress`, `lookup_customer`, `delete_customer`, `run_query`;
 /// resource: `demo://readme`; prompt: `summarize`. See the crate docs for their
 /// arguments and results.
 ///
@@ -266,6 +294,22 @@ impl DemoServer {
         }
     }
 
+    /// Pretends to run a query: echoes what it was asked, touching nothing.
+    #[tool(
+        description = "Run a read-only query against a demo database. Echoes the database, query, limit, budget, filter and tags it was given as structured content {\"database\", \"query\", \"limit\", \"budget\", \"filter\", \"tags\"}; no data is read or changed.",
+        annotations(title = "Run query", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn run_query(&self, Parameters(args): Parameters<RunQueryArgs>) -> CallToolResult {
+        CallToolResult::structured(json!({
+            "database": args.database,
+            "query": args.query,
+            "limit": args.limit.unwrap_or(100),
+            "budget": args.budget,
+            "filter": args.filter,
+            "tags": args.tags.unwrap_or_default(),
+        }))
+    }
+
     /// Removes one customer.
     #[tool(
         description = "Delete a demo customer by id. The customer is really removed from the in-memory table; an unknown id is a tool error.",
@@ -315,7 +359,7 @@ impl ServerHandler for DemoServer {
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Demo server for mcp-enterprise. Tools: echo, add, stream_progress, \
-             lookup_customer, delete_customer. Resource: demo://readme. Prompt: summarize.",
+             lookup_customer, delete_customer, run_query. Resource: demo://readme. Prompt: summarize.",
             )
     }
 
@@ -369,7 +413,7 @@ mod tests {
             })
             .collect();
         names.sort();
-        assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "stream_progress"]);
+        assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "run_query", "stream_progress"]);
         assert_eq!(server.prompt_router.list_all().len(), 1);
     }
 

@@ -206,7 +206,7 @@ async fn legacy_initialize_returns_a_session_and_tools_list_lists_the_tools() {
     let tools = response_of(&messages)["result"]["tools"].as_array().expect("tools array").clone();
     let mut names: Vec<_> = tools.iter().map(|tool| tool["name"].as_str().expect("name").to_owned()).collect();
     names.sort();
-    assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "stream_progress"]);
+    assert_eq!(names, ["add", "delete_customer", "echo", "lookup_customer", "run_query", "stream_progress"]);
     let add = tools.iter().find(|tool| tool["name"] == "add").expect("add listed");
     assert_eq!(add["inputSchema"]["properties"]["a"]["type"], "number");
     assert_eq!(add["outputSchema"]["properties"]["sum"]["type"], "number");
@@ -348,7 +348,7 @@ async fn modern_tools_list_resources_and_prompts_work() {
     let app = router();
     let body = modern_request(1, "tools/list", json!({}));
     let messages = modern_call(&app, modern_post(&body, "tools/list", None)).await;
-    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 5);
+    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 6);
 
     let body = modern_request(2, "resources/read", json!({ "uri": "demo://readme" }));
     let messages = modern_call(&app, modern_post(&body, "resources/read", Some("demo://readme"))).await;

@@ -57,14 +57,29 @@ pub struct RecordType {
 impl ArgType {
     /// Reads a JSON Schema. Unknown or ambiguous schemas become [`ArgType::Untyped`].
     pub fn from_json_schema(schema: &Value) -> Self {
-        Self::from_schema_at(schema, 0)
+        Self::from_schema_at(schema, schema, 0)
     }
 
-    fn from_schema_at(schema: &Value, depth: usize) -> Self {
+    fn from_schema_at(schema: &Value, root: &Value, depth: usize) -> Self {
         if depth > MAX_DEPTH {
             return Self::Untyped;
         }
         let Some(obj) = schema.as_object() else { return Self::Untyped };
+        // a local reference (`#/$defs/X`, `#/definitions/X`)
+        if let Some(reference) = obj.get("$ref").and_then(Value::as_str) {
+            return match reference.strip_prefix('#').and_then(|pointer| root.pointer(pointer)) {
+                Some(target) => Self::from_schema_at(target, root, depth + 1),
+                None => Self::Untyped,
+            };
+        }
+        // `anyOf` / `oneOf` of one schema and `null`: that schema, nullable
+        if let Some(alternatives) = obj.get("anyOf").or_else(|| obj.get("oneOf")).and_then(Value::as_array) {
+            let non_null: Vec<&Value> = alternatives.iter().filter(|a| !is_null_schema(a)).collect();
+            return match non_null.as_slice() {
+                [one] => Self::from_schema_at(one, root, depth + 1),
+                _ => Self::Untyped,
+            };
+        }
         let ty = match obj.get("type") {
             Some(Value::String(t)) => Some(t.as_str()),
             // ["string", "null"]: nullable, which Cedar expresses as an optional attribute
@@ -86,11 +101,11 @@ impl ArgType {
             Some("integer") => Self::Long,
             Some("number") => Self::Decimal,
             Some("boolean") => Self::Bool,
-            Some("array") => match obj.get("items").map(|i| Self::from_schema_at(i, depth + 1)) {
+            Some("array") => match obj.get("items").map(|i| Self::from_schema_at(i, root, depth + 1)) {
                 Some(Self::Untyped) | None => Self::Untyped,
                 Some(item) => Self::Set(Box::new(item)),
             },
-            Some("object") => Self::Record(RecordType::from_object_schema_at(obj, depth)),
+            Some("object") => Self::Record(RecordType::from_object_schema_at(obj, root, depth)),
             _ => Self::Untyped,
         }
     }
@@ -112,7 +127,7 @@ impl ArgType {
 impl RecordType {
     /// The argument record of a tool's `inputSchema` (an object schema).
     pub fn from_input_schema(schema: &Value) -> Self {
-        schema.as_object().map(|o| Self::from_object_schema_at(o, 0)).unwrap_or_default()
+        schema.as_object().map(|o| Self::from_object_schema_at(o, schema, 0)).unwrap_or_default()
     }
 
     /// The argument record of a prompt: every argument is a string, `required` as declared.
@@ -128,7 +143,7 @@ impl RecordType {
         Self { attributes }
     }
 
-    fn from_object_schema_at(obj: &Map<String, Value>, depth: usize) -> Self {
+    fn from_object_schema_at(obj: &Map<String, Value>, root: &Value, depth: usize) -> Self {
         let required: Vec<&str> = obj
             .get("required")
             .and_then(Value::as_array)
@@ -141,12 +156,17 @@ impl RecordType {
                 props
                     .iter()
                     .map(|(name, schema)| {
-                        let ty = ArgType::from_schema_at(schema, depth + 1);
+                        let ty = ArgType::from_schema_at(schema, root, depth + 1);
                         // a nullable property may be absent from the record even when required
                         let nullable = schema
                             .get("type")
                             .and_then(Value::as_array)
-                            .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("null")));
+                            .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("null")))
+                            || schema
+                                .get("anyOf")
+                                .or_else(|| schema.get("oneOf"))
+                                .and_then(Value::as_array)
+                                .is_some_and(|a| a.iter().any(is_null_schema));
                         (name.clone(), (ty, required.contains(&name.as_str()) && !nullable))
                     })
                     .collect()
@@ -171,6 +191,10 @@ impl RecordType {
     pub fn get(&self, name: &str) -> Option<&ArgType> {
         self.attributes.get(name).map(|(t, _)| t)
     }
+}
+
+fn is_null_schema(schema: &Value) -> bool {
+    schema.get("type").and_then(Value::as_str) == Some("null")
 }
 
 /// Why arguments could not become Cedar values.
@@ -343,6 +367,21 @@ mod tests {
         assert_eq!(cedar["attributes"]["filter"]["attributes"]["region"], json!({"type": "String", "required": false}));
         assert_eq!(cedar["attributes"]["ratio"]["name"], "decimal");
         assert!(cedar["attributes"].get("any").is_none());
+    }
+
+    #[test]
+    fn references_and_nullable_alternatives() {
+        // what schemars writes for `Option<Struct>`
+        let schema = json!({"type": "object", "required": ["f"], "$defs": {"F": {"type": "object",
+            "required": ["region"], "properties": {"region": {"type": "string"}}}},
+            "properties": {"f": {"anyOf": [{"$ref": "#/$defs/F"}, {"type": "null"}]},
+                "bad": {"$ref": "#/$defs/Missing"}, "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]}}});
+        let rec = RecordType::from_input_schema(&schema);
+        let Some(ArgType::Record(f)) = rec.get("f") else { panic!("f is a record: {rec:?}") };
+        assert_eq!(f.attributes["region"], (ArgType::String, true));
+        assert!(!rec.attributes["f"].1, "nullable: optional");
+        assert_eq!(rec.get("bad"), Some(&ArgType::Untyped));
+        assert_eq!(rec.get("either"), Some(&ArgType::Untyped));
     }
 
     #[test]

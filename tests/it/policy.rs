@@ -25,7 +25,7 @@ use mcp_enterprise_policy::{Catalog, Policies, PolicyLayer};
 use mcp_enterprise_sso::{Issuer, Keys, ScopePolicy, ScopeRule, SsoLayer};
 use serde_json::{Value, json};
 
-use crate::common::{self, Upstream, call, demo_upstream, demo_upstream_with, modern};
+use crate::common::{self, Upstream, call, demo_upstream, demo_upstream_serving, modern};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -54,9 +54,18 @@ struct Setup {
 
 /// The demo policies plus one file of our own, validated against the live upstream's tools.
 async fn setup(json_response: bool) -> Setup {
+    setup_paged(json_response, None).await
+}
+
+/// As [`setup`], the upstream listing its tools `page_size` at a time.
+async fn setup_paged(json_response: bool, page_size: Option<usize>) -> Setup {
     let mut config = rmcp::transport::streamable_http_server::StreamableHttpServerConfig::default();
     config.json_response = json_response;
-    let upstream = demo_upstream_with(config).await;
+    let mut server = mcp_enterprise_demo_server::DemoServer::new();
+    if let Some(size) = page_size {
+        server = server.with_page_size(size);
+    }
+    let upstream = demo_upstream_serving(server, config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let resource = format!("http://{}/mcp", listener.local_addr().unwrap());
     let idp = DemoIdp::generate().unwrap();
@@ -196,7 +205,7 @@ async fn lists_match_calls(json_response: bool) {
     let all = ["add", "delete_customer", "echo", "lookup_customer", "run_query", "stream_progress"];
     assert_eq!(names(&msg, "tools"), all, "{msg}");
     // consistent: every listed tool is callable with some arguments, every hidden one is denied by name
-    let (_, msg) = as_user(&s.alice, &url, "tools/list", json!({"cursor": "opaque"})).await;
+    let (_, msg) = as_user(&s.alice, &url, "tools/list", json!({})).await;
     let shown = names(&msg, "tools");
     for t in all {
         let (status, msg) = tool(&s.alice, &url, t, json!({})).await;
@@ -214,6 +223,45 @@ async fn lists_match_calls(json_response: bool) {
         msg["result"]["capabilities"]["extensions"]["io.github.mcp-enterprise/policy"],
         json!({"filteredLists": true})
     );
+}
+
+/// Pages through `tools/list`: the filtered pages and the cursors the upstream sent.
+async fn pages(s: &Setup, token: &str) -> Vec<(Vec<String>, Option<String>)> {
+    let url = s.gateway.mcp_url();
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let params = match &cursor {
+            Some(c) => json!({"cursor": c}),
+            None => json!({}),
+        };
+        let (status, msg) = as_user(token, &url, "tools/list", params).await;
+        assert_eq!(status, StatusCode::OK, "{msg}");
+        cursor = msg["result"]["nextCursor"].as_str().map(str::to_owned);
+        out.push((names(&msg, "tools"), cursor.clone()));
+        if cursor.is_none() || out.len() > 10 {
+            return out;
+        }
+    }
+}
+
+#[tokio::test]
+async fn paged_lists_keep_their_cursors_in_json_and_sse() {
+    for json_response in [false, true] {
+        let s = setup_paged(json_response, Some(2)).await;
+        let strings = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            pages(&s, &s.alice).await,
+            [
+                (strings(&["add"]), Some("2".to_owned())),
+                (strings(&["echo", "lookup_customer"]), Some("4".to_owned())),
+                (strings(&["run_query"]), None),
+            ],
+            "json_response: {json_response}"
+        );
+        let admin: Vec<String> = pages(&s, &s.admin).await.into_iter().flat_map(|(names, _)| names).collect();
+        assert_eq!(admin.len(), 6, "{admin:?}");
+    }
 }
 
 #[tokio::test]

@@ -13,9 +13,10 @@ use rmcp::{
         wrapper::Parameters,
     },
     model::{
-        CallToolResult, ContentBlock, GetPromptResult, Implementation, ListResourcesResult, PaginatedRequestParams,
-        ProgressNotificationParam, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+        CacheScope, CallToolResult, ContentBlock, GetPromptResult, Implementation, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, PromptMessage, ProtocolVersion,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
+        ServerCapabilities, ServerConfig,
     },
     prompt, prompt_handler, prompt_router, schemars,
     service::RequestContext,
@@ -169,6 +170,7 @@ struct SummarizeArgs {
 pub struct DemoServer {
     customers: Arc<Mutex<BTreeMap<String, Customer>>>,
     extensions: rmcp::model::ExtensionCapabilities,
+    page_size: Option<usize>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
@@ -186,6 +188,7 @@ impl DemoServer {
         Self {
             customers: Arc::new(Mutex::new(demo_customers())),
             extensions: rmcp::model::ExtensionCapabilities::new(),
+            page_size: None,
             tool_router: Self::tool_router(),
             prompt_router: Self::prompt_router(),
         }
@@ -196,6 +199,14 @@ impl DemoServer {
     #[must_use]
     pub fn with_extension(mut self, id: &str, settings: serde_json::Map<String, serde_json::Value>) -> Self {
         self.extensions.insert(id.to_owned(), settings);
+        self
+    }
+
+    /// Lists tools `size` at a time (`nextCursor` is the offset of the next page, as text); by
+    /// default every tool is in one page.
+    #[must_use]
+    pub fn with_page_size(mut self, size: usize) -> Self {
+        self.page_size = Some(size.max(1));
         self
     }
 
@@ -350,6 +361,31 @@ impl DemoServer {
 #[tool_handler(router = self.tool_router)]
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for DemoServer {
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.tool_router.list_all();
+        let total = tools.len();
+        let start = match request.and_then(|r| r.cursor) {
+            None => 0,
+            Some(cursor) => match cursor.parse::<usize>() {
+                Ok(offset) if offset < total && self.page_size.is_some() => offset,
+                _ => return Err(ErrorData::invalid_params(format!("unknown cursor `{cursor}`"), None)),
+            },
+        };
+        let size = self.page_size.unwrap_or(total);
+        let next_cursor = (start + size < total).then(|| (start + size).to_string());
+        let mut result = ListToolsResult::with_all_items(tools.into_iter().skip(start).take(size).collect());
+        result.next_cursor = next_cursor;
+        if context.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28) {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build();
         if !self.extensions.is_empty() {

@@ -221,8 +221,11 @@ pub struct CallSpec {
     pub arguments: Option<Value>,
 }
 
+/// The operation, its target and its arguments.
+type CallParts = (Action, String, Option<serde_json::Map<String, Value>>);
+
 impl CallSpec {
-    fn parts(&self) -> anyhow::Result<(Action, String, Option<serde_json::Map<String, Value>>)> {
+    fn parts(&self) -> anyhow::Result<CallParts> {
         let action = Action::from_method(&self.method).with_context(|| {
             format!("{:?} is not decided by policies (tools/call, resources/read, prompts/get)", self.method)
         })?;

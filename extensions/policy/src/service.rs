@@ -102,7 +102,8 @@ where
         let clone = self.inner.clone();
         let mut service = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.inner.clone();
-        let mcp = req.extensions().get::<McpRequest>().filter(|m| m.kind() == MessageKind::Request).cloned();
+        // notifications are decided too: a `tools/call` without an id must not slip through
+        let mcp = req.extensions().get::<McpRequest>().filter(|m| m.kind() != MessageKind::Response).cloned();
         let principal = req.extensions().get::<Principal>().cloned();
         let method = mcp.as_ref().and_then(McpRequest::method);
         let action = method.and_then(Action::from_method);
@@ -119,7 +120,7 @@ where
             tracing::debug!(method = action.method(), target, policies = %decision.determining_policies().join(","), "allowed by policy");
         }
         let filter = match (&mcp, list) {
-            (Some(mcp), Some(kind)) => {
+            (Some(mcp), Some(kind)) if mcp.kind() == MessageKind::Request => {
                 let context = CallContext::of_request(mcp, layer.clock.now_secs());
                 Some(ListFilter::new(
                     layer.engine.clone(),

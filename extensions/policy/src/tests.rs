@@ -298,6 +298,12 @@ async fn refusal_is_403_with_reason_ids_and_a_denial_for_audit() {
     let denial = denial.expect("denial for audit");
     assert_eq!(denial.layer(), "policy");
     assert!(denial.reason().contains("limit-cap") && !denial.reason().contains("alice@example.com"), "{denial:?}");
+    // a notification naming a denied tool is refused too (no id to answer with)
+    let note =
+        json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_customer", "arguments": {}}});
+    let (status, body, _, _, _) =
+        through(layer(), Some(user(&["analysts"], &[])), note, |_| ("application/json".into(), vec![])).await;
+    assert_eq!((status, &body["id"]), (StatusCode::FORBIDDEN, &Value::Null));
     // an allowed call reaches the upstream and comes back as it was
     let ok = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
         "params": {"name": "run_query", "arguments": {"database": "reporting"}}});
@@ -394,6 +400,29 @@ async fn unfilterable_lists_are_refused_not_passed_on() {
     })
     .await;
     assert_eq!(body["error"]["code"], -32603);
+}
+
+#[tokio::test]
+async fn tools_are_learned_from_sse_listings_passing_through() {
+    let layer = PolicyLayer::builder(policies(POLICIES)).build().expect("no tools known yet");
+    assert!(layer.engine().catalog().is_empty());
+    let analyst = user(&["analysts"], &[]);
+    // before: run_query is unknown, so not declared read-only: only the analysts' permit applies
+    assert_eq!(
+        decide(&layer, Some(&analyst), "run_query", json!({"database": "prod"})).reasons(),
+        [Reason::NoPermitMatched]
+    );
+    let (_, _, _, _, text) = through(layer.clone(), Some(analyst.clone()), list_request("tools/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": tools_listing()});
+        ("text/event-stream".into(), vec![Bytes::from(format!("data: {r}\n\n"))])
+    })
+    .await;
+    assert!(text.contains("run_query"), "{text}");
+    let mut learned: Vec<String> = layer.engine().catalog().tool_names().map(str::to_owned).collect();
+    learned.sort();
+    assert_eq!(learned, ["delete_customer", "echo", "export_customers", "run_query"]);
+    // after: its readOnlyHint is known
+    assert!(decide(&layer, Some(&analyst), "run_query", json!({"database": "prod"})).is_allowed());
 }
 
 #[test]

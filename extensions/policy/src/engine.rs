@@ -245,6 +245,21 @@ impl Catalog {
     }
 }
 
+/// A declared tool or prompt (shared with the catalog, not copied per call).
+enum Declared {
+    Tool(Arc<ToolInfo>),
+    Prompt(Arc<PromptInfo>),
+}
+
+impl Declared {
+    fn arguments(&self) -> &RecordType {
+        match self {
+            Self::Tool(t) => &t.arguments,
+            Self::Prompt(p) => &p.arguments,
+        }
+    }
+}
+
 /// One call to decide on.
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
@@ -424,15 +439,15 @@ impl Engine {
         invalid.get(&validate::target_key(action, target)).cloned()
     }
 
-    fn resource(&self, action: Action, target: &str) -> (Entity, Option<RecordType>) {
+    fn resource(&self, action: Action, target: &str) -> (Entity, Option<Declared>) {
         let catalog = self.read_catalog();
         match action {
             Action::ToolsCall => match catalog.tools.get(target) {
-                Some(t) => (t.entity().clone(), Some(t.arguments.clone())),
+                Some(t) => (t.entity().clone(), Some(Declared::Tool(t.clone()))),
                 None => (ToolInfo::undeclared_entity(target), None),
             },
             Action::PromptsGet => match catalog.prompts.get(target) {
-                Some(p) => (p.entity().clone(), Some(p.arguments.clone())),
+                Some(p) => (p.entity().clone(), Some(Declared::Prompt(p.clone()))),
                 None => (PromptInfo::undeclared_entity(target), None),
             },
             Action::ResourcesRead => (resource_entity(target), None),
@@ -452,7 +467,7 @@ impl Engine {
             return deny(policies.into_iter().map(Reason::EvaluationError).collect(), errors);
         }
         let (resource, types) = self.resource(call.action, call.target);
-        let arguments = match arguments_expr(call.arguments, types.as_ref()) {
+        let arguments = match arguments_expr(call.arguments, types.as_ref().map(Declared::arguments)) {
             Ok(a) => a,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };

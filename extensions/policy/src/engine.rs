@@ -245,6 +245,64 @@ impl Catalog {
     }
 }
 
+/// The policies that can apply to a call, by scope: for each action, the policies whose action
+/// scope admits it and whose resource scope names no particular entity (`general`), and for each
+/// entity a scope names, those plus the policies naming it. Entities have no parents, so
+/// `resource in X` admits exactly `X`. Leaving out a policy whose scope cannot match changes no
+/// decision (a scope never errors), and spares evaluating it.
+struct ScopeIndex {
+    general: HashMap<Action, PolicySet>,
+    specific: HashMap<(Action, String), PolicySet>,
+}
+
+impl ScopeIndex {
+    const ACTIONS: [Action; 3] = [Action::ToolsCall, Action::ResourcesRead, Action::PromptsGet];
+
+    fn new(set: &PolicySet) -> Self {
+        let admits = |p: &cedar_policy::Policy, action: Action| match p.action_constraint() {
+            cedar_policy::ActionConstraint::Any => true,
+            cedar_policy::ActionConstraint::Eq(e) => e == action.uid(),
+            cedar_policy::ActionConstraint::In(list) => list.contains(&action.uid()),
+        };
+        let named = |p: &cedar_policy::Policy| match p.resource_constraint() {
+            cedar_policy::ResourceConstraint::Eq(e)
+            | cedar_policy::ResourceConstraint::In(e)
+            | cedar_policy::ResourceConstraint::IsIn(_, e) => Some(e),
+            _ => None,
+        };
+        let mut general = HashMap::new();
+        let mut specific = HashMap::new();
+        for action in Self::ACTIONS {
+            let resource_type = type_name(action.resource_type());
+            let (named_policies, others): (Vec<_>, Vec<_>) =
+                set.policies().filter(|p| admits(p, action)).partition(|p| named(p).is_some());
+            let mut targets: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+            for p in named_policies {
+                if let Some(e) = named(p).filter(|e| e.type_name() == &resource_type) {
+                    targets.entry(e.id().unescaped().to_owned()).or_default().push(p.clone());
+                }
+            }
+            let others: Vec<cedar_policy::Policy> = others.into_iter().cloned().collect();
+            for (target, mut policies) in targets {
+                policies.extend(others.iter().cloned());
+                // ids are unique in `set`, so this cannot fail; if it did, the whole set is used
+                specific.insert((action, target), PolicySet::from_policies(policies).unwrap_or_else(|_| set.clone()));
+            }
+            general.insert(action, PolicySet::from_policies(others).unwrap_or_else(|_| set.clone()));
+        }
+        Self { general, specific }
+    }
+
+    fn general(&self, action: Action) -> &PolicySet {
+        static EMPTY: std::sync::OnceLock<PolicySet> = std::sync::OnceLock::new();
+        self.general.get(&action).unwrap_or_else(|| EMPTY.get_or_init(PolicySet::new))
+    }
+
+    fn get(&self, action: Action, target: &str) -> &PolicySet {
+        self.specific.get(&(action, target.to_owned())).unwrap_or_else(|| self.general(action))
+    }
+}
+
 /// A declared tool or prompt (shared with the catalog, not copied per call).
 enum Declared {
     Tool(Arc<ToolInfo>),
@@ -339,6 +397,7 @@ pub struct Settings {
 /// Policies, the catalog and the settings: everything a decision needs.
 pub struct Engine {
     policies: Policies,
+    index: ScopeIndex,
     catalog: RwLock<Catalog>,
     settings: Settings,
     authorizer: Authorizer,
@@ -369,7 +428,9 @@ impl Engine {
             return Err(PolicyConfigError::Validation(report));
         }
         report.log();
+        let index = ScopeIndex::new(&policies.set);
         let engine = Self {
+            index,
             policies,
             catalog: RwLock::new(catalog),
             settings,
@@ -484,7 +545,7 @@ impl Engine {
             Ok(e) => e,
             Err(e) => return deny(vec![Reason::EvaluationError("entities".into())], vec![e.to_string()]),
         };
-        let response = self.authorizer.is_authorized(&request, &self.policies.set, &entities);
+        let response = self.authorizer.is_authorized(&request, self.index.get(call.action, call.target), &entities);
         let errors: Vec<(String, String)> = response
             .diagnostics()
             .errors()
@@ -547,7 +608,11 @@ impl Engine {
             Ok(e) => e,
             Err(_) => return false,
         };
-        let response = self.authorizer.is_authorized_partial(&request, &self.policies.set, &entities);
+        let set = match target {
+            Some(t) => self.index.get(action, t),
+            None => self.index.general(action),
+        };
+        let response = self.authorizer.is_authorized_partial(&request, set, &entities);
         if response.definitely_errored().next().is_some() {
             return false;
         }

@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
         .claim("groups", json!(["team-0", "analysts", "eu"]))
         .claim("roles", json!(["viewer"]))
         .claim("tenant", json!("acme"))
+        .token_fingerprint(mcp_enterprise_core::TokenFingerprint::from_sha256(&[7; 32]))
         .build();
     let message: Value = serde_json::from_str(CALL).expect("call JSON");
     let arguments: Map<String, Value> = message["params"]["arguments"].as_object().cloned().expect("arguments object");
@@ -73,6 +74,12 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("policy");
     group.bench_function("floor: serde_json parse of the call", |b| {
         b.iter(|| black_box(serde_json::from_str::<Value>(black_box(CALL)).ok()));
+    });
+    group.bench_function("part: principal entity", |b| {
+        b.iter(|| black_box(mcp_enterprise_policy::principal_entity(Some(black_box(&principal)))));
+    });
+    group.bench_function("part: arguments to Cedar", |b| {
+        b.iter(|| black_box(mcp_enterprise_policy::arguments_to_cedar(black_box(&arguments), None).ok()));
     });
     for n in [10, 100, 1000] {
         let policies =

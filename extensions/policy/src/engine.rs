@@ -22,6 +22,9 @@ use crate::validate::{self, ValidationReport};
 /// How many tools (and prompts) are remembered from listings; later ones are not learned.
 pub const MAX_CATALOG_ENTRIES: usize = 10_000;
 
+/// How many principal entities are cached (by credential fingerprint) at most.
+pub const MAX_CACHED_PRINCIPALS: usize = 4096;
+
 /// What happens when no policy decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -401,6 +404,8 @@ pub struct Engine {
     catalog: RwLock<Catalog>,
     settings: Settings,
     authorizer: Authorizer,
+    /// principal entities of recent credentials (building one costs more than evaluating a policy)
+    principals: std::sync::Mutex<HashMap<mcp_enterprise_core::TokenFingerprint, (Principal, Entity)>>,
     /// policy ids that failed validation when tools were learned at run time (error level only)
     invalid: RwLock<HashMap<String, Vec<String>>>,
 }
@@ -436,6 +441,7 @@ impl Engine {
             settings,
             authorizer: Authorizer::new(),
             invalid: RwLock::new(HashMap::new()),
+            principals: std::sync::Mutex::new(HashMap::new()),
         };
         Ok((engine, report))
     }
@@ -515,6 +521,27 @@ impl Engine {
         }
     }
 
+    /// The entity of a principal, from the cache when the same credential (and the same
+    /// principal) was seen recently. Bounded: the cache is emptied when it holds
+    /// [`MAX_CACHED_PRINCIPALS`].
+    fn principal_entity(&self, principal: Option<&Principal>) -> Entity {
+        let Some((p, fingerprint)) = principal.and_then(|p| p.token_fingerprint().map(|f| (p, f))) else {
+            return principal_entity(principal);
+        };
+        let mut cache = self.principals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, entity)) = cache.get(&fingerprint)
+            && cached == p
+        {
+            return entity.clone();
+        }
+        let entity = principal_entity(Some(p));
+        if cache.len() >= MAX_CACHED_PRINCIPALS {
+            cache.clear();
+        }
+        cache.insert(fingerprint, (p.clone(), entity.clone()));
+        entity
+    }
+
     /// Decides on one call.
     pub fn authorize(&self, principal: Option<&Principal>, call: Call<'_>, context: &CallContext) -> Decision {
         let deny = |reasons: Vec<Reason>, errors: Vec<String>| Decision {
@@ -536,7 +563,7 @@ impl Engine {
             Ok(c) => c,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };
-        let principal = principal_entity(principal);
+        let principal = self.principal_entity(principal);
         let request = match Request::new(principal.uid(), call.action.uid(), resource.uid(), cedar_context, None) {
             Ok(r) => r,
             Err(e) => return deny(vec![Reason::EvaluationError("request".into())], vec![e.to_string()]),

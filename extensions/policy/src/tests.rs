@@ -164,6 +164,25 @@ fn evaluation_errors_and_unrepresentable_arguments_fail_closed() {
 }
 
 #[test]
+fn cached_principals_follow_the_principal_not_only_the_credential() {
+    let layer = layer();
+    let fp = mcp_enterprise_core::TokenFingerprint::from_sha256(&[1; 32]);
+    let with = |groups: &[&str]| {
+        Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Bearer)
+            .claim("groups", json!(groups))
+            .token_fingerprint(fp)
+            .build()
+    };
+    let args = json!({"database": "reporting"});
+    let export = |p: &Principal| decide(&layer, Some(p), "export_customers", json!({})).reasons().to_vec();
+    assert!(decide(&layer, Some(&with(&["analysts"])), "run_query", args.clone()).is_allowed());
+    assert!(decide(&layer, Some(&with(&["analysts"])), "run_query", args).is_allowed(), "from the cache");
+    // same fingerprint, other attributes: never the cached entity
+    assert_eq!(export(&with(&["contractors"])), [Reason::Forbidden("contractors-never-export".into())]);
+    assert_eq!(export(&with(&[])), [Reason::NoPermitMatched]);
+}
+
+#[test]
 fn default_decisions() {
     let text = r#"@id("no-delete") forbid(principal, action, resource == Mcp::Tool::"delete_customer");"#;
     let deny = PolicyLayer::builder(policies(text)).build().expect("layer");

@@ -637,7 +637,8 @@ impl Engine {
         };
         let set = match target {
             Some(t) => self.index.get(action, t),
-            None => self.index.general(action),
+            // an unknown resource (a template) may be any entity a scope names: every policy counts
+            None => &self.policies.set,
         };
         let response = self.authorizer.is_authorized_partial(&request, set, &entities);
         if response.definitely_errored().next().is_some() {

@@ -402,6 +402,15 @@ async fn lists_are_filtered_in_json_and_sse_and_cursors_survive() {
     .await;
     // `resource.uri like "demo://*"` may match some URI: shown, even to anonymous callers
     assert_eq!(names(&body, "resourceTemplates"), ["t"]);
+    // a permit naming one URI: some URI of the template may be it, so the template is shown
+    let named = r#"@id("one") permit(principal, action == Mcp::Action::"resources/read", resource == Mcp::Resource::"file:///a");"#;
+    let layer = PolicyLayer::builder(policies(named)).build().expect("layer");
+    let (_, body, _, _, _) = through(layer, None, list_request("resources/templates/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": {"resourceTemplates": [{"uriTemplate": "file:///{p}", "name": "files"}]}});
+        ("application/json".into(), vec![Bytes::from(r.to_string())])
+    })
+    .await;
+    assert_eq!(names(&body, "resourceTemplates"), ["files"]);
 }
 
 #[tokio::test]

@@ -9,9 +9,11 @@
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
 //! stores and token-endpoint key, the signing keys of `upstream.propagation`, the legacy session
-//! map of `core`, the in-memory rate-limit counts (`rate_limits` and `rate_limit_redis` together).
-//! A changed section gets a new layer with fresh state. Two settings cannot change without a
-//! restart and make a reload fail
+//! map of `core`, the in-memory rate-limit counts (`rate_limits` and `rate_limit_redis` together),
+//! the tools the policy layer learned. A changed section gets a new layer with fresh state; a
+//! changed `policy` section (or policy file) is validated against the tools the running layer
+//! knows, and a policy file that does not parse or type-check rejects the reload: the old policy
+//! set keeps running. Two settings cannot change without a restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
@@ -25,6 +27,7 @@ use mcp_enterprise_config::compose::{self, GATEWAY_EXTENSION};
 use mcp_enterprise_config::{LoadedConfig, Loader, PackConfig};
 use mcp_enterprise_core::InspectLayer;
 use mcp_enterprise_dpop::DpopLayer;
+use mcp_enterprise_policy::{Catalog, PolicyLayer};
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
 use serde::Serialize;
@@ -55,6 +58,9 @@ pub enum ConfiguredError {
         /// Why it cannot change live.
         why: &'static str,
     },
+    /// The policy layer cannot start (its tools could not be fetched).
+    #[error("policy: {0}")]
+    Policy(String),
     /// The listen address cannot be bound.
     #[error("cannot listen on {address} (is it in use?): {source}")]
     Listen {
@@ -87,7 +93,7 @@ fn fingerprint<T: Serialize>(section: &T) -> Fingerprint {
 
 fn named_files(value: &Value, key: Option<&str>, out: &mut Vec<String>) {
     match value {
-        Value::String(s) if key.is_some_and(|k| k.ends_with("_file")) => out.push(s.clone()),
+        Value::String(s) if key.is_some_and(|k| k.ends_with("_file") || k.ends_with("_files")) => out.push(s.clone()),
         Value::Object(map) => map.iter().for_each(|(k, v)| named_files(v, Some(k), out)),
         Value::Array(items) => items.iter().for_each(|v| named_files(v, key, out)),
         _ => {}
@@ -111,15 +117,19 @@ struct Parts {
     rate_limit_layer: Option<RateLimitLayer>,
     propagation: Fingerprint,
     propagation_mode: Propagation,
+    policy: Fingerprint,
+    policy_layer: Option<PolicyLayer>,
 }
 
 impl Parts {
     /// Builds the layers of `config`, reusing `previous`'s where their section is unchanged. The
-    /// audit trail is started only without `previous` (and returned).
+    /// audit trail is started only without `previous` (and returned). A new policy layer is
+    /// validated against `catalog` and the tools `previous`'s layer learned.
     fn build(
         config: &PackConfig,
         previous: Option<&Parts>,
         shared_audit: Option<&AuditLayer>,
+        catalog: Catalog,
     ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         let sso = fingerprint(&config.sso);
@@ -135,6 +145,7 @@ impl Parts {
             _ => Propagation::from_config(&config.upstream.propagation, &config.resource, &config.upstream.url)
                 .map_err(crate::ConfigError::from)?,
         };
+        let policy = fingerprint(&config.policy);
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -150,6 +161,16 @@ impl Parts {
         let workload_identity_setup = match previous {
             Some(p) if p.workload_identity == workload_identity => p.workload_identity_setup.clone(),
             _ => compose::workload_identity(config)?,
+        };
+        let policy_layer = match previous {
+            Some(p) if p.policy == policy => p.policy_layer.clone(),
+            _ => {
+                let mut catalog = catalog;
+                if let Some(learned) = previous.and_then(|p| p.policy_layer.as_ref()).map(|l| l.engine().catalog()) {
+                    catalog = learned;
+                }
+                compose::policy(config, catalog)?
+            }
         };
         let (audit_layer, trail) = match previous {
             // a route: recorded by the primary's trail
@@ -188,6 +209,8 @@ impl Parts {
             rate_limit_layer,
             propagation,
             propagation_mode,
+            policy,
+            policy_layer,
         };
         Ok((parts, trail))
     }
@@ -205,6 +228,7 @@ impl Parts {
             self.dpop_layer.as_ref(),
             self.workload_identity_setup.as_ref(),
             self.audit_layer.as_ref(),
+            None,
             &[GATEWAY_EXTENSION],
         )?;
         let resource: http::Uri =
@@ -244,6 +268,10 @@ impl Parts {
         if let Some(limits) = &self.rate_limit_layer {
             builder = builder.rate_limit(limits.clone());
         }
+        if let Some(policy) = &self.policy_layer {
+            // advertised by the gateway builder
+            builder = builder.policy(policy.clone());
+        }
         if let Some(card) = server_card(config)? {
             builder = builder.server_card(card);
         }
@@ -256,12 +284,15 @@ impl Parts {
 fn build_all(
     config: &PackConfig,
     previous: Option<&[Parts]>,
+    catalogs: Vec<Catalog>,
 ) -> Result<(Vec<Parts>, Option<AuditTrail>), ConfiguredError> {
     let mut all: Vec<Parts> = Vec::new();
     let mut trail = None;
+    let mut catalogs = catalogs.into_iter();
     for (i, document) in config.route_documents().iter().enumerate() {
         let shared = all.first().and_then(|primary| primary.audit_layer.as_ref());
-        let (parts, started) = Parts::build(document, previous.and_then(|p| p.get(i)), shared)?;
+        let catalog = catalogs.next().unwrap_or_default();
+        let (parts, started) = Parts::build(document, previous.and_then(|p| p.get(i)), shared, catalog)?;
         trail = trail.or(started);
         all.push(parts);
     }
@@ -332,7 +363,17 @@ impl ConfiguredGateway {
     /// Loads and checks the document, builds every layer, starts the audit trail and listens.
     pub async fn start(loader: Loader) -> Result<Self, ConfiguredError> {
         let loaded = loader.load()?;
-        let (parts, trail) = build_all(loaded.config(), None)?;
+        // each server's policy may fetch its upstream's tools before serving
+        let mut catalogs = Vec::new();
+        for document in loaded.config().route_documents() {
+            catalogs.push(match &document.policy {
+                Some(p) if p.fetch_tools_at_startup => crate::policy_cli::fetch_catalog(&document.upstream.url)
+                    .await
+                    .map_err(|e| ConfiguredError::Policy(e.to_string()))?,
+                _ => Catalog::default(),
+            });
+        }
+        let (parts, trail) = build_all(loaded.config(), None, catalogs)?;
         let gateway = match gateway_all(&parts, loaded.config()) {
             Ok(gateway) => gateway,
             Err(e) => {
@@ -384,7 +425,7 @@ impl ConfiguredGateway {
         if state.parts.first().is_some_and(|p| loaded.config().listen.address != p.listen) {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
         }
-        let (parts, _) = build_all(loaded.config(), Some(&state.parts))?;
+        let (parts, _) = build_all(loaded.config(), Some(&state.parts), Vec::new())?;
         let gateway = gateway_all(&parts, loaded.config())?;
         self.running.replace(&gateway);
         *state = State { loaded, parts };

@@ -13,6 +13,7 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_enterprise_audit::{AuditLayer, AuditTrail, CheckpointSigner, FsyncPolicy, Redaction};
+use mcp_enterprise_policy::{Catalog, Policies, PolicyLayer, PolicySource};
 use mcp_enterprise_sso::{Issuer, Keys, ScopePolicy, ScopeRule, SsoLayer};
 use serde_json::{Value, json};
 
@@ -153,6 +154,26 @@ impl DemoIdp {
     }
 }
 
+/// The demo's Cedar policies (`examples/policies/demo.cedar`): read-only tools for everyone signed
+/// in, `delete_customer` for admins, `stream_progress` never for users, argument rules on
+/// `run_query`.
+pub const DEMO_POLICIES: &str = include_str!("../../examples/policies/demo.cedar");
+
+/// The demo server's tools as it lists them (`examples/policies/demo-tools.json`), to validate
+/// [`DEMO_POLICIES`] before serving.
+pub const DEMO_TOOLS: &str = include_str!("../../examples/policies/demo-tools.json");
+
+/// The demo's policy layer, validated against the demo server's tools.
+pub fn demo_policy() -> Result<PolicyLayer, mcp_enterprise_policy::PolicyConfigError> {
+    let policies = Policies::parse(vec![PolicySource {
+        name: "examples/policies/demo.cedar".into(),
+        text: DEMO_POLICIES.into(),
+    }])?;
+    let tools: Value = serde_json::from_str(DEMO_TOOLS)
+        .map_err(|e| mcp_enterprise_policy::PolicyConfigError::Invalid(format!("demo-tools.json: {e}")))?;
+    PolicyLayer::builder(policies).catalog(Catalog::from_listing(&tools)).build()
+}
+
 /// The demo's scope rules: every call needs `mcp`; `delete_*` tools need `mcp:admin`, which
 /// implies `mcp`.
 pub fn demo_scopes() -> ScopePolicy {
@@ -217,6 +238,7 @@ impl Demo {
             .upstream(upstream.url())?
             .extensions(default_extensions())
             .sso(sso)
+            .policy(demo_policy()?)
             .audit(audit)
             .propagation(Propagation::SignedAssertion(assertions))
             .build()?
@@ -264,7 +286,17 @@ impl Demo {
         );
         let anonymous = curl(&url, None, 5, "tools/list", None, json!({}));
         let whoami =
-            curl(&url, Some("USER_TOKEN"), 7, "tools/call", Some("whoami"), json!({"name": "whoami", "arguments": {}}));
+            curl(&url, Some("USER_TOKEN"), 9, "tools/call", Some("whoami"), json!({"name": "whoami", "arguments": {}}));
+        let policy_denied = curl(
+            &url,
+            Some("USER_TOKEN"),
+            7,
+            "tools/call",
+            Some("stream_progress"),
+            json!({"name": "stream_progress", "arguments": {"steps": 1, "interval_ms": 10}}),
+        )
+        .replacen("curl -s ", "curl -si ", 1);
+        let alice_list = curl(&url, Some("USER_TOKEN"), 8, "tools/list", None, json!({}));
         let denied = denied.replacen("curl -s ", "curl -si ", 1);
         let anonymous = anonymous.replacen("curl -s ", "curl -si ", 1);
         let mut mismatch = curl(
@@ -293,8 +325,8 @@ impl Demo {
   identity     : demo IdP {DEMO_ISSUER} (in-process ES256 key); scopes: mcp, mcp:admin (implies mcp);
                  tools named delete_* need mcp:admin
   layers       : audit -> host/origin check -> protected resource metadata -> inspect (JSON-RPC,
-                 SEP-2243) -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> proxy
-                 (signed assertion)
+                 SEP-2243) -> negotiate (SEP-2133) -> sso (OAuth 2.1 resource server) -> policy
+                 (Cedar, examples/policies/demo.cedar) -> proxy (signed assertion)
 
 Demo tokens (valid 1 hour; minted by the demo IdP for this endpoint only):
   export USER_TOKEN='{user}'
@@ -314,6 +346,12 @@ A call the token's scopes do not allow is refused (403, WWW-Authenticate: error=
 
 With the admin token it goes through:
   {admin_call}
+
+The Cedar policies (examples/policies/demo.cedar) allow alice's read-only tools but deny
+stream_progress to her by name (403, data.reasons ["no-streaming-for-users"]); her tools/list does
+not even show it, nor delete_customer:
+  {policy_denied}
+  {alice_list}
 
 No token: 401 with a challenge that points to the metadata:
   {anonymous}

@@ -8,7 +8,8 @@
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
-//! 4. the authentication layers (workload identity, DPoP, SSO), when configured;
+//! 4. the authentication layers (workload identity, DPoP, SSO) when configured, then the policy
+//!    layer (Cedar authorization of calls, list filtering) when configured;
 //! 5. [`RateLimitLayer`](ratelimit::RateLimitLayer), when configured: limits keyed by the principal
 //!    and the parsed request, `429` when exceeded;
 //! 6. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
@@ -32,6 +33,7 @@ pub mod card;
 pub mod commands;
 pub mod configured;
 pub mod demo;
+pub mod policy_cli;
 pub mod propagation;
 pub mod proxy;
 pub mod ratelimit;
@@ -54,6 +56,7 @@ use mcp_enterprise_core::{
     ProtectedResourceMetadataLayer,
 };
 use mcp_enterprise_dpop::DpopLayer;
+use mcp_enterprise_policy::PolicyLayer;
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::{OtherTokens, WorkloadIdentitySetup};
 pub use propagation::Propagation;
@@ -108,6 +111,9 @@ pub enum ConfigError {
     /// The identity propagation setting is wrong.
     #[error(transparent)]
     Propagation(#[from] propagation::PropagationError),
+    /// The policy layer setting is wrong.
+    #[error("policy: {0}")]
+    Policy(String),
 }
 
 /// Why a configuration file could not be used.
@@ -223,6 +229,7 @@ pub struct Gateway {
     metadata: Option<ProtectedResourceMetadata>,
     origin_policy: Arc<OriginPolicy>,
     audit: Option<AuditLayer>,
+    policy: Option<PolicyLayer>,
     card: Option<ServerCard>,
     /// More MCP servers behind the same listener, each at its own path (see `routes`).
     routes: Vec<Gateway>,
@@ -254,6 +261,7 @@ pub struct GatewayBuilder {
     sso: Option<SsoLayer>,
     dpop: Option<DpopLayer>,
     audit: Option<AuditLayer>,
+    policy: Option<PolicyLayer>,
     workload_identity: Option<WorkloadIdentitySetup>,
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
@@ -275,6 +283,7 @@ impl Gateway {
             sso: None,
             dpop: None,
             audit: None,
+            policy: None,
             workload_identity: None,
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
@@ -314,8 +323,14 @@ impl Gateway {
     /// served too).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
-        // innermost: limits need the parsed request and the authenticated principal
+        // innermost: limits need the parsed request and the authenticated principal (calls the
+        // policies refuse are not counted)
         let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
+        // the policies see the Principal the auth layers established
+        let proxy = match &self.policy {
+            Some(policy) => Upstream::Policed(tower_layer::Layer::layer(policy, proxy)),
+            None => Upstream::Direct(proxy),
+        };
 
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
@@ -484,6 +499,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Authorizes `tools/call`, `resources/read` and `prompts/get` with Cedar policies and filters
+    /// list results. The layer sits inside the authentication layers (it reads their
+    /// `Principal`) and inside audit (which records its refusals); it is advertised as
+    /// `io.github.mcp-enterprise/policy`.
+    pub fn policy(mut self, policy: PolicyLayer) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// Accepts workload identity (direct mode and/or the tokens of the SEP-1933 token endpoint,
     /// which the gateway then serves). With [`sso`](Self::sso) or [`dpop`](Self::dpop) too, tokens
     /// of other issuers pass on to those layers.
@@ -569,6 +593,9 @@ impl GatewayBuilder {
         if let Some(audit) = &self.audit {
             extensions = audit.add_extensions(extensions)?;
         }
+        if let Some(policy) = &self.policy {
+            extensions = policy.add_extensions(extensions).map_err(|e| ConfigError::Policy(e.to_string()))?;
+        }
         let mut workload_identity = self.workload_identity;
         if let Some(wi) = workload_identity.take() {
             let wi_err = |e: &dyn std::fmt::Display| ConfigError::WorkloadIdentity(e.to_string());
@@ -608,6 +635,7 @@ impl GatewayBuilder {
                 any_origin: false,
             }),
             audit: self.audit,
+            policy: self.policy,
             card: self.card,
             routes: Vec::new(),
             rate_limit: self.rate_limit,
@@ -700,6 +728,49 @@ mod tests {
         assert_eq!(host_name("evil.example.com:80").as_deref(), Some("evil.example.com"));
         assert_eq!(host_name("a:b"), None);
         assert_eq!(host_name(":80"), None);
+    }
+}
+
+/// The proxy behind the rate limits, when configured.
+type Limited = tower::util::Either<ratelimit::RateLimit<Proxy>, Proxy>;
+
+/// The innermost service: the (rate-limited) proxy, behind the policy layer when one is
+/// configured (one type for both, so the router is built once for either).
+#[derive(Clone, Debug)]
+enum Upstream {
+    Direct(Limited),
+    Policed(mcp_enterprise_policy::Policy<Limited>),
+}
+
+type UpstreamResponse =
+    http::Response<mcp_enterprise_policy::PolicyBody<mcp_enterprise_core::McpBody<hyper::body::Incoming>>>;
+
+impl<B> tower_service::Service<http::Request<B>> for Upstream
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<mcp_enterprise_core::BoxError>,
+{
+    type Response = UpstreamResponse;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<UpstreamResponse, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        match self {
+            Self::Direct(p) => <Limited as tower_service::Service<http::Request<B>>>::poll_ready(p, cx),
+            Self::Policed(p) => {
+                <mcp_enterprise_policy::Policy<Limited> as tower_service::Service<http::Request<B>>>::poll_ready(p, cx)
+            }
+        }
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self {
+            Self::Direct(p) => {
+                let f = p.call(req);
+                Box::pin(async move { Ok(f.await?.map(mcp_enterprise_policy::PolicyBody::new)) })
+            }
+            Self::Policed(p) => Box::pin(p.call(req)),
+        }
     }
 }
 

@@ -46,6 +46,47 @@ enum Command {
     /// Work with configuration documents (TOML, YAML or JSON; `MCPE_` environment overrides).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check, explain and test Cedar policies (the `policy` section).
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Parse policy files and validate them against the tools of a saved tools/list or a live
+    /// upstream: every problem with its file:line:column and policy id. Exit code 1 on errors.
+    Check {
+        /// Cedar policy files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// A saved tools/list result or response (JSON).
+        #[arg(long, value_name = "FILE", conflicts_with = "upstream")]
+        tools: Option<std::path::PathBuf>,
+        /// A live MCP endpoint to fetch tools/list from, e.g. http://127.0.0.1:8081/mcp.
+        #[arg(long, value_name = "URL")]
+        upstream: Option<String>,
+    },
+    /// Decide one call: the decision, the determining policies and any errors, as JSON.
+    Explain {
+        /// Cedar policy files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The principal (JSON: subject, groups, roles, scopes, …; `null` for anonymous).
+        #[arg(long, value_name = "FILE")]
+        principal: std::path::PathBuf,
+        /// The call (JSON: a tools/call, resources/read or prompts/get request).
+        #[arg(long, value_name = "FILE")]
+        call: std::path::PathBuf,
+        /// A saved tools/list, for argument types and annotations.
+        #[arg(long, value_name = "FILE")]
+        tools: Option<std::path::PathBuf>,
+    },
+    /// Run a table of expected decisions (TOML or YAML; see docs/policy.md). Exit code 1 when a
+    /// case fails or a policy does not type-check.
+    Test {
+        /// The test file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +241,16 @@ async fn main() -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        Some(Command::Policy(command)) => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let ok = policy(command, &mut out).await?;
+            out.flush()?;
+            if !ok {
+                std::process::exit(1);
+            }
+            return Ok(());
+        }
         Some(Command::Config(command)) => {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -224,6 +275,29 @@ async fn main() -> anyhow::Result<()> {
         },
     };
     serve(args).await
+}
+
+/// Runs a `policy` command; `Ok(false)` for exit code 1.
+async fn policy(command: PolicyCommand, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
+    use mcp_enterprise_gateway::policy_cli;
+    let catalog = |tools: Option<&std::path::Path>| match tools {
+        Some(path) => policy_cli::read_catalog(path),
+        None => Ok(mcp_enterprise_policy::Catalog::default()),
+    };
+    match command {
+        PolicyCommand::Check { files, tools, upstream } => {
+            let catalog = match upstream {
+                Some(url) => policy_cli::fetch_catalog(&url).await?,
+                None => catalog(tools.as_deref())?,
+            };
+            policy_cli::check(&files, catalog, out)
+        }
+        PolicyCommand::Explain { files, principal, call, tools } => {
+            policy_cli::explain(&files, catalog(tools.as_deref())?, &principal, &call, out)?;
+            Ok(true)
+        }
+        PolicyCommand::Test { file } => policy_cli::test(&file, out),
+    }
 }
 
 /// Runs a `config` command; `Ok(false)` for exit code 1.

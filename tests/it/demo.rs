@@ -111,7 +111,7 @@ async fn banner_commands_work_as_described() {
     assert!(text.contains(&demo.gateway.mcp_url()));
     let (vars, commands) = parse_banner(&text);
     assert_eq!(vars.len(), 2, "{text}");
-    assert_eq!(commands.len(), 9, "{text}");
+    assert_eq!(commands.len(), 11, "{text}");
 
     let (status, _, msg) = call(to_request(&commands[0])).await;
     assert_eq!(status, 200, "server/discover: {msg}");
@@ -142,21 +142,36 @@ async fn banner_commands_work_as_described() {
     assert_eq!(status, 200, "the admin may delete: {msg}");
     assert_eq!(msg["result"]["isError"], false, "{msg}");
 
-    let (status, headers, _) = call(to_request(&commands[5])).await;
+    let (status, _, msg) = call(to_request(&commands[5])).await;
+    assert_eq!(status, 403, "the demo policy denies alice stream_progress by name: {msg}");
+    assert_eq!(msg["error"]["data"]["reasons"], serde_json::json!(["no-streaming-for-users"]), "{msg}");
+
+    let (status, _, msg) = call(to_request(&commands[6])).await;
+    assert_eq!(status, 200, "alice's tools/list: {msg}");
+    let mut tools: Vec<&str> =
+        msg["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    tools.sort_unstable();
+    assert_eq!(
+        tools,
+        ["add", "echo", "echo_headers", "lookup_customer", "run_query", "whoami"],
+        "filtered for alice: {msg}"
+    );
+
+    let (status, headers, _) = call(to_request(&commands[7])).await;
     assert_eq!(status, 401, "no token");
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.starts_with("Bearer resource_metadata=\"http://"), "{challenge}");
 
-    let (status, _, prm) = call(to_request(&commands[6])).await;
+    let (status, _, prm) = call(to_request(&commands[8])).await;
     assert_eq!(status, 200, "protected resource metadata");
     assert_eq!(prm["resource"], demo.gateway.mcp_url());
     assert_eq!(prm["authorization_servers"][0], mcp_enterprise_gateway::demo::DEMO_ISSUER);
 
-    let (status, _, msg) = call(to_request(&commands[7])).await;
+    let (status, _, msg) = call(to_request(&commands[9])).await;
     assert_eq!(status, 400, "the mismatch example is refused: {msg}");
     assert_eq!(msg["error"]["code"], -32020);
 
-    let (status, headers, msg) = call(to_request(&commands[8])).await;
+    let (status, headers, msg) = call(to_request(&commands[10])).await;
     assert_eq!(status, 200, "legacy initialize: {msg}");
     assert!(headers.contains_key("mcp-session-id"));
     assert_eq!(msg["result"]["serverInfo"]["name"], "mcp-enterprise-demo");
@@ -175,7 +190,7 @@ async fn banner_commands_work_as_described() {
     let key = mcp_enterprise_audit::CheckpointVerifier::from_public_key(&std::fs::read(&key).unwrap()).unwrap();
     let report = mcp_enterprise_audit::verify::verify_dir(&trail, Some(&key), false).unwrap();
     assert!(report.is_ok(), "{report}");
-    assert_eq!(report.records, 8, "9 commands, the metadata fetch is not an MCP call: {report}");
+    assert_eq!(report.records, 10, "11 commands, the metadata fetch is not an MCP call: {report}");
     let records: Vec<serde_json::Value> = mcp_enterprise_audit::trail_files(&trail)
         .unwrap()
         .iter()
@@ -195,6 +210,8 @@ async fn banner_commands_work_as_described() {
             ("allowed", "-"),
             ("allowed", "-"),
             ("denied", "sso"),
+            ("allowed", "-"),
+            ("denied", "policy"),
             ("allowed", "-"),
             ("denied", "sso"),
             ("denied", "core"),

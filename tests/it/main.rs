@@ -13,6 +13,7 @@ mod dpop_e2e;
 mod gateway;
 mod negotiation;
 mod oidc_peer;
+mod policy;
 mod propagation;
 mod ratelimit;
 mod routes;

@@ -45,6 +45,7 @@
 //! | `delete_customer` | `id: string` | removes the customer for real; `structuredContent` `{"deleted": customer}` |
 //! | `whoami` | none | the caller this server verified (see [`verified`]): `structuredContent` `{"verified": true, "subject", "client_id", "act", "scopes", "tenant", "auth_method", "idp", "issuer"}`, or `{"verified": false}` |
 //! | `echo_headers` | none | the HTTP request headers received, `{"headers": {name: [values]}}` — only with [`DemoServer::with_header_echo`] (a test fixture), else a tool error |
+//! | `run_query` | `database: string`, `query: string`, `limit?: integer`, `budget?: number`, `filter?: {region: string, min_value?: number}`, `tags?: string[]` | its arguments echoed as `structuredContent` (read-only; for argument-level policies) |
 //!
 //! The customer table holds `c-001` .. `c-004` and is shared by every request and
 //! session of one [`mcp_service`] / [`router`] / [`serve`]. An unknown id is a tool

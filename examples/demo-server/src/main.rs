@@ -11,7 +11,7 @@ use std::{net::SocketAddr, process::ExitCode};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use mcp_enterprise_demo_server::{MCP_PATH, serve_with_config};
+use mcp_enterprise_demo_server::MCP_PATH;
 use rmcp::transport::streamable_http_server::StreamableHttpServerConfig;
 use tracing_subscriber::EnvFilter;
 
@@ -37,6 +37,9 @@ struct Args {
     /// Answer requests with a single JSON body instead of an SSE stream (rmcp `json_response`).
     #[arg(long)]
     json_response: bool,
+    /// List tools this many at a time (`nextCursor` paging); by default all in one page.
+    #[arg(long, value_name = "N")]
+    page_size: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -93,7 +96,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     println!("{}", usage(address));
-    serve_with_config(listener, config, shutdown_signal()).await.context("server error")?;
+    let mut server = mcp_enterprise_demo_server::DemoServer::new();
+    if let Some(size) = args.page_size {
+        server = server.with_page_size(size);
+    }
+    mcp_enterprise_demo_server::serve_server(listener, server, config, shutdown_signal())
+        .await
+        .context("server error")?;
     eprintln!("mcp-enterprise-demo-server: stopped");
     Ok(())
 }

@@ -14,9 +14,10 @@ use rmcp::{
         wrapper::Parameters,
     },
     model::{
-        CallToolResult, ContentBlock, GetPromptResult, Implementation, ListResourcesResult, PaginatedRequestParams,
-        ProgressNotificationParam, PromptMessage, ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult,
-        Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
+        CacheScope, CallToolResult, ContentBlock, GetPromptResult, Implementation, ListResourcesResult,
+        ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, PromptMessage, ProtocolVersion,
+        ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, Role,
+        ServerCapabilities, ServerConfig,
     },
     prompt, prompt_handler, prompt_router, schemars,
     service::RequestContext,
@@ -50,6 +51,8 @@ Tools:
   one at once, then answers `done after N steps` (after `steps * interval_ms` in all).
 - `lookup_customer {id}` / `delete_customer {id}` work on a small in-memory table
   (ids `c-001` .. `c-004`); an unknown id is a tool error (`isError: true`).
+- `run_query {database, query, limit?, budget?, filter?: {region, min_value?}, tags?}`
+  echoes its arguments as structured content (read-only; nothing is queried).
 
 Prompt: `summarize {topic}`.
 ";
@@ -121,6 +124,32 @@ struct CustomerIdArgs {
     id: String,
 }
 
+/// The `filter` argument of `run_query`.
+#[derive(Debug, Deserialize, Serialize, schemars::JsonSchema)]
+struct QueryFilter {
+    /// Region the rows must belong to, e.g. `eu` or `us`.
+    region: String,
+    /// Smallest row value, when set.
+    min_value: Option<f64>,
+}
+
+/// Arguments of `run_query`: one argument of each JSON type, for argument-level authorization.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+struct RunQueryArgs {
+    /// Database to query, e.g. `reporting`.
+    database: String,
+    /// The query text.
+    query: String,
+    /// Largest number of rows to return (default 100).
+    limit: Option<u32>,
+    /// Cost budget in currency units (up to 4 decimals).
+    budget: Option<f64>,
+    /// Row filter.
+    filter: Option<QueryFilter>,
+    /// Labels of the query, e.g. `["finance"]`.
+    tags: Option<Vec<String>>,
+}
+
 /// Arguments of the `summarize` prompt.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 struct SummarizeArgs {
@@ -130,7 +159,7 @@ struct SummarizeArgs {
 
 /// The demo MCP server handler.
 ///
-/// Tools: `echo`, `add`, `stream_progress`, `lookup_customer`, `delete_customer`;
+/// Tools: `echo`, `add`, `stream_progress`, `lookup_customer`, `delete_customer`, `run_query`;
 /// resource: `demo://readme`; prompt: `summarize`. See the crate docs for their
 /// arguments and results.
 ///
@@ -143,6 +172,7 @@ pub struct DemoServer {
     customers: Arc<Mutex<BTreeMap<String, Customer>>>,
     extensions: rmcp::model::ExtensionCapabilities,
     echo_headers: bool,
+    page_size: Option<usize>,
     tool_router: ToolRouter<Self>,
     prompt_router: PromptRouter<Self>,
 }
@@ -161,6 +191,7 @@ impl DemoServer {
             customers: Arc::new(Mutex::new(demo_customers())),
             extensions: rmcp::model::ExtensionCapabilities::new(),
             echo_headers: false,
+            page_size: None,
             tool_router: Self::tool_router(),
             prompt_router: Self::prompt_router(),
         }
@@ -179,6 +210,14 @@ impl DemoServer {
     #[must_use]
     pub fn with_header_echo(mut self) -> Self {
         self.echo_headers = true;
+        self
+    }
+
+    /// Lists tools `size` at a time (`nextCursor` is the offset of the next page, as text); by
+    /// default every tool is in one page.
+    #[must_use]
+    pub fn with_page_size(mut self, size: usize) -> Self {
+        self.page_size = Some(size.max(1));
         self
     }
 
@@ -327,6 +366,22 @@ impl DemoServer {
         CallToolResult::structured(json!({ "headers": headers }))
     }
 
+    /// Pretends to run a query: echoes what it was asked, touching nothing.
+    #[tool(
+        description = "Run a read-only query against a demo database. Echoes the database, query, limit, budget, filter and tags it was given as structured content {\"database\", \"query\", \"limit\", \"budget\", \"filter\", \"tags\"}; no data is read or changed.",
+        annotations(title = "Run query", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn run_query(&self, Parameters(args): Parameters<RunQueryArgs>) -> CallToolResult {
+        CallToolResult::structured(json!({
+            "database": args.database,
+            "query": args.query,
+            "limit": args.limit.unwrap_or(100),
+            "budget": args.budget,
+            "filter": args.filter,
+            "tags": args.tags.unwrap_or_default(),
+        }))
+    }
+
     /// Removes one customer.
     #[tool(
         description = "Delete a demo customer by id. The customer is really removed from the in-memory table; an unknown id is a tool error.",
@@ -367,6 +422,31 @@ impl DemoServer {
 #[tool_handler(router = self.tool_router)]
 #[prompt_handler(router = self.prompt_router)]
 impl ServerHandler for DemoServer {
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let tools = self.tool_router.list_all();
+        let total = tools.len();
+        let start = match request.and_then(|r| r.cursor) {
+            None => 0,
+            Some(cursor) => match cursor.parse::<usize>() {
+                Ok(offset) if offset < total && self.page_size.is_some() => offset,
+                _ => return Err(ErrorData::invalid_params(format!("unknown cursor `{cursor}`"), None)),
+            },
+        };
+        let size = self.page_size.unwrap_or(total);
+        let next_cursor = (start + size < total).then(|| (start + size).to_string());
+        let mut result = ListToolsResult::with_all_items(tools.into_iter().skip(start).take(size).collect());
+        result.next_cursor = next_cursor;
+        if context.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28) {
+            result.ttl_ms = Some(0);
+            result.cache_scope = Some(CacheScope::Public);
+        }
+        Ok(result)
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut capabilities = ServerCapabilities::builder().enable_tools().enable_resources().enable_prompts().build();
         if !self.extensions.is_empty() {
@@ -376,7 +456,7 @@ impl ServerHandler for DemoServer {
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
             .with_instructions(
                 "Demo server for mcp-enterprise. Tools: echo, add, stream_progress, \
-             lookup_customer, delete_customer, whoami, echo_headers. Resource: demo://readme. Prompt: summarize.",
+             lookup_customer, delete_customer, run_query, whoami, echo_headers. Resource: demo://readme. Prompt: summarize.",
             )
     }
 
@@ -432,7 +512,16 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "stream_progress", "whoami"]
+            [
+                "add",
+                "delete_customer",
+                "echo",
+                "echo_headers",
+                "lookup_customer",
+                "run_query",
+                "stream_progress",
+                "whoami"
+            ]
         );
         assert_eq!(server.prompt_router.list_all().len(), 1);
     }

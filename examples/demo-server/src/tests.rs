@@ -208,7 +208,7 @@ async fn legacy_initialize_returns_a_session_and_tools_list_lists_the_tools() {
     names.sort();
     assert_eq!(
         names,
-        ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "stream_progress", "whoami"]
+        ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "run_query", "stream_progress", "whoami"]
     );
     let add = tools.iter().find(|tool| tool["name"] == "add").expect("add listed");
     assert_eq!(add["inputSchema"]["properties"]["a"]["type"], "number");
@@ -351,7 +351,7 @@ async fn modern_tools_list_resources_and_prompts_work() {
     let app = router();
     let body = modern_request(1, "tools/list", json!({}));
     let messages = modern_call(&app, modern_post(&body, "tools/list", None)).await;
-    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 7);
+    assert_eq!(response_of(&messages)["result"]["tools"].as_array().expect("tools").len(), 8);
 
     // nothing verified the caller here; the header echo is off unless enabled
     let body = modern_request(5, "tools/call", json!({ "name": "whoami", "arguments": {} }));

@@ -767,6 +767,40 @@ impl<'a> Checker<'a> {
                 }
             }
         }
+        if self.ok("policy")
+            && let Some(section) = self.get("policy")
+        {
+            match serde_json::from_value::<mcp_enterprise_policy::PolicyConfig>(section.clone()) {
+                Ok(cfg) => {
+                    if let Err(e) = mcp_enterprise_policy::PolicyLayer::from_config(&cfg) {
+                        let text = e.to_string();
+                        let files = self.get("policy.policy_files").and_then(Value::as_array);
+                        let index = files.into_iter().flatten().position(|f| {
+                            f.as_str()
+                                .is_some_and(|f| text.starts_with(&format!("{f}:")) || text.contains(&format!("{f}:")))
+                        });
+                        let path = match (&e, index) {
+                            (_, Some(i)) => p(&format!("policy.policy_files[{i}]")),
+                            (mcp_enterprise_policy::PolicyConfigError::Validation(_), None)
+                                if self.get("policy.tools_snapshot_file").is_some() =>
+                            {
+                                p("policy.tools_snapshot_file")
+                            }
+                            _ if text.contains("tools_snapshot")
+                                || self.str("policy.tools_snapshot_file").is_some_and(|t| text.starts_with(t)) =>
+                            {
+                                p("policy.tools_snapshot_file")
+                            }
+                            _ => p("policy"),
+                        };
+                        self.problem(DiagnosticKind::InvalidValue, path, "policies that parse and type-check", text);
+                    }
+                }
+                Err(e) => {
+                    self.problem(DiagnosticKind::InvalidValue, p("policy"), "a valid policy section", e.to_string());
+                }
+            }
+        }
         self.extensions();
     }
 

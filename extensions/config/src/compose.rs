@@ -9,6 +9,7 @@ use std::sync::Arc;
 use mcp_enterprise_audit::{AuditLayer, AuditTrail};
 use mcp_enterprise_core::{CoreConfig, ExtensionSet, InspectLayer};
 use mcp_enterprise_dpop::{BoundToken, BoxFuture, DpopLayer, TokenError, TokenValidator};
+use mcp_enterprise_policy::{Catalog, PolicyLayer};
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
 use serde_json::Value;
@@ -81,6 +82,16 @@ pub fn audit(config: &PackConfig) -> Result<Option<(AuditLayer, AuditTrail)>, Co
     config.audit.as_ref().map(|c| AuditLayer::from_config(c).map_err(|e| start_error("audit", e))).transpose()
 }
 
+/// The policy layer, when the `policy` section is present, validated against `catalog` (tools
+/// fetched from the upstream, or learned by the layer it replaces) and the section's snapshot.
+pub fn policy(config: &PackConfig, catalog: Catalog) -> Result<Option<PolicyLayer>, ConfigError> {
+    config
+        .policy
+        .as_ref()
+        .map(|c| PolicyLayer::from_config_with_catalog(c, catalog).map_err(|e| start_error("policy", e)))
+        .transpose()
+}
+
 /// The extensions to advertise: the `core` vendor prefix, each enabled layer's extensions, `own`
 /// extra extensions of ours (e.g. the gateway's marker, settings `{}`), and the required ones
 /// marked.
@@ -90,6 +101,7 @@ pub fn extensions(
     dpop: Option<&DpopLayer>,
     workload_identity: Option<&WorkloadIdentitySetup>,
     audit: Option<&AuditLayer>,
+    policy: Option<&PolicyLayer>,
     own: &[&str],
 ) -> Result<ExtensionSet, ConfigError> {
     let core = |e: mcp_enterprise_core::ConfigError| start_error("core", e);
@@ -109,6 +121,9 @@ pub fn extensions(
     if let Some(a) = audit {
         set = a.add_extensions(set).map_err(|e| start_error("audit", e))?;
     }
+    if let Some(p) = policy {
+        set = p.add_extensions(set).map_err(|e| start_error("policy", e))?;
+    }
     config.core.finish_extensions(set).map_err(core)
 }
 
@@ -117,6 +132,7 @@ pub fn extensions(
 pub(crate) fn offered_extensions(doc: &Value) -> Option<Vec<String>> {
     let mut config: PackConfig = serde_json::from_value(doc.clone()).ok()?;
     let audit = config.audit.take().is_some();
+    let policy = config.policy.take().is_some();
     config.core.required_extensions.clear();
     let sso = sso(&config).ok()?;
     let dpop = if config.dpop.as_ref().is_some_and(|d| d.static_validator.is_some() || sso.is_some()) {
@@ -129,7 +145,10 @@ pub(crate) fn offered_extensions(doc: &Value) -> Option<Vec<String>> {
     if audit {
         own.push("audit");
     }
-    let set = extensions(&config, sso.as_ref(), dpop.as_ref(), wi.as_ref(), None, &own).ok()?;
+    if policy {
+        own.push("policy");
+    }
+    let set = extensions(&config, sso.as_ref(), dpop.as_ref(), wi.as_ref(), None, None, &own).ok()?;
     Some(set.advertised().keys().cloned().collect())
 }
 
@@ -150,6 +169,8 @@ pub struct Layers {
     pub workload_identity: Option<WorkloadIdentitySetup>,
     /// The audit layer and its running trail.
     pub audit: Option<(AuditLayer, AuditTrail)>,
+    /// The policy layer.
+    pub policy: Option<PolicyLayer>,
     /// What to advertise.
     pub extensions: ExtensionSet,
 }
@@ -162,6 +183,7 @@ impl Layers {
         let sso = sso(config)?;
         let dpop = dpop(config, sso.as_ref())?;
         let workload_identity = workload_identity(config)?;
+        let policy = policy(config, Catalog::default())?;
         let audit = audit(config)?;
         let extensions = extensions(
             config,
@@ -169,8 +191,9 @@ impl Layers {
             dpop.as_ref(),
             workload_identity.as_ref(),
             audit.as_ref().map(|(layer, _)| layer),
+            policy.as_ref(),
             &[],
         )?;
-        Ok(Self { inspect, sso, dpop, workload_identity, audit, extensions })
+        Ok(Self { inspect, sso, dpop, workload_identity, audit, policy, extensions })
     }
 }

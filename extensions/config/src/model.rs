@@ -7,6 +7,7 @@
 use mcp_enterprise_audit::AuditConfig;
 use mcp_enterprise_core::CoreConfig;
 use mcp_enterprise_dpop::DpopConfig;
+use mcp_enterprise_policy::PolicyConfig;
 use mcp_enterprise_sso::SsoConfig;
 use mcp_enterprise_workload_identity::WorkloadIdentityConfig;
 use schemars::JsonSchema;
@@ -60,6 +61,9 @@ pub struct PackConfig {
     pub workload_identity: Option<WorkloadIdentityConfig>,
     /// The tamper-evident audit trail (`mcp-enterprise-audit`). Absent: off.
     pub audit: Option<AuditConfig>,
+    /// Cedar authorization of tool calls, resource reads and prompt gets, with list filtering
+    /// (`mcp-enterprise-policy`). Absent: off.
+    pub policy: Option<PolicyConfig>,
     /// The server card served at `<resource>/server-card` and listed in
     /// `/.well-known/ai-catalog.json`. Absent: no card.
     pub server_card: Option<ServerCardConfig>,
@@ -176,11 +180,13 @@ pub struct RouteConfig {
     /// `rate_limit_redis` count by name). Empty: none.
     #[serde(default)]
     pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
+    /// This route's Cedar policies (its upstream's tools). Absent: off.
+    pub policy: Option<PolicyConfig>,
 }
 
 /// The keys of a [`RouteConfig`]: the per-server sections of a document.
 pub const ROUTE_KEYS: &[&str] =
-    &["resource", "upstream", "core", "sso", "dpop", "workload_identity", "server_card", "rate_limits"];
+    &["resource", "upstream", "core", "sso", "dpop", "workload_identity", "server_card", "rate_limits", "policy"];
 
 /// The server card (experimental MCP Server Card, SEP-2127): identity and connection facts served
 /// before any connection. It never holds credentials or the upstream address.
@@ -294,6 +300,7 @@ impl PackConfig {
             dpop: None,
             workload_identity: None,
             audit: None,
+            policy: None,
             server_card: None,
             client: None,
             routes: Vec::new(),
@@ -320,6 +327,7 @@ impl PackConfig {
                 workload_identity: route.workload_identity.clone(),
                 server_card: route.server_card.clone(),
                 rate_limits: route.rate_limits.clone(),
+                policy: route.policy.clone(),
                 client: None,
                 secret_paths: SecretPaths(std::sync::Arc::new(secrets)),
                 ..primary.clone()

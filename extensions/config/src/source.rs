@@ -178,6 +178,7 @@ pub(crate) const TOP_LEVEL_KEYS: &[&str] = &[
     "dpop",
     "workload_identity",
     "audit",
+    "policy",
     "server_card",
     "client",
 ];

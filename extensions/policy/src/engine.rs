@@ -1,0 +1,658 @@
+//! The decision engine: a loaded policy set, what the upstream declared, and the two questions
+//! the layer asks — may this call go through, and may this list item be shown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use cedar_policy::{
+    Authorizer, Decision as CedarDecision, Effect, Entities, Entity, EntityUid, PolicyId, PolicySet, Request,
+};
+use mcp_enterprise_core::Principal;
+use serde_json::{Map, Value};
+
+use crate::args::RecordType;
+use crate::error::PolicyConfigError;
+use crate::model::{
+    Action, CallContext, PromptInfo, ToolInfo, arguments_expr, principal_entity, resource_entity, type_name, uid,
+};
+use crate::validate::{self, ValidationReport};
+
+/// How many tools (and prompts) are remembered from listings; later ones are not learned.
+pub const MAX_CATALOG_ENTRIES: usize = 10_000;
+
+/// How many principal entities are cached (by credential fingerprint) at most.
+pub const MAX_CACHED_PRINCIPALS: usize = 4096;
+
+/// What happens when no policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DefaultDecision {
+    /// Deny unless a `permit` matches (Cedar's own semantics). The default.
+    #[default]
+    Deny,
+    /// Allow unless a `forbid` matches: the policy set becomes a deny list. Weaker: any tool
+    /// nobody thought of is callable.
+    InsecureAllow,
+}
+
+/// Whether validation problems stop loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ValidationLevel {
+    /// A policy that does not type-check against the known tools is an error: loading fails.
+    #[default]
+    Error,
+    /// Problems are logged as warnings and the policies are used anyway.
+    Warning,
+}
+
+/// One policy file: its name (for locations) and text.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// The name shown in locations (usually the path).
+    pub name: String,
+    /// The Cedar text.
+    pub text: String,
+}
+
+/// A parsed policy set and where each policy came from.
+#[derive(Clone)]
+pub struct Policies {
+    pub(crate) set: PolicySet,
+    pub(crate) sources: Arc<Vec<PolicySource>>,
+    /// policy id → (source index, byte offset of the policy's text in the source)
+    pub(crate) origin: Arc<HashMap<PolicyId, (usize, usize)>>,
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("policies", &self.set.policies().count())
+            .field("files", &self.sources.iter().map(|s| &s.name).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Policies {
+    /// Parses policy files. A policy's id is its `@id("…")` annotation, or `<file stem>:<n>`
+    /// (its position in its file, from 0). Templates are refused.
+    pub fn parse(sources: Vec<PolicySource>) -> Result<Self, PolicyConfigError> {
+        let mut set = PolicySet::new();
+        let mut origin = HashMap::new();
+        for (index, source) in sources.iter().enumerate() {
+            let parsed = PolicySet::from_str(&source.text).map_err(|e| {
+                let (line, column) = e
+                    .iter()
+                    .find_map(|err| miette::Diagnostic::labels(err).and_then(|mut l| l.next()))
+                    .map_or((1, 1), |label| line_column(&source.text, label.offset()));
+                PolicyConfigError::Parse { file: source.name.clone(), line, column, message: e.to_string() }
+            })?;
+            if let Some(template) = parsed.templates().next() {
+                let offset = source.text.find(&template.to_string()).unwrap_or(0);
+                let (line, column) = line_column(&source.text, offset);
+                return Err(PolicyConfigError::Parse {
+                    file: source.name.clone(),
+                    line,
+                    column,
+                    message: "policy templates (?principal / ?resource) are not supported".into(),
+                });
+            }
+            let stem = std::path::Path::new(&source.name)
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or(&source.name)
+                .to_owned();
+            let mut policies: Vec<_> = parsed.policies().cloned().collect();
+            // from_str numbers them policy0, policy1, …: keep file order
+            policies.sort_by_key(|p| p.id().to_string().trim_start_matches("policy").parse::<usize>().unwrap_or(0));
+            let mut search_from = 0;
+            for (n, policy) in policies.into_iter().enumerate() {
+                let text = policy.to_string();
+                let offset = policy_offset(&source.text, &text, search_from);
+                search_from = offset + 1;
+                let id = PolicyId::new(policy.annotation("id").map_or_else(|| format!("{stem}:{n}"), str::to_owned));
+                if origin.contains_key(&id) {
+                    let (line, column) = line_column(&source.text, offset);
+                    return Err(PolicyConfigError::Parse {
+                        file: source.name.clone(),
+                        line,
+                        column,
+                        message: format!("duplicate policy id {id:?}"),
+                    });
+                }
+                origin.insert(id.clone(), (index, offset));
+                set.add(policy.new_id(id)).map_err(|e| PolicyConfigError::Parse {
+                    file: source.name.clone(),
+                    line: 1,
+                    column: 1,
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        Ok(Self { set, sources: Arc::new(sources), origin: Arc::new(origin) })
+    }
+
+    /// Reads and parses policy files.
+    pub fn from_files<P: AsRef<std::path::Path>>(paths: &[P]) -> Result<Self, PolicyConfigError> {
+        let sources = paths
+            .iter()
+            .map(|p| {
+                let name = p.as_ref().display().to_string();
+                std::fs::read_to_string(p.as_ref())
+                    .map(|text| PolicySource { name: name.clone(), text })
+                    .map_err(|e| PolicyConfigError::Read { file: name, reason: e.to_string() })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::parse(sources)
+    }
+
+    /// How many policies.
+    pub fn len(&self) -> usize {
+        self.set.policies().count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Where a policy is: `(file, line, column)`.
+    pub fn location(&self, id: &PolicyId) -> Option<(String, usize, usize)> {
+        let (index, offset) = *self.origin.get(id)?;
+        let source = self.sources.get(index)?;
+        let (line, column) = line_column(&source.text, offset);
+        Some((source.name.clone(), line, column))
+    }
+
+    /// Where a byte span reported for a policy is: `(file, line, column)`.
+    pub(crate) fn span_location(&self, id: &PolicyId, offset: usize) -> Option<(String, usize, usize)> {
+        let (index, _) = *self.origin.get(id)?;
+        let source = self.sources.get(index)?;
+        let (line, column) = line_column(&source.text, offset);
+        Some((source.name.clone(), line, column))
+    }
+}
+
+/// Finds the policy's text in its file. Cedar's `Display` of a parsed policy is its source text.
+fn policy_offset(file: &str, text: &str, from: usize) -> usize {
+    file.get(from..).and_then(|rest| rest.find(text)).map_or(from.min(file.len()), |i| i + from)
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// What the upstream declared: tools and prompts learned from listings (or fetched).
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    pub(crate) tools: HashMap<String, Arc<ToolInfo>>,
+    pub(crate) prompts: HashMap<String, Arc<PromptInfo>>,
+}
+
+impl Catalog {
+    /// A catalog from a saved `tools/list` result or response (`{"tools": […]}` or
+    /// `{"result": {"tools": […]}}`), prompts too when present.
+    pub fn from_listing(value: &Value) -> Self {
+        let mut catalog = Self::default();
+        let result = value.get("result").unwrap_or(value);
+        catalog.learn_tools(result);
+        catalog.learn_prompts(result);
+        catalog
+    }
+
+    /// Learns the tools of a `tools/list` result; returns whether anything changed.
+    pub fn learn_tools(&mut self, result: &Value) -> bool {
+        let mut changed = false;
+        for tool in result.get("tools").and_then(Value::as_array).into_iter().flatten() {
+            let Some(info) = ToolInfo::from_listing(tool) else { continue };
+            if !self.tools.contains_key(&info.name) && self.tools.len() >= MAX_CATALOG_ENTRIES {
+                break;
+            }
+            let same = self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments);
+            changed |= !same;
+            self.tools.insert(info.name.clone(), Arc::new(info));
+        }
+        changed
+    }
+
+    /// Learns the prompts of a `prompts/list` result; returns whether anything changed.
+    pub fn learn_prompts(&mut self, result: &Value) -> bool {
+        let mut changed = false;
+        for prompt in result.get("prompts").and_then(Value::as_array).into_iter().flatten() {
+            let Some(info) = PromptInfo::from_listing(prompt) else { continue };
+            if !self.prompts.contains_key(&info.name) && self.prompts.len() >= MAX_CATALOG_ENTRIES {
+                break;
+            }
+            let same = self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments);
+            changed |= !same;
+            self.prompts.insert(info.name.clone(), Arc::new(info));
+        }
+        changed
+    }
+
+    /// The known tool names.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.tools.keys().map(String::as_str)
+    }
+
+    /// Whether nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.tools.is_empty() && self.prompts.is_empty()
+    }
+}
+
+/// The policies that can apply to a call, by scope: for each action, the policies whose action
+/// scope admits it and whose resource scope names no particular entity (`general`), and for each
+/// entity a scope names, those plus the policies naming it. Entities have no parents, so
+/// `resource in X` admits exactly `X`. Leaving out a policy whose scope cannot match changes no
+/// decision (a scope never errors), and spares evaluating it.
+struct ScopeIndex {
+    general: HashMap<Action, PolicySet>,
+    specific: HashMap<(Action, String), PolicySet>,
+}
+
+impl ScopeIndex {
+    const ACTIONS: [Action; 3] = [Action::ToolsCall, Action::ResourcesRead, Action::PromptsGet];
+
+    fn new(set: &PolicySet) -> Self {
+        let admits = |p: &cedar_policy::Policy, action: Action| match p.action_constraint() {
+            cedar_policy::ActionConstraint::Any => true,
+            cedar_policy::ActionConstraint::Eq(e) => e == action.uid(),
+            cedar_policy::ActionConstraint::In(list) => list.contains(&action.uid()),
+        };
+        let named = |p: &cedar_policy::Policy| match p.resource_constraint() {
+            cedar_policy::ResourceConstraint::Eq(e)
+            | cedar_policy::ResourceConstraint::In(e)
+            | cedar_policy::ResourceConstraint::IsIn(_, e) => Some(e),
+            _ => None,
+        };
+        let mut general = HashMap::new();
+        let mut specific = HashMap::new();
+        for action in Self::ACTIONS {
+            let resource_type = type_name(action.resource_type());
+            let (named_policies, others): (Vec<_>, Vec<_>) =
+                set.policies().filter(|p| admits(p, action)).partition(|p| named(p).is_some());
+            let mut targets: HashMap<String, Vec<cedar_policy::Policy>> = HashMap::new();
+            for p in named_policies {
+                if let Some(e) = named(p).filter(|e| e.type_name() == &resource_type) {
+                    targets.entry(e.id().unescaped().to_owned()).or_default().push(p.clone());
+                }
+            }
+            let others: Vec<cedar_policy::Policy> = others.into_iter().cloned().collect();
+            for (target, mut policies) in targets {
+                policies.extend(others.iter().cloned());
+                // ids are unique in `set`, so this cannot fail; if it did, the whole set is used
+                specific.insert((action, target), PolicySet::from_policies(policies).unwrap_or_else(|_| set.clone()));
+            }
+            general.insert(action, PolicySet::from_policies(others).unwrap_or_else(|_| set.clone()));
+        }
+        Self { general, specific }
+    }
+
+    fn general(&self, action: Action) -> &PolicySet {
+        static EMPTY: std::sync::OnceLock<PolicySet> = std::sync::OnceLock::new();
+        self.general.get(&action).unwrap_or_else(|| EMPTY.get_or_init(PolicySet::new))
+    }
+
+    fn get(&self, action: Action, target: &str) -> &PolicySet {
+        self.specific.get(&(action, target.to_owned())).unwrap_or_else(|| self.general(action))
+    }
+}
+
+/// A declared tool or prompt (shared with the catalog, not copied per call).
+enum Declared {
+    Tool(Arc<ToolInfo>),
+    Prompt(Arc<PromptInfo>),
+}
+
+impl Declared {
+    fn arguments(&self) -> &RecordType {
+        match self {
+            Self::Tool(t) => &t.arguments,
+            Self::Prompt(p) => &p.arguments,
+        }
+    }
+}
+
+/// One call to decide on.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The operation.
+    pub action: Action,
+    /// The tool name, prompt name or resource URI.
+    pub target: &'a str,
+    /// `params.arguments`, if any.
+    pub arguments: Option<&'a Map<String, Value>>,
+}
+
+/// Why a call was refused, in a form safe to show the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A `forbid` policy matched.
+    Forbidden(String),
+    /// No `permit` policy matched (default deny).
+    NoPermitMatched,
+    /// A policy could not be evaluated (e.g. an argument of the wrong type): denied, fail closed.
+    EvaluationError(String),
+    /// The arguments could not be represented in Cedar.
+    ArgumentsNotRepresentable,
+}
+
+impl Reason {
+    /// The reason id put in the JSON-RPC error `data.reasons`.
+    pub fn id(&self) -> String {
+        match self {
+            Self::Forbidden(policy) => policy.clone(),
+            Self::NoPermitMatched => "no_permit_matched".into(),
+            Self::EvaluationError(policy) => format!("evaluation_error:{policy}"),
+            Self::ArgumentsNotRepresentable => "arguments_not_representable".into(),
+        }
+    }
+}
+
+/// The outcome of one authorization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    allowed: bool,
+    /// Policies that determined the decision (permits when allowed, forbids when denied).
+    determining: Vec<String>,
+    reasons: Vec<Reason>,
+    /// Evaluation errors, in words (no argument values, no token contents).
+    errors: Vec<String>,
+}
+
+impl Decision {
+    /// Whether the call may go through.
+    pub fn is_allowed(&self) -> bool {
+        self.allowed
+    }
+    /// The ids of the determining policies.
+    pub fn determining_policies(&self) -> &[String] {
+        &self.determining
+    }
+    /// Why it was denied (empty when allowed).
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
+    /// Evaluation errors.
+    pub fn errors(&self) -> &[String] {
+        &self.errors
+    }
+}
+
+/// Settings of an engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Settings {
+    /// What happens when no policy decides.
+    pub default_decision: DefaultDecision,
+    /// Whether validation problems stop loading.
+    pub validation: ValidationLevel,
+}
+
+/// Policies, the catalog and the settings: everything a decision needs.
+pub struct Engine {
+    policies: Policies,
+    index: ScopeIndex,
+    catalog: RwLock<Catalog>,
+    settings: Settings,
+    authorizer: Authorizer,
+    /// principal entities of recent credentials (building one costs more than evaluating a policy)
+    principals: std::sync::Mutex<HashMap<mcp_enterprise_core::TokenFingerprint, (Principal, Entity)>>,
+    /// policy ids that failed validation when tools were learned at run time (error level only)
+    invalid: RwLock<HashMap<String, Vec<String>>>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("policies", &self.policies)
+            .field("tools", &self.read_catalog().tools.len())
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine over `policies`, validated against `catalog` when it is not empty (at
+    /// [`ValidationLevel::Error`], any error finding fails).
+    pub fn new(
+        policies: Policies,
+        catalog: Catalog,
+        settings: Settings,
+    ) -> Result<(Self, ValidationReport), PolicyConfigError> {
+        let report = validate::validate(&policies, &catalog);
+        if settings.validation == ValidationLevel::Error && report.has_errors() {
+            return Err(PolicyConfigError::Validation(report));
+        }
+        report.log();
+        let index = ScopeIndex::new(&policies.set);
+        let engine = Self {
+            index,
+            policies,
+            catalog: RwLock::new(catalog),
+            settings,
+            authorizer: Authorizer::new(),
+            invalid: RwLock::new(HashMap::new()),
+            principals: std::sync::Mutex::new(HashMap::new()),
+        };
+        Ok((engine, report))
+    }
+
+    /// The policies.
+    pub fn policies(&self) -> &Policies {
+        &self.policies
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    /// A copy of the catalog.
+    pub fn catalog(&self) -> Catalog {
+        self.read_catalog().clone()
+    }
+
+    fn read_catalog(&self) -> RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_catalog(&self) -> RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Learns tools or prompts from a listing result passing through and re-validates the
+    /// policies when something new was learned. At [`ValidationLevel::Error`], tools and prompts
+    /// a failing policy applies to are then denied (and hidden), naming the policy — never a
+    /// silent deny.
+    pub fn learn(&self, method: &str, result: &Value) {
+        let changed = {
+            let mut catalog = self.write_catalog();
+            match method {
+                "tools/list" => catalog.learn_tools(result),
+                "prompts/list" => catalog.learn_prompts(result),
+                _ => false,
+            }
+        };
+        if !changed {
+            return;
+        }
+        let report = validate::validate(&self.policies, &self.read_catalog());
+        report.log();
+        if self.settings.validation == ValidationLevel::Error {
+            let mut invalid: HashMap<String, Vec<String>> = HashMap::new();
+            for f in report.findings().iter().filter(|f| f.is_error()) {
+                if let Some(target) = f.target() {
+                    invalid.entry(target.to_owned()).or_default().push(f.policy_id().to_owned());
+                }
+            }
+            *self.invalid.write().unwrap_or_else(std::sync::PoisonError::into_inner) = invalid;
+        }
+    }
+
+    fn invalid_policies(&self, action: Action, target: &str) -> Option<Vec<String>> {
+        if action == Action::ResourcesRead {
+            return None;
+        }
+        let invalid = self.invalid.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        invalid.get(&validate::target_key(action, target)).cloned()
+    }
+
+    fn resource(&self, action: Action, target: &str) -> (Entity, Option<Declared>) {
+        let catalog = self.read_catalog();
+        match action {
+            Action::ToolsCall => match catalog.tools.get(target) {
+                Some(t) => (t.entity().clone(), Some(Declared::Tool(t.clone()))),
+                None => (ToolInfo::undeclared_entity(target), None),
+            },
+            Action::PromptsGet => match catalog.prompts.get(target) {
+                Some(p) => (p.entity().clone(), Some(Declared::Prompt(p.clone()))),
+                None => (PromptInfo::undeclared_entity(target), None),
+            },
+            Action::ResourcesRead => (resource_entity(target), None),
+        }
+    }
+
+    /// The entity of a principal, from the cache when the same credential (and the same
+    /// principal) was seen recently. Bounded: the cache is emptied when it holds
+    /// [`MAX_CACHED_PRINCIPALS`].
+    fn principal_entity(&self, principal: Option<&Principal>) -> Entity {
+        let Some((p, fingerprint)) = principal.and_then(|p| p.token_fingerprint().map(|f| (p, f))) else {
+            return principal_entity(principal);
+        };
+        let mut cache = self.principals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached, entity)) = cache.get(&fingerprint)
+            && cached == p
+        {
+            return entity.clone();
+        }
+        let entity = principal_entity(Some(p));
+        if cache.len() >= MAX_CACHED_PRINCIPALS {
+            cache.clear();
+        }
+        cache.insert(fingerprint, (p.clone(), entity.clone()));
+        entity
+    }
+
+    /// Decides on one call.
+    pub fn authorize(&self, principal: Option<&Principal>, call: Call<'_>, context: &CallContext) -> Decision {
+        let deny = |reasons: Vec<Reason>, errors: Vec<String>| Decision {
+            allowed: false,
+            determining: Vec::new(),
+            reasons,
+            errors,
+        };
+        if let Some(policies) = self.invalid_policies(call.action, call.target) {
+            let errors = vec![format!("policies {} do not type-check against {}", policies.join(", "), call.target)];
+            return deny(policies.into_iter().map(Reason::EvaluationError).collect(), errors);
+        }
+        let (resource, types) = self.resource(call.action, call.target);
+        let arguments = match arguments_expr(call.arguments, types.as_ref().map(Declared::arguments)) {
+            Ok(a) => a,
+            Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
+        };
+        let cedar_context = match context.to_cedar(Some(arguments)) {
+            Ok(c) => c,
+            Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
+        };
+        let principal = self.principal_entity(principal);
+        let request = match Request::new(principal.uid(), call.action.uid(), resource.uid(), cedar_context, None) {
+            Ok(r) => r,
+            Err(e) => return deny(vec![Reason::EvaluationError("request".into())], vec![e.to_string()]),
+        };
+        let entities = match Entities::from_entities([principal, resource], None) {
+            Ok(e) => e,
+            Err(e) => return deny(vec![Reason::EvaluationError("entities".into())], vec![e.to_string()]),
+        };
+        let response = self.authorizer.is_authorized(&request, self.index.get(call.action, call.target), &entities);
+        let errors: Vec<(String, String)> = response
+            .diagnostics()
+            .errors()
+            .map(|e| match e {
+                cedar_policy::AuthorizationError::PolicyEvaluationError(pe) => {
+                    (pe.policy_id().to_string(), e.to_string())
+                }
+            })
+            .collect();
+        let reason: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+        if !errors.is_empty() {
+            // a policy that cannot be evaluated might have been a forbid: fail closed
+            let reasons = errors.iter().map(|(id, _)| Reason::EvaluationError(id.clone())).collect();
+            return deny(reasons, errors.into_iter().map(|(_, e)| e).collect());
+        }
+        match (response.decision(), self.settings.default_decision) {
+            (CedarDecision::Allow, _) => {
+                Decision { allowed: true, determining: reason, reasons: Vec::new(), errors: Vec::new() }
+            }
+            (CedarDecision::Deny, DefaultDecision::Deny) if reason.is_empty() => {
+                deny(vec![Reason::NoPermitMatched], Vec::new())
+            }
+            (CedarDecision::Deny, DefaultDecision::InsecureAllow) if reason.is_empty() => {
+                Decision { allowed: true, determining: Vec::new(), reasons: Vec::new(), errors: Vec::new() }
+            }
+            (CedarDecision::Deny, _) => Decision {
+                allowed: false,
+                reasons: reason.iter().cloned().map(Reason::Forbidden).collect(),
+                determining: reason,
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    /// Whether a list item may be shown: `false` only when a call to it would be denied whatever
+    /// its arguments are (partial evaluation with the arguments unknown). `target` is `None` for
+    /// a resource template (its URI is unknown too).
+    pub fn visible(
+        &self,
+        principal: &Entity,
+        action: Action,
+        target: Option<&str>,
+        context: &cedar_policy::Context,
+    ) -> bool {
+        if let Some(t) = target
+            && self.invalid_policies(action, t).is_some()
+        {
+            return false;
+        }
+        let builder = Request::builder().principal(principal.uid()).action(action.uid()).context(context.clone());
+        let (builder, resource) = match target {
+            Some(t) => {
+                let (resource, _) = self.resource(action, t);
+                (builder.resource(resource.uid()), Some(resource))
+            }
+            None => (builder.unknown_resource_with_type(type_name(action.resource_type())), None),
+        };
+        let request = builder.build();
+        let entities = match Entities::from_entities(std::iter::once(principal.clone()).chain(resource), None) {
+            Ok(e) => e,
+            Err(_) => return false,
+        };
+        let set = match target {
+            Some(t) => self.index.get(action, t),
+            // an unknown resource (a template) may be any entity a scope names: every policy counts
+            None => &self.policies.set,
+        };
+        let response = self.authorizer.is_authorized_partial(&request, set, &entities);
+        if response.definitely_errored().next().is_some() {
+            return false;
+        }
+        let forbidden = response.definitely_satisfied().any(|p| p.effect() == Effect::Forbid);
+        match self.settings.default_decision {
+            DefaultDecision::Deny => !forbidden && response.decision() != Some(CedarDecision::Deny),
+            DefaultDecision::InsecureAllow => !forbidden,
+        }
+    }
+
+    /// `Mcp::<ty>::"<id>"`, for callers that build requests by hand.
+    pub fn entity_uid(ty: &str, id: &str) -> EntityUid {
+        uid(ty, id)
+    }
+}

@@ -1,0 +1,88 @@
+//! # mcp-enterprise-policy
+//!
+//! Tool-level and argument-level authorization for MCP with [Cedar](https://www.cedarpolicy.com)
+//! (`cedar-policy`, the reference implementation) — validated against the upstream's real tool
+//! schemas, with explained denials and consistent list filtering.
+//!
+//! **Guarantee**: with the layer in place, a `tools/call`, `resources/read` or `prompts/get`
+//! reaches the inner service only when the policies allow it for the caller ([`Principal`]
+//! from the auth layers), the target and its arguments; anything that cannot be evaluated is
+//! denied. List results (`tools/list`, `resources/list`, `resources/templates/list`,
+//! `prompts/list`) show only items the caller may use with *some* arguments, so a listed tool is
+//! never denied for its name alone.
+//!
+//! - Model (namespace `Mcp`): principal `Mcp::Principal` (kind, issuer, subject, client id,
+//!   scopes, groups, roles, tenant; other selected claims as tags), action = the MCP method
+//!   (`Mcp::Action::"tools/call"`), resource `Mcp::Tool` / `Mcp::Resource` / `Mcp::Prompt` with
+//!   what the upstream declared (title, annotations at the MCP defaults), context = typed
+//!   `arguments`, `time`, `unverifiedClient`, `era`, `protocolVersion`. See `docs/policy.md`.
+//! - Validation: tools (and prompts) are learned from listings passing through, from a
+//!   snapshot, or fetched at start-up; each gets a Cedar schema generated from its
+//!   `inputSchema`, and every policy that can apply to it is validated in strict mode. A
+//!   reference to a missing argument or a comparison of the wrong type is an error (or a
+//!   warning, by configuration) naming the policy, its file, line and column.
+//! - Refusals: `403`, JSON-RPC error with `data.reasons` (forbidding policy ids,
+//!   `no_permit_matched`, `evaluation_error:<id>`, `arguments_not_representable`); the full
+//!   explanation in logs and in the response extensions ([`PolicyDenied`] and a
+//!   [`Denial`](mcp_enterprise_core::Denial) for the audit layer).
+//!
+//! ```
+//! use mcp_enterprise_core::{InspectLayer, McpBody};
+//! use mcp_enterprise_policy::{Policies, PolicyLayer, PolicySource};
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let policies = Policies::parse(vec![PolicySource {
+//!     name: "demo.cedar".into(),
+//!     text: r#"@id("echo-for-all")
+//!              permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"echo");"#.into(),
+//! }])?;
+//! let svc = ServiceBuilder::new()
+//!     .layer(InspectLayer::new())
+//!     .layer(PolicyLayer::builder(policies).build()?)
+//!     .service(service_fn(|_req: Request<McpBody<Full<Bytes>>>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"{}"))))
+//!     }));
+//! let call = |tool: &str| {
+//!     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}"}}}}"#);
+//!     Request::post("/mcp").body(Full::new(Bytes::from(body)))
+//! };
+//! assert_eq!(svc.clone().oneshot(call("echo")?).await?.status(), StatusCode::OK);
+//! assert_eq!(svc.oneshot(call("delete_customer")?).await?.status(), StatusCode::FORBIDDEN);
+//! # Ok(()) }
+//! ```
+
+mod args;
+mod config;
+mod engine;
+mod error;
+mod filter;
+mod future;
+mod layer;
+mod model;
+mod service;
+mod validate;
+
+pub use args::{ArgType, ConversionError, MAX_DEPTH, MAX_VALUES, RecordType, arguments_to_cedar};
+pub use config::{DefaultDecisionConfig, PolicyConfig, ValidationConfig};
+pub use engine::{
+    Call, Catalog, Decision, DefaultDecision, Engine, MAX_CACHED_PRINCIPALS, MAX_CATALOG_ENTRIES, Policies,
+    PolicySource, Reason, Settings, ValidationLevel,
+};
+pub use error::{PolicyConfigError, PolicyDenied};
+pub use filter::{ListKind, PolicyBody, filter_list_body};
+pub use future::ResponseFuture;
+pub use layer::{DEFAULT_MAX_LIST_BYTES, PolicyLayer, PolicyLayerBuilder};
+pub use mcp_enterprise_core::Principal;
+pub use model::{Action, CallContext, NAMESPACE, PromptInfo, ToolInfo, cedar_schema_json, principal_entity};
+pub use service::Policy;
+pub use validate::{Finding, Severity, ValidationReport, validate};
+
+/// The extension id advertised through SEP-2133 negotiation.
+pub const EXTENSION_ID: &str = "io.github.mcp-enterprise/policy";
+
+#[cfg(test)]
+mod tests;

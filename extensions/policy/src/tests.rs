@@ -1,0 +1,539 @@
+//! Layer-level tests: decisions, refusals, list filtering (JSON and SSE), and the property that a
+//! listed item is never denied for its name alone.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use mcp_enterprise_core::{AuthMethod, Denial, InspectLayer, McpBody, Principal, PrincipalKind};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use tower::{ServiceBuilder, ServiceExt, service_fn};
+
+use crate::engine::{Call, Catalog, DefaultDecision, Policies, PolicySource, Reason, ValidationLevel};
+use crate::model::{Action, CallContext, principal_entity};
+use crate::{PolicyDenied, PolicyLayer};
+
+fn tools_listing() -> Value {
+    json!({"tools": [
+        {"name": "run_query", "title": "Run a query", "annotations": {"readOnlyHint": true, "destructiveHint": false},
+         "inputSchema": {"type": "object", "required": ["database"], "properties": {
+            "database": {"type": "string"}, "limit": {"type": "integer"}, "amount": {"type": "number"},
+            "filter": {"type": "object", "properties": {"region": {"type": "string"}}},
+            "tags": {"type": "array", "items": {"type": "string"}}}}},
+        {"name": "delete_customer", "annotations": {"destructiveHint": true},
+         "inputSchema": {"type": "object", "properties": {"id": {"type": "string"}}}},
+        {"name": "echo", "annotations": {"readOnlyHint": true},
+         "inputSchema": {"type": "object", "properties": {"text": {"type": "string"}}}},
+        {"name": "export_customers", "inputSchema": {"type": "object", "properties": {}}}
+    ]})
+}
+
+const POLICIES: &str = r#"
+@id("analysts-reporting")
+permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"run_query")
+when { principal.groups.contains("analysts") && context.arguments.database == "reporting" };
+
+@id("limit-cap")
+forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"run_query")
+when { context.arguments has limit && context.arguments.limit > 1000 };
+
+@id("amount-cap")
+forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"run_query")
+when { context.arguments has amount && context.arguments.amount.greaterThan(decimal("99.5")) };
+
+@id("no-eu")
+forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"run_query")
+when { context.arguments has filter && context.arguments.filter has region && context.arguments.filter.region == "eu" };
+
+@id("no-secret-tag")
+forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"run_query")
+when { context.arguments has tags && context.arguments.tags.contains("secret") };
+
+@id("read-only-for-all")
+permit(principal, action == Mcp::Action::"tools/call", resource is Mcp::Tool)
+when { resource.annotations.readOnlyHint && principal.kind != "anonymous" };
+
+@id("contractors-never-export")
+forbid(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"export_customers")
+when { principal.groups.contains("contractors") };
+
+@id("admins-everything")
+permit(principal in Mcp::Principal::"never", action, resource) when { false };
+
+@id("admins")
+permit(principal, action, resource) when { principal.roles.contains("admin") };
+
+@id("readme")
+permit(principal, action == Mcp::Action::"resources/read", resource)
+when { resource.uri like "demo://*" };
+"#;
+
+fn policies(text: &str) -> Policies {
+    Policies::parse(vec![PolicySource { name: "test.cedar".into(), text: text.into() }]).expect("policies parse")
+}
+
+fn layer() -> PolicyLayer {
+    PolicyLayer::builder(policies(POLICIES)).catalog(Catalog::from_listing(&tools_listing())).build().expect("valid")
+}
+
+fn user(groups: &[&str], roles: &[&str]) -> Principal {
+    Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Bearer)
+        .scopes(["mcp"])
+        .claim("groups", json!(groups))
+        .claim("roles", json!(roles))
+        .claim("email", json!("alice@example.com"))
+        .build()
+}
+
+fn ctx() -> CallContext {
+    CallContext { now_secs: 1_795_000_000, era: "modern", ..CallContext::default() }
+}
+
+fn decide(layer: &PolicyLayer, p: Option<&Principal>, tool: &str, args: Value) -> crate::Decision {
+    let args = args.as_object().cloned();
+    layer.decide(p, Call { action: Action::ToolsCall, target: tool, arguments: args.as_ref() }, &ctx())
+}
+
+#[test]
+fn decisions_by_principal_name_arguments_and_annotations() {
+    let layer = layer();
+    let analyst = user(&["analysts"], &[]);
+    let contractor = user(&["contractors"], &[]);
+    let admin = user(&[], &["admin"]);
+    let ok = |d: crate::Decision| d.is_allowed();
+    // string argument + principal attribute
+    assert!(ok(decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting"}))));
+    // run_query is read-only, so read-only-for-all permits it for another database too
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "prod"}));
+    assert_eq!(d.determining_policies(), ["read-only-for-all"]);
+    // number (integer) argument
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "limit": 5000}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("limit-cap".into())]);
+    // number (decimal) argument; an integer for a `number` is a decimal too
+    assert!(ok(decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "amount": 99}))));
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "amount": 99.75}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("amount-cap".into())]);
+    // nested object
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "filter": {"region": "eu"}}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("no-eu".into())]);
+    assert!(ok(decide(
+        &layer,
+        Some(&analyst),
+        "run_query",
+        json!({"database": "reporting", "filter": {"region": "us"}})
+    )));
+    // array membership
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "tags": ["a", "secret"]}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("no-secret-tag".into())]);
+    // annotations: delete_customer is destructive, not read-only → no permit for a plain user
+    let d = decide(&layer, Some(&analyst), "delete_customer", json!({"id": "c-001"}));
+    assert_eq!(d.reasons(), [Reason::NoPermitMatched]);
+    assert!(ok(decide(&layer, Some(&admin), "delete_customer", json!({"id": "c-001"}))));
+    // by tool name + principal attribute
+    let d = decide(&layer, Some(&contractor), "export_customers", json!({}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("contractors-never-export".into())]);
+    assert_eq!(decide(&layer, Some(&analyst), "export_customers", json!({})).reasons(), [Reason::NoPermitMatched]);
+    let admin_contractor = user(&["contractors"], &["admin"]);
+    let d = decide(&layer, Some(&admin_contractor), "export_customers", json!({}));
+    assert_eq!(d.reasons(), [Reason::Forbidden("contractors-never-export".into())]);
+    // anonymous callers only get what names them
+    assert!(!decide(&layer, None, "echo", json!({"text": "x"})).is_allowed());
+    assert!(decide(&layer, Some(&analyst), "echo", json!({"text": "x"})).is_allowed());
+    // an undeclared tool is assumed destructive and not read-only
+    assert_eq!(decide(&layer, Some(&analyst), "mystery", json!({})).reasons(), [Reason::NoPermitMatched]);
+}
+
+#[test]
+fn evaluation_errors_and_unrepresentable_arguments_fail_closed() {
+    let layer = layer();
+    let analyst = user(&["analysts"], &[]);
+    // limit sent as a string: `limit > 1000` cannot be evaluated; the forbid might have matched
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "limit": "lots"}));
+    assert!(!d.is_allowed());
+    assert_eq!(d.reasons(), [Reason::EvaluationError("limit-cap".into())]);
+    assert!(!d.errors().is_empty());
+    let d = decide(&layer, Some(&analyst), "run_query", json!({"database": "reporting", "amount": 0.123456}));
+    assert_eq!(d.reasons(), [Reason::ArgumentsNotRepresentable]);
+}
+
+#[test]
+fn cached_principals_follow_the_principal_not_only_the_credential() {
+    let layer = layer();
+    let fp = mcp_enterprise_core::TokenFingerprint::from_sha256(&[1; 32]);
+    let with = |groups: &[&str]| {
+        Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Bearer)
+            .claim("groups", json!(groups))
+            .token_fingerprint(fp)
+            .build()
+    };
+    let args = json!({"database": "reporting"});
+    let export = |p: &Principal| decide(&layer, Some(p), "export_customers", json!({})).reasons().to_vec();
+    assert!(decide(&layer, Some(&with(&["analysts"])), "run_query", args.clone()).is_allowed());
+    assert!(decide(&layer, Some(&with(&["analysts"])), "run_query", args).is_allowed(), "from the cache");
+    // same fingerprint, other attributes: never the cached entity
+    assert_eq!(export(&with(&["contractors"])), [Reason::Forbidden("contractors-never-export".into())]);
+    assert_eq!(export(&with(&[])), [Reason::NoPermitMatched]);
+}
+
+#[test]
+fn default_decisions() {
+    let text = r#"@id("no-delete") forbid(principal, action, resource == Mcp::Tool::"delete_customer");"#;
+    let deny = PolicyLayer::builder(policies(text)).build().expect("layer");
+    let alice = user(&[], &[]);
+    assert_eq!(decide(&deny, Some(&alice), "echo", json!({})).reasons(), [Reason::NoPermitMatched]);
+    let allow =
+        PolicyLayer::builder(policies(text)).default_decision(DefaultDecision::InsecureAllow).build().expect("layer");
+    assert!(decide(&allow, Some(&alice), "echo", json!({})).is_allowed());
+    assert_eq!(
+        decide(&allow, Some(&alice), "delete_customer", json!({})).reasons(),
+        [Reason::Forbidden("no-delete".into())]
+    );
+}
+
+#[test]
+fn validation_errors_fail_the_build_or_warn() {
+    let bad = r#"@id("typo")
+permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"echo") when { context.arguments.txt == "x" };"#;
+    let catalog = Catalog::from_listing(&tools_listing());
+    let err = PolicyLayer::builder(policies(bad)).catalog(catalog.clone()).build().expect_err("typo refused");
+    let text = err.to_string();
+    assert!(text.contains("test.cedar:2:") && text.contains("\"typo\"") && text.contains("txt"), "{text}");
+    let layer = PolicyLayer::builder(policies(bad))
+        .catalog(catalog)
+        .validation(ValidationLevel::Warning)
+        .build()
+        .expect("warning level");
+    assert!(layer.report().has_errors());
+}
+
+#[test]
+fn tools_learned_at_run_time_revalidate_and_invalid_policies_deny_by_name() {
+    let bad = r#"@id("typo")
+permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"echo") when { context.arguments.txt == "x" };
+@id("all") permit(principal, action == Mcp::Action::"tools/call", resource == Mcp::Tool::"add");"#;
+    // no tools known at build: validation deferred
+    let layer = PolicyLayer::builder(policies(bad)).build().expect("deferred");
+    let alice = user(&[], &[]);
+    layer.engine().learn("tools/list", &tools_listing());
+    let d = decide(&layer, Some(&alice), "echo", json!({"txt": "x"}));
+    assert_eq!(d.reasons(), [Reason::EvaluationError("typo".into())]);
+    assert!(d.errors()[0].contains("type-check"), "{d:?}");
+}
+
+#[test]
+fn parse_errors_and_duplicate_ids_name_file_line_and_column() {
+    let err = Policies::parse(vec![PolicySource {
+        name: "x.cedar".into(),
+        text: "permit(principal,\n  action, resourc);".into(),
+    }])
+    .expect_err("bad syntax");
+    assert!(err.to_string().starts_with("x.cedar:2:"), "{err}");
+    let dup = "@id(\"a\") permit(principal, action, resource);\n@id(\"a\") forbid(principal, action, resource);";
+    let err = Policies::parse(vec![PolicySource { name: "d.cedar".into(), text: dup.into() }]).expect_err("duplicate");
+    assert!(err.to_string().starts_with("d.cedar:2:1: duplicate policy id"), "{err}");
+    let ids = Policies::parse(vec![PolicySource {
+        name: "dir/p.cedar".into(),
+        text: "permit(principal, action, resource);\nforbid(principal, action, resource);".into(),
+    }])
+    .expect("parses");
+    assert_eq!(ids.location(&cedar_policy::PolicyId::new("p:1")), Some(("dir/p.cedar".into(), 2, 1)));
+}
+
+/// A body that yields its chunks one by one.
+struct Chunks(VecDeque<Bytes>);
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+}
+
+/// The stack inspect → (principal) → policy → a fake upstream answering lists with `answer`.
+async fn through(
+    layer: PolicyLayer,
+    principal: Option<Principal>,
+    body: Value,
+    answer: impl Fn(&Value) -> (String, Vec<Bytes>) + Clone + Send + 'static,
+) -> (StatusCode, Value, Option<PolicyDenied>, Option<Denial>, String) {
+    let upstream = service_fn(move |req: Request<McpBody<http_body_util::Full<Bytes>>>| {
+        let answer = answer.clone();
+        async move {
+            let bytes = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (content_type, chunks) = answer(&v);
+            let mut res = Response::new(Chunks(chunks.into()));
+            res.headers_mut().insert("content-type", content_type.parse().expect("hv"));
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let add_principal =
+        tower::util::MapRequestLayer::new(move |mut req: Request<McpBody<http_body_util::Full<Bytes>>>| {
+            if let Some(p) = &principal {
+                req.extensions_mut().insert(p.clone());
+            }
+            req
+        });
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(add_principal).layer(layer).service(upstream);
+    let req = Request::post("/mcp").body(http_body_util::Full::new(Bytes::from(body.to_string()))).expect("req");
+    let res = svc.oneshot(req).await.expect("infallible");
+    let status = res.status();
+    let denied = res.extensions().get::<PolicyDenied>().cloned();
+    let denial = res.extensions().get::<Denial>().cloned();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    (status, value, denied, denial, text)
+}
+
+fn list_request(method: &str, cursor: Option<&str>) -> Value {
+    match cursor {
+        Some(c) => json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": {"cursor": c}}),
+        None => json!({"jsonrpc": "2.0", "id": 7, "method": method}),
+    }
+}
+
+#[tokio::test]
+async fn refusal_is_403_with_reason_ids_and_a_denial_for_audit() {
+    let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "run_query", "arguments": {"database": "reporting", "limit": 5000}}});
+    let (status, body, denied, denial, _) =
+        through(layer(), Some(user(&["analysts"], &[])), call, |_| ("application/json".into(), vec![])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["id"], 3);
+    assert_eq!(body["error"]["data"], json!({"status": 403, "reasons": ["limit-cap"]}));
+    let denied = denied.expect("typed refusal");
+    assert_eq!(denied.reasons, [Reason::Forbidden("limit-cap".into())]);
+    assert!(denied.principal_attributes.contains(&"groups".to_owned()));
+    assert!(denied.principal_attributes.contains(&"tag:email".to_owned()));
+    let denial = denial.expect("denial for audit");
+    assert_eq!(denial.layer(), "policy");
+    assert!(denial.reason().contains("limit-cap") && !denial.reason().contains("alice@example.com"), "{denial:?}");
+    // a notification naming a denied tool is refused too (no id to answer with)
+    let note =
+        json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "delete_customer", "arguments": {}}});
+    let (status, body, _, _, _) =
+        through(layer(), Some(user(&["analysts"], &[])), note, |_| ("application/json".into(), vec![])).await;
+    assert_eq!((status, &body["id"]), (StatusCode::FORBIDDEN, &Value::Null));
+    // an allowed call reaches the upstream and comes back as it was
+    let ok = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "run_query", "arguments": {"database": "reporting"}}});
+    let (status, _, denied, _, text) = through(layer(), Some(user(&["analysts"], &[])), ok, |_| {
+        ("application/json".into(), vec![Bytes::from_static(br#"{"jsonrpc":"2.0","id":4,"result":{}}"#)])
+    })
+    .await;
+    assert_eq!((status, denied, text.as_str()), (StatusCode::OK, None, r#"{"jsonrpc":"2.0","id":4,"result":{}}"#));
+}
+
+fn names(result: &Value, key: &str) -> Vec<String> {
+    result["result"][key]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["name"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn lists_are_filtered_in_json_and_sse_and_cursors_survive() {
+    let listing = tools_listing();
+    let page = move |v: &Value| {
+        let mut result = listing.clone();
+        result["nextCursor"] = json!("page-2");
+        json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": result})
+    };
+    let contractor = user(&["contractors"], &["admin"]);
+    // JSON, split across chunks
+    let p = page.clone();
+    let (status, body, _, _, _) =
+        through(layer(), Some(contractor.clone()), list_request("tools/list", Some("page-1")), move |v| {
+            let text = p(v).to_string();
+            let (a, b) = text.split_at(text.len() / 2);
+            ("application/json".into(), vec![Bytes::from(a.to_owned()), Bytes::from(b.to_owned())])
+        })
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(names(&body, "tools"), ["run_query", "delete_customer", "echo"]);
+    assert_eq!(body["result"]["nextCursor"], "page-2");
+    // SSE: a notification first, then the response split mid-event, with CRLF line ends
+    let p = page.clone();
+    let (_, _, _, _, text) =
+        through(layer(), Some(user(&["analysts"], &[])), list_request("tools/list", None), move |v| {
+            let event = format!("event: message\r\nid: 1\r\ndata: {}\r\n\r\n", p(v));
+            let (a, b) = event.split_at(40);
+            let note = "data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n\n";
+            (
+                "text/event-stream".into(),
+                vec![
+                    Bytes::from(note),
+                    Bytes::from(a.to_owned()),
+                    Bytes::from(b.to_owned()),
+                    Bytes::from_static(b": done\n\n"),
+                ],
+            )
+        })
+        .await;
+    assert!(text.starts_with("data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\""), "{text}");
+    assert!(text.ends_with(": done\n\n"), "{text}");
+    let data = text.lines().find(|l| l.starts_with("data: ") && l.contains("\"result\"")).expect("response event");
+    let body: Value = serde_json::from_str(&data["data: ".len()..]).expect("json");
+    // analysts: run_query (their permit, with some arguments) and echo (read-only); never delete/export
+    assert_eq!(names(&body, "tools"), ["run_query", "echo"]);
+    assert_eq!(body["result"]["nextCursor"], "page-2");
+    assert!(text.contains("event: message\nid: 1\ndata: "), "{text}");
+    // resources and templates
+    let (_, body, _, _, _) = through(layer(), Some(user(&[], &[])), list_request("resources/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": {"resources": [
+            {"uri": "demo://readme", "name": "readme"}, {"uri": "file:///etc/passwd", "name": "passwd"}]}});
+        ("application/json".into(), vec![Bytes::from(r.to_string())])
+    })
+    .await;
+    assert_eq!(names(&body, "resources"), ["readme"]);
+    let (_, body, _, _, _) = through(layer(), None, list_request("resources/templates/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": {"resourceTemplates": [{"uriTemplate": "demo://{x}", "name": "t"}]}});
+        ("application/json".into(), vec![Bytes::from(r.to_string())])
+    })
+    .await;
+    // `resource.uri like "demo://*"` may match some URI: shown, even to anonymous callers
+    assert_eq!(names(&body, "resourceTemplates"), ["t"]);
+    // a permit naming one URI: some URI of the template may be it, so the template is shown
+    let named = r#"@id("one") permit(principal, action == Mcp::Action::"resources/read", resource == Mcp::Resource::"file:///a");"#;
+    let layer = PolicyLayer::builder(policies(named)).build().expect("layer");
+    let (_, body, _, _, _) = through(layer, None, list_request("resources/templates/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": {"resourceTemplates": [{"uriTemplate": "file:///{p}", "name": "files"}]}});
+        ("application/json".into(), vec![Bytes::from(r.to_string())])
+    })
+    .await;
+    assert_eq!(names(&body, "resourceTemplates"), ["files"]);
+}
+
+#[tokio::test]
+async fn unfilterable_lists_are_refused_not_passed_on() {
+    let small = PolicyLayer::builder(policies(POLICIES)).max_list_bytes(64).build().expect("layer");
+    let (_, body, _, _, _) = through(small, None, list_request("tools/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": tools_listing()});
+        ("application/json".into(), vec![Bytes::from(r.to_string())])
+    })
+    .await;
+    assert_eq!(body["error"]["code"], -32603);
+    assert_eq!(body["id"], 7);
+    let (_, body, _, _, _) = through(layer(), None, list_request("prompts/list", None), |_| {
+        ("application/json".into(), vec![Bytes::from_static(b"<html>")])
+    })
+    .await;
+    assert_eq!(body["error"]["code"], -32603);
+}
+
+#[tokio::test]
+async fn tools_are_learned_from_sse_listings_passing_through() {
+    let layer = PolicyLayer::builder(policies(POLICIES)).build().expect("no tools known yet");
+    assert!(layer.engine().catalog().is_empty());
+    let analyst = user(&["analysts"], &[]);
+    // before: run_query is unknown, so not declared read-only: only the analysts' permit applies
+    assert_eq!(
+        decide(&layer, Some(&analyst), "run_query", json!({"database": "prod"})).reasons(),
+        [Reason::NoPermitMatched]
+    );
+    let (_, _, _, _, text) = through(layer.clone(), Some(analyst.clone()), list_request("tools/list", None), |v| {
+        let r = json!({"jsonrpc": "2.0", "id": v["id"].clone(), "result": tools_listing()});
+        ("text/event-stream".into(), vec![Bytes::from(format!("data: {r}\n\n"))])
+    })
+    .await;
+    assert!(text.contains("run_query"), "{text}");
+    let mut learned: Vec<String> = layer.engine().catalog().tool_names().map(str::to_owned).collect();
+    learned.sort();
+    assert_eq!(learned, ["delete_customer", "echo", "export_customers", "run_query"]);
+    // after: its readOnlyHint is known
+    assert!(decide(&layer, Some(&analyst), "run_query", json!({"database": "prod"})).is_allowed());
+}
+
+#[test]
+fn advertises_the_extension() {
+    let set = layer().add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ok").build();
+    assert_eq!(set.advertised().get(crate::EXTENSION_ID), Some(&json!({"filteredLists": true})));
+}
+
+/// Policy building blocks that never look at arguments.
+fn name_only_policy(i: usize, kind: u8, tool: usize, group: usize) -> String {
+    let tool = format!("t{tool}");
+    let group = format!("g{group}");
+    match kind % 6 {
+        0 => format!(
+            "@id(\"p{i}\") permit(principal, action == Mcp::Action::\"tools/call\", resource == Mcp::Tool::\"{tool}\");"
+        ),
+        1 => format!(
+            "@id(\"p{i}\") forbid(principal, action, resource == Mcp::Tool::\"{tool}\") when {{ principal.groups.contains(\"{group}\") }};"
+        ),
+        2 => format!(
+            "@id(\"p{i}\") permit(principal, action, resource) when {{ principal.groups.contains(\"{group}\") && resource.annotations.readOnlyHint }};"
+        ),
+        3 => format!(
+            "@id(\"p{i}\") forbid(principal, action == Mcp::Action::\"tools/call\", resource) when {{ resource.annotations.destructiveHint }};"
+        ),
+        4 => format!(
+            "@id(\"p{i}\") permit(principal, action, resource == Mcp::Tool::\"{tool}\") when {{ context.arguments has x && context.arguments.x == \"{group}\" }};"
+        ),
+        _ => format!(
+            "@id(\"p{i}\") forbid(principal, action, resource == Mcp::Tool::\"{tool}\") when {{ context.arguments has n && context.arguments.n > {i} }};"
+        ),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A filtered list never contains an item a call with its name would be denied for by name
+    /// alone, and never hides one some call could use.
+    #[test]
+    fn filtered_lists_match_calls(
+        specs in proptest::collection::vec((0u8..6, 0usize..5, 0usize..3), 1..8),
+        groups in proptest::collection::vec(0usize..3, 0..3),
+        read_only in proptest::collection::vec(any::<bool>(), 5),
+        allow_by_default in any::<bool>(),
+    ) {
+        let text: String = specs.iter().enumerate().map(|(i, (k, t, g))| name_only_policy(i, *k, *t, *g)).collect::<Vec<_>>().join("\n");
+        let tools: Vec<Value> = (0..5).map(|i| json!({"name": format!("t{i}"), "annotations": {"readOnlyHint": read_only[i], "destructiveHint": !read_only[i]},
+            "inputSchema": {"type": "object", "properties": {"x": {"type": "string"}, "n": {"type": "integer"}}}})).collect();
+        let listing = json!({"tools": tools});
+        let layer = PolicyLayer::builder(policies(&text))
+            .catalog(Catalog::from_listing(&listing))
+            .validation(ValidationLevel::Warning)
+            .default_decision(if allow_by_default { DefaultDecision::InsecureAllow } else { DefaultDecision::Deny })
+            .build()
+            .expect("layer");
+        let principal = Principal::builder("https://idp", "p", PrincipalKind::User, AuthMethod::Bearer)
+            .claim("groups", json!(groups.iter().map(|g| format!("g{g}")).collect::<Vec<_>>()))
+            .build();
+        let body = json!({"jsonrpc": "2.0", "id": 1, "result": listing}).to_string();
+        let filtered = crate::filter_list_body(layer.engine(), Some(&principal), "tools/list", &ctx(), body.as_bytes()).expect("filtered");
+        let filtered: Value = serde_json::from_slice(&filtered).expect("json");
+        let shown = names(&filtered, "tools");
+        let samples = [json!({}), json!({"x": "g0"}), json!({"x": "g1"}), json!({"x": "g2"}), json!({"n": 0}), json!({"n": 100})];
+        for i in 0..5 {
+            let tool = format!("t{i}");
+            let allowed_for_some = samples.iter().any(|a| decide(&layer, Some(&principal), &tool, a.clone()).is_allowed());
+            if allowed_for_some {
+                prop_assert!(shown.contains(&tool), "{tool} callable but hidden\n{text}");
+            }
+            if shown.contains(&tool) {
+                // shown: not denied whatever the arguments, i.e. some arguments get through
+                prop_assert!(allowed_for_some, "{tool} shown but denied for every argument tried\n{text}");
+            }
+        }
+    }
+}
+
+#[test]
+fn principal_entity_shape() {
+    let entity = principal_entity(Some(&user(&["a"], &["r"])));
+    assert_eq!(entity.uid().to_string(), r#"Mcp::Principal::"alice""#);
+    let anonymous = principal_entity(None);
+    assert_eq!(anonymous.uid().to_string(), r#"Mcp::Principal::"""#);
+    let _ = Arc::new(anonymous);
+}

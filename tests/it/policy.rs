@@ -198,11 +198,16 @@ async fn lists_match_calls(json_response: bool) {
     let url = s.gateway.mcp_url();
     let (status, msg) = as_user(&s.alice, &url, "tools/list", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{msg}");
-    assert_eq!(names(&msg, "tools"), ["add", "echo", "lookup_customer", "run_query"], "{msg}");
+    assert_eq!(
+        names(&msg, "tools"),
+        ["add", "echo", "echo_headers", "lookup_customer", "run_query", "whoami"],
+        "{msg}"
+    );
     let (_, msg) = as_user(&s.bob, &url, "tools/list", json!({})).await;
-    assert_eq!(names(&msg, "tools"), ["add", "lookup_customer", "run_query"], "{msg}");
+    assert_eq!(names(&msg, "tools"), ["add", "echo_headers", "lookup_customer", "run_query", "whoami"], "{msg}");
     let (_, msg) = as_user(&s.admin, &url, "tools/list", json!({})).await;
-    let all = ["add", "delete_customer", "echo", "lookup_customer", "run_query", "stream_progress"];
+    let all =
+        ["add", "delete_customer", "echo", "echo_headers", "lookup_customer", "run_query", "stream_progress", "whoami"];
     assert_eq!(names(&msg, "tools"), all, "{msg}");
     // consistent: every listed tool is callable with some arguments, every hidden one is denied by name
     let (_, msg) = as_user(&s.alice, &url, "tools/list", json!({})).await;
@@ -254,13 +259,14 @@ async fn paged_lists_keep_their_cursors_in_json_and_sse() {
             pages(&s, &s.alice).await,
             [
                 (strings(&["add"]), Some("2".to_owned())),
-                (strings(&["echo", "lookup_customer"]), Some("4".to_owned())),
-                (strings(&["run_query"]), None),
+                (strings(&["echo", "echo_headers"]), Some("4".to_owned())),
+                (strings(&["lookup_customer", "run_query"]), Some("6".to_owned())),
+                (strings(&["whoami"]), None),
             ],
             "json_response: {json_response}"
         );
         let admin: Vec<String> = pages(&s, &s.admin).await.into_iter().flat_map(|(names, _)| names).collect();
-        assert_eq!(admin.len(), 6, "{admin:?}");
+        assert_eq!(admin.len(), 8, "{admin:?}");
     }
 }
 
@@ -427,7 +433,7 @@ fn the_policy_commands_of_the_binary() {
     assert!(out.contains(" passed, 0 failed") && !out.contains("FAIL"), "{out}");
     let (ok, out) =
         run(&["policy", "check", "examples/policies/demo.cedar", "--tools", "examples/policies/demo-tools.json"]);
-    assert!(ok && out.contains("validated against 6 tools: 0 errors"), "{out}");
+    assert!(ok && out.contains("validated against 8 tools: 0 errors"), "{out}");
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.cedar");

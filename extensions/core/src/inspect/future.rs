@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::sessions::SessionStore;
-use crate::body::{BoxError, McpBody};
+use crate::body::{BodyTimeout, BoxError, McpBody};
 use crate::error::Rejection;
 use crate::headers;
 use crate::message::{ClientDeclaration, Era, McpRequest, MessageKind};
@@ -158,7 +158,10 @@ where
                                     }
                                 }
                             }
-                            Some(Err(_)) => break Some(Rejection::BodyRead),
+                            Some(Err(e)) => {
+                                let e: BoxError = e.into();
+                                break Some(if e.is::<BodyTimeout>() { Rejection::BodyTimeout } else { Rejection::BodyRead });
+                            }
                             None => break None,
                         }
                     };

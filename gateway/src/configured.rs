@@ -190,7 +190,8 @@ impl Parts {
             .inspect(self.inspect.clone())
             .extensions(extensions)
             .allowed_hosts(hosts)
-            .allowed_origins(config.listen.allowed_origins.iter().cloned());
+            .allowed_origins(config.listen.allowed_origins.iter().cloned())
+            .limits(crate::ListenerLimits::from_config(&config.listen)?);
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
         }
@@ -304,6 +305,12 @@ impl ConfiguredGateway {
         let mut state = self.lock();
         if loaded.config().listen.address != state.parts.listen {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
+        }
+        if crate::ListenerLimits::from_config(&loaded.config().listen)? != self.running.limits() {
+            return Err(ConfiguredError::NeedsRestart {
+                setting: "a listener limit (listen.header_read_timeout_secs, request_body_timeout_secs, max_connections or max_header_bytes)",
+                why: "open connections were accepted under the old ones",
+            });
         }
         let (parts, _) = Parts::build(loaded.config(), Some(&state.parts))?;
         let gateway = parts.gateway(loaded.config())?;

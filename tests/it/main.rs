@@ -10,6 +10,7 @@ mod conformance;
 mod demo;
 mod dpop;
 mod dpop_e2e;
+mod faults;
 mod gateway;
 mod negotiation;
 mod oidc_peer;

@@ -160,7 +160,7 @@ where
                             }
                             Some(Err(e)) => {
                                 let e: BoxError = e.into();
-                                break Some(if e.is::<BodyTimeout>() { Rejection::BodyTimeout } else { Rejection::BodyRead });
+                                break Some(if timed_out(&*e) { Rejection::BodyTimeout } else { Rejection::BodyRead });
                             }
                             None => break None,
                         }
@@ -190,6 +190,18 @@ where
             this.state.set(next);
         }
     }
+}
+
+/// Whether a body error is (or wraps, e.g. inside `axum::Error`) a [`BodyTimeout`].
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn after_for(mcp: &McpRequest, sessions: &Arc<SessionStore>) -> After {

@@ -156,6 +156,13 @@ mod tests {
         let body: Value = serde_json::from_slice(&res.into_body().collect().await.expect("body").to_bytes())
             .expect("a JSON-RPC error");
         assert_eq!(body["error"]["code"], -32600);
+        // wrapped by a framework's error type, it is still a timeout
+        #[derive(Debug, thiserror::Error)]
+        #[error("body error")]
+        struct Wrapped(#[source] crate::body::BodyTimeout);
+        let wrapped = || -> crate::BoxError { Box::new(Wrapped(crate::body::BodyTimeout)) };
+        let req = Request::post("/mcp").body(Failing(None, wrapped)).expect("req");
+        assert_eq!(svc.clone().oneshot(req).await.expect("ok").status(), StatusCode::REQUEST_TIMEOUT);
         let reset = || -> crate::BoxError { "connection reset".into() };
         let req = Request::post("/mcp").body(Failing(None, reset)).expect("req");
         let res = svc.oneshot(req).await.expect("ok");

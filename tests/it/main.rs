@@ -12,6 +12,7 @@ mod dpop;
 mod dpop_e2e;
 mod faults;
 mod gateway;
+mod hostile;
 mod negotiation;
 mod oidc_peer;
 mod sso;

@@ -24,13 +24,13 @@ impl RawAnswer {
     pub fn status(&self) -> Option<u16> {
         let line = self.bytes.split(|b| *b == b'\n').next()?;
         let line = std::str::from_utf8(line).ok()?;
-        line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+        line.strip_prefix("HTTP/1.")?.get(2..5)?.parse().ok()
     }
 
     /// The status codes of every response on the connection, in order.
     pub fn statuses(&self) -> Vec<u16> {
         let text = String::from_utf8_lossy(&self.bytes);
-        text.match_indices("HTTP/1.1 ").filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok()).collect()
+        text.match_indices("HTTP/1.").filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok()).collect()
     }
 
     /// The received bytes, lossily decoded.

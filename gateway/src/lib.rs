@@ -41,8 +41,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 pub use card::{CardHeader, ServerCard};
-pub use listener::ListenerLimits;
 use http::{StatusCode, Uri, header};
+pub use listener::ListenerLimits;
 use mcp_enterprise_audit::{AuditLayer, AuditTrail};
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::{

@@ -355,7 +355,10 @@ async fn a_broken_idp_fails_closed_within_its_timeout() {
         ("answering JSON that is no JWKS", Fault::response("200 OK", "application/json", r#"{"keys": "none"}"#)),
         ("answering 500", Fault::response("500 Internal Server Error", "text/plain", "down")),
         ("answering an oversized JWKS (2 MiB > 1 MiB)", Fault::response("200 OK", "application/json", oversized)),
-        ("answering a header-only response cut short", Fault::Raw(Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-le"))),
+        (
+            "answering a header-only response cut short",
+            Fault::Raw(Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-le")),
+        ),
     ];
     for (what, fault) in faults {
         eprintln!("IdP {what}");
@@ -504,7 +507,8 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
 
     // 1. dropping the connection mid-SSE: the first event arrives, then the stream is cut — the
     //    client sees an error, never a clean end of stream
-    let progress = r#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
+    let progress =
+        r#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}"#;
     upstream.set(Fault::sse_then_drop(&[&format!("{progress}\n\n")], Duration::from_millis(100)));
     let res = client.request(legacy_post(&url, &tool_call(1))).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
@@ -570,7 +574,10 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     assert!(report.is_ok(), "{report}");
     let records = call_records(dir.path());
     let by_id = |id: u64| {
-        records.iter().find(|r| r["jsonrpc"]["id"] == json!(id)).unwrap_or_else(|| panic!("no record of {id}: {records:#?}"))
+        records
+            .iter()
+            .find(|r| r["jsonrpc"]["id"] == json!(id))
+            .unwrap_or_else(|| panic!("no record of {id}: {records:#?}"))
     };
     assert_eq!((by_id(1)["outcome"].as_str(), by_id(1)["response_aborted"].as_bool()), (Some("error"), Some(true)));
     assert_eq!((by_id(2)["outcome"].as_str(), by_id(2)["http"]["status"].as_u64()), (Some("error"), Some(503)));
@@ -582,7 +589,10 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     // status 499, aborted)
     let cancelled: Vec<&Value> = records.iter().filter(|r| r["http"]["status"] == json!(499)).collect();
     assert_eq!(cancelled.len(), 1, "{records:#?}");
-    assert_eq!((cancelled[0]["outcome"].as_str(), cancelled[0]["response_aborted"].as_bool()), (Some("error"), Some(true)));
+    assert_eq!(
+        (cancelled[0]["outcome"].as_str(), cancelled[0]["response_aborted"].as_bool()),
+        (Some("error"), Some(true))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

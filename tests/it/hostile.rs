@@ -87,7 +87,12 @@ fn parse(answer: &RawAnswer) -> Seen {
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = if chunked { body.split_once("\r\n").map_or("", |(_, rest)| rest) } else { body };
     let body = body.trim_end_matches("\r\n0\r\n\r\n").trim_end_matches("\r\n");
-    Seen { status: answer.status().unwrap_or(0), challenge, body: serde_json::from_str(body).unwrap_or(Value::Null), raw }
+    Seen {
+        status: answer.status().unwrap_or(0),
+        challenge,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        raw,
+    }
 }
 
 /// A modern `tools/call` with the given extra header lines (raw bytes), `Connection: close`.
@@ -177,13 +182,8 @@ async fn the_hostile_input_battery_gets_precise_rejections_and_leaks_nothing() {
     let json_bytes = |v: &Value| serde_json::to_vec(v).unwrap();
     let confusable_iss = iss.replace("http", "\u{0570}ttp"); // Armenian "հ" for "h"
     let fullwidth_iss = iss.replace("127", "\u{ff11}\u{ff12}\u{ff17}");
-    let none_upper =
-        format!("{}.{}.", b64(br#"{"alg":"NONE","typ":"at+jwt"}"#), b64(&json_bytes(&claims(json!({})))));
-    let dup_header = format!(
-        r#"{{"alg":"{}","typ":"at+jwt","kid":"{}","alg":"none"}}"#,
-        key.alg(),
-        key.kid()
-    );
+    let none_upper = format!("{}.{}.", b64(br#"{"alg":"NONE","typ":"at+jwt"}"#), b64(&json_bytes(&claims(json!({})))));
+    let dup_header = format!(r#"{{"alg":"{}","typ":"at+jwt","kid":"{}","alg":"none"}}"#, key.alg(), key.kid());
     let dup_claims = format!(
         r#"{{"iss":"https://evil.example","sub":"x","aud":"{DEFAULT_JWT_RESOURCE}","iat":{},"exp":{},"iss":"{iss}"}}"#,
         now(),
@@ -212,8 +212,12 @@ async fn the_hostile_input_battery_gets_precise_rejections_and_leaks_nothing() {
         ),
         (
             "x5u header pointing at the attacker",
-            sign(&attacker, header(&attacker, json!({"x5u": jku_server.url("/cert.pem")})), json_bytes(&claims(json!({}))))
-                .await,
+            sign(
+                &attacker,
+                header(&attacker, json!({"x5u": jku_server.url("/cert.pem")})),
+                json_bytes(&claims(json!({}))),
+            )
+            .await,
         ),
         (
             "jwk header embedding the attacker's key",
@@ -341,11 +345,19 @@ async fn the_hostile_input_battery_gets_precise_rejections_and_leaks_nothing() {
         ("obs-fold", with_headers("x-folded: a\r\n  b\r\n"), &[400]),
         ("a space before the colon", with_headers("content-length : 3\r\n"), &[400]),
         // RFC 9112 §2.2: a recipient MAY take a bare LF as a line end (hyper does); one request, re-framed
-        ("bare LF line endings (one request)", String::from_utf8(valid.clone()).unwrap().replace("\r\n", "\n").into_bytes(), &[200]),
+        (
+            "bare LF line endings (one request)",
+            String::from_utf8(valid.clone()).unwrap().replace("\r\n", "\n").into_bytes(),
+            &[200],
+        ),
         ("a NUL in a header value", with_headers("x-nul: a\0b\r\n"), &[400]),
         ("a non-token header name", with_headers("x bad: v\r\n"), &[400]),
         ("a non-UTF-8 header name", with_headers("x-\u{ff}: v\r\n"), &[400]),
-        ("an HTTP/1.0 request (sanity: served)", String::from_utf8(valid.clone()).unwrap().replacen("HTTP/1.1", "HTTP/1.0", 1).into_bytes(), &[200]),
+        (
+            "an HTTP/1.0 request (sanity: served)",
+            String::from_utf8(valid.clone()).unwrap().replacen("HTTP/1.1", "HTTP/1.0", 1).into_bytes(),
+            &[200],
+        ),
     ];
     for (what, bytes, expected) in &smuggling {
         let answer = exchange(addr, bytes).await.unwrap();
@@ -428,7 +440,8 @@ async fn the_hostile_input_battery_gets_precise_rejections_and_leaks_nothing() {
     assert_eq!((seen.status, seen.body["error"]["code"].clone()), (400, json!(-32600)), "non-UTF-8 Host: {}", seen.raw);
     let target_bad = b"GET /mcp\xff\xfe HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n";
     assert_eq!(exchange(addr, target_bad).await.unwrap().statuses(), [400], "non-UTF-8 request target");
-    let seen = parse(&exchange(addr, &request(&host, &genuine_auth, Some(b"{\"jsonrpc\":\"2.0\",\xff\xfe}"))).await.unwrap());
+    let seen =
+        parse(&exchange(addr, &request(&host, &genuine_auth, Some(b"{\"jsonrpc\":\"2.0\",\xff\xfe}"))).await.unwrap());
     assert_eq!((seen.status, seen.body["error"]["code"].clone()), (400, json!(-32700)), "non-UTF-8 body: {}", seen.raw);
 
     // nothing got through, the gateway is alive, and nothing secret was logged

@@ -134,7 +134,9 @@ impl Rejection {
             Self::InvalidMessage { id, .. } => {
                 JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()).with_id(id.clone())
             }
-            Self::BodyTooLarge { .. } | Self::BodyRead | Self::BodyTimeout => JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()),
+            Self::BodyTooLarge { .. } | Self::BodyRead | Self::BodyTimeout => {
+                JsonRpcError::new(codes::INVALID_REQUEST, self.to_string())
+            }
             Self::MissingMeta { id, .. } => {
                 JsonRpcError::new(codes::INVALID_PARAMS, self.to_string()).with_id(id.clone())
             }

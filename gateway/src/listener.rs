@@ -321,6 +321,9 @@ mod tests {
         assert_eq!(set.max_connections_value(), 3);
         assert_eq!(set.max_header_bytes_value(), 4096);
         assert_eq!(ListenerLimits::default(), ListenerLimits::new());
+        // the configuration document's defaults are these defaults
+        let config = mcp_enterprise_config::ListenConfig::default();
+        assert_eq!(ListenerLimits::from_config(&config).expect("defaults"), ListenerLimits::new());
     }
 
     /// A body that never ends.

@@ -148,6 +148,7 @@ async fn slow_and_oversized_requests_meet_the_listener_limits() {
     .unwrap();
     let answer = read_until_closed(&mut body, EVENTUALLY).await.unwrap();
     assert_eq!(answer.status(), Some(408), "{}", answer.text());
+    assert!(answer.closed, "the connection of a timed-out body is closed");
     let json = answer.text().split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
     assert!(json.contains("\"code\":-32600"), "{json}");
     assert!(json.contains("not received in time"), "{json}");

@@ -4,7 +4,7 @@
 //!
 //! - the listener: slow headers and idle connections closed at the header read timeout, slow
 //!   bodies answered `408`, oversized heads `431`, connections beyond the limit queued until a slot
-//!   frees; 10 000 concurrent slowloris connections against a gateway *process*, whose limits hold,
+//!   frees, a shutdown finishing the requests in flight; 10 000 concurrent slowloris connections against a gateway *process*, whose limits hold,
 //!   whose memory stays bounded (`VmHWM`) and which keeps serving;
 //! - the IdP (a fault injector, then the real `oidc-provider`): hanging beyond the timeout,
 //!   garbage, an oversized JWKS, a JWKS dripped slower than the timeout → `503` + `Retry-After`,
@@ -175,6 +175,26 @@ async fn connections_beyond_the_limit_wait_for_a_free_slot() {
     let answer = read_until_closed(&mut queued, EVENTUALLY).await.unwrap();
     assert_eq!(answer.status(), Some(200), "served once a slot freed: {}", answer.text());
     gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_requests_in_flight_finish_and_stops_accepting() {
+    let upstream = FaultServer::start(Fault::Drip {
+        head: Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 36\r\n\r\n"),
+        chunks: vec![Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#)],
+        interval: Duration::from_secs(1),
+    })
+    .await
+    .unwrap();
+    let gw = gateway_with(&upstream.url("/mcp"), ListenerLimits::new()).await;
+    let addr = gw.local_addr();
+    let request = raw_tools_list(addr);
+    let in_flight = tokio::spawn(async move { raw::exchange(addr, &request).await });
+    assert!(common::eventually(EVENTUALLY, || upstream.connections() == 1).await, "the call reached the upstream");
+    gw.shutdown().await;
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.status(), Some(200), "the request in flight finished: {}", answer.text());
+    assert!(TcpStream::connect(addr).await.is_err(), "no longer accepting");
 }
 
 /// Test process and gateway each hold one descriptor per connection, plus their own.

@@ -46,76 +46,10 @@ pub fn decode_object(
     not_object: &'static str,
 ) -> Result<Map<String, Value>, &'static str> {
     let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| not_base64)?;
-    match serde_json::from_slice::<Unambiguous>(&bytes) {
-        Ok(Unambiguous(Value::Object(map))) => Ok(map),
-        Err(e) if e.to_string().starts_with(DUPLICATE_MEMBER) => Err(DUPLICATE_MEMBER),
-        _ => Err(not_object),
-    }
-}
-
-/// A JSON value in which no object repeats a member name.
-struct Unambiguous(Value);
-
-impl<'de> serde::Deserialize<'de> for Unambiguous {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(UnambiguousVisitor).map(Unambiguous)
-    }
-}
-
-struct UnambiguousVisitor;
-
-impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("JSON without duplicate member names")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Unambiguous(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut members = Map::new();
-        while let Some(name) = map.next_key::<String>()? {
-            let Unambiguous(value) = map.next_value()?;
-            if members.insert(name, value).is_some() {
-                return Err(serde::de::Error::custom(DUPLICATE_MEMBER));
-            }
-        }
-        Ok(Value::Object(members))
+    match crate::json::unambiguous_object(&bytes) {
+        Ok(map) => Ok(map),
+        Err(crate::json::ObjectError::DuplicateMember) => Err(DUPLICATE_MEMBER),
+        Err(_) => Err(not_object),
     }
 }
 

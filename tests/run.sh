@@ -19,14 +19,15 @@ if [ ! -f tests/peers/py/.installed ] || [ tests/peers/requirements.txt -nt test
   touch tests/peers/py/.installed
 fi
 
-# redis-server (Debian package) backs the shared DPoP replay-store tests; they fail without it.
+# redis-server (Debian package) backs the shared DPoP replay-store and rate-limit tests; they fail
+# without it.
 if ! command -v redis-server >/dev/null 2>&1 && [ -z "${MCP_TEST_REDIS_SERVER:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing redis-server (apt)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
   else
-    echo "!! redis-server is missing, so the DPoP replay-store tests will fail. Install it with:" >&2
+    echo "!! redis-server is missing, so the DPoP replay-store and rate-limit tests will fail. Install it with:" >&2
     echo "     sudo apt-get update && sudo apt-get install -y redis-server" >&2
     echo "   (or set MCP_TEST_REDIS_SERVER to a redis-server binary)" >&2
   fi

@@ -229,17 +229,19 @@ impl ServerCard {
 
     /// The AI Catalog listing this card.
     pub fn catalog(&self) -> Value {
+        json!({"specVersion": "1.0", "entries": [self.catalog_entry()]})
+    }
+
+    /// This card's entry in an AI Catalog.
+    fn catalog_entry(&self) -> Value {
         let host = self.url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)).unwrap_or_default();
         let suffix = self.name.split_once('/').map_or(self.name.as_str(), |(_, n)| n);
         let identifier = self.catalog_identifier.clone().unwrap_or_else(|| format!("urn:air:{host}:{suffix}"));
         json!({
-            "specVersion": "1.0",
-            "entries": [{
-                "identifier": identifier,
-                "displayName": self.title.clone().unwrap_or_else(|| self.name.clone()),
-                "type": SERVER_CARD_MEDIA_TYPE,
-                "url": self.card_url(),
-            }]
+            "identifier": identifier,
+            "displayName": self.title.clone().unwrap_or_else(|| self.name.clone()),
+            "type": SERVER_CARD_MEDIA_TYPE,
+            "url": self.card_url(),
         })
     }
 
@@ -250,6 +252,14 @@ impl ServerCard {
             DiscoveryDocument::new(&self.catalog(), AI_CATALOG_MEDIA_TYPE, self.max_age),
         )
     }
+}
+
+/// The AI Catalog listing `cards` (every route's), cacheable for the shortest of their lifetimes;
+/// `None` without cards.
+pub(crate) fn catalog_document(cards: &[&ServerCard]) -> Option<DiscoveryDocument> {
+    let max_age = cards.iter().map(|c| c.max_age).min()?;
+    let entries: Vec<Value> = cards.iter().map(|c| c.catalog_entry()).collect();
+    Some(DiscoveryDocument::new(&json!({"specVersion": "1.0", "entries": entries}), AI_CATALOG_MEDIA_TYPE, max_age))
 }
 
 /// Serves one public JSON document with CORS, `ETag`/`304` and `Cache-Control`.

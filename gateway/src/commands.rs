@@ -43,8 +43,9 @@ fn summary(loaded: &LoadedConfig) -> String {
         0 => String::new(),
         n => format!(" + {n} environment override{}", if n == 1 { "" } else { "s" }),
     };
+    let routes: String = c.routes.iter().map(|r| format!("; route {} → {}", r.resource, r.upstream.url)).collect();
     format!(
-        "{}{env}: {} → {} on {}; sections: {}",
+        "{}{env}: {} → {} on {}; sections: {}{routes}",
         files.join(", "),
         c.resource,
         c.upstream.url,

@@ -8,8 +8,9 @@
 //!
 //! Layers keep their state across reloads when their section (and every file it names) is
 //! unchanged: the SSO JWKS and token caches, the DPoP replay cache, the workload identity replay
-//! stores and token-endpoint key, the legacy session map of `core`. A changed section gets a new
-//! layer with fresh state. Two settings cannot change without a restart and make a reload fail
+//! stores and token-endpoint key, the legacy session map of `core`, the in-memory rate-limit
+//! counts (`rate_limits` and `rate_limit_redis` together). A changed section gets a new layer with
+//! fresh state. Two settings cannot change without a restart and make a reload fail
 //! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
@@ -29,6 +30,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::card::{CardHeader, ServerCard};
+use crate::ratelimit::RateLimitLayer;
 use crate::{Gateway, RunningGateway};
 
 /// Why a configured gateway could not start or reload.
@@ -104,17 +106,24 @@ struct Parts {
     workload_identity_setup: Option<WorkloadIdentitySetup>,
     audit: Fingerprint,
     audit_layer: Option<AuditLayer>,
+    rate_limits: Fingerprint,
+    rate_limit_layer: Option<RateLimitLayer>,
 }
 
 impl Parts {
     /// Builds the layers of `config`, reusing `previous`'s where their section is unchanged. The
     /// audit trail is started only without `previous` (and returned).
-    fn build(config: &PackConfig, previous: Option<&Parts>) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
+    fn build(
+        config: &PackConfig,
+        previous: Option<&Parts>,
+        shared_audit: Option<&AuditLayer>,
+    ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         let sso = fingerprint(&config.sso);
         let dpop = fingerprint(&(&config.dpop, &config.sso));
         let workload_identity = fingerprint(&config.workload_identity);
         let audit = fingerprint(&config.audit);
+        let rate_limits = fingerprint(&(&config.rate_limits, &config.rate_limit_redis));
         let inspect = match previous {
             Some(p) if p.core == core => p.inspect.clone(),
             _ => compose::inspect(&config.core)?,
@@ -132,6 +141,8 @@ impl Parts {
             _ => compose::workload_identity(config)?,
         };
         let (audit_layer, trail) = match previous {
+            // a route: recorded by the primary's trail
+            _ if shared_audit.is_some() => (shared_audit.cloned(), None),
             Some(p) if p.audit == audit => (p.audit_layer.clone(), None),
             Some(_) => {
                 return Err(ConfiguredError::NeedsRestart {
@@ -143,6 +154,12 @@ impl Parts {
                 Some((layer, trail)) => (Some(layer), Some(trail)),
                 None => (None, None),
             },
+        };
+        // unchanged limits keep their counts across a reload
+        let rate_limit_layer = match previous {
+            Some(p) if p.rate_limits == rate_limits => p.rate_limit_layer.clone(),
+            _ => RateLimitLayer::from_config(&config.rate_limits, config.rate_limit_redis.as_ref())
+                .map_err(|e| crate::ConfigError::RateLimit(e.to_string()))?,
         };
         let parts = Self {
             listen: config.listen.address.clone(),
@@ -156,12 +173,19 @@ impl Parts {
             workload_identity_setup,
             audit,
             audit_layer,
+            rate_limits,
+            rate_limit_layer,
         };
         Ok((parts, trail))
     }
 
     /// The gateway these layers and `config` make.
     fn gateway(&self, config: &PackConfig) -> Result<Gateway, ConfiguredError> {
+        Ok(self.builder(config)?.build()?)
+    }
+
+    /// [`gateway`](Self::gateway), not yet built.
+    fn builder(&self, config: &PackConfig) -> Result<crate::GatewayBuilder, ConfiguredError> {
         let extensions = compose::extensions(
             config,
             self.sso_layer.as_ref(),
@@ -204,11 +228,43 @@ impl Parts {
         if let Some(audit) = &self.audit_layer {
             builder = builder.audit(audit.clone());
         }
+        if let Some(limits) = &self.rate_limit_layer {
+            builder = builder.rate_limit(limits.clone());
+        }
         if let Some(card) = server_card(config)? {
             builder = builder.server_card(card);
         }
-        Ok(builder.build()?)
+        Ok(builder)
     }
+}
+
+/// The layers of every server a document describes: the top level first (it alone starts the
+/// audit trail), then each route, recorded by the same trail.
+fn build_all(
+    config: &PackConfig,
+    previous: Option<&[Parts]>,
+) -> Result<(Vec<Parts>, Option<AuditTrail>), ConfiguredError> {
+    let mut all: Vec<Parts> = Vec::new();
+    let mut trail = None;
+    for (i, document) in config.route_documents().iter().enumerate() {
+        let shared = all.first().and_then(|primary| primary.audit_layer.as_ref());
+        let (parts, started) = Parts::build(document, previous.and_then(|p| p.get(i)), shared)?;
+        trail = trail.or(started);
+        all.push(parts);
+    }
+    Ok((all, trail))
+}
+
+/// The gateway serving every server a document describes.
+fn gateway_all(all: &[Parts], config: &PackConfig) -> Result<Gateway, ConfiguredError> {
+    let documents = config.route_documents();
+    let mut pairs = all.iter().zip(&documents);
+    let (primary, document) = pairs.next().ok_or(crate::ConfigError::MissingUpstream)?;
+    let mut builder = primary.builder(document)?;
+    for (parts, document) in pairs {
+        builder = builder.route(parts.gateway(document)?);
+    }
+    Ok(builder.build()?)
 }
 
 /// The server card of a document's `server_card` section; its headers are the `client` headers.
@@ -241,7 +297,8 @@ pub fn server_card(config: &PackConfig) -> Result<Option<ServerCard>, crate::car
 
 struct State {
     loaded: LoadedConfig,
-    parts: Parts,
+    /// The top level's, then each route's.
+    parts: Vec<Parts>,
 }
 
 /// A gateway serving a configuration document, reloadable.
@@ -262,8 +319,16 @@ impl ConfiguredGateway {
     /// Loads and checks the document, builds every layer, starts the audit trail and listens.
     pub async fn start(loader: Loader) -> Result<Self, ConfiguredError> {
         let loaded = loader.load()?;
-        let (parts, trail) = Parts::build(loaded.config(), None)?;
-        let gateway = parts.gateway(loaded.config())?;
+        let (parts, trail) = build_all(loaded.config(), None)?;
+        let gateway = match gateway_all(&parts, loaded.config()) {
+            Ok(gateway) => gateway,
+            Err(e) => {
+                if let Some(trail) = trail {
+                    let _ = tokio::task::spawn_blocking(move || trail.shutdown()).await;
+                }
+                return Err(e);
+            }
+        };
         let address = loaded.config().listen.address.clone();
         let running = match gateway.spawn().await {
             Ok(running) => running,
@@ -303,7 +368,7 @@ impl ConfiguredGateway {
     pub fn reload(&self) -> Result<(), ConfiguredError> {
         let loaded = self.loader.load()?;
         let mut state = self.lock();
-        if loaded.config().listen.address != state.parts.listen {
+        if state.parts.first().is_some_and(|p| loaded.config().listen.address != p.listen) {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
         }
         if crate::ListenerLimits::from_config(&loaded.config().listen)? != self.running.limits() {
@@ -312,8 +377,8 @@ impl ConfiguredGateway {
                 why: "open connections were accepted under the old ones",
             });
         }
-        let (parts, _) = Parts::build(loaded.config(), Some(&state.parts))?;
-        let gateway = parts.gateway(loaded.config())?;
+        let (parts, _) = build_all(loaded.config(), Some(&state.parts))?;
+        let gateway = gateway_all(&parts, loaded.config())?;
         self.running.replace(&gateway);
         *state = State { loaded, parts };
         Ok(())

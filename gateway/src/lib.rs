@@ -8,7 +8,10 @@
 //! 2. [`InspectLayer`]: one bounded read and parse of each posted JSON-RPC message, SEP-2243
 //!    header/body checks (`-32020`), legacy session bookkeeping;
 //! 3. [`NegotiateLayer`]: SEP-2133 extensions advertised in `initialize` / `server/discover`;
-//! 4. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
+//! 4. the authentication layers (workload identity, DPoP, SSO), when configured;
+//! 5. [`RateLimitLayer`](ratelimit::RateLimitLayer), when configured: limits keyed by the principal
+//!    and the parsed request, `429` when exceeded;
+//! 6. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
 //!    forwarding the caller's `Authorization` or `DPoP` headers.
 //!
 //! ```no_run
@@ -31,6 +34,8 @@ pub mod configured;
 pub mod demo;
 pub mod listener;
 pub mod proxy;
+pub mod ratelimit;
+mod routes;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -99,6 +104,15 @@ pub enum ConfigError {
         /// The accepted range.
         reason: &'static str,
     },
+    /// Two routes would serve the same path.
+    #[error("two routes would both serve {path}: give each route a resource with its own path")]
+    RouteClash {
+        /// The path both would serve.
+        path: String,
+    },
+    /// A rate-limit setting is wrong.
+    #[error("rate limits: {0}")]
+    RateLimit(String),
 }
 
 /// Why a configuration file could not be used.
@@ -216,6 +230,9 @@ pub struct Gateway {
     audit: Option<AuditLayer>,
     card: Option<ServerCard>,
     limits: ListenerLimits,
+    /// More MCP servers behind the same listener, each at its own path (see `routes`).
+    routes: Vec<Gateway>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -247,6 +264,8 @@ pub struct GatewayBuilder {
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
     limits: ListenerLimits,
+    routes: Vec<Gateway>,
+    rate_limit: Option<ratelimit::RateLimitLayer>,
 }
 
 impl Gateway {
@@ -266,6 +285,8 @@ impl Gateway {
             allowed_origins: Vec::new(),
             card: None,
             limits: ListenerLimits::new(),
+            routes: Vec::new(),
+            rate_limit: None,
         }
     }
 
@@ -274,9 +295,32 @@ impl Gateway {
         &self.upstream
     }
 
-    /// The whole layer stack as an axum router (for embedding the gateway in another server).
+    /// The whole layer stack as an axum router (for embedding the gateway in another server):
+    /// this server's stack and each route's, behind one audit layer.
     pub fn router(&self) -> Router {
+        let cards: Vec<&ServerCard> =
+            self.card.iter().chain(self.routes.iter().filter_map(|r| r.card.as_ref())).collect();
+        let catalog = card::catalog_document(&cards);
+        let own = self.stack(catalog);
+        let router = if self.routes.is_empty() {
+            own
+        } else {
+            let routes = self.routes.iter().map(|r| (routes::owned_paths(r), r.stack(None))).collect();
+            Router::new().fallback_service(routes::RouteTable::new(own, routes))
+        };
+        // outermost: the trail records every refusal by the layers inside, the Host check included
+        match &self.audit {
+            Some(audit) => router.layer(audit.clone()),
+            None => router,
+        }
+    }
+
+    /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
+    /// served too).
+    fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
         let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone());
+        // innermost: limits need the parsed request and the authenticated principal
+        let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
         let workload = self.workload_identity.as_ref().map(|w| w.layer().clone());
         let stack = ServiceBuilder::new()
             .layer(self.inspect.clone())
@@ -303,25 +347,20 @@ impl Gateway {
         };
         let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
         // public discovery documents: cross-origin reads allowed, the Host still checked
-        let router = match &self.card {
-            Some(card) => {
-                let (card_doc, catalog) = card.services(&self.extensions);
-                let card_path = format!("{}/server-card", self.mcp_path.trim_end_matches('/'));
-                let public = Arc::new(OriginPolicy { any_origin: true, ..(*self.origin_policy).clone() });
-                router.merge(
-                    Router::new()
-                        .route_service(&card_path, card_doc)
-                        .route_service(card::AI_CATALOG_PATH, catalog)
-                        .layer(middleware::from_fn_with_state(public, check_origin)),
-                )
-            }
-            None => router,
-        };
-        // outermost: the trail records every refusal by the layers inside, the Host check included
-        match &self.audit {
-            Some(audit) => router.layer(audit.clone()),
-            None => router,
+        if self.card.is_none() && catalog.is_none() {
+            return router;
         }
+        let public = Arc::new(OriginPolicy { any_origin: true, ..(*self.origin_policy).clone() });
+        let mut documents = Router::new();
+        if let Some(card) = &self.card {
+            let (card_doc, _) = card.services(&self.extensions);
+            let card_path = format!("{}/server-card", self.mcp_path.trim_end_matches('/'));
+            documents = documents.route_service(&card_path, card_doc);
+        }
+        if let Some(catalog) = catalog {
+            documents = documents.route_service(card::AI_CATALOG_PATH, catalog);
+        }
+        router.merge(documents.layer(middleware::from_fn_with_state(public, check_origin)))
     }
 
     /// Binds the listen address and serves on the current tokio runtime.
@@ -461,7 +500,22 @@ impl GatewayBuilder {
         self
     }
 
-    /// Finishes the gateway.
+    /// Serves `route` — a gateway built for another MCP server — on the same listener, at the paths
+    /// of its own resource (its MCP path, metadata, server card and token endpoint); its listen
+    /// address and audit layer are not used (this gateway's are).
+    pub fn route(mut self, route: Gateway) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Enforces rate limits and quotas, inside inspection and authentication (they key on the
+    /// parsed request and the principal) and inside audit (which records each refusal).
+    pub fn rate_limit(mut self, layer: ratelimit::RateLimitLayer) -> Self {
+        self.rate_limit = Some(layer);
+        self
+    }
+
+    /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let mut extensions = self.extensions.to_builder();
         let mut metadata = None;
@@ -522,6 +576,17 @@ impl GatewayBuilder {
             audit: self.audit,
             card: self.card,
             limits: self.limits,
+            routes: Vec::new(),
+            rate_limit: self.rate_limit,
+        })
+        .and_then(|mut gateway| {
+            let mut all = vec![&gateway];
+            all.extend(self.routes.iter());
+            if let Some(path) = routes::clash(&all) {
+                return Err(ConfigError::RouteClash { path });
+            }
+            gateway.routes = self.routes;
+            Ok(gateway)
         })
     }
 }

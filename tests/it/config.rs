@@ -390,6 +390,7 @@ fn every_example_passes_config_check() {
         "dpop-required.toml",
         "kubernetes-workload-identity.yaml",
         "audit-compliance.toml",
+        "rate-limits.toml",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }

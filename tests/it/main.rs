@@ -15,5 +15,7 @@ mod gateway;
 mod hostile;
 mod negotiation;
 mod oidc_peer;
+mod ratelimit;
+mod routes;
 mod sso;
 mod workload_identity;

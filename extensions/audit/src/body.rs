@@ -141,12 +141,37 @@ where
     }
 }
 
+/// The members of a JSON-RPC answer the trail needs; everything else (a result of any size) is
+/// skipped by the parser without being built.
+#[derive(serde::Deserialize)]
+struct Answer {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    error: Option<AnswerError>,
+}
+
+#[derive(serde::Deserialize)]
+struct AnswerError {
+    #[serde(default)]
+    code: Option<Value>,
+}
+
+impl Answer {
+    fn code(&self) -> Option<i64> {
+        self.error.as_ref()?.code.as_ref()?.as_i64()
+    }
+}
+
 /// The JSON-RPC error code in a response: the body itself (JSON) or the last response event
 /// answering `id` (SSE).
 fn error_code(tail: &[u8], sse: bool, id: Option<&JsonRpcId>) -> Option<i64> {
     if !sse {
-        let v: Value = serde_json::from_slice(tail).ok()?;
-        return v.get("error")?.get("code")?.as_i64();
+        // most answers are results: no `"error"` member, nothing to parse
+        if !tail.windows(7).any(|w| w == b"\"error\"") {
+            return None;
+        }
+        return serde_json::from_slice::<Answer>(tail).ok()?.code();
     }
     let text = String::from_utf8_lossy(tail);
     let mut code = None;
@@ -156,14 +181,14 @@ fn error_code(tail: &[u8], sse: bool, id: Option<&JsonRpcId>) -> Option<i64> {
         if data.is_empty() {
             continue;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&data.join("\n")) else { continue };
-        let answers = match (v.get("id"), id) {
+        let Ok(answer) = serde_json::from_str::<Answer>(&data.join("\n")) else { continue };
+        let answers = match (&answer.id, id) {
             (Some(got), Some(JsonRpcId::Number(n))) => got.as_i64() == Some(*n),
             (Some(got), Some(JsonRpcId::String(s))) => got.as_str() == Some(s),
             _ => false,
         };
         if answers {
-            code = v.get("error").and_then(|e| e.get("code")).and_then(Value::as_i64);
+            code = answer.code();
         }
     }
     code
@@ -181,6 +206,10 @@ mod tests {
         );
         assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#, false, None), None);
         assert_eq!(error_code(b"not json", false, None), None);
+        assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"error":"text"}"#, false, None), None);
+        assert_eq!(error_code(br#"{"jsonrpc":"2.0","id":1,"error":{"code":1.5,"message":"x"}}"#, false, None), None);
+        let result_naming_errors = br#"{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"error":{"code":5}}}}"#;
+        assert_eq!(error_code(result_naming_errors, false, None), None, "a result mentioning errors is no error");
         let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n\
                     data: {\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32001,\"message\":\"m\"}}\r\n\r\n";
         assert_eq!(error_code(sse, true, Some(&JsonRpcId::Number(7))), Some(-32001));

@@ -5,6 +5,8 @@
 //! byte-for-byte the canonical form of what it parses to, so any edit — even one that keeps the
 //! meaning, like added whitespace — is detected.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// Appends the canonical form of `value` to `out`.
@@ -35,36 +37,127 @@ pub fn write(value: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::String(s) => write_string(s, out),
-        // null, booleans and numbers have one serde_json form
-        other => out.extend_from_slice(other.to_string().as_bytes()),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        // integers have one serde_json form (records carry no floats; one would be written as
+        // serde_json writes it)
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => write_int(i.into(), out),
+            (None, Some(u)) => write_int(u.into(), out),
+            _ => out.extend_from_slice(n.to_string().as_bytes()),
+        },
     }
 }
 
-/// An object's canonical members, each serialised once, in canonical (sorted) order — so the
-/// object can be written with some members left out or others added without serialising again.
+/// An object's canonical members, each serialised once — so the object can be written with some
+/// members left out or others added without serialising again. Built from a parsed object
+/// ([`of`](Self::of)), or member by member ([`new`](Members::new) and the typed setters: a call
+/// record is written straight into its canonical bytes, never built as a `Value`).
 pub(crate) struct Members<'a> {
     buf: Vec<u8>,
-    members: Vec<(&'a str, std::ops::Range<usize>)>,
+    members: Vec<(Cow<'a, str>, std::ops::Range<usize>)>,
+    sorted: bool,
 }
 
 impl<'a> Members<'a> {
     pub(crate) fn of(map: &'a serde_json::Map<String, Value>) -> Self {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut buf = Vec::with_capacity(1024);
-        let mut members = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
-            let start = buf.len();
-            write_string(k, &mut buf);
-            buf.push(b':');
-            write(v, &mut buf);
-            members.push((k.as_str(), start..buf.len()));
+        let mut out = Self { buf: Vec::with_capacity(1024), members: Vec::with_capacity(map.len()), sorted: false };
+        for (k, v) in map {
+            out.member(k.as_str(), |buf| write(v, buf));
         }
-        Self { buf, members }
+        out.sort();
+        out
+    }
+
+    /// [`of`](Self::of), owning its keys.
+    pub(crate) fn owned(map: &serde_json::Map<String, Value>) -> Members<'static> {
+        let mut out = Members { buf: Vec::with_capacity(1024), members: Vec::with_capacity(map.len()), sorted: false };
+        for (k, v) in map {
+            out.member(k.clone(), |buf| write(v, buf));
+        }
+        out.sort();
+        out
+    }
+
+    /// An empty object to build member by member.
+    pub(crate) fn new() -> Self {
+        Self { buf: Vec::with_capacity(1024), members: Vec::with_capacity(24), sorted: true }
+    }
+
+    /// Adds member `key` (not already present) whose value `value` writes.
+    pub(crate) fn member(&mut self, key: impl Into<Cow<'a, str>>, value: impl FnOnce(&mut Vec<u8>)) {
+        let key = key.into();
+        let start = self.buf.len();
+        write_string(&key, &mut self.buf);
+        self.buf.push(b':');
+        value(&mut self.buf);
+        self.sorted &= self.members.last().is_none_or(|(last, _)| last.as_bytes() < key.as_bytes());
+        self.members.push((key, start..self.buf.len()));
+    }
+
+    /// A string member.
+    pub(crate) fn str(&mut self, key: &'a str, value: &str) {
+        self.member(key, |buf| write_string(value, buf));
+    }
+
+    /// A string member, `null` when absent.
+    pub(crate) fn opt_str(&mut self, key: &'a str, value: Option<&str>) {
+        self.member(key, |buf| match value {
+            Some(v) => write_string(v, buf),
+            None => buf.extend_from_slice(b"null"),
+        });
+    }
+
+    /// An integer member.
+    pub(crate) fn int(&mut self, key: &'a str, value: impl Into<i128>) {
+        self.member(key, |buf| write_int(value.into(), buf));
+    }
+
+    /// An integer member, `null` when absent.
+    pub(crate) fn opt_int(&mut self, key: &'a str, value: Option<impl Into<i128>>) {
+        self.member(key, |buf| match value {
+            Some(v) => write_int(v.into(), buf),
+            None => buf.extend_from_slice(b"null"),
+        });
+    }
+
+    /// A literal member: `true`, `false` or `null`.
+    pub(crate) fn literal(&mut self, key: &'a str, value: &'static str) {
+        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    }
+
+    /// A member holding any JSON value.
+    pub(crate) fn value(&mut self, key: &'a str, value: &Value) {
+        self.member(key, |buf| write(value, buf));
+    }
+
+    /// A member holding a nested object built the same way.
+    pub(crate) fn object(&mut self, key: &'a str, mut object: Members<'_>) {
+        object.sort();
+        self.member(key, |buf| object.write(&[], &[], buf));
+    }
+
+    /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
+    fn sort(&mut self) {
+        if !self.sorted {
+            self.members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            self.sorted = true;
+        }
+        debug_assert!(self.members.windows(2).all(|w| w[0].0 != w[1].0), "a member written twice");
+    }
+
+    /// The serialised value of member `key`.
+    pub(crate) fn raw(&self, key: &str) -> Option<&[u8]> {
+        let (k, range) = self.members.iter().find(|(k, _)| k == key)?;
+        // past `"key":` (the key needs no escaping when it equals `key` as written by write_string)
+        let mut quoted = Vec::with_capacity(k.len() + 3);
+        write_string(k, &mut quoted);
+        self.buf.get(range.start + quoted.len() + 1..range.end)
     }
 
     /// Writes the object without members named in `skip`, with `extra` members (any order) added.
     pub(crate) fn write(&self, skip: &[&str], extra: &[(&str, &Value)], out: &mut Vec<u8>) {
+        debug_assert!(self.sorted, "members are written in canonical order");
         let mut extra: Vec<&(&str, &Value)> = extra.iter().collect();
         extra.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut extra = extra.into_iter().peekable();
@@ -82,7 +175,7 @@ impl<'a> Members<'a> {
                 out.push(b':');
                 write(v, out);
             }
-            if !skip.contains(key) {
+            if !skip.contains(&key.as_ref()) {
                 sep(out);
                 out.extend_from_slice(&self.buf[range.clone()]);
             }
@@ -95,6 +188,17 @@ impl<'a> Members<'a> {
         }
         out.push(b'}');
     }
+
+    /// [`write`](Self::write) after putting the members in canonical order.
+    pub(crate) fn write_sorted(&mut self, skip: &[&str], extra: &[(&str, &Value)], out: &mut Vec<u8>) {
+        self.sort();
+        self.write(skip, extra, out);
+    }
+}
+
+fn write_int(n: i128, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(out, "{n}");
 }
 
 /// The canonical form of `value`.
@@ -160,6 +264,30 @@ mod tests {
         out.clear();
         m.write(&["d"], &[("c", &json!(true)), ("0", &json!(null)), ("z", &json!("s"))], &mut out);
         assert_eq!(String::from_utf8(out).expect("utf8"), r#"{"0":null,"a":"x","b":1,"c":true,"z":"s"}"#);
+    }
+
+    #[test]
+    fn members_built_one_by_one_are_the_canonical_form() {
+        let mut inner = Members::new();
+        inner.str("z", "last");
+        inner.int("a", -5);
+        let mut m = Members::new();
+        m.str("type", "mcp");
+        m.int("v", 1);
+        m.opt_str("none", None);
+        m.opt_int("code", Some(-32602));
+        m.literal("t", "true");
+        m.object("o", inner);
+        m.value("arr", &json!([{"b": 1, "a": 2}]));
+        m.str("esc", "q\"\n\u{1}é");
+        let mut out = Vec::new();
+        m.write_sorted(&[], &[], &mut out);
+        let expected = json!({"type": "mcp", "v": 1, "none": null, "code": -32602, "t": true,
+            "o": {"z": "last", "a": -5}, "arr": [{"b": 1, "a": 2}], "esc": "q\"\n\u{1}é"});
+        assert_eq!(String::from_utf8(out).expect("utf8"), String::from_utf8(to_vec(&expected)).expect("utf8"));
+        assert_eq!(m.raw("type"), Some(br#""mcp""#.as_slice()));
+        assert_eq!(m.raw("code"), Some(b"-32602".as_slice()));
+        assert_eq!(m.raw("missing"), None);
     }
 
     #[test]

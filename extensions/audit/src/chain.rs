@@ -42,41 +42,53 @@ pub fn record_hash(record: &Map<String, Value>) -> String {
     hex(digest::digest(&digest::SHA256, &out).as_ref())
 }
 
-/// Chains `record` onto `head`: sets `seq` and `prev_hash`, signs it if it is a checkpoint and
-/// a signer is given, and returns the sealed record, its line (canonical JSON and `\n`) and the
+/// Chains `record` after `head`: adds `seq`, `prev_hash`, `hash` (and, for a checkpoint with a
+/// signer, `signature`). Returns the sealed record, its line (canonical JSON and `\n`) and the
 /// new head.
 pub fn seal(
     mut record: Map<String, Value>,
     head: &ChainHead,
     signer: Option<&CheckpointSigner>,
 ) -> (Value, Vec<u8>, ChainHead) {
-    let seq = head.seq + 1;
-    record.insert("seq".into(), Value::from(seq));
-    record.insert("prev_hash".into(), Value::from(head.hash.clone()));
-    // every member is serialised once: for the hash (without hash/signature) and for the line
-    let (line, hash, signature) = {
-        let members = canonical::Members::of(&record);
-        let mut hashed = Vec::with_capacity(1024);
-        members.write(&UNHASHED, &[], &mut hashed);
-        let hash = hex(digest::digest(&digest::SHA256, &hashed).as_ref());
-        let signature = (record.get("type").and_then(Value::as_str) == Some("checkpoint"))
-            .then(|| signer.map(|s| Value::from(s.sign(&hash))))
-            .flatten();
-        let hash_value = Value::from(hash.clone());
-        let mut extra = vec![("hash", &hash_value)];
-        if let Some(sig) = &signature {
-            extra.push(("signature", sig));
-        }
-        let mut line = Vec::with_capacity(hashed.len() + 160);
-        members.write(&UNHASHED, &extra, &mut line);
-        line.push(b'\n');
-        (line, hash, signature)
-    };
-    if let Some(sig) = signature {
-        record.insert("signature".into(), sig);
+    for key in ["seq", "prev_hash", "hash", "signature"] {
+        record.remove(key);
     }
-    record.insert("hash".into(), Value::from(hash.clone()));
-    (Value::Object(record), line, ChainHead { seq, hash })
+    let (line, next, signature) = seal_members(canonical::Members::of(&record), head, signer);
+    record.insert("seq".into(), Value::from(next.seq));
+    record.insert("prev_hash".into(), Value::from(head.hash.clone()));
+    if let Some(sig) = signature {
+        record.insert("signature".into(), Value::from(sig));
+    }
+    record.insert("hash".into(), Value::from(next.hash.clone()));
+    (Value::Object(record), line, next)
+}
+
+/// [`seal`] of a record built member by member (without `seq`, `prev_hash`, `hash` or
+/// `signature`): every member is serialised once, for the hash and for the line. Returns the
+/// line, the new head and the checkpoint signature, if one was made.
+pub(crate) fn seal_members(
+    mut members: canonical::Members<'_>,
+    head: &ChainHead,
+    signer: Option<&CheckpointSigner>,
+) -> (Vec<u8>, ChainHead, Option<String>) {
+    let seq = head.seq + 1;
+    members.int("seq", seq);
+    members.str("prev_hash", &head.hash);
+    let mut hashed = Vec::with_capacity(1024);
+    members.write_sorted(&UNHASHED, &[], &mut hashed);
+    let hash = hex(digest::digest(&digest::SHA256, &hashed).as_ref());
+    let signature =
+        (members.raw("type") == Some(br#""checkpoint""#.as_slice())).then(|| signer.map(|s| s.sign(&hash))).flatten();
+    let hash_value = Value::from(hash.clone());
+    let signature_value = signature.clone().map(Value::from);
+    let mut extra = vec![("hash", &hash_value)];
+    if let Some(sig) = &signature_value {
+        extra.push(("signature", sig));
+    }
+    let mut line = Vec::with_capacity(hashed.len() + 160);
+    members.write(&UNHASHED, &extra, &mut line);
+    line.push(b'\n');
+    (line, ChainHead { seq, hash }, signature)
 }
 
 /// Ed25519 key that signs checkpoints.

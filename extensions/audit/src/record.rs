@@ -1,13 +1,15 @@
 //! Building one call record from what the request and the response carry.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Response};
 use mcp_enterprise_core::{Denial, JsonRpcId, McpRequest, Principal};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::canonical::Members;
 use crate::redact::Redaction;
-use crate::writer::base;
+use crate::time::{rfc3339_millis, uuid_v7};
 
 /// `_meta` key of SEP-2817's client-asserted invocation context.
 pub const AI_INVOCATION_META: &str = "io.modelcontextprotocol/aiInvocation";
@@ -23,29 +25,38 @@ const MAX_CORRELATION_ID: usize = 128;
 #[derive(Debug)]
 pub(crate) struct Arrival {
     pub(crate) started: Instant,
-    record: Map<String, Value>,
+    now: std::time::Duration,
+    event_id: String,
+    correlation_id: String,
+    method: http::Method,
+    path: String,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
     /// The correlation id as a header value, made once for the request and the response.
     correlation: Option<HeaderValue>,
 }
 
 impl Arrival {
     pub(crate) fn new(now: std::time::Duration, method: &http::Method, path: &str, headers: &HeaderMap) -> Self {
-        let mut record = base("mcp", now);
-        let event_id = record.get("event_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let event_id = uuid_v7(now);
         let correlation_id = headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= MAX_CORRELATION_ID && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map_or(event_id, str::to_owned);
-        record.insert("correlation_id".into(), Value::from(correlation_id.as_str()));
-        record.insert("http".into(), json!({"method": method.as_str(), "path": truncate(path)}));
-        for name in ["traceparent", "tracestate"] {
-            if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
-                record.insert(format!("http_{name}"), Value::from(truncate(v)));
-            }
-        }
+            .map_or_else(|| event_id.clone(), str::to_owned);
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| truncate(v).into_owned());
         let correlation = HeaderValue::from_str(&correlation_id).ok();
-        Self { started: Instant::now(), record, correlation }
+        Self {
+            started: Instant::now(),
+            now,
+            event_id,
+            correlation_id,
+            method: method.clone(),
+            path: truncate(path).into_owned(),
+            traceparent: header("traceparent"),
+            tracestate: header("tracestate"),
+            correlation,
+        }
     }
 
     /// The header value the correlation id travels in.
@@ -53,49 +64,55 @@ impl Arrival {
         self.correlation.clone()
     }
 
-    /// Adds what the response carries: the inspected message, the principal, a refusal.
-    pub(crate) fn respond<B>(mut self, response: &Response<B>, redaction: &Redaction, invocation: bool) -> Departure {
+    /// Adds what the response carries: the inspected message, the principal, a refusal. The
+    /// record is written straight into its canonical members.
+    pub(crate) fn respond<B>(self, response: &Response<B>, redaction: &Redaction, invocation: bool) -> Departure {
         let ext = response.extensions();
         let mcp = ext.get::<McpRequest>();
         let denial = ext.get::<Denial>();
-        let r = &mut self.record;
-        if let Some(http) = r.get_mut("http").and_then(Value::as_object_mut) {
-            http.insert("status".into(), Value::from(response.status().as_u16()));
+        let mut r = Members::new();
+        r.int("v", 1);
+        r.str("type", "mcp");
+        r.str("event_id", &self.event_id);
+        r.str("occurred_at", &rfc3339_millis(self.now));
+        r.str("correlation_id", &self.correlation_id);
+        let mut http = Members::new();
+        http.str("method", self.method.as_str());
+        http.str("path", &self.path);
+        http.int("status", response.status().as_u16());
+        r.object("http", http);
+        match ext.get::<Principal>() {
+            Some(p) => r.object("principal", principal(p)),
+            None => r.literal("principal", "null"),
         }
-        r.insert("principal".into(), ext.get::<Principal>().map_or(Value::Null, principal));
         match mcp {
-            Some(mcp) => describe(r, mcp, redaction, invocation),
+            Some(mcp) => describe(&mut r, mcp, redaction, invocation),
             None => {
-                r.insert("client".into(), Value::Null);
-                r.insert("jsonrpc".into(), Value::Null);
+                r.literal("client", "null");
+                r.literal("jsonrpc", "null");
             }
         }
         let trace = mcp.map(McpRequest::trace);
-        let traceparent = trace
-            .and_then(|t| t.traceparent.as_deref())
-            .map(str::to_owned)
-            .or_else(|| r.get("http_traceparent").and_then(Value::as_str).map(str::to_owned));
-        let tracestate = trace
-            .and_then(|t| t.tracestate.as_deref())
-            .map(str::to_owned)
-            .or_else(|| r.get("http_tracestate").and_then(Value::as_str).map(str::to_owned));
-        r.remove("http_traceparent");
-        r.remove("http_tracestate");
-        r.insert(
-            "trace".into(),
-            json!({"traceparent": traceparent.map(|t| truncate(&t)), "tracestate": tracestate.map(|t| truncate(&t))}),
-        );
+        let traceparent = trace.and_then(|t| t.traceparent.as_deref()).or(self.traceparent.as_deref());
+        let tracestate = trace.and_then(|t| t.tracestate.as_deref()).or(self.tracestate.as_deref());
+        let mut t = Members::new();
+        t.opt_str("traceparent", traceparent.map(truncate).as_deref());
+        t.opt_str("tracestate", tracestate.map(truncate).as_deref());
+        r.object("trace", t);
         let status = response.status();
-        let (outcome, denied_by, code) = match denial {
+        let (outcome, code) = match denial {
             Some(d) => {
-                let outcome = if status.is_server_error() { "error" } else { "denied" };
-                (outcome, json!({"layer": d.layer(), "reason": truncate(d.reason())}), d.jsonrpc_code())
+                let mut by = Members::new();
+                by.str("layer", d.layer());
+                by.str("reason", &truncate(d.reason()));
+                r.object("denied_by", by);
+                (if status.is_server_error() { "error" } else { "denied" }, d.jsonrpc_code())
             }
-            None if status.is_client_error() || status.is_server_error() => ("error", Value::Null, None),
-            None => ("allowed", Value::Null, None),
+            None => {
+                r.literal("denied_by", "null");
+                (if status.is_client_error() || status.is_server_error() { "error" } else { "allowed" }, None)
+            }
         };
-        r.insert("outcome".into(), Value::from(outcome));
-        r.insert("denied_by".into(), denied_by);
         let sse = response
             .headers()
             .get(http::header::CONTENT_TYPE)
@@ -103,7 +120,8 @@ impl Arrival {
             .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
         Departure {
             started: self.started,
-            record: self.record,
+            record: r,
+            outcome,
             known_code: code,
             denied: denial.is_some(),
             sse,
@@ -113,14 +131,20 @@ impl Arrival {
 }
 
 /// What is known when the response head leaves; completed when its body ends.
-#[derive(Debug)]
 pub(crate) struct Departure {
     started: Instant,
-    record: Map<String, Value>,
+    record: Members<'static>,
+    outcome: &'static str,
     known_code: Option<i64>,
     denied: bool,
     pub(crate) sse: bool,
     pub(crate) request_id: Option<JsonRpcId>,
+}
+
+impl std::fmt::Debug for Departure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Departure").field("outcome", &self.outcome).finish_non_exhaustive()
+    }
 }
 
 impl Departure {
@@ -131,54 +155,70 @@ impl Departure {
         body_code: Option<i64>,
         aborted: bool,
         result_digest: Option<String>,
-    ) -> Map<String, Value> {
+    ) -> Members<'static> {
         let code = self.known_code.or(body_code);
+        let outcome = if !self.denied && (code.is_some() || aborted) && self.outcome == "allowed" {
+            "error"
+        } else {
+            self.outcome
+        };
         let r = &mut self.record;
-        if !self.denied && (code.is_some() || aborted) && r.get("outcome").and_then(Value::as_str) == Some("allowed") {
-            r.insert("outcome".into(), Value::from("error"));
-        }
-        r.insert("jsonrpc_error".into(), code.map_or(Value::Null, Value::from));
+        r.str("outcome", outcome);
+        r.opt_int("jsonrpc_error", code);
         if aborted {
-            r.insert("response_aborted".into(), Value::Bool(true));
+            r.literal("response_aborted", "true");
         }
-        let latency = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        r.insert("latency_us".into(), Value::from(latency));
-        r.insert("response_bytes".into(), Value::from(response_bytes));
+        r.int("latency_us", u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX));
+        r.int("response_bytes", response_bytes);
         if let Some(d) = result_digest {
-            r.insert("result_digest".into(), Value::from(d));
+            r.str("result_digest", &d);
         }
         self.record
     }
 }
 
-fn describe(r: &mut Map<String, Value>, mcp: &McpRequest, redaction: &Redaction, invocation: bool) {
-    r.insert(
-        "client".into(),
-        mcp.client().and_then(|c| c.client_info()).map_or(Value::Null, |info| {
-            json!({"unverified": true, "name": info.name().map(truncate), "version": info.version().map(truncate)})
-        }),
-    );
+fn describe(r: &mut Members<'static>, mcp: &McpRequest, redaction: &Redaction, invocation: bool) {
+    match mcp.client().and_then(|c| c.client_info()) {
+        Some(info) => {
+            let mut c = Members::new();
+            c.literal("unverified", "true");
+            c.opt_str("name", info.name().map(truncate).as_deref());
+            c.opt_str("version", info.version().map(truncate).as_deref());
+            r.object("client", c);
+        }
+        None => r.literal("client", "null"),
+    }
     let target = match (mcp.method(), mcp.name(), mcp.uri()) {
-        (_, _, Some(uri)) => json!({"kind": "resource", "name": truncate(uri)}),
-        (Some(m), Some(name), _) if m.starts_with("prompts/") => json!({"kind": "prompt", "name": truncate(name)}),
-        (_, Some(name), _) => json!({"kind": "tool", "name": truncate(name)}),
-        _ => Value::Null,
+        (_, _, Some(uri)) => Some(("resource", uri)),
+        (Some(m), Some(name), _) if m.starts_with("prompts/") => Some(("prompt", name)),
+        (_, Some(name), _) => Some(("tool", name)),
+        _ => None,
     };
-    r.insert(
-        "jsonrpc".into(),
-        json!({
-            "method": mcp.method().map(truncate),
-            "id": mcp.id().map(id_value),
-            "target": target,
-            "era": era(mcp),
-            "protocol_version": mcp.protocol_version().map(truncate),
-        }),
-    );
+    let mut j = Members::new();
+    j.opt_str("method", mcp.method().map(truncate).as_deref());
+    match mcp.id() {
+        Some(JsonRpcId::Number(n)) => j.int("id", *n),
+        Some(JsonRpcId::String(s)) => j.str("id", &truncate(s)),
+        Some(other) => j.str("id", &truncate(&other.to_string())),
+        None => j.literal("id", "null"),
+    }
+    match target {
+        Some((kind, name)) => {
+            let mut t = Members::new();
+            t.str("kind", kind);
+            t.str("name", &truncate(name));
+            j.object("target", t);
+        }
+        None => j.literal("target", "null"),
+    }
+    j.str("era", era(mcp));
+    j.opt_str("protocol_version", mcp.protocol_version().map(truncate).as_deref());
+    r.object("jsonrpc", j);
     if let Some(arguments) = mcp.arguments() {
-        r.insert("arguments".into(), redaction.arguments(mcp.name(), arguments));
+        r.object("arguments", redaction.arguments_members(mcp.name(), arguments));
     }
     if invocation && let Some(ctx) = mcp.params().and_then(|p| p.get("_meta")).and_then(|m| m.get(AI_INVOCATION_META)) {
-        r.insert("invocation".into(), invocation_context(ctx));
+        r.value("invocation", &invocation_context(ctx));
     }
 }
 
@@ -200,43 +240,38 @@ fn invocation_context(ctx: &Value) -> Value {
 
 fn bounded(v: &Value, depth: usize) -> Value {
     match v {
-        Value::String(s) => Value::from(truncate(s)),
+        Value::String(s) => Value::from(truncate(s).into_owned()),
         Value::Object(_) | Value::Array(_) if depth >= 4 => Value::from("…"),
         Value::Object(m) => {
-            Value::Object(m.iter().take(32).map(|(k, v)| (truncate(k), bounded(v, depth + 1))).collect())
+            Value::Object(m.iter().take(32).map(|(k, v)| (truncate(k).into_owned(), bounded(v, depth + 1))).collect())
         }
         Value::Array(a) => Value::Array(a.iter().take(32).map(|v| bounded(v, depth + 1)).collect()),
         other => other.clone(),
     }
 }
 
-fn principal(p: &Principal) -> Value {
-    json!({
-        "issuer": p.issuer(),
-        "subject": p.subject(),
-        "kind": p.kind().as_str(),
-        "client_id": p.client_id(),
-        "auth_method": p.auth_method().as_str(),
-        "token_fingerprint": p.token_fingerprint().map(|f| f.to_string()),
-        "tenant": p.claims().get("tenant"),
-    })
-}
-
-fn id_value(id: &JsonRpcId) -> Value {
-    match id {
-        JsonRpcId::Number(n) => Value::from(*n),
-        JsonRpcId::String(s) => Value::from(truncate(s)),
-        other => Value::from(truncate(&other.to_string())),
+fn principal(p: &Principal) -> Members<'static> {
+    let mut m = Members::new();
+    m.str("issuer", p.issuer());
+    m.str("subject", p.subject());
+    m.str("kind", p.kind().as_str());
+    m.opt_str("client_id", p.client_id());
+    m.str("auth_method", p.auth_method().as_str());
+    m.opt_str("token_fingerprint", p.token_fingerprint().map(|f| f.to_string()).as_deref());
+    match p.claims().get("tenant") {
+        Some(tenant) => m.value("tenant", tenant),
+        None => m.literal("tenant", "null"),
     }
+    m
 }
 
-fn truncate(s: &str) -> String {
+fn truncate(s: &str) -> Cow<'_, str> {
     if s.len() <= MAX_TEXT {
-        return s.to_owned();
+        return Cow::Borrowed(s);
     }
     let mut end = MAX_TEXT;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    Cow::Owned(format!("{}…", &s[..end]))
 }

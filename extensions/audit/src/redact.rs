@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::canonical;
+use crate::canonical::{self, Members};
 use crate::time::hex;
 
 /// Argument names containing one of these (case-insensitive, ignoring `-` and `_`) are dropped
@@ -144,8 +144,7 @@ impl Redaction {
 
     /// The keyed digest of one value: `hmac-sha256:<base64url of the first 16 bytes>`.
     pub fn digest(&self, value: &Value) -> String {
-        let tag = hmac::sign(&self.key, &canonical::to_vec(value));
-        format!("hmac-sha256:{}", URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16]))
+        format!("hmac-sha256:{}", URL_SAFE_NO_PAD.encode(&self.tag(value).as_ref()[..16]))
     }
 
     /// The keyed digest of raw bytes.
@@ -158,44 +157,70 @@ impl Redaction {
     }
 
     /// The record's `arguments` object for `tool`'s `arguments`.
+    #[cfg(test)]
     pub(crate) fn arguments(&self, tool: Option<&str>, arguments: &Map<String, Value>) -> Value {
+        let mut out = Vec::new();
+        self.arguments_members(tool, arguments).write_sorted(&[], &[], &mut out);
+        serde_json::from_slice(&out).unwrap_or(Value::Null)
+    }
+
+    /// The record's `arguments` object for `tool`'s `arguments`, written in canonical form.
+    pub(crate) fn arguments_members(&self, tool: Option<&str>, arguments: &Map<String, Value>) -> Members<'static> {
         let rule = tool.and_then(|t| self.tools.get(t));
-        let mut clear = Map::new();
-        let mut digests = Map::new();
+        let mut clear = Members::new();
+        let mut digests = Members::new();
         let mut names = Vec::new();
         let mut dropped = Vec::new();
+        let (mut any_clear, mut any_digest) = (false, false);
         for (name, value) in arguments {
             let denied =
                 is_secret_name(name) || self.drop_names.contains(name) || rule.is_some_and(|r| r.drop.contains(name));
             if denied {
-                dropped.push(Value::String(name.clone()));
+                dropped.push(name.as_str());
             } else if rule.is_some_and(|r| r.clear.contains(name)) {
-                clear.insert(name.clone(), value.clone());
+                clear.member(name.clone(), |buf| canonical::write(value, buf));
+                any_clear = true;
             } else {
                 match self.mode {
                     ArgumentMode::Digest => {
-                        digests.insert(name.clone(), Value::String(self.digest(value)));
+                        let tag = self.tag(value);
+                        digests.member(name.clone(), |buf| {
+                            buf.extend_from_slice(b"\"hmac-sha256:");
+                            let mut encoded = [0u8; 22];
+                            let n = URL_SAFE_NO_PAD.encode_slice(&tag.as_ref()[..16], &mut encoded).unwrap_or(0);
+                            buf.extend_from_slice(&encoded[..n]);
+                            buf.push(b'"');
+                        });
+                        any_digest = true;
                     }
-                    ArgumentMode::NamesOnly => names.push(Value::String(name.clone())),
+                    ArgumentMode::NamesOnly => names.push(name.as_str()),
                 }
             }
         }
-        let mut out = Map::new();
-        out.insert("mode".into(), Value::from(self.mode.as_str()));
-        if !digests.is_empty() {
-            out.insert("key_id".into(), Value::from(self.key_id.clone()));
-            out.insert("digests".into(), Value::Object(digests));
+        let mut out = Members::new();
+        out.str("mode", self.mode.as_str());
+        if any_digest {
+            out.str("key_id", &self.key_id);
+            out.object("digests", digests);
         }
+        let list = |items: &[&str]| Value::Array(items.iter().map(|n| Value::from(*n)).collect());
         if !names.is_empty() {
-            out.insert("names".into(), Value::Array(names));
+            out.value("names", &list(&names));
         }
-        if !clear.is_empty() {
-            out.insert("clear".into(), Value::Object(clear));
+        if any_clear {
+            out.object("clear", clear);
         }
         if !dropped.is_empty() {
-            out.insert("dropped".into(), Value::Array(dropped));
+            out.value("dropped", &list(&dropped));
         }
-        Value::Object(out)
+        out
+    }
+
+    /// The HMAC of a value's canonical form.
+    fn tag(&self, value: &Value) -> hmac::Tag {
+        let mut bytes = Vec::with_capacity(64);
+        canonical::write(value, &mut bytes);
+        hmac::sign(&self.key, &bytes)
     }
 }
 

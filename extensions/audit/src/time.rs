@@ -24,7 +24,25 @@ pub(crate) fn rfc3339_millis(since_epoch: Duration) -> String {
     let millis = since_epoch.subsec_millis();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    if y > 9999 {
+        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60);
+    }
+    // fixed width: digits written directly (this runs once per record)
+    fn digits(out: &mut String, n: u64, width: u32) {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + u8::try_from(n / 10u64.pow(i) % 10).unwrap_or(0)));
+        }
+    }
+    let mut out = String::with_capacity(24);
+    digits(&mut out, y, 4);
+    for (value, sep) in [(m, '-'), (d, '-'), (rem / 3600, 'T'), (rem % 3600 / 60, ':'), (rem % 60, ':')] {
+        out.push(sep);
+        digits(&mut out, value, 2);
+    }
+    out.push('.');
+    digits(&mut out, u64::from(millis), 3);
+    out.push('Z');
+    out
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
@@ -45,14 +63,44 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 /// A UUIDv7 (RFC 9562): milliseconds since the epoch then randomness, so ids sort by time.
 pub(crate) fn uuid_v7(since_epoch: Duration) -> String {
     let mut bytes = [0u8; 16];
-    // a failing system RNG leaves zeros; the time prefix and the chain sequence keep ids distinct
-    let _ = aws_lc_rs::rand::fill(&mut bytes[6..]);
+    bytes[6..].copy_from_slice(&random_10());
     let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
     bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
     let h = hex(&bytes);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    let mut out = String::with_capacity(36);
+    for (i, range) in [0..8, 8..12, 12..16, 16..20, 20..32].into_iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        out.push_str(&h[range]);
+    }
+    out
+}
+
+/// Ten random bytes, from a per-thread pool refilled by the system RNG 64 ids at a time (one RNG
+/// call per record was a measurable share of a record's cost). A failing RNG leaves zeros; the
+/// time prefix and the chain sequence keep ids distinct.
+fn random_10() -> [u8; 10] {
+    const POOL: usize = 640;
+    thread_local! {
+        static RANDOM: std::cell::RefCell<([u8; POOL], usize)> = const { std::cell::RefCell::new(([0; POOL], POOL)) };
+    }
+    RANDOM.with(|cell| {
+        let mut pool = cell.borrow_mut();
+        if pool.1 + 10 > POOL {
+            let _ = aws_lc_rs::rand::fill(&mut pool.0);
+            pool.1 = 0;
+        }
+        let mut out = [0u8; 10];
+        let at = pool.1;
+        out.copy_from_slice(&pool.0[at..at + 10]);
+        // used bytes are not kept
+        pool.0[at..at + 10].fill(0);
+        pool.1 += 10;
+        out
+    })
 }
 
 /// Lower-case hex.

@@ -13,7 +13,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::chain::{ChainHead, CheckpointSigner, seal};
+use crate::canonical::Members;
+use crate::chain::{ChainHead, CheckpointSigner, seal_members};
 use crate::error::AuditError;
 use crate::file::{FileSink, Recovery, Rotation};
 use crate::time::{Clock, rfc3339_millis, uuid_v7};
@@ -106,7 +107,7 @@ impl AuditStats {
 }
 
 struct Queued {
-    record: Map<String, Value>,
+    record: Members<'static>,
     _permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -134,7 +135,7 @@ impl fmt::Debug for Shared {
 
 impl Shared {
     /// Hands a record to the writer; the permit reserved its place in the queue.
-    pub(crate) fn push(&self, record: Map<String, Value>, permit: Option<OwnedSemaphorePermit>) {
+    pub(crate) fn push(&self, record: Members<'static>, permit: Option<OwnedSemaphorePermit>) {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.items.push_back(Queued { record, _permit: permit });
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
@@ -328,7 +329,7 @@ impl Writer {
     }
 
     /// Writes queued call records; false when the writer must stop (closing on a dead disk).
-    fn commit(&mut self, records: Vec<Map<String, Value>>, n: u64) -> bool {
+    fn commit(&mut self, records: Vec<Members<'static>>, n: u64) -> bool {
         if self.write_batch(records).is_err() {
             // only when closing with a dead disk: nothing more can be done, and it is said
             tracing::error!("audit writer stopped with unwritten records");
@@ -466,21 +467,22 @@ impl Writer {
     /// Chains and writes one record, retrying while the disk refuses (the record is kept, the
     /// queue fills, and the layer's policy decides what requests see). Gives up only when closing.
     fn write_with_retry(&mut self, record: Map<String, Value>) -> io::Result<()> {
-        self.write_batch(vec![record]).map(|_| ())
+        self.write_batch(vec![Members::owned(&record)]).map(|_| ())
     }
 
     /// Chains `records` and appends them with one write, retrying while the disk refuses (the
     /// records are kept, the queue fills, and the layer's policy decides what requests see).
     /// Gives up only when closing. Returns how many call records were written.
-    fn write_batch(&mut self, records: Vec<Map<String, Value>>) -> io::Result<u64> {
+    fn write_batch(&mut self, records: Vec<Members<'static>>) -> io::Result<u64> {
         let mut head = self.head.clone();
         let mut buf = Vec::with_capacity(records.len() * 900);
         let mut sealed = Vec::with_capacity(records.len());
         for record in records {
             let start = buf.len();
-            let (record, line, next) = seal(record, &head, self.signer.as_ref());
+            let call = record.raw("type") == Some(br#""mcp""#.as_slice());
+            let (line, next, _) = seal_members(record, &head, self.signer.as_ref());
             buf.extend_from_slice(&line);
-            sealed.push((record, start..buf.len()));
+            sealed.push((call, start..buf.len()));
             head = next;
         }
         let mut backoff = Duration::from_millis(50);
@@ -508,14 +510,19 @@ impl Writer {
             tracing::warn!("audit trail writable again");
         }
         let mut calls = 0;
-        for (record, range) in &sealed {
-            for sink in &mut self.sinks {
-                if let Err(error) = sink.write(record, &buf[range.clone()]) {
-                    self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%error, ?sink, "audit sink write failed");
+        for (call, range) in &sealed {
+            if !self.sinks.is_empty() {
+                // sinks get the parsed record (the trail itself needs only the line)
+                let line = &buf[range.clone()];
+                let record: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
+                for sink in &mut self.sinks {
+                    if let Err(error) = sink.write(&record, line) {
+                        self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%error, ?sink, "audit sink write failed");
+                    }
                 }
             }
-            if record.get("type").and_then(Value::as_str) == Some("mcp") {
+            if *call {
                 calls += 1;
             }
         }

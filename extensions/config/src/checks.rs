@@ -79,6 +79,7 @@ impl<'a> Checker<'a> {
         self.audit();
         self.server_card();
         self.client();
+        self.rate_limits();
         self.build_sections();
     }
 
@@ -448,6 +449,74 @@ impl<'a> Checker<'a> {
     }
 
     /// Each extension's own validation (`from_config`), without starting anything.
+    /// Rate limits: unique names, no repeated key part, usable filters, a rate the GCRA can hold
+    /// (an emission interval of at least 1 µs, a burst allowance of at most 100 years).
+    fn rate_limits(&mut self) {
+        let limits = self.get("rate_limits").and_then(Value::as_array).cloned().unwrap_or_default();
+        if limits.is_empty() && self.get("rate_limit_redis").is_some() {
+            self.problem(
+                DiagnosticKind::Conflict,
+                p("rate_limit_redis"),
+                "at least one entry in `rate_limits` to share (or no rate_limit_redis section)",
+                "no rate limits",
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (i, limit) in limits.iter().enumerate() {
+            let at = |key: &str| format!("rate_limits[{i}].{key}");
+            if self.sound(&at("name"))
+                && let Some(name) = limit.get("name").and_then(Value::as_str)
+                && !names.insert(name.to_owned())
+            {
+                self.invalid(
+                    &at("name"),
+                    "a name no other rate limit has (429 responses and the audit trail report it)",
+                );
+            }
+            if self.sound(&at("key"))
+                && let Some(parts) = limit.get("key").and_then(Value::as_array)
+            {
+                let mut seen = BTreeSet::new();
+                for (j, part) in parts.iter().enumerate() {
+                    if let Some(part) = part.as_str()
+                        && !seen.insert(part)
+                    {
+                        self.invalid(&format!("rate_limits[{i}].key[{j}]"), "a key part not already listed");
+                    }
+                }
+            }
+            for (j, method) in limit.get("methods").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let path = format!("rate_limits[{i}].methods[{j}]");
+                if self.sound(&path) && method.as_str().is_some_and(|m| m.is_empty() || m.contains(char::is_whitespace))
+                {
+                    self.invalid(&path, "a JSON-RPC method name, e.g. `tools/call`");
+                }
+            }
+            for (j, tool) in limit.get("tools").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let path = format!("rate_limits[{i}].tools[{j}]");
+                if self.sound(&path)
+                    && let Some(tool) = tool.as_str()
+                    && (tool.is_empty() || tool.trim_end_matches('*').contains('*') || tool.ends_with("**"))
+                {
+                    self.invalid(&path, "a tool, prompt or resource name, with at most one `*`, at its end");
+                }
+            }
+            let number = |key: &str| limit.get(key).and_then(Value::as_u64);
+            if self.ok(&format!("rate_limits[{i}]"))
+                && let Some(requests) = number("requests").filter(|r| *r > 0)
+            {
+                let per_secs = u128::from(number("per_secs").unwrap_or(1));
+                let burst = u128::from(number("burst").unwrap_or(requests));
+                let requests = u128::from(requests);
+                if per_secs * 1_000_000 < requests {
+                    self.invalid(&at("requests"), "at most 1,000,000 requests per second (per_secs × 10⁶)");
+                } else if burst * per_secs > requests * 100 * 31_536_000 {
+                    self.invalid(&at("burst"), "a burst the limit refills within 100 years");
+                }
+            }
+        }
+    }
+
     fn build_sections(&mut self) {
         let mut sso_layer = None;
         if self.ok("sso")

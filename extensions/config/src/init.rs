@@ -72,6 +72,18 @@ address = "127.0.0.1:8787"
 # version = "1.0.0"
 # description = "Example tools behind the mcp-enterprise gateway"
 
+# --- Rate limits and quotas: checked after authentication; exceeded → 429 with Retry-After ------
+# [[rate_limits]]
+# name = "calls-per-user"
+# key = ["principal"]                        # any of principal, client, tenant, tool
+# methods = ["tools/call"]
+# requests = 60
+# per_secs = 60
+# burst = 10
+# [rate_limit_redis]                         # one count for every replica
+# address = "127.0.0.1:6379"
+# on_unavailable = "fail_closed"             # or "fail_open"
+
 # --- What MCP clients need (mcp-enterprise config export --client vscode …) -------------------
 # [client]
 # name = "example-tools"

@@ -58,6 +58,8 @@ mod load;
 mod locate;
 mod model;
 mod path;
+mod rate_limit;
+mod routes;
 pub mod schema;
 mod secret;
 mod source;
@@ -68,8 +70,10 @@ pub use load::{LoadedConfig, Loader};
 pub use model::{
     CURRENT_VERSION, ClientConfig, ClientHeaderConfig, ClientOAuthConfig, DEFAULT_HEADER_READ_TIMEOUT_SECS,
     DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_REQUEST_BODY_TIMEOUT_SECS, ENV_PREFIX,
-    ENV_SEPARATOR, ListenConfig, PackConfig, RepositoryConfig, ServerCardConfig, UpstreamConfig,
+    ENV_SEPARATOR, ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig,
+    UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
+pub use rate_limit::{OnUnavailable, RateLimitConfig, RateLimitKey, RateLimitRedisConfig};
 pub use secret::REDACTED;
 pub use source::Format;

@@ -126,6 +126,7 @@ impl Loader {
         };
         let mut doc = ctx.convert(&merged, &KeyPath::root(), &lookup_env);
         inherit(&mut doc, &mut ctx.secrets);
+        crate::routes::inherit(&mut doc, &mut ctx.secrets, inherit);
 
         let env_raw: HashMap<KeyPath, String> = env_vars.iter().map(|v| (v.path.clone(), v.raw.clone())).collect();
         let schema = crate::schema::pack_schema();
@@ -138,6 +139,7 @@ impl Loader {
         let mut checker = Checker::new(&doc, &ctx.secrets, &broken);
         checker.run();
         problems.append(&mut checker.problems);
+        crate::routes::check(&doc, &ctx.secrets, &broken, &mut problems);
 
         let config = if problems.is_empty() {
             match serde_json::from_value::<PackConfig>(doc.clone()) {

@@ -73,6 +73,18 @@ pub struct PackConfig {
     /// What MCP clients need to connect (`mcp-enterprise config export`). Absent: derived from
     /// `resource` and the `sso` scopes.
     pub client: Option<ClientConfig>,
+    /// More MCP servers behind the same listener, each at the path of its own `resource`, with its
+    /// own upstream and layers (a route's sections are its own: nothing is inherited from the top
+    /// level but `listen` and `audit`, which all routes share).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteConfig>,
+    /// Rate limits and quotas, enforced by the gateway after authentication (a request must pass
+    /// every limit that applies to it; exceeded: `429` with `Retry-After`). Empty: none.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
+    /// Share the rate-limit counts between replicas through Redis. Absent: each replica counts
+    /// alone, in memory.
+    pub rate_limit_redis: Option<crate::rate_limit::RateLimitRedisConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.
     #[serde(skip)]
@@ -160,6 +172,39 @@ impl Default for ListenConfig {
         }
     }
 }
+
+/// One more MCP server behind the gateway: the document's per-server sections, at the path of
+/// its own `resource`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RouteConfig {
+    /// This server's canonical resource URI, e.g. `https://mcp.example.com/jira/mcp`: its tokens'
+    /// audience, and the path the gateway serves it at (distinct from every other route's).
+    #[schemars(url)]
+    pub resource: String,
+    /// The MCP server this route fronts.
+    pub upstream: UpstreamConfig,
+    /// Inspection and SEP-2133 negotiation for this route.
+    #[serde(default)]
+    pub core: CoreConfig,
+    /// This route's OAuth 2.1 bearer tokens. Absent: off.
+    pub sso: Option<SsoConfig>,
+    /// This route's DPoP-bound tokens. Absent: off.
+    pub dpop: Option<DpopConfig>,
+    /// This route's workload identity. Absent: off.
+    pub workload_identity: Option<WorkloadIdentityConfig>,
+    /// This route's server card, served at `<resource>/server-card`. Absent: no card.
+    pub server_card: Option<ServerCardConfig>,
+    /// This route's rate limits and quotas (names unique in the whole document: replicas sharing
+    /// `rate_limit_redis` count by name). Empty: none.
+    #[serde(default)]
+    pub rate_limits: Vec<crate::rate_limit::RateLimitConfig>,
+}
+
+/// The keys of a [`RouteConfig`]: the per-server sections of a document.
+pub const ROUTE_KEYS: &[&str] =
+    &["resource", "upstream", "core", "sso", "dpop", "workload_identity", "server_card", "rate_limits"];
 
 /// The server card (experimental MCP Server Card, SEP-2127): identity and connection facts served
 /// before any connection. It never holds credentials or the upstream address.
@@ -275,8 +320,36 @@ impl PackConfig {
             audit: None,
             server_card: None,
             client: None,
+            routes: Vec::new(),
+            rate_limits: Vec::new(),
+            rate_limit_redis: None,
             secret_paths: SecretPaths::default(),
         }
+    }
+
+    /// One document per served MCP server: this one without its routes (the first), then one per
+    /// route — this document with the route's sections in place of its own, sharing `listen` and
+    /// `audit` (each route's own `sso.resource` and `dpop.origin` are filled in when loaded).
+    pub fn route_documents(&self) -> Vec<PackConfig> {
+        let primary = Self { routes: Vec::new(), ..self.clone() };
+        let mut documents = vec![primary.clone()];
+        for (i, route) in self.routes.iter().enumerate() {
+            let secrets = crate::routes::to_route(i, &self.secret_paths.0);
+            documents.push(Self {
+                resource: route.resource.clone(),
+                upstream: route.upstream.clone(),
+                core: route.core.clone(),
+                sso: route.sso.clone(),
+                dpop: route.dpop.clone(),
+                workload_identity: route.workload_identity.clone(),
+                server_card: route.server_card.clone(),
+                rate_limits: route.rate_limits.clone(),
+                client: None,
+                secret_paths: SecretPaths(std::sync::Arc::new(secrets)),
+                ..primary.clone()
+            });
+        }
+        documents
     }
 }
 

@@ -19,6 +19,8 @@
 //! - `jwks` (cargo feature `jwks`, off by default): the JOSE plumbing auth extensions share — an
 //!   HTTP client, RFC 8414 / OpenID Connect discovery, the rotating JWKS cache, key parsing and
 //!   signature verification.
+//! - `redis` (cargo feature `redis`, off by default): a minimal RESP2 client for state shared by
+//!   replicas (the DPoP replay store, the gateway's shared rate limits).
 //!
 //! Out of scope here: authentication itself (see the `sso`, `dpop` and `workload-identity`
 //! crates) and proxying (see the gateway).
@@ -70,6 +72,8 @@ pub mod message;
 pub mod metadata;
 pub mod negotiate;
 pub mod principal;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod replay;
 
 pub use body::{BoxError, McpBody};

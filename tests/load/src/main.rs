@@ -19,6 +19,8 @@ use anyhow::{Context, bail};
 use mcp_enterprise_dpop::{ClientKeyAlg, DpopSigner};
 use serde_json::{Value, json};
 
+mod instructions;
+
 const ISSUER: &str = "https://idp.load.test";
 
 struct Opts {
@@ -29,6 +31,7 @@ struct Opts {
     rss_requests: u64,
     rss_tokens: usize,
     only: Option<String>,
+    instructions: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +46,7 @@ fn main() -> anyhow::Result<()> {
         rss_requests: 1_000_000,
         rss_tokens: 100_000,
         only: None,
+        instructions: true,
     };
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("missing value");
@@ -56,6 +60,12 @@ fn main() -> anyhow::Result<()> {
             // starts one stack (e.g. `--serve SsoDpop`), prints its URL and wrk script, and waits:
             // for profiling the gateway under `wrk` by hand
             "--serve" => return serve_one(&opts, &value()?),
+            // skip the callgrind instruction counts (they take a few minutes)
+            "--no-instructions" => opts.instructions = false,
+            // the ES256 floor counted under callgrind (run by the harness itself)
+            "--es256-verify" => return instructions::verify_many(value()?.parse()?),
+            // only the callgrind counts (of the `--only` stacks), printed: a quick look
+            "--instructions-only" => return instructions_only(&opts),
             other => bail!("unknown argument {other}"),
         }
     }
@@ -150,9 +160,29 @@ fn token(keys: &Keys, resource: &str, sub: &str, bound: bool) -> anyhow::Result<
 
 /// Starts the gateway with the configuration files `stack` needs.
 fn gateway(opts: &Opts, dir: &Path, stack: Stack, upstream: &str, keys: &Keys) -> anyhow::Result<(Proc, String)> {
+    gateway_under(opts, dir, stack, upstream, keys, &[])
+}
+
+/// [`gateway`], run under `wrapper` (a command line the gateway's is appended to) when not empty.
+fn gateway_under(
+    opts: &Opts,
+    dir: &Path,
+    stack: Stack,
+    upstream: &str,
+    keys: &Keys,
+    wrapper: &[String],
+) -> anyhow::Result<(Proc, String)> {
     let port = free_port()?;
     let url = format!("http://127.0.0.1:{port}/mcp");
-    let mut cmd = Command::new(opts.bins.join("mcp-enterprise"));
+    let bin = opts.bins.join("mcp-enterprise");
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    };
     cmd.args(["serve", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")]);
     if matches!(stack, Stack::Sso | Stack::SsoDpop | Stack::FullPack) {
         let sso = json!({"resource": url, "issuers": [{"issuer": ISSUER, "audiences": [url],
@@ -180,12 +210,17 @@ fn gateway(opts: &Opts, dir: &Path, stack: Stack, upstream: &str, keys: &Keys) -
     Ok((child, url))
 }
 
-/// A wrk script: a modern `tools/call echo`, cycling through `headers` (one list per request).
-fn wrk_script(dir: &Path, name: &str, headers: &[Vec<(String, String)>]) -> anyhow::Result<PathBuf> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo",
+/// The measured call: a modern `tools/call echo`.
+fn call_body() -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo",
         "arguments": {"text": "hello"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}}}})
-    .to_string();
+    .to_string()
+}
+
+/// A wrk script: [`call_body`], cycling through `headers` (one list per request).
+fn wrk_script(dir: &Path, name: &str, headers: &[Vec<(String, String)>]) -> anyhow::Result<PathBuf> {
+    let body = call_body();
     let data = dir.join(format!("{name}.headers"));
     let mut lines = String::new();
     for set in headers {
@@ -321,6 +356,29 @@ fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let keys =
+        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
+    let stacks: Vec<Stack> = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack]
+        .into_iter()
+        .filter(|s| opts.only.as_ref().is_none_or(|names| names.split(',').any(|n| n == format!("{s:?}"))))
+        .collect();
+    let counts = instructions::measure(opts, &dir, &keys, &stacks)?;
+    let es256 = instructions::es256_verify(opts, &dir)?;
+    let mut s = String::new();
+    instructions_section(&mut s, &counts, es256)?;
+    println!("{s}");
+    // MCPE_LOAD_KEEP=1 keeps the callgrind dumps for callgrind_annotate
+    if std::env::var_os("MCPE_LOAD_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("callgrind dumps kept in {}", dir.display());
+    }
+    Ok(())
+}
+
 fn run(opts: &Opts) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -380,7 +438,15 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         }
     }
     let rss = rss_run(opts, &dir, &keys)?;
-    let report = report(opts, &table, &at16, &rss)?;
+    let counted = if opts.instructions && instructions::available() {
+        let gateways: Vec<Stack> = stacks.iter().copied().filter(|s| *s != Stack::Direct).collect();
+        let counts = instructions::measure(opts, &dir, &keys, &gateways)?;
+        Some((counts, instructions::es256_verify(opts, &dir)?))
+    } else {
+        eprintln!("callgrind counts skipped (--no-instructions, or valgrind is not installed)");
+        None
+    };
+    let report = report(opts, &table, &at16, &rss, counted.as_ref())?;
     std::fs::write(&opts.out, report)?;
     eprintln!("wrote {}", opts.out.display());
     let _ = std::fs::remove_dir_all(&dir);
@@ -443,7 +509,13 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), Linux {}", kernel.trim())
 }
 
-fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rss: &Rss) -> anyhow::Result<String> {
+fn report(
+    opts: &Opts,
+    table: &str,
+    at16: &[(Stack, bool, f64, Option<f64>)],
+    rss: &Rss,
+    counted: Option<&(Vec<instructions::Count>, f64)>,
+) -> anyhow::Result<String> {
     let mut s = String::new();
     let find = |stack: Stack, json: bool| at16.iter().find(|(s, j, _, _)| *s == stack && *j == json);
     writeln!(s, "# Performance\n")?;
@@ -487,9 +559,17 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             "audit: record serialise + chain",
             "audit_record",
             "serialise_and_chain",
-            "serialise only",
+            "canonical serialise + SHA-256",
             "audit_record",
-            "serialise_only",
+            "floor_serialise_and_sha256",
+        ),
+        (
+            "gateway: rate-limit layer call, 2 limits (keys + 2 GCRA checks)",
+            "gateway_ratelimit",
+            "layer_call_two_limits",
+            "governor's bare keyed check",
+            "gateway_ratelimit",
+            "floor_governor_check",
         ),
         (
             "core: SSE rewrite, 1 MiB stream",
@@ -516,6 +596,22 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
                 m / f
             )?;
         }
+    }
+    // the audit layer's whole cost per call: record built on the request path and queued, sealed and
+    // appended by the writer (a full queue makes the request wait, so the writer's share shows)
+    if let (Some(with), Some(without), Some(f)) = (
+        criterion_mean_ns(opts, "audit_request_path", "through_audit_layer"),
+        criterion_mean_ns(opts, "audit_request_path", "without_audit"),
+        criterion_mean_ns(opts, "audit_record", "floor_serialise_and_sha256"),
+    ) {
+        writeln!(
+            s,
+            "| audit: a call through the layer − without it (record build + enqueue; writer seal + append) | {} | \
+             canonical serialise + SHA-256 | {} | {:.2}× |",
+            human(with - without),
+            human(f),
+            (with - without) / f
+        )?;
     }
     for (label, g, b, floor_label, fg, fb) in rows {
         match (criterion_mean_ns(opts, g, b), criterion_mean_ns(opts, fg, fb)) {
@@ -585,6 +681,9 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
             )?;
         }
     }
+    if let Some((counts, es256)) = counted {
+        instructions_section(&mut s, counts, *es256)?;
+    }
     writeln!(
         s,
         "\n## Memory\n\nPeak RSS (VmHWM) of the gateway with the sso layer: {} KiB after a warm-up with one token; \
@@ -593,6 +692,48 @@ fn report(opts: &Opts, table: &str, at16: &[(Stack, bool, f64, Option<f64>)], rs
         rss.baseline_kib, rss.peak_kib, rss.requests, rss.tokens, rss.rps
     )?;
     Ok(s)
+}
+
+/// The callgrind counts: the gateway's own work per request, whatever the machine's load.
+fn instructions_section(s: &mut String, counts: &[instructions::Count], es256: f64) -> anyhow::Result<()> {
+    let of = |stack| counts.iter().find(|c| c.stack == stack).map(|c| c.per_request);
+    writeln!(s, "\n## Instructions per request (callgrind, JSON, one keep-alive connection)\n")?;
+    writeln!(
+        s,
+        "Counted by `valgrind --tool=callgrind` in the gateway process (all threads) over 1000 sequential requests \
+         after a warm-up: the work each stack does per request, independent of what else the machine runs (CPU \
+         time under wrk also carries cache and scheduling effects of three busy processes on two cores).\n"
+    )?;
+    writeln!(s, "| stack | instructions / request | added to the no-layer gateway |")?;
+    writeln!(s, "|---|---|---|")?;
+    let bare = of(Stack::Bare);
+    for c in counts {
+        let added = bare.filter(|_| c.stack != Stack::Bare).map(|b| format!("{:+.0}", c.per_request - b));
+        writeln!(s, "| {} | {:.0} | {} |", c.stack.label(), c.per_request, added.unwrap_or_default())?;
+    }
+    writeln!(
+        s,
+        "\nOne ES256 verification (parse the P-256 key + verify), counted the same way: {es256:.0} instructions.\n"
+    )?;
+    if let (Some(sso), Some(dpop)) = (of(Stack::Sso), of(Stack::SsoDpop)) {
+        writeln!(
+            s,
+            "- DPoP adds {:.0} instructions per request over sso: {:.2}× its floor, the one ES256 proof \
+             verification (the token's own verification is cached).",
+            dpop - sso,
+            (dpop - sso) / es256
+        )?;
+    }
+    if let (Some(bare), Some(audit)) = (bare, of(Stack::Audit)) {
+        writeln!(
+            s,
+            "- Audit adds {:.0} instructions per request (record built in canonical form on the request path; sealed, \
+             hashed and appended by the writer thread). Callgrind runs SHA-256 and ECDSA on their generic code \
+             paths (no SHA-NI), so it overweights cryptography against the CPU-time figures above.",
+            audit - bare
+        )?;
+    }
+    Ok(())
 }
 
 fn human(ns: f64) -> String {

@@ -11,6 +11,11 @@
 //! - [`oidc`]: a real certified OpenID provider (npm `oidc-provider`) on loopback for the SSO
 //!   tests, with key generation and independent token signing (npm `jose`).
 //! - [`redis`]: a real `redis-server` on loopback for the shared DPoP replay store.
+//! - [`gateway_process`]: the built `mcp-enterprise` binary as a child process (its memory, open
+//!   files and logs).
+//! - [`fault`]: a misbehaving HTTP server (hangs, garbage, drips, drops mid-response) standing in
+//!   for a broken IdP or upstream.
+//! - [`raw`]: raw HTTP/1.1 exchanges over a `TcpStream`, for bytes no HTTP client would send.
 
 #[path = "support/artifacts.rs"]
 pub mod artifacts;
@@ -18,11 +23,17 @@ pub mod artifacts;
 pub mod conformance;
 #[path = "support/dpop_peer.rs"]
 pub mod dpop_peer;
+#[path = "support/fault.rs"]
+pub mod fault;
+#[path = "support/gateway_process.rs"]
+pub mod gateway_process;
 #[path = "support/oidc.rs"]
 pub mod oidc;
 #[path = "support/peers.rs"]
 pub mod peers;
 #[path = "support/process.rs"]
 pub mod process;
+#[path = "support/raw.rs"]
+pub mod raw;
 #[path = "support/redis.rs"]
 pub mod redis;

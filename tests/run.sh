@@ -33,9 +33,15 @@ if ! command -v redis-server >/dev/null 2>&1 && [ -z "${MCP_TEST_REDIS_SERVER:-}
   fi
 fi
 
+# The slowloris fault test (tests/it/faults.rs) opens 10 000 connections from the test process
+# and into a gateway process: raise the soft open-file limit to the hard one.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
+# the fault and hostile-input tests run the gateway binary as its own process
+cargo build --locked --bin mcp-enterprise
 cargo test --workspace --locked

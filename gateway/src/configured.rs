@@ -252,6 +252,7 @@ impl Parts {
             .extensions(extensions)
             .allowed_hosts(hosts)
             .allowed_origins(config.listen.allowed_origins.iter().cloned())
+            .limits(crate::ListenerLimits::from_config(&config.listen)?)
             .propagation(self.propagation_mode.clone());
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
@@ -424,6 +425,12 @@ impl ConfiguredGateway {
         let mut state = self.lock();
         if state.parts.first().is_some_and(|p| loaded.config().listen.address != p.listen) {
             return Err(ConfiguredError::NeedsRestart { setting: "listen.address", why: "the socket stays bound" });
+        }
+        if crate::ListenerLimits::from_config(&loaded.config().listen)? != self.running.limits() {
+            return Err(ConfiguredError::NeedsRestart {
+                setting: "a listener limit (listen.header_read_timeout_secs, request_body_timeout_secs, max_connections or max_header_bytes)",
+                why: "open connections were accepted under the old ones",
+            });
         }
         let (parts, _) = build_all(loaded.config(), Some(&state.parts), Vec::new())?;
         let gateway = gateway_all(&parts, loaded.config())?;

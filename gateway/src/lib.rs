@@ -33,6 +33,7 @@ pub mod card;
 pub mod commands;
 pub mod configured;
 pub mod demo;
+pub mod listener;
 pub mod policy_cli;
 pub mod propagation;
 pub mod proxy;
@@ -49,6 +50,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 pub use card::{CardHeader, ServerCard};
 use http::{StatusCode, Uri, header};
+pub use listener::ListenerLimits;
 use mcp_enterprise_audit::{AuditLayer, AuditTrail};
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::{
@@ -99,6 +101,14 @@ pub enum ConfigError {
     /// The workload identity setting is wrong.
     #[error("workload identity: {0}")]
     WorkloadIdentity(String),
+    /// A listener limit is out of range.
+    #[error("listen.{what}: {reason}")]
+    InvalidLimit {
+        /// The limit.
+        what: &'static str,
+        /// The accepted range.
+        reason: &'static str,
+    },
     /// Two routes would serve the same path.
     #[error("two routes would both serve {path}: give each route a resource with its own path")]
     RouteClash {
@@ -231,6 +241,7 @@ pub struct Gateway {
     audit: Option<AuditLayer>,
     policy: Option<PolicyLayer>,
     card: Option<ServerCard>,
+    limits: ListenerLimits,
     /// More MCP servers behind the same listener, each at its own path (see `routes`).
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
@@ -266,6 +277,7 @@ pub struct GatewayBuilder {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
     card: Option<ServerCard>,
+    limits: ListenerLimits,
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
     propagation: Propagation,
@@ -288,6 +300,7 @@ impl Gateway {
             allowed_hosts: LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             allowed_origins: Vec::new(),
             card: None,
+            limits: ListenerLimits::new(),
             routes: Vec::new(),
             rate_limit: None,
             propagation: Propagation::None,
@@ -392,31 +405,23 @@ impl Gateway {
 
     /// Binds the listen address and serves on the current tokio runtime.
     pub async fn spawn(self) -> std::io::Result<RunningGateway> {
-        let listener = TcpListener::bind(self.listen).await?;
+        let listener = listener::bind(self.listen)?;
         self.serve_on(listener)
     }
 
-    /// Serves on an already bound listener (its address wins over the configured one).
+    /// Serves on an already bound listener (its address wins over the configured one), HTTP/1.1
+    /// under the [`ListenerLimits`].
     pub fn serve_on(self, listener: TcpListener) -> std::io::Result<RunningGateway> {
         let local_addr = listener.local_addr()?;
         let current = Arc::new(RwLock::new(self.router()));
-        let app = Router::new().fallback_service(CurrentRouter(current.clone()));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // without TCP_NODELAY a small SSE event waits for the client's delayed ACK (~40 ms)
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(error) = tcp.set_nodelay(true) {
-                    tracing::debug!(%error, "cannot set TCP_NODELAY");
-                }
-            });
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "gateway server failed");
-            }
-        });
-        Ok(RunningGateway { local_addr, mcp_path: self.mcp_path, current, stop: Some(stop), task })
+        let task = tokio::spawn(listener::serve(listener, CurrentRouter(current.clone()), self.limits, stopped));
+        Ok(RunningGateway { local_addr, mcp_path: self.mcp_path, current, limits: self.limits, stop: Some(stop), task })
+    }
+
+    /// The listener limits.
+    pub fn limits(&self) -> ListenerLimits {
+        self.limits
     }
 
     /// The MCP path.
@@ -538,6 +543,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Sets the listener limits (header and body timeouts, connection and header size limits).
+    pub fn limits(mut self, limits: ListenerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Serves `route` — a gateway built for another MCP server — on the same listener, at the paths
     /// of its own resource (its MCP path, metadata, server card and token endpoint); its listen
     /// address and audit layer are not used (this gateway's are).
@@ -637,6 +648,7 @@ impl GatewayBuilder {
             audit: self.audit,
             policy: self.policy,
             card: self.card,
+            limits: self.limits,
             routes: Vec::new(),
             rate_limit: self.rate_limit,
             propagation: self.propagation,
@@ -799,6 +811,7 @@ pub struct RunningGateway {
     local_addr: SocketAddr,
     mcp_path: String,
     current: Arc<RwLock<Router>>,
+    limits: ListenerLimits,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -809,21 +822,27 @@ impl RunningGateway {
         self.local_addr
     }
 
+    /// The limits the listener enforces (fixed for the gateway's lifetime).
+    pub fn limits(&self) -> ListenerLimits {
+        self.limits
+    }
+
     /// The proxied MCP endpoint, e.g. `http://127.0.0.1:8787/mcp`.
     pub fn mcp_url(&self) -> String {
         format!("http://{}{}", self.local_addr, self.mcp_path)
     }
 
     /// Serves `next`'s layer stack from now on: new requests go to it, requests in flight finish
-    /// on the stack they started on (nothing is dropped). `next`'s listen address is not used (the
-    /// socket stays bound); its MCP path is, for routing ([`mcp_url`](Self::mcp_url) keeps naming the
+    /// on the stack they started on (nothing is dropped). `next`'s listen address and listener
+    /// limits are not used (the socket stays bound, the limits stay); its MCP path is, for routing ([`mcp_url`](Self::mcp_url) keeps naming the
     /// first one).
     pub fn replace(&self, next: &Gateway) {
         let router = next.router();
         *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router;
     }
 
-    /// Stops accepting connections and waits (at most 5 s) for open requests, then stops hard.
+    /// Stops accepting connections and waits (at most 5 s) for open requests, then stops hard
+    /// (every connection still open is closed).
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
 use mcp_enterprise_core::{AuthMethod, InspectLayer, McpBody, Principal, PrincipalKind};
-use mcp_enterprise_gateway::{Gateway, RunningGateway};
+use mcp_enterprise_gateway::{Gateway, ListenerLimits, RunningGateway};
 use mcp_enterprise_sso::{AuthError, Introspection, Issuer, ScopePolicy, ScopeRule, Secret, SsoLayer, SsoLayerBuilder};
 use mcp_enterprise_tests::oidc::{
     DEFAULT_JWT_RESOURCE, DEFAULT_OPAQUE_RESOURCE, DPOP_CLIENT, INTROSPECTION_CLIENT, JWT_CLIENT, OPAQUE_CLIENT,
@@ -114,10 +114,14 @@ struct Gw {
 
 async fn gateway(upstream: &str, layer: SsoLayer) -> Gw {
     let metadata_url = layer.resource_metadata_url().to_owned();
+    // heads up to 128 KiB reach the layer (the listener's default is 32 KiB → 431), so the layer's
+    // own token size limit (16 KiB) is what 64 KiB tokens meet here
+    let limits = ListenerLimits::new().max_header_bytes(128 * 1024).unwrap();
     let running = Gateway::builder()
         .upstream(upstream)
         .unwrap()
         .listen("127.0.0.1:0".parse().unwrap())
+        .limits(limits)
         .sso(layer)
         .build()
         .unwrap()

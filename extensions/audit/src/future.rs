@@ -32,7 +32,33 @@ pin_project! {
         recorder: Arc<Recorder>,
         arrival: Option<Arrival>,
     }
+
+    impl<S, B> PinnedDrop for ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            // dropped while the inner service had the call (the client went away, the server
+            // stopped): no response will come, and the call still gets its record
+            if let StateProj::Calling { permit, .. } = this.state.project()
+                && let Some(arrival) = this.arrival.take()
+            {
+                let r = &**this.recorder;
+                let cancelled = Response::builder().status(CLIENT_CLOSED_REQUEST).body(()).unwrap_or_default();
+                let departure = arrival.respond(&cancelled, &r.redaction, r.invocation == InvocationContext::Record);
+                r.shared.push(departure.finish(0, None, true, None), permit.take());
+            }
+        }
+    }
 }
+
+/// The status recorded for a call cancelled before its response began (nginx's "client closed
+/// request"): no response was sent.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(status) => status,
+    Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+};
 
 pin_project! {
     #[project = StateProj]

@@ -304,6 +304,26 @@ async fn an_abandoned_response_is_recorded_as_aborted() {
     assert_eq!(r["response_aborted"], true);
 }
 
+#[tokio::test]
+async fn a_call_cancelled_before_its_response_is_recorded_as_aborted() {
+    let mut t = start_with(|b| b);
+    let m = tool_call(1, "slow", json!({}));
+    let never = tower::service_fn(|_req: Req| std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>());
+    let svc = ServiceBuilder::new().layer(t.layer.clone()).layer(InspectLayer::new()).service(never);
+    let call = svc.oneshot(call(m.clone()).body(body(&m)).expect("req"));
+    // the client goes away (or the server stops) while the upstream has not answered
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), call).await;
+    assert!(cancelled.is_err(), "the inner service never answers");
+    t.stop();
+    let calls = t.calls();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert_eq!(calls[0]["outcome"], "error");
+    assert_eq!(calls[0]["response_aborted"], true);
+    assert_eq!(calls[0]["http"]["status"], 499);
+    assert_eq!(calls[0]["response_bytes"], 0);
+    assert!(t.verify().is_ok());
+}
+
 async fn write_calls(t: &Trail, n: i64) {
     for i in 0..n {
         let m = tool_call(i, "echo", json!({"text": format!("call {i}")}));

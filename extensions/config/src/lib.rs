@@ -69,8 +69,10 @@ mod validate;
 pub use error::{ClientFormatError, ConfigError, Diagnostic, DiagnosticKind, Location};
 pub use load::{LoadedConfig, Loader};
 pub use model::{
-    CURRENT_VERSION, ClientConfig, ClientHeaderConfig, ClientOAuthConfig, DEFAULT_LISTEN, ENV_PREFIX, ENV_SEPARATOR,
-    ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig, UpstreamConfig,
+    CURRENT_VERSION, ClientConfig, ClientHeaderConfig, ClientOAuthConfig, DEFAULT_HEADER_READ_TIMEOUT_SECS,
+    DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES, DEFAULT_REQUEST_BODY_TIMEOUT_SECS, ENV_PREFIX,
+    ENV_SEPARATOR, ListenConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig,
+    UpstreamConfig,
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{

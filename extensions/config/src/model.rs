@@ -28,6 +28,15 @@ pub const ENV_SEPARATOR: &str = "__";
 /// The default listen address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 
+/// Default `listen.header_read_timeout_secs`.
+pub const DEFAULT_HEADER_READ_TIMEOUT_SECS: u64 = 10;
+/// Default `listen.request_body_timeout_secs`.
+pub const DEFAULT_REQUEST_BODY_TIMEOUT_SECS: u64 = 30;
+/// Default `listen.max_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default `listen.max_header_bytes`: 32 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// The whole pack, configured by one document (TOML, YAML or JSON; one schema).
 ///
 /// Sections left out are off. `sso.resource` and `workload_identity.resource` default to the
@@ -140,6 +149,23 @@ pub struct ListenConfig {
     /// **Insecure**: listen on a non-loopback address without any authentication section, exposing
     /// the upstream server unauthenticated.
     pub insecure_listen_any: bool,
+    /// Seconds a connection may take to send a complete request head (request line and headers),
+    /// counted from when it starts waiting for a request (so also while idle between keep-alive
+    /// requests); then it is closed without a response (slowloris defence).
+    #[schemars(range(min = 1, max = 3600))]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may take to arrive completely, from the end of its head; then
+    /// `408` (slow-body defence).
+    #[schemars(range(min = 1, max = 3600))]
+    pub request_body_timeout_secs: u64,
+    /// Connections open at once. At the limit the gateway stops accepting: new connections wait
+    /// in the kernel's accept queue until one closes. Keep it well below the open-file limit
+    /// (`ulimit -n`): every proxied request also holds an upstream connection.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_connections: usize,
+    /// Largest request head (request line and header fields) in bytes; larger → `431`.
+    #[schemars(range(min = 1024, max = 1_048_576))]
+    pub max_header_bytes: usize,
 }
 
 impl Default for ListenConfig {
@@ -149,6 +175,10 @@ impl Default for ListenConfig {
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
             insecure_listen_any: false,
+            header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
+            request_body_timeout_secs: DEFAULT_REQUEST_BODY_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }

@@ -441,6 +441,23 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_are_range_checked() {
+        let mut doc = base();
+        doc["listen"] = json!({"header_read_timeout_secs": 0, "request_body_timeout_secs": 3601,
+            "max_connections": 0, "max_header_bytes": 512});
+        let found = problems(doc);
+        let text: Vec<String> = found.iter().map(|p| format!("{:?} {}", p.kind, p.path)).collect();
+        for key in ["header_read_timeout_secs", "request_body_timeout_secs", "max_connections", "max_header_bytes"] {
+            assert!(text.contains(&format!("InvalidValue listen.{key}")), "{key}: {text:#?}");
+        }
+        assert_eq!(found.len(), 4, "{text:#?}");
+        let mut doc = base();
+        doc["listen"] = json!({"header_read_timeout_secs": 1, "request_body_timeout_secs": 3600,
+            "max_connections": 1, "max_header_bytes": 1024});
+        assert!(problems(doc).is_empty());
+    }
+
+    #[test]
     fn urls() {
         assert!(check_url("https://idp.example.com/x").is_ok());
         assert!(check_url("http://127.0.0.1:8080").is_ok());

@@ -37,6 +37,13 @@ pin_project! {
     }
 }
 
+/// The error a server's request body reports when the body did not arrive within the server's
+/// body read timeout. [`InspectLayer`](crate::InspectLayer) answers it with `408` instead of the
+/// `400` of other read errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, thiserror::Error)]
+#[error("the request body was not received in time")]
+pub struct BodyTimeout;
+
 impl<B> McpBody<B> {
     /// Wraps an inner body unchanged.
     pub fn new(body: B) -> Self {

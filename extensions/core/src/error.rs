@@ -87,6 +87,10 @@ pub enum Rejection {
     /// The body could not be read.
     #[error("failed to read the request body")]
     BodyRead,
+    /// The body did not arrive in time (the server's body read timeout, signalled by a
+    /// [`BodyTimeout`](crate::body::BodyTimeout) error from the body): `408`.
+    #[error("the request body was not received in time")]
+    BodyTimeout,
     /// A standard MCP header is missing, malformed or disagrees with the body (`-32020`).
     #[error("header mismatch: {detail}")]
     HeaderMismatch {
@@ -118,6 +122,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -129,7 +134,9 @@ impl Rejection {
             Self::InvalidMessage { id, .. } => {
                 JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()).with_id(id.clone())
             }
-            Self::BodyTooLarge { .. } | Self::BodyRead => JsonRpcError::new(codes::INVALID_REQUEST, self.to_string()),
+            Self::BodyTooLarge { .. } | Self::BodyRead | Self::BodyTimeout => {
+                JsonRpcError::new(codes::INVALID_REQUEST, self.to_string())
+            }
             Self::MissingMeta { id, .. } => {
                 JsonRpcError::new(codes::INVALID_PARAMS, self.to_string()).with_id(id.clone())
             }

@@ -64,6 +64,7 @@ pub mod error;
 pub mod extensions;
 pub mod headers;
 pub mod inspect;
+pub mod json;
 pub mod jsonrpc;
 #[cfg(feature = "jwks")]
 pub mod jwks;

@@ -38,10 +38,12 @@ pub fn access_token_hash(token: &str) -> String {
 
 fn object(part: &str, what: &'static str) -> Result<Map<String, Value>, DpopError> {
     let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| DpopError::InvalidProof(what))?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(DpopError::InvalidProof(what)),
-    }
+    mcp_enterprise_core::json::unambiguous_object(&bytes).map_err(|e| match e {
+        mcp_enterprise_core::json::ObjectError::DuplicateMember => {
+            DpopError::InvalidProof("a member name appears twice in the proof's header or claims")
+        }
+        _ => DpopError::InvalidProof(what),
+    })
 }
 
 fn constant_time_eq(a: &str, b: &str) -> bool {

@@ -5,6 +5,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -216,6 +218,13 @@ async fn malformed_credentials_and_headers() {
     assert!(challenge(&send(&l, missing).await).contains("invalid_dpop_proof"));
     let big = request(&token, &format!("{}.{}.{}", "e".repeat(3000), "e".repeat(3000), "e".repeat(2200)));
     assert!(challenge(&send(&l, big).await).contains("invalid_dpop_proof"));
+    // a proof whose header names `typ` twice: refused as ambiguous
+    let parts: Vec<&str> = proof.split('.').collect();
+    let header = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[0]).expect("b64")).expect("utf8");
+    let doubled = header.replacen('{', r#"{"typ":"JWT","#, 1);
+    let dup = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(doubled), parts[1], parts[2]);
+    let answer = challenge(&send(&l, request(&token, &dup)).await);
+    assert!(answer.contains("invalid_dpop_proof") && answer.contains("appears twice"), "{answer}");
     // a GET proof for a POST
     let get = request(&token, &client.proof("GET", URL, Some(&token), None).expect("proof"));
     assert!(challenge(&send(&l, get).await).contains("invalid_dpop_proof"));

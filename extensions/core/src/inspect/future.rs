@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 use tower_service::Service;
 
 use super::sessions::SessionStore;
-use crate::body::{BoxError, McpBody};
+use crate::body::{BodyTimeout, BoxError, McpBody};
 use crate::error::Rejection;
 use crate::headers;
 use crate::message::{ClientDeclaration, Era, McpRequest, MessageKind};
@@ -158,7 +158,10 @@ where
                                     }
                                 }
                             }
-                            Some(Err(_)) => break Some(Rejection::BodyRead),
+                            Some(Err(e)) => {
+                                let e: BoxError = e.into();
+                                break Some(if timed_out(&*e) { Rejection::BodyTimeout } else { Rejection::BodyRead });
+                            }
                             None => break None,
                         }
                     };
@@ -187,6 +190,18 @@ where
             this.state.set(next);
         }
     }
+}
+
+/// Whether a body error is (or wraps, e.g. inside `axum::Error`) a [`BodyTimeout`].
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<BodyTimeout>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 fn after_for(mcp: &McpRequest, sessions: &Arc<SessionStore>) -> After {

@@ -124,6 +124,52 @@ mod tests {
         assert!(seen.lock().expect("lock").is_empty());
     }
 
+    /// A body that yields one chunk, then fails like a server's body reader does.
+    struct Failing(Option<Bytes>, fn() -> crate::BoxError);
+
+    impl Body for Failing {
+        type Data = Bytes;
+        type Error = crate::BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, crate::BoxError>>> {
+            Poll::Ready(Some(match self.0.take() {
+                Some(chunk) => Ok(Frame::data(chunk)),
+                None => Err((self.1)()),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_timeout_is_408_and_other_read_errors_400() {
+        let echo = service_fn(|req: Request<McpBody<Failing>>| async move {
+            let _ = req.into_body().collect().await;
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let svc = ServiceBuilder::new().layer(InspectLayer::new()).service(echo);
+        let timeout = || -> crate::BoxError { Box::new(crate::body::BodyTimeout) };
+        let req = Request::post("/mcp").body(Failing(Some(Bytes::from_static(b"{\"json")), timeout)).expect("req");
+        let res = svc.clone().oneshot(req).await.expect("ok");
+        assert_eq!(res.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(res.extensions().get::<crate::Rejection>(), Some(&crate::Rejection::BodyTimeout));
+        let body: Value = serde_json::from_slice(&res.into_body().collect().await.expect("body").to_bytes())
+            .expect("a JSON-RPC error");
+        assert_eq!(body["error"]["code"], -32600);
+        // wrapped by a framework's error type, it is still a timeout
+        #[derive(Debug, thiserror::Error)]
+        #[error("body error")]
+        struct Wrapped(#[source] crate::body::BodyTimeout);
+        let wrapped = || -> crate::BoxError { Box::new(Wrapped(crate::body::BodyTimeout)) };
+        let req = Request::post("/mcp").body(Failing(None, wrapped)).expect("req");
+        assert_eq!(svc.clone().oneshot(req).await.expect("ok").status(), StatusCode::REQUEST_TIMEOUT);
+        let reset = || -> crate::BoxError { "connection reset".into() };
+        let req = Request::post("/mcp").body(Failing(None, reset)).expect("req");
+        let res = svc.oneshot(req).await.expect("ok");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.extensions().get::<crate::Rejection>(), Some(&crate::Rejection::BodyRead));
+    }
+
     #[tokio::test]
     async fn non_post_requests_pass_through_uninspected() {
         let seen = Seen::default();

@@ -47,5 +47,5 @@ pub use http::{
     max_age,
 };
 pub use jsonwebtoken::Algorithm;
-pub use jws::{CompactParts, decode_object, numeric_date, sha256, split_compact};
+pub use jws::{CompactParts, DUPLICATE_MEMBER, MAX_NUMERIC_DATE, decode_object, numeric_date, sha256, split_compact};
 pub use keys::{JwksFormat, KeyError, VerifyKey, parse_jwks, parse_jwks_as};

@@ -37,7 +37,11 @@ fn main() {
         write("jwt", name, idp().sign(&header, &claims).as_bytes());
     }
     write("jwt", "attacker-signed", attacker().sign(&json!({"alg": "EdDSA"}), &claims).as_bytes());
-    write("jwt", "unsigned", format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims.to_string().as_bytes())).as_bytes());
+    write(
+        "jwt",
+        "unsigned",
+        format!("{}.{}.", b64(br#"{"alg":"none"}"#), b64(claims.to_string().as_bytes())).as_bytes(),
+    );
     write("jwt", "jwks", idp_jwks().to_string().as_bytes());
     let mut svid = idp().jwk().clone();
     svid["use"] = json!("jwt-svid");

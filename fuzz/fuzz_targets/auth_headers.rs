@@ -66,7 +66,9 @@ fn check_authorization(fields: &[Vec<u8>]) {
                 assert!(rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)));
             }
         }
-        Err(_) => assert!(fields.len() > 1 || headers.get(http::header::AUTHORIZATION).is_some_and(|v| v.to_str().is_err())),
+        Err(_) => {
+            assert!(fields.len() > 1 || headers.get(http::header::AUTHORIZATION).is_some_and(|v| v.to_str().is_err()))
+        }
     }
 }
 
@@ -137,7 +139,9 @@ fn check_challenges(list: &[Params]) {
             .algs
             .iter()
             .map(String::as_str)
-            .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)))
+            .filter(|a| {
+                !a.is_empty() && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            })
             .collect();
         if !algs.is_empty() {
             set("algs", algs.join(" "));
@@ -149,7 +153,10 @@ fn check_challenges(list: &[Params]) {
         }
         if let Some(d) = &p.description {
             c = c.error_description(d);
-            set("error_description", d.chars().filter(|c| *c != '"' && *c != '\\').filter(|c| matches!(*c as u32, 0x20..=0x7e)).collect());
+            set(
+                "error_description",
+                d.chars().filter(|c| *c != '"' && *c != '\\').filter(|c| matches!(*c as u32, 0x20..=0x7e)).collect(),
+            );
         }
         let text = c.to_text();
         assert_eq!(c.to_header_value().to_str().ok(), Some(text.as_str()), "the challenge is not a valid header value");

@@ -79,8 +79,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let authorization = format!("DPoP {text}");
     let proof = proof(text, "fuzz-jti");
-    if let Some(answer) =
-        send(layer, &[("authorization", authorization.as_bytes()), ("dpop", proof.as_bytes())], b"{}")
+    if let Some(answer) = send(layer, &[("authorization", authorization.as_bytes()), ("dpop", proof.as_bytes())], b"{}")
     {
         match &answer.principal {
             Some(_) => {

@@ -126,19 +126,19 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
         Alg::Es256 => {
             ok = false;
             put(&mut header, "alg", json!("ES256"));
-        },
+        }
         Alg::Hs256 => {
             ok = false;
             put(&mut header, "alg", json!("HS256"));
-        },
+        }
         Alg::None => {
             ok = false;
             put(&mut header, "alg", json!("none"));
-        },
+        }
         Alg::NoneUpper => {
             ok = false;
             put(&mut header, "alg", json!("NONE"));
-        },
+        }
         Alg::Other(a) => {
             ok &= a == "EdDSA";
             put(&mut header, "alg", json!(a));
@@ -152,9 +152,10 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
         Typ::DpopJwt => {
             ok = false;
             put(&mut header, "typ", json!("dpop+jwt"));
-        },
+        }
         Typ::Other(t) => {
-            ok &= matches!(t.to_ascii_lowercase().as_str(), "at+jwt" | "application/at+jwt" | "jwt" | "application/jwt");
+            ok &=
+                matches!(t.to_ascii_lowercase().as_str(), "at+jwt" | "application/at+jwt" | "jwt" | "application/jwt");
             put(&mut header, "typ", json!(t));
         }
     }
@@ -188,11 +189,11 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
         Iss::TrailingSlash => {
             ok = false;
             put(&mut claims, "iss", json!(format!("{ISSUER}/")));
-        },
+        }
         Iss::Uppercase => {
             ok = false;
             put(&mut claims, "iss", json!(ISSUER.to_uppercase()));
-        },
+        }
         Iss::Missing => {
             ok = false;
         }
@@ -218,7 +219,7 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
         Aud::Number => {
             ok = false;
             put(&mut claims, "aud", json!(1));
-        },
+        }
     }
     // 60 s leeway: exp must be after now - 60; nbf and iat no later than now + 60
     for (name, d, lo, hi, required) in [

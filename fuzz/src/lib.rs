@@ -120,11 +120,7 @@ pub fn sso_layer() -> &'static SsoLayer {
 
 fn build_sso_layer() -> SsoLayer {
     let issuer = Issuer::new(ISSUER).keys(Keys::Static(idp_jwks()));
-    match SsoLayer::builder(RESOURCE)
-        .issuer(issuer)
-        .clock(Arc::new(mcp_enterprise_sso::ManualClock::at(NOW)))
-        .build()
-    {
+    match SsoLayer::builder(RESOURCE).issuer(issuer).clock(Arc::new(mcp_enterprise_sso::ManualClock::at(NOW))).build() {
         Ok(layer) => layer,
         Err(e) => panic!("fixture SSO layer: {e}"),
     }
@@ -233,7 +229,8 @@ where
 pub fn send_chunked<L, B, Req>(layer: &L, headers: &[(&str, &[u8])], body: Req) -> Option<Answer>
 where
     L: tower::Layer<Inner>,
-    L::Service: tower::Service<http::Request<Req::Body>, Response = http::Response<B>, Error = std::convert::Infallible>,
+    L::Service:
+        tower::Service<http::Request<Req::Body>, Response = http::Response<B>, Error = std::convert::Infallible>,
     B: http_body::Body<Data = bytes::Bytes>,
     B::Error: std::fmt::Display,
     Req: IntoBody,

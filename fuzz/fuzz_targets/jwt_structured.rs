@@ -108,9 +108,11 @@ fn date(d: &Date, lo: i64, hi: i64) -> (Option<Value>, bool) {
         Date::Negative => (Some(json!(-1)), false),
         Date::Huge => (Some(json!(1e300)), hi == i64::MAX),
         Date::Float(f) => {
+            // `hi == i64::MAX`: no upper bound (a NumericDate saturates at u64::MAX seconds)
+            let hi = if hi == i64::MAX { i128::MAX } else { i128::from(hi) };
             let ok = f.is_finite() && *f >= 0.0 && {
                 let secs = i128::from(*f as u64) - i128::from(NOW);
-                (i128::from(lo)..=i128::from(hi)).contains(&secs)
+                (i128::from(lo)..=hi).contains(&secs)
             };
             (if f.is_finite() { Some(json!(f)) } else { None }, ok || !f.is_finite())
         }
@@ -242,9 +244,8 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
             ok = false;
         }
     }
-    match &input.jkt {
-        Some(j) => put(&mut claims, "cnf", json!({"jkt": j})),
-        None => {}
+    if let Some(j) = &input.jkt {
+        put(&mut claims, "cnf", json!({"jkt": j}));
     }
 
     let (header, claims) = (Value::Object(header), Value::Object(claims));

@@ -332,10 +332,13 @@ impl<B> tower::Service<http::Request<B>> for Inner {
     }
 }
 
+/// One challenge read back: the scheme and its `(name, value)` parameters.
+pub type ParsedChallenge = (String, Vec<(String, String)>);
+
 /// Parses a `WWW-Authenticate` value (RFC 9110 §11.6.1) into challenges: scheme and
 /// `(name, value)` parameters with quoted strings unescaped. `None` when it is not well formed.
 /// An independent reader for checking the challenges our layers write.
-pub fn parse_www_authenticate(value: &str) -> Option<Vec<(String, Vec<(String, String)>)>> {
+pub fn parse_www_authenticate(value: &str) -> Option<Vec<ParsedChallenge>> {
     fn token_char(c: char) -> bool {
         c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
     }
@@ -353,7 +356,7 @@ pub fn parse_www_authenticate(value: &str) -> Option<Vec<(String, Vec<(String, S
         }
         (*i > start).then(|| s[start..*i].iter().collect())
     };
-    let mut out: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut out: Vec<ParsedChallenge> = Vec::new();
     loop {
         skip_ws(&mut i);
         let scheme = token(&mut i)?;

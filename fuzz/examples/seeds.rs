@@ -1,7 +1,7 @@
 //! Writes the seed corpora of the byte-input targets into `fuzz/corpus/<target>/`:
 //! `cargo run --example seeds` (from `fuzz/`). Tokens and proofs are signed with the fixture keys
 //! (deterministic Ed25519), so they are valid for the targets' layers. The structure-aware
-//! targets' seeds are minimised fuzzer output (`cargo fuzz cmin`), not written here.
+//! targets' seeds are a sample of minimised fuzzer output, not written here.
 
 use std::path::Path;
 

@@ -72,7 +72,34 @@ fn check_authorization(fields: &[Vec<u8>]) {
     }
 }
 
-fn check_refusal(answer: &Answer, baseline: &Answer, fields: &[Vec<u8>], scheme: &str) {
+/// What the layers' refusals say for fixed bad `Authorization` fields: text credentials may
+/// coincide with without being echoed (e.g. credentials copied from a refusal body).
+fn baseline() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = String::new();
+        let fields: [&[&[u8]]; 7] = [
+            &[],
+            &[b"Bearer x"],
+            &[b"Bearer x y"],
+            &[b"Bearer"],
+            &[b"DPoP x"],
+            &[b"Basic x"],
+            &[b"Bearer x", b"Bearer y"],
+        ];
+        for set in fields {
+            let headers: Vec<(&str, &[u8])> = set.iter().map(|f| ("authorization", *f)).collect();
+            for answer in
+                [send(sso_layer(), &headers, b"{}"), send(dpop_layer(), &headers, b"{}")].into_iter().flatten()
+            {
+                text.push_str(&answer.text());
+            }
+        }
+        text
+    })
+}
+
+fn check_refusal(answer: &Answer, fields: &[Vec<u8>], scheme: &str) {
     if answer.reached {
         assert!(answer.principal.is_some(), "let through without a principal");
         assert_eq!(answer.status, http::StatusCode::OK);
@@ -98,7 +125,7 @@ fn check_refusal(answer: &Answer, baseline: &Answer, fields: &[Vec<u8>], scheme:
         }
     }
     // the credentials never come back (unless a refusal without any carries the same text)
-    let (text, base) = (answer.text(), baseline.text());
+    let (text, base) = (answer.text(), baseline());
     for field in fields {
         let field = String::from_utf8_lossy(field);
         let credentials = field.split_once(' ').map_or(field.as_ref(), |(_, c)| c).trim_matches(' ');
@@ -184,13 +211,9 @@ fuzz_target!(|input: Input| {
 
     let headers: Vec<(&str, &[u8])> = fields.iter().map(|f| ("authorization", f.as_slice())).collect();
     for (scheme, sso) in [("Bearer", true), ("DPoP", false)] {
-        let (answer, baseline) = if sso {
-            (send(sso_layer(), &headers, b"{}"), send(sso_layer(), &[], b"{}"))
-        } else {
-            (send(dpop_layer(), &headers, b"{}"), send(dpop_layer(), &[], b"{}"))
-        };
-        if let (Some(answer), Some(baseline)) = (answer, baseline) {
-            check_refusal(&answer, &baseline, &fields, scheme);
+        let answer = if sso { send(sso_layer(), &headers, b"{}") } else { send(dpop_layer(), &headers, b"{}") };
+        if let Some(answer) = answer {
+            check_refusal(&answer, &fields, scheme);
         }
     }
 });

@@ -19,7 +19,8 @@ fn load(format: Format, text: &str) -> Result<mcp_enterprise_config::LoadedConfi
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let lines = text.lines().count().max(1);
+    // YAML also ends a line at a lone CR; count line breaks the most generous way
+    let lines = text.replace("\r\n", "\n").replace('\r', "\n").lines().count().max(1);
     for format in [Format::Toml, Format::Yaml, Format::Json] {
         match load(format, text) {
             Err(e) => {

@@ -113,6 +113,9 @@ impl FileSource {
                 Err(e) => (Some(e.line()), Some(e.column()), strip_position(&e.to_string())),
             },
         };
+        // positions are 1-based; serde_json says column 0 for an error right at the start of a
+        // line (e.g. the end of an empty document)
+        let (line, column) = (line.map(|l| l.max(1)), column.map(|c| c.max(1)));
         Err(Box::new(
             Diagnostic::new(
                 DiagnosticKind::Syntax,
@@ -251,5 +254,20 @@ mod tests {
         assert!(file(Format::Yaml, "# only a comment\n").parse().expect("empty").is_empty());
         let e = file(Format::Yaml, "- a\n- b\n").parse().expect_err("not a table");
         assert_eq!(e.kind, DiagnosticKind::Syntax);
+    }
+
+    /// Found by the `config` fuzz target: serde_json places an error at the very start of a line
+    /// in column 0, which a 1-based `file:line:column` must not show.
+    #[test]
+    fn positions_are_one_based_at_the_start_of_a_line() {
+        let file = |format, text: &str| FileSource::new(PathBuf::from("f"), format, text.to_owned());
+        for (format, text) in [(Format::Json, ""), (Format::Json, "{\"a\": 1,\n"), (Format::Json, "\n\n")] {
+            let e = file(format, text).parse().expect_err("incomplete");
+            let Location::File { line: Some(line), column: Some(column), .. } = e.location else {
+                panic!("no position: {e}");
+            };
+            assert!(line >= 1 && column >= 1, "{text:?}: {e}");
+        }
+        assert!(file(Format::Json, "").parse().expect_err("empty").to_string().starts_with("f:1:1: "));
     }
 }

@@ -239,7 +239,11 @@ fn token(input: &Input, inject: bool) -> (String, bool) {
         }
     }
     match &input.sub {
-        Some(s) => put(&mut claims, "sub", json!(s)),
+        Some(s) => {
+            // an empty subject names nobody: refused
+            ok &= !s.is_empty();
+            put(&mut claims, "sub", json!(s));
+        }
         None => {
             ok = false;
         }

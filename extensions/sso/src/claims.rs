@@ -79,11 +79,16 @@ impl ClaimMapping {
     ) -> Option<Principal> {
         let client_id = self.client_id.iter().find_map(|p| lookup(claims, p)).and_then(Value::as_str);
         // RFC 7662 makes `sub` optional: a client-credentials token without one is the client itself
+        // an empty subject names nobody: refused like a missing one (principal-keyed policies, limits
+        // and audit records need a real identity)
         let subject = claims.get("sub").and_then(Value::as_str).or(if form == TokenForm::Introspected {
             client_id
         } else {
             None
         })?;
+        if subject.is_empty() {
+            return None;
+        }
         let scopes = self.scope.iter().find_map(|p| lookup(claims, p)).map(scopes_of).unwrap_or_default();
         let kind = if self.workload_subject_prefixes.iter().any(|p| subject.starts_with(p.as_str())) {
             PrincipalKind::Workload
@@ -156,6 +161,11 @@ mod tests {
             m.principal("i", &map(json!({"sub": "spiffe://example.org/ns/a/sa/b"})), fp, TokenForm::Jwt).expect("p");
         assert_eq!(w.kind(), PrincipalKind::Workload);
         assert!(m.principal("i", &map(json!({"sub": 7})), fp, TokenForm::Jwt).is_none());
+        assert!(m.principal("i", &map(json!({"sub": ""})), fp, TokenForm::Jwt).is_none(), "an empty subject");
+        assert!(
+            m.principal("i", &map(json!({"client_id": ""})), fp, TokenForm::Introspected).is_none(),
+            "an empty client as subject"
+        );
         // no `sub`: a JWT is refused, an introspected client-credentials token is the client
         let cc = map(json!({"client_id": "svc", "scope": "x"}));
         assert!(m.principal("i", &cc, fp, TokenForm::Jwt).is_none());

@@ -174,7 +174,8 @@ impl StaticKeyValidator {
         if date("nbf").is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
             return Err(bad("not yet valid"));
         }
-        let sub = claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("missing sub"))?;
+        let sub =
+            claims.get("sub").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| bad("missing sub"))?;
         let client_id = claims.get("client_id").and_then(Value::as_str);
         let kind = if client_id == Some(sub) { PrincipalKind::ServiceClient } else { PrincipalKind::User };
         let scopes: Vec<String> = claims

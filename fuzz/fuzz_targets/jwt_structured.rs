@@ -8,6 +8,7 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
+use mcp_enterprise_core::jwks::MAX_NUMERIC_DATE;
 use mcp_enterprise_fuzz::{IDP_KID, ISSUER, NOW, RESOURCE, attacker, b64, block_on, idp, sso_layer};
 use serde_json::{Map, Value, json};
 
@@ -106,11 +107,11 @@ fn date(d: &Date, lo: i64, hi: i64) -> (Option<Value>, bool) {
         }
         Date::Missing => (None, true),
         Date::Negative => (Some(json!(-1)), false),
-        Date::Huge => (Some(json!(1e300)), hi == i64::MAX),
+        // a date past 9999-12-31 is malformed (it would otherwise saturate into "never expires")
+        Date::Huge => (Some(json!(1e300)), false),
         Date::Float(f) => {
-            // `hi == i64::MAX`: no upper bound (a NumericDate saturates at u64::MAX seconds)
             let hi = if hi == i64::MAX { i128::MAX } else { i128::from(hi) };
-            let ok = f.is_finite() && *f >= 0.0 && {
+            let ok = f.is_finite() && *f >= 0.0 && *f <= MAX_NUMERIC_DATE as f64 && {
                 let secs = i128::from(*f as u64) - i128::from(NOW);
                 (i128::from(lo)..=hi).contains(&secs)
             };

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcp_enterprise_policy::{
-    Action, Call, CallContext, Catalog, MAX_DEPTH, PolicyLayer, PolicySource, Policies, Reason, RecordType,
+    Action, Call, CallContext, Catalog, MAX_DEPTH, Policies, PolicyLayer, PolicySource, Reason, RecordType,
     ValidationLevel, arguments_to_cedar,
 };
 use serde_json::{Map, Value, json};
@@ -49,8 +49,7 @@ fuzz_target!(|data: &[u8]| {
 
     // a decision over the same arguments, for a tool declaring this schema
     let listing = json!({"tools": [{"name": "fuzzed", "inputSchema": schema}]});
-    let Ok(policies) = Policies::parse(vec![PolicySource { name: "fuzz.cedar".into(), text: POLICIES.into() }])
-    else {
+    let Ok(policies) = Policies::parse(vec![PolicySource { name: "fuzz.cedar".into(), text: POLICIES.into() }]) else {
         panic!("the fixed policies parse")
     };
     let Ok(layer) = PolicyLayer::builder(policies)

@@ -10,7 +10,7 @@
 use libfuzzer_sys::fuzz_target;
 use mcp_enterprise_core::{AuthMethod, PrincipalKind};
 use mcp_enterprise_policy::{
-    Action, Call, CallContext, Catalog, DefaultDecision, PolicyLayer, PolicySource, Policies, Principal,
+    Action, Call, CallContext, Catalog, DefaultDecision, Policies, PolicyLayer, PolicySource, Principal,
     ValidationLevel, filter_list_body,
 };
 use serde_json::{Value, json};
@@ -35,8 +35,7 @@ fn names(v: &Value) -> Vec<String> {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, body)) = data.split_first() else { return };
-    let Ok(policies) = Policies::parse(vec![PolicySource { name: "fuzz.cedar".into(), text: POLICIES.into() }])
-    else {
+    let Ok(policies) = Policies::parse(vec![PolicySource { name: "fuzz.cedar".into(), text: POLICIES.into() }]) else {
         panic!("the fixed policies parse")
     };
     // the catalog is what the input itself declares (as the layer learns it from the listing)

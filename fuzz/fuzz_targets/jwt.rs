@@ -40,8 +40,15 @@ fuzz_target!(|data: &[u8]| {
                 for name in ["exp", "nbf", "iat"] {
                     match jwks::numeric_date(&claims, name) {
                         Ok(None) => assert!(!claims.contains_key(name)),
-                        Ok(Some(_)) => assert!(claims[name].as_f64().is_some_and(|f| f >= 0.0)),
-                        Err(()) => assert!(!claims[name].as_f64().is_some_and(|f| f.is_finite() && f >= 0.0)),
+                        Ok(Some(_)) => assert!(
+                            claims[name].as_f64().is_some_and(|f| f >= 0.0 && f <= jwks::MAX_NUMERIC_DATE as f64)
+                        ),
+                        // past 9999-12-31 is malformed (it would saturate into "never expires")
+                        Err(()) => assert!(
+                            !claims[name]
+                                .as_f64()
+                                .is_some_and(|f| { f.is_finite() && f >= 0.0 && f <= jwks::MAX_NUMERIC_DATE as f64 })
+                        ),
                     }
                 }
             }

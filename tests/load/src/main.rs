@@ -126,6 +126,8 @@ enum Stack {
     SsoDpop,
     Audit,
     FullPack,
+    /// The full pack, the client signing its proofs with Ed25519 (`alg: EdDSA`).
+    FullPackEdDsa,
     FullPackPropagation,
 }
 
@@ -138,6 +140,7 @@ impl Stack {
             Self::SsoDpop => "gateway + sso + dpop",
             Self::Audit => "gateway + audit (fsync 10 ms)",
             Self::FullPack => "gateway + sso + dpop + audit (fsync 10 ms)",
+            Self::FullPackEdDsa => "full pack, EdDSA proofs",
             Self::FullPackPropagation => "full pack + propagation (signed assertion per request)",
         }
     }
@@ -146,17 +149,34 @@ impl Stack {
 struct Keys {
     idp: DpopSigner,
     client: DpopSigner,
+    /// The client of [`Stack::FullPackEdDsa`].
+    client_ed: DpopSigner,
+}
+
+impl Keys {
+    fn generate() -> anyhow::Result<Self> {
+        Ok(Self {
+            idp: DpopSigner::generate(ClientKeyAlg::Es256)?,
+            client: DpopSigner::generate(ClientKeyAlg::Es256)?,
+            client_ed: DpopSigner::generate(ClientKeyAlg::EdDsa)?,
+        })
+    }
+
+    /// The DPoP key `stack`'s client proves possession of.
+    fn client_for(&self, stack: Stack) -> &DpopSigner {
+        if stack == Stack::FullPackEdDsa { &self.client_ed } else { &self.client }
+    }
 }
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn token(keys: &Keys, resource: &str, sub: &str, bound: bool) -> anyhow::Result<String> {
+fn token(keys: &Keys, resource: &str, sub: &str, bound: Option<&DpopSigner>) -> anyhow::Result<String> {
     let mut claims = json!({"iss": ISSUER, "aud": resource, "sub": sub, "client_id": "load", "scope": "mcp",
         "iat": now(), "exp": now() + 3600});
-    if bound {
-        claims["cnf"] = json!({"jkt": keys.client.thumbprint()});
+    if let Some(client) = bound {
+        claims["cnf"] = json!({"jkt": client.thumbprint()});
     }
     Ok(keys.idp.sign_jws(&json!({"alg": "ES256", "typ": "at+jwt"}), &claims)?)
 }
@@ -207,20 +227,20 @@ fn gateway_under(
         return Ok((child, url));
     }
     cmd.args(["serve", "--upstream", upstream, "--listen", &format!("127.0.0.1:{port}")]);
-    if matches!(stack, Stack::Sso | Stack::SsoDpop | Stack::FullPack) {
+    if matches!(stack, Stack::Sso | Stack::SsoDpop | Stack::FullPack | Stack::FullPackEdDsa) {
         let sso = json!({"resource": url, "issuers": [{"issuer": ISSUER, "audiences": [url],
             "jwks": {"keys": [keys.idp.public_jwk()]}}], "token_cache_capacity": 200_000});
         let path = dir.join("sso.json");
         std::fs::write(&path, sso.to_string())?;
         cmd.arg("--sso-config").arg(&path);
     }
-    if matches!(stack, Stack::SsoDpop | Stack::FullPack) {
+    if matches!(stack, Stack::SsoDpop | Stack::FullPack | Stack::FullPackEdDsa) {
         let dpop = json!({"origin": format!("http://127.0.0.1:{port}"), "accept_bearer": true});
         let path = dir.join("dpop.json");
         std::fs::write(&path, dpop.to_string())?;
         cmd.arg("--dpop-config").arg(&path);
     }
-    if matches!(stack, Stack::Audit | Stack::FullPack) {
+    if matches!(stack, Stack::Audit | Stack::FullPack | Stack::FullPackEdDsa) {
         let trail = dir.join(format!("trail-{port}"));
         let audit = json!({"directory": trail, "fsync": "interval", "fsync_interval_ms": 10});
         let path = dir.join("audit.json");
@@ -345,16 +365,17 @@ fn wrk(url: &str, script: &Path, conns: u32, secs: u64, pid: Option<u32>) -> any
 fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(String, String)>>> {
     Ok(match stack {
         Stack::Direct | Stack::Bare | Stack::Audit => Vec::new(),
-        Stack::Sso => vec![vec![("authorization".into(), format!("Bearer {}", token(keys, url, "load-user", false)?))]],
-        Stack::SsoDpop | Stack::FullPack | Stack::FullPackPropagation => {
+        Stack::Sso => vec![vec![("authorization".into(), format!("Bearer {}", token(keys, url, "load-user", None)?))]],
+        Stack::SsoDpop | Stack::FullPack | Stack::FullPackEdDsa | Stack::FullPackPropagation => {
             // a fresh proof (own jti) per request slot; wrk cycles through them within their
             // ±5 min window (the replay cache is off: the jti cache is measured in the dpop bench)
-            let bound = token(keys, url, "load-user", true)?;
+            let client = keys.client_for(stack);
+            let bound = token(keys, url, "load-user", Some(client))?;
             (0..4096)
                 .map(|_| {
                     Ok(vec![
                         ("authorization".into(), format!("DPoP {bound}")),
-                        ("dpop".into(), keys.client.proof("POST", url, Some(&bound), None)?),
+                        ("dpop".into(), client.proof("POST", url, Some(&bound), None)?),
                     ])
                 })
                 .collect::<anyhow::Result<_>>()?
@@ -365,12 +386,19 @@ fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(
 fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let keys =
-        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
-    let stack = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackPropagation]
-        .into_iter()
-        .find(|s| format!("{s:?}") == name)
-        .context("unknown stack")?;
+    let keys = Keys::generate()?;
+    let stack = [
+        Stack::Bare,
+        Stack::Sso,
+        Stack::SsoDpop,
+        Stack::Audit,
+        Stack::FullPack,
+        Stack::FullPackEdDsa,
+        Stack::FullPackPropagation,
+    ]
+    .into_iter()
+    .find(|s| format!("{s:?}") == name)
+    .context("unknown stack")?;
     let (_up, upstream_url) = upstream(opts, true)?;
     let (gw, url) = gateway(opts, &dir, stack, &upstream_url, &keys)?;
     let script = wrk_script(&dir, "serve", &headers_for(stack, &keys, &url)?)?;
@@ -382,12 +410,12 @@ fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
 fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let keys =
-        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
-    let stacks: Vec<Stack> = [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack]
-        .into_iter()
-        .filter(|s| opts.only.as_ref().is_none_or(|names| names.split(',').any(|n| n == format!("{s:?}"))))
-        .collect();
+    let keys = Keys::generate()?;
+    let stacks: Vec<Stack> =
+        [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackEdDsa]
+            .into_iter()
+            .filter(|s| opts.only.as_ref().is_none_or(|names| names.split(',').any(|n| n == format!("{s:?}"))))
+            .collect();
     let counts = instructions::measure(opts, &dir, &keys, &stacks)?;
     let es256 = instructions::es256_verify(opts, &dir)?;
     let mut s = String::new();
@@ -405,8 +433,7 @@ fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
 fn run(opts: &Opts) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let keys =
-        Keys { idp: DpopSigner::generate(ClientKeyAlg::Es256)?, client: DpopSigner::generate(ClientKeyAlg::Es256)? };
+    let keys = Keys::generate()?;
     let all = [
         Stack::Direct,
         Stack::Bare,
@@ -414,6 +441,7 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
         Stack::SsoDpop,
         Stack::Audit,
         Stack::FullPack,
+        Stack::FullPackEdDsa,
         Stack::FullPackPropagation,
     ];
     let stacks: Vec<Stack> = match &opts.only {
@@ -504,10 +532,7 @@ fn rss_run(opts: &Opts, dir: &Path, keys: &Keys) -> anyhow::Result<Rss> {
     eprintln!("minting {} tokens", opts.rss_tokens);
     let tokens: Vec<Vec<(String, String)>> = (0..opts.rss_tokens)
         .map(|i| {
-            Ok(vec![(
-                "authorization".to_owned(),
-                format!("Bearer {}", token(keys, &url, &format!("user-{i}"), false)?),
-            )])
+            Ok(vec![("authorization".to_owned(), format!("Bearer {}", token(keys, &url, &format!("user-{i}"), None)?))])
         })
         .collect::<anyhow::Result<_>>()?;
     let script = wrk_script(dir, "rss-many", &tokens)?;
@@ -585,6 +610,14 @@ fn report(
             "two raw ES256 verifications",
             "dpop",
             "raw_two_es256_verifies",
+        ),
+        (
+            "dpop: full request validation, Ed25519 proof",
+            "dpop",
+            "layer_full_request_eddsa_proof",
+            "raw ES256 (token) + Ed25519 (proof) verifications",
+            "dpop",
+            "raw_es256_and_ed25519_verifies",
         ),
         (
             "audit: record serialise + chain",
@@ -686,9 +719,22 @@ fn report(
                 pack.2 / bare.2 * 100.0
             )?;
         }
-        for stack in
-            [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackPropagation]
-        {
+        if let (Some(bare), Some(pack)) = (find(Stack::Bare, json), find(Stack::FullPackEdDsa, json)) {
+            writeln!(
+                s,
+                "- {kind}: full pack with Ed25519 proofs / no-layer gateway throughput = {:.0} %",
+                pack.2 / bare.2 * 100.0
+            )?;
+        }
+        for stack in [
+            Stack::Bare,
+            Stack::Sso,
+            Stack::SsoDpop,
+            Stack::Audit,
+            Stack::FullPack,
+            Stack::FullPackEdDsa,
+            Stack::FullPackPropagation,
+        ] {
             if let Some((_, _, _, Some(cpu))) = find(stack, json) {
                 writeln!(s, "- {kind}: {} — {cpu:.1} µs of gateway CPU per request", stack.label())?;
             }
@@ -696,6 +742,7 @@ fn report(
     }
     writeln!(s, "\n## What dominates\n")?;
     let es256 = criterion_mean_ns(opts, "dpop", "raw_one_es256_verify").map(|ns| ns / 1000.0);
+    let ed25519 = criterion_mean_ns(opts, "dpop", "raw_one_ed25519_verify").map(|ns| ns / 1000.0);
     let chain = criterion_mean_ns(opts, "audit_record", "serialise_and_chain").map(|ns| ns / 1000.0);
     for json in [true, false] {
         let kind = if json { "JSON" } else { "SSE" };
@@ -727,6 +774,16 @@ fn report(
                  whatever the layers around it cost: the 70 % target would need a proof cheaper than half the \
                  bare proxy's own cost.",
                 bare / (bare + es) * 100.0
+            )?;
+        }
+        if let (Some(bare), Some(pack), Some(ed)) = (cpu(Stack::Bare), cpu(Stack::FullPackEdDsa), ed25519) {
+            writeln!(
+                s,
+                "- {kind}: an Ed25519 proof verifies in {ed:.1} µs; with it the whole pack costs {pack:.1} µs of gateway \
+                 CPU per request ({:.2}× the bare {bare:.1} µs), the crypto floor bounding it at {:.0} % of the \
+                 no-layer throughput.",
+                pack / bare,
+                bare / (bare + ed) * 100.0
             )?;
         }
     }

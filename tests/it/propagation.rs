@@ -370,6 +370,18 @@ async fn configured_propagation_and_its_errors() {
             "gw.toml:10:1: upstream.propagation.token_exchange.client_secret: expected the client secret (e.g. `${env:TOKEN_EXCHANGE_SECRET}`), found `client_auth = \"client_secret_basic\"` without a secret",
         ),
         (
+            "[sso]\nissuers = [{ issuer = \"https://idp.example\" }]\n[upstream.propagation]\nmode = \"token_exchange\"\ntoken_exchange = { token_endpoint = \"https://idp.example/token\", client_id = \"gw\", client_auth = \"workload_assertion\" }\n",
+            "gw.toml:10:1: upstream.propagation.token_exchange.assertion_file: expected the platform's workload JWT file (projected service-account token, JWT-SVID), found `client_auth = \"workload_assertion\"` without `assertion_file`",
+        ),
+        (
+            "[sso]\nissuers = [{ issuer = \"https://idp.example\" }]\n[upstream.propagation]\nmode = \"token_exchange\"\ntoken_exchange = { token_endpoint = \"https://idp.example/token\", client_id = \"gw\", client_auth = \"workload_assertion\", assertion_file = \"/nonexistent/mcp-token\" }\n",
+            "gw.toml:10:137: upstream.propagation.token_exchange.assertion_file: expected a readable file: the platform's workload JWT file (projected service-account token, JWT-SVID), found \"/nonexistent/mcp-token\": No such file or directory (os error 2)",
+        ),
+        (
+            "[upstream.propagation]\nmode = \"static\"\nstatic = { client_credentials = { token_endpoint = \"https://idp/t\", client_id = \"gw\", client_auth = \"private_key_jwt\" } }\n",
+            "gw.toml:8:12: upstream.propagation.static.client_credentials.private_key_file: expected the PKCS#8 PEM key that signs the client assertions, found `client_auth = \"private_key_jwt\"` without `private_key_file`",
+        ),
+        (
             "[upstream.propagation]\nmode = \"static\"\nstatic = { value = \"x\", client_credentials = { token_endpoint = \"https://idp/t\", client_id = \"gw\" } }\n",
             "gw.toml:8:10: upstream.propagation.static: expected exactly one of `value` and `client_credentials`, found both",
         ),

@@ -4,7 +4,9 @@
 //! that provider, so the exchanged token is verified for real. Shown: the request parameters
 //! exactly per RFC 8693, the three client authentication methods, caching per (subject token,
 //! scopes), single flight, a re-exchange after expiry, and the failure paths (AS refuses the
-//! caller → 403, AS refuses the gateway → 502, AS down → 503), never a passthrough.
+//! caller → 403, AS refuses the gateway → 502, AS down → 503), never a passthrough. The fourth
+//! client authentication, the platform's workload JWT as the client assertion, is shown with a
+//! "platform" key the provider trusts for the gateway's client and JWTs minted by npm `jose`.
 
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use mcp_enterprise_gateway::propagation::{ClientCredentials, Propagation, TokenE
 use mcp_enterprise_gateway::{Gateway, RunningGateway};
 use mcp_enterprise_sso::{Issuer, SsoLayer};
 use mcp_enterprise_tests::oidc::{
-    JWT_CLIENT, OPAQUE_CLIENT, OidcOptions, OidcProvider, TokenExchangePeer, jose_pkcs8_key, token_exchange_client,
+    JWT_CLIENT, OPAQUE_CLIENT, OidcOptions, OidcProvider, SigningAlg, SigningKey, TokenExchangePeer, jose_pkcs8_key,
+    jose_sign_jwts, token_exchange_client,
 };
 use mcp_enterprise_tests::peers::Peers;
 use serde_json::{Value, json};
@@ -51,6 +54,8 @@ fn claims_of(jwt: &str) -> Value {
 /// The provider, a gateway exchanging with it, and the upstream verifying what it issues.
 struct Setup {
     provider: OidcProvider,
+    /// The platform key and file of `workload_assertion`.
+    platform: Option<(SigningKey, std::path::PathBuf)>,
     gateway: RunningGateway,
     gateway_resource: String,
     upstream: String,
@@ -90,6 +95,7 @@ fn client_id(auth: ClientAuthMethod) -> &'static str {
     match auth {
         ClientAuthMethod::ClientSecretPost => "gw-te-post",
         ClientAuthMethod::PrivateKeyJwt => "gw-te-pkjwt",
+        ClientAuthMethod::WorkloadAssertion => "gw-te-workload",
         _ => "gw-te-basic",
     }
 }
@@ -103,6 +109,8 @@ async fn setup(peers: &Peers, options: Options) -> Setup {
     let (pem, jwk) = jose_pkcs8_key(peers, "ES256").await.unwrap();
     let key_file = dir.path().join("client-key.pem");
     std::fs::write(&key_file, pem).unwrap();
+    // the platform (kubelet, SPIFFE) key the provider trusts for the workload client
+    let platform = SigningKey::generate(peers, SigningAlg::Es256).await.unwrap();
     let provider = OidcProvider::start(
         peers,
         OidcOptions {
@@ -116,6 +124,7 @@ async fn setup(peers: &Peers, options: Options) -> Setup {
                 token_exchange_client("gw-te-basic", SECRET, "client_secret_basic", None),
                 token_exchange_client("gw-te-post", SECRET, "client_secret_post", None),
                 token_exchange_client("gw-te-pkjwt", "", "private_key_jwt", Some(&jwk)),
+                token_exchange_client("gw-te-workload", "", "private_key_jwt", Some(&platform.public_jwk())),
             ],
             ..Default::default()
         },
@@ -142,8 +151,14 @@ async fn setup(peers: &Peers, options: Options) -> Setup {
 
     let mut config = TokenExchangeConfig::new(&format!("{}/token", provider.issuer()), client_id(options.auth));
     config.client_auth = options.auth;
+    let assertion_file = dir.path().join("platform-token");
     match options.auth {
         ClientAuthMethod::PrivateKeyJwt => config.private_key_file = Some(key_file.display().to_string()),
+        ClientAuthMethod::WorkloadAssertion => {
+            let jwt = platform_jwt(peers, &platform, &provider.token_endpoint(), 300).await;
+            std::fs::write(&assertion_file, format!("{jwt}\n")).unwrap();
+            config.assertion_file = Some(assertion_file.display().to_string());
+        }
         _ => config.client_secret = Some(options.secret.to_owned()),
     }
     config.scopes = vec![
@@ -162,7 +177,29 @@ async fn setup(peers: &Peers, options: Options) -> Setup {
         .unwrap()
         .serve_on(listener)
         .unwrap();
-    Setup { provider, gateway, gateway_resource, upstream, _dir: dir, stop: Some(stop) }
+    let platform = (options.auth == ClientAuthMethod::WorkloadAssertion).then_some((platform, assertion_file));
+    Setup { provider, platform, gateway, gateway_resource, upstream, _dir: dir, stop: Some(stop) }
+}
+
+/// A workload JWT as the platform mints it for the gateway's client (npm `jose`): `iss` = `sub` =
+/// the client id, `aud` = the token endpoint, expiring `ttl` seconds from now (negative: expired).
+async fn platform_jwt(peers: &Peers, platform: &SigningKey, token_endpoint: &str, ttl: i64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claims = json!({"iss": "gw-te-workload", "sub": "gw-te-workload", "aud": token_endpoint,
+        "jti": uuid_like(), "iat": now.min(now + ttl) - 1, "exp": now + ttl});
+    jose_sign_jwts(peers, &[(platform, json!({"typ": "JWT", "kid": platform.kid()}), claims)]).await.unwrap().remove(0)
+}
+
+/// A `jti` unique in this process run.
+fn uuid_like() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{nanos:x}-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+fn sha256_b64url(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mcp_enterprise_core::jwks::sha256(text.as_bytes()))
 }
 
 impl Setup {
@@ -310,6 +347,66 @@ async fn private_key_jwt_client_authentication() {
     let records = s.records().await;
     assert_eq!(records[0]["client_auth_method"], "private_key_jwt");
     assert_eq!(records[0]["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+}
+
+#[tokio::test]
+async fn workload_assertion_client_authentication_follows_the_platforms_rotation() {
+    let peers = Peers::require();
+    let s = setup(&peers, Options { auth: ClientAuthMethod::WorkloadAssertion, ..Options::default() }).await;
+    let (platform, file) = s.platform.as_ref().unwrap();
+    let endpoint = s.provider.token_endpoint();
+    let written = std::fs::read_to_string(file).unwrap().trim().to_owned();
+
+    // the gateway holds no secret: the platform's JWT is its client assertion, exactly as written
+    let first = s.caller_token(JWT_CLIENT).await;
+    let (status, msg) = s.whoami(&first).await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["result"]["structuredContent"]["client_id"], "gw-te-workload", "{msg}");
+    let records = s.records().await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["client_auth_method"], "private_key_jwt");
+    assert_eq!(records[0]["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    assert_eq!(records[0]["client_assertion_sha256"], sha256_b64url(&written), "the file's JWT, unchanged");
+
+    // oidc-provider takes a client assertion once (RFC 7523 §3 allows it): the same file again is
+    // refused — the gateway's own authentication, so 502, and no passthrough
+    let second = s.caller_token(JWT_CLIENT).await;
+    let (status, msg) = s.whoami(&second).await;
+    assert_eq!(status, 502, "{msg}");
+    assert_eq!(msg["error"]["code"], -32603, "{msg}");
+
+    // the platform rotates the file: the next exchange reads the new JWT
+    let rotated = platform_jwt(&peers, platform, &endpoint, 300).await;
+    std::fs::write(file, &rotated).unwrap();
+    let (status, msg) = s.whoami(&second).await;
+    assert_eq!(status, 200, "{msg}");
+    let records = s.records().await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1]["client_assertion_sha256"], sha256_b64url(&rotated));
+
+    // an expired JWT (the platform stopped rotating): 503 from the gateway, the endpoint not asked
+    std::fs::write(file, platform_jwt(&peers, platform, &endpoint, -60).await).unwrap();
+    let third = s.caller_token(JWT_CLIENT).await;
+    let (status, msg) = s.whoami(&third).await;
+    assert_eq!(status, 503, "{msg}");
+    assert!(!msg.to_string().contains(&file.display().to_string()), "no path to callers: {msg}");
+    // the file gone, or not a JWT: 503 as well; cached exchanges keep serving
+    std::fs::remove_file(file).unwrap();
+    assert_eq!(s.whoami(&third).await.0, 503);
+    std::fs::write(file, "not a jwt").unwrap();
+    assert_eq!(s.whoami(&third).await.0, 503);
+    assert_eq!(s.whoami(&second).await.0, 200, "cached");
+    assert_eq!(s.records().await.len(), 2);
+
+    // a gateway configured with a missing file does not start
+    let mut config = TokenExchangeConfig::new(&endpoint, "gw-te-workload");
+    config.client_auth = ClientAuthMethod::WorkloadAssertion;
+    config.assertion_file = Some("/nonexistent/platform-token".into());
+    let err = TokenExchange::from_config(&config, &s.upstream).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/platform-token") && err.contains("No such file"), "{err}");
+    config.assertion_file = None;
+    let err = TokenExchange::from_config(&config, &s.upstream).unwrap_err().to_string();
+    assert!(err.contains("assertion_file is required"), "{err}");
 }
 
 #[tokio::test]

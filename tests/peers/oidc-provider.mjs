@@ -192,6 +192,9 @@ if (config.tokenExchange) {
       if (params[name] !== undefined) record[name] = params[name];
     }
     record.subject_token_sha256 = createHash('sha256').update(params.subject_token ?? '').digest('base64url');
+    if (params.client_assertion !== undefined) {
+      record.client_assertion_sha256 = createHash('sha256').update(params.client_assertion).digest('base64url');
+    }
     exchangeRecords.push(record);
 
     if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {

@@ -417,6 +417,9 @@ impl<'a> Checker<'a> {
                         if value { "both" } else { "neither" },
                     );
                 }
+                if grant && !value {
+                    self.client_auth("upstream.propagation.static.client_credentials");
+                }
                 if let Some(url) = self.str("upstream.propagation.static.client_credentials.token_endpoint")
                     && let Ok(uri) = url.parse::<http::Uri>()
                     && uri.scheme_str() == Some("http")
@@ -469,37 +472,7 @@ impl<'a> Checker<'a> {
                 {
                     self.invalid(&format!("{at}.token_endpoint"), "an https URL (plain http only for a loopback host)");
                 }
-                let method = self.str(&format!("{at}.client_auth")).unwrap_or("client_secret_basic");
-                let has_secret = self.get(&format!("{at}.client_secret")).is_some();
-                let key = self.str(&format!("{at}.private_key_file"));
-                if method == "private_key_jwt" {
-                    match key {
-                        None => self.problem(
-                            DiagnosticKind::MissingKey,
-                            p(&format!("{at}.private_key_file")),
-                            "the PKCS#8 PEM key that signs the client assertions",
-                            "`client_auth = \"private_key_jwt\"` without a key",
-                        ),
-                        Some(file) => {
-                            if let Err(e) = std::fs::metadata(file) {
-                                let why = e.to_string();
-                                self.unusable_file(
-                                    &format!("{at}.private_key_file"),
-                                    "a readable PKCS#8 PEM key file",
-                                    file,
-                                    &why,
-                                );
-                            }
-                        }
-                    }
-                } else if !has_secret {
-                    self.problem(
-                        DiagnosticKind::MissingKey,
-                        p(&format!("{at}.client_secret")),
-                        "the client secret (e.g. `${env:TOKEN_EXCHANGE_SECRET}`)",
-                        format!("`client_auth = \"{method}\"` without a secret"),
-                    );
-                }
+                self.client_auth(at);
             }
             "signed_assertion" => {
                 if self.get("sso").is_none() && self.get("dpop").is_none() && self.get("workload_identity").is_none() {
@@ -545,6 +518,41 @@ impl<'a> Checker<'a> {
 
     fn is_secret(&self, path: &KeyPath) -> bool {
         self.secrets.iter().any(|s| path.starts_with(s))
+    }
+
+    /// The client authentication of a token endpoint client at `at`: each method has what it needs.
+    fn client_auth(&mut self, at: &str) {
+        let method = self.str(&format!("{at}.client_auth")).unwrap_or("client_secret_basic");
+        let file_for = match method {
+            "private_key_jwt" => Some(("private_key_file", "the PKCS#8 PEM key that signs the client assertions")),
+            "workload_assertion" => {
+                Some(("assertion_file", "the platform's workload JWT file (projected service-account token, JWT-SVID)"))
+            }
+            _ => None,
+        };
+        match file_for {
+            Some((key, what)) => match self.str(&format!("{at}.{key}")) {
+                None => self.problem(
+                    DiagnosticKind::MissingKey,
+                    p(&format!("{at}.{key}")),
+                    what,
+                    format!("`client_auth = \"{method}\"` without `{key}`"),
+                ),
+                Some(file) => {
+                    if let Err(e) = std::fs::metadata(file) {
+                        let why = e.to_string();
+                        self.unusable_file(&format!("{at}.{key}"), &format!("a readable file: {what}"), file, &why);
+                    }
+                }
+            },
+            None if self.get(&format!("{at}.client_secret")).is_none() => self.problem(
+                DiagnosticKind::MissingKey,
+                p(&format!("{at}.client_secret")),
+                "the client secret (e.g. `${env:TOKEN_EXCHANGE_SECRET}`)",
+                format!("`client_auth = \"{method}\"` without a secret"),
+            ),
+            None => {}
+        }
     }
 
     fn unusable_file(&mut self, path: &str, expected: &str, file: &str, why: &str) {

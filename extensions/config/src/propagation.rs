@@ -59,6 +59,11 @@ pub enum ClientAuthMethod {
     ClientSecretPost,
     /// An RFC 7523 client assertion (ES256) signed with `private_key_file`.
     PrivateKeyJwt,
+    /// The platform's workload JWT read from `assertion_file` (a Kubernetes projected
+    /// service-account token, a SPIFFE JWT-SVID; SEP-1933), sent as the RFC 7523 client
+    /// assertion: the gateway holds no secret. The file is read again for every request, so the
+    /// platform's rotation is followed.
+    WorkloadAssertion,
 }
 
 /// `token_exchange` settings.
@@ -80,6 +85,8 @@ pub struct TokenExchangeConfig {
     pub client_secret: Option<String>,
     /// A PKCS#8 PEM P-256 private key signing the client assertions (`private_key_jwt`).
     pub private_key_file: Option<String>,
+    /// The platform's workload JWT file (`workload_assertion`).
+    pub assertion_file: Option<String>,
     /// The `resource` parameter (RFC 8707). Default: the upstream URL.
     pub resource: Option<String>,
     /// The `audience` parameter. Default: not sent.
@@ -112,6 +119,7 @@ impl std::fmt::Debug for TokenExchangeConfig {
             .field("client_auth", &self.client_auth)
             .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
             .field("private_key_file", &self.private_key_file)
+            .field("assertion_file", &self.assertion_file)
             .field("resource", &self.resource)
             .field("audience", &self.audience)
             .field("scopes", &self.scopes)
@@ -163,6 +171,7 @@ impl TokenExchangeConfig {
             client_auth: ClientAuthMethod::ClientSecretBasic,
             client_secret: None,
             private_key_file: None,
+            assertion_file: None,
             resource: None,
             audience: None,
             requested_token_type: default_requested_token_type(),
@@ -274,6 +283,8 @@ pub struct ClientCredentialsConfig {
     pub client_secret: Option<String>,
     /// A PKCS#8 PEM P-256 private key (`private_key_jwt`).
     pub private_key_file: Option<String>,
+    /// The platform's workload JWT file (`workload_assertion`).
+    pub assertion_file: Option<String>,
     /// Scopes to request (empty: no `scope` parameter).
     #[serde(default)]
     pub scopes: Vec<String>,
@@ -308,6 +319,7 @@ impl ClientCredentialsConfig {
             client_auth: ClientAuthMethod::ClientSecretBasic,
             client_secret: Some(secret.to_owned()),
             private_key_file: None,
+            assertion_file: None,
             scopes: Vec::new(),
             resource: None,
             refresh_before_secs: default_refresh_before(),

@@ -206,7 +206,7 @@ struct State {
 }
 
 struct SourceInner {
-    file: PathBuf,
+    file: AssertionFile,
     token_endpoint: String,
     resource: String,
     scope: Option<String>,
@@ -218,6 +218,76 @@ struct SourceInner {
     fetch: tokio::sync::Mutex<()>,
 }
 
+/// The platform's workload JWT file (a Kubernetes projected service-account token, a SPIFFE
+/// JWT-SVID written by the SPIFFE helper): read again on every use, so a rotated token is picked
+/// up; bounded to 64 KiB; its contents must be one compact JWT and are never logged.
+///
+/// [`WorkloadTokenSource`] presents it in the jwt-bearer grant; a gateway can present it as its
+/// RFC 7523 client assertion at a token endpoint.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AssertionFile {
+    path: PathBuf,
+}
+
+impl fmt::Debug for AssertionFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AssertionFile").field(&self.path).finish()
+    }
+}
+
+impl AssertionFile {
+    /// The file at `path` (not read yet).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Reads the current assertion.
+    pub async fn read(&self) -> Result<String, TokenSourceError> {
+        let path = &self.path;
+        let unreadable = |e: std::io::Error| TokenSourceError::Assertion(format!("{}: {e}", path.display()));
+        let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+        self.check_size(meta.len())?;
+        let text = tokio::fs::read_to_string(path).await.map_err(unreadable)?;
+        self.check(&text)
+    }
+
+    /// Reads the current assertion without an async runtime (start-up checks).
+    pub fn read_blocking(&self) -> Result<String, TokenSourceError> {
+        let path = &self.path;
+        let unreadable = |e: std::io::Error| TokenSourceError::Assertion(format!("{}: {e}", path.display()));
+        let meta = std::fs::metadata(path).map_err(unreadable)?;
+        self.check_size(meta.len())?;
+        let text = std::fs::read_to_string(path).map_err(unreadable)?;
+        self.check(&text)
+    }
+
+    fn check_size(&self, len: u64) -> Result<(), TokenSourceError> {
+        if len > MAX_ASSERTION_BYTES {
+            return Err(TokenSourceError::Assertion(format!(
+                "{} is larger than {MAX_ASSERTION_BYTES} bytes",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check(&self, text: &str) -> Result<String, TokenSourceError> {
+        let assertion = text.trim();
+        if assertion.len() as u64 > MAX_ASSERTION_BYTES
+            || jwks::split_compact(assertion).is_err()
+            || !assertion.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return Err(TokenSourceError::Assertion(format!("{} does not hold a compact JWT", self.path.display())));
+        }
+        Ok(assertion.to_owned())
+    }
+}
+
 /// Exchanges a workload JWT file for access tokens (see the module documentation). Cheap to clone.
 #[derive(Clone)]
 pub struct WorkloadTokenSource {
@@ -227,7 +297,7 @@ pub struct WorkloadTokenSource {
 impl fmt::Debug for WorkloadTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WorkloadTokenSource")
-            .field("file", &self.inner.file)
+            .field("file", &self.inner.file.path())
             .field("token_endpoint", &self.inner.token_endpoint)
             .field("resource", &self.inner.resource)
             .field("scope", &self.inner.scope)
@@ -309,24 +379,7 @@ impl WorkloadTokenSource {
     }
 
     async fn read_assertion(&self) -> Result<String, TokenSourceError> {
-        let file = &self.inner.file;
-        let unreadable = |e: std::io::Error| TokenSourceError::Assertion(format!("{}: {e}", file.display()));
-        let meta = tokio::fs::metadata(file).await.map_err(unreadable)?;
-        if meta.len() > MAX_ASSERTION_BYTES {
-            return Err(TokenSourceError::Assertion(format!(
-                "{} is larger than {MAX_ASSERTION_BYTES} bytes",
-                file.display()
-            )));
-        }
-        let text = tokio::fs::read_to_string(file).await.map_err(unreadable)?;
-        let assertion = text.trim();
-        if assertion.len() as u64 > MAX_ASSERTION_BYTES
-            || jwks::split_compact(assertion).is_err()
-            || !assertion.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        {
-            return Err(TokenSourceError::Assertion(format!("{} does not hold a compact JWT", file.display())));
-        }
-        Ok(assertion.to_owned())
+        self.inner.file.read().await
     }
 
     async fn grant(&self, assertion: &str) -> Result<(AccessToken, Duration), TokenSourceError> {
@@ -473,7 +526,7 @@ impl WorkloadTokenSourceBuilder {
         let scope = (!self.scopes.is_empty()).then(|| self.scopes.join(" "));
         Ok(WorkloadTokenSource {
             inner: Arc::new(SourceInner {
-                file: self.file,
+                file: AssertionFile::new(self.file),
                 token_endpoint: self.token_endpoint,
                 resource: self.resource,
                 scope,
@@ -559,5 +612,39 @@ where
             }
             Ok(response)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn assertion_files_are_read_fresh_bounded_and_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("token");
+        let file = AssertionFile::new(&path);
+        let missing = file.read_blocking().expect_err("no file yet");
+        assert!(matches!(&missing, TokenSourceError::Assertion(m) if m.contains("token")), "{missing}");
+        assert_eq!(file.read().await.expect_err("no file yet"), missing);
+
+        // surrounding whitespace (a trailing newline) is not part of the JWT
+        std::fs::write(&path, "aGVhZGVy.Y2xhaW1z.c2ln\n").expect("write");
+        assert_eq!(file.read().await.expect("jwt"), "aGVhZGVy.Y2xhaW1z.c2ln");
+        assert_eq!(file.read_blocking().expect("jwt"), "aGVhZGVy.Y2xhaW1z.c2ln");
+        // rewritten by the platform: the next read sees the new one
+        std::fs::write(&path, "bmV3.Y2xhaW1z.c2ln").expect("write");
+        assert_eq!(file.read().await.expect("jwt"), "bmV3.Y2xhaW1z.c2ln");
+
+        for bad in ["not a jwt", "a.b", "a.b.c.d", "a.b c.d", "a.b.c\u{0}"] {
+            std::fs::write(&path, bad).expect("write");
+            let err = file.read().await.expect_err(bad);
+            assert!(!err.to_string().contains(bad.trim()), "the contents are never echoed: {err}");
+            assert_eq!(file.read_blocking().expect_err(bad), err);
+        }
+        std::fs::write(&path, "a".repeat(MAX_ASSERTION_BYTES as usize + 1)).expect("write");
+        let err = file.read().await.expect_err("too large");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(!format!("{file:?}").is_empty());
     }
 }

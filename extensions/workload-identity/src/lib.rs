@@ -108,7 +108,7 @@ mod trust;
 mod verify;
 
 pub use client::{
-    AccessToken, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
+    AccessToken, AssertionFile, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
 pub use config::{

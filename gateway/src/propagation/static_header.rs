@@ -81,15 +81,7 @@ impl ClientCredentials {
     /// The grant for the upstream `upstream` (the default `resource`).
     pub fn from_config(config: &ClientCredentialsConfig, upstream: &str) -> Result<Self, PropagationError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let client = TokenClient::new(
-            &config.token_endpoint,
-            &config.client_id,
-            config.client_auth,
-            config.client_secret.as_deref(),
-            config.private_key_file.as_deref(),
-            Duration::from_secs(config.timeout_secs),
-            clock.clone(),
-        )?;
+        let client = TokenClient::new(config.into(), clock.clone())?;
         Ok(Self {
             inner: Arc::new(Grant {
                 client,

@@ -8,6 +8,7 @@
 //! &requested_token_type=<configured, default ...:access_token>
 //! &resource=<the upstream URL>[&audience=<configured>][&scope=<derived from the call>]
 //! + client authentication: client_secret_basic | client_secret_post | private_key_jwt (RFC 7523)
+//!   | workload_assertion (the platform's workload JWT as the RFC 7523 client assertion)
 //! ```
 //!
 //! - The subject token is the one the authentication layer validated: it is read from the
@@ -34,10 +35,11 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header;
-use mcp_enterprise_config::{ClientAuthMethod, ScopeMappingConfig, TokenExchangeConfig};
+use mcp_enterprise_config::{ClientAuthMethod, ClientCredentialsConfig, ScopeMappingConfig, TokenExchangeConfig};
 use mcp_enterprise_core::clock::{Clock, SystemClock};
 use mcp_enterprise_core::jwks::{FetchError, HttpClient, form_encode, form_request};
 use mcp_enterprise_core::{McpRequest, Principal};
+use mcp_enterprise_workload_identity::AssertionFile;
 use serde_json::{Value, json};
 
 use super::PropagationError;
@@ -53,6 +55,47 @@ enum ClientAuth {
     SecretBasic(String),
     SecretPost(String),
     PrivateKeyJwt(EcdsaKeyPair),
+    /// The platform's workload JWT (SEP-1933), read from its file for every request.
+    WorkloadAssertion(AssertionFile),
+}
+
+/// How to reach and authenticate at a token endpoint: what both configuration sections share.
+pub(crate) struct ClientSettings<'a> {
+    endpoint: &'a str,
+    client_id: &'a str,
+    method: ClientAuthMethod,
+    secret: Option<&'a str>,
+    key_file: Option<&'a str>,
+    assertion_file: Option<&'a str>,
+    timeout: Duration,
+}
+
+impl<'a> From<&'a TokenExchangeConfig> for ClientSettings<'a> {
+    fn from(c: &'a TokenExchangeConfig) -> Self {
+        Self {
+            endpoint: &c.token_endpoint,
+            client_id: &c.client_id,
+            method: c.client_auth,
+            secret: c.client_secret.as_deref(),
+            key_file: c.private_key_file.as_deref(),
+            assertion_file: c.assertion_file.as_deref(),
+            timeout: Duration::from_secs(c.timeout_secs),
+        }
+    }
+}
+
+impl<'a> From<&'a ClientCredentialsConfig> for ClientSettings<'a> {
+    fn from(c: &'a ClientCredentialsConfig) -> Self {
+        Self {
+            endpoint: &c.token_endpoint,
+            client_id: &c.client_id,
+            method: c.client_auth,
+            secret: c.client_secret.as_deref(),
+            key_file: c.private_key_file.as_deref(),
+            assertion_file: c.assertion_file.as_deref(),
+            timeout: Duration::from_secs(c.timeout_secs),
+        }
+    }
 }
 
 /// A cached exchanged token.
@@ -97,16 +140,10 @@ pub(crate) struct TokenClient {
 }
 
 impl TokenClient {
-    /// A client of `endpoint` (https, or http on loopback) authenticating as `client_id`.
-    pub(crate) fn new(
-        endpoint: &str,
-        client_id: &str,
-        method: ClientAuthMethod,
-        secret: Option<&str>,
-        key_file: Option<&str>,
-        timeout: Duration,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, PropagationError> {
+    /// A client of `settings.endpoint` (https, or http on loopback) authenticating as
+    /// `settings.client_id`.
+    pub(crate) fn new(settings: ClientSettings<'_>, clock: Arc<dyn Clock>) -> Result<Self, PropagationError> {
+        let ClientSettings { endpoint, client_id, method, secret, key_file, assertion_file, timeout } = settings;
         let uri: http::Uri = endpoint.parse().map_err(|_| config_error("token_endpoint is not a URL"))?;
         let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
         match uri.scheme_str() {
@@ -124,6 +161,14 @@ impl TokenClient {
                 let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
                     .map_err(|_| config_error(format!("{path}: not a PKCS#8 P-256 private key")))?;
                 ClientAuth::PrivateKeyJwt(pair)
+            }
+            ClientAuthMethod::WorkloadAssertion => {
+                let path =
+                    assertion_file.ok_or_else(|| config_error("assertion_file is required for workload_assertion"))?;
+                let file = AssertionFile::new(path);
+                // the platform writes it before the workload starts: a missing file is a mistake
+                file.read_blocking().map_err(|e| config_error(e.to_string()))?;
+                ClientAuth::WorkloadAssertion(file)
             }
             _ => ClientAuth::SecretBasic(secret()?),
         };
@@ -165,6 +210,11 @@ impl TokenClient {
                 form.push(("client_id", self.client_id.clone()));
                 form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
                 form.push(("client_assertion", self.client_assertion(pair)?));
+            }
+            ClientAuth::WorkloadAssertion(file) => {
+                form.push(("client_id", self.client_id.clone()));
+                form.push(("client_assertion_type", CLIENT_ASSERTION_TYPE.to_owned()));
+                form.push(("client_assertion", self.workload_assertion(file).await?));
             }
             ClientAuth::SecretBasic(_) => {}
         }
@@ -212,6 +262,26 @@ impl TokenClient {
         Ok((Arc::from(token), lifetime))
     }
 
+    /// The platform's current workload JWT. Unreadable, or expired (the platform stopped
+    /// rotating it) → unavailable (503): the gateway cannot authenticate until the platform acts,
+    /// and the token endpoint is not asked in vain.
+    async fn workload_assertion(&self, file: &AssertionFile) -> Result<String, PropagationError> {
+        let assertion = file.read().await.map_err(|e| {
+            tracing::error!(error = %e, "token endpoint client: the workload assertion is unusable");
+            PropagationError::ExchangeUnavailable(e.to_string())
+        })?;
+        if let Some(exp) = unverified_exp(&assertion)
+            && exp <= self.clock.now().as_secs()
+        {
+            tracing::error!(file = %file.path().display(), exp, "token endpoint client: the workload assertion has expired");
+            return Err(PropagationError::ExchangeUnavailable(format!(
+                "the workload assertion in {} expired at {exp}",
+                file.path().display()
+            )));
+        }
+        Ok(assertion)
+    }
+
     /// An RFC 7523 client assertion: `iss` = `sub` = the client id, `aud` = the token endpoint.
     fn client_assertion(&self, pair: &EcdsaKeyPair) -> Result<String, PropagationError> {
         let now = self.clock.now().as_secs();
@@ -253,15 +323,7 @@ impl TokenExchange {
         upstream: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PropagationError> {
-        let client = TokenClient::new(
-            &config.token_endpoint,
-            &config.client_id,
-            config.client_auth,
-            config.client_secret.as_deref(),
-            config.private_key_file.as_deref(),
-            Duration::from_secs(config.timeout_secs),
-            clock.clone(),
-        )?;
+        let client = TokenClient::new(config.into(), clock.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
@@ -369,6 +431,12 @@ impl TokenExchange {
         }
         Ok(token)
     }
+}
+
+/// The `exp` of a compact JWT's claims, read without verifying (the token endpoint verifies).
+fn unverified_exp(jwt: &str) -> Option<u64> {
+    let claims = URL_SAFE_NO_PAD.decode(jwt.split('.').nth(1)?).ok()?;
+    serde_json::from_slice::<Value>(&claims).ok()?.get("exp")?.as_u64()
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

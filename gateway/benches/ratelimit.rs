@@ -6,6 +6,8 @@
 //!   in turn;
 //! - `plain_service_call`: the same request to the same service without the layer;
 //! - `floor_governor_check`: governor's bare keyed check with a ready-made key (the GCRA alone);
+//! - `floor_two_governor_checks`: two of them, in two tables (what the layer's two limits cost
+//!   at the least);
 //! - `floor_hashmap_atomic`: one `HashMap` lookup and one atomic add (what any counter pays).
 //!
 //! The rates are high enough that nothing is refused during the run.
@@ -124,6 +126,16 @@ fn ratelimit(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % PRINCIPALS;
             black_box(bare.check_key(&keys[i]).is_ok())
+        })
+    });
+
+    let per_tool = RateLimiter::<Box<[u8]>, _, _>::dashmap(quota);
+    let tool_keys: Vec<Box<[u8]>> =
+        (0..PRINCIPALS).map(|i| format!("user-{i}\u{0}echo").into_bytes().into_boxed_slice()).collect();
+    g.bench_function("floor_two_governor_checks", |b| {
+        b.iter(|| {
+            i = (i + 1) % PRINCIPALS;
+            black_box(bare.check_key(&keys[i]).is_ok() & per_tool.check_key(&tool_keys[i]).is_ok())
         })
     });
 

@@ -628,14 +628,6 @@ fn report(
             "floor_serialise_and_sha256",
         ),
         (
-            "gateway: rate-limit layer call, 2 limits (keys + 2 GCRA checks)",
-            "gateway_ratelimit",
-            "layer_call_two_limits",
-            "governor's bare keyed check",
-            "gateway_ratelimit",
-            "floor_governor_check",
-        ),
-        (
             "core: SSE rewrite, 1 MiB stream",
             "core_sse_rewrite",
             "negotiate_layer_streaming_rewrite",
@@ -688,6 +680,21 @@ fn report(
             s,
             "| audit: a call through the layer − without it (record build + enqueue; writer seal + append) | {} | \
              canonical serialise + SHA-256 | {} | {:.2}× |",
+            human(with - without),
+            human(f),
+            (with - without) / f
+        )?;
+    }
+    // the rate-limit layer's own cost: the call through it minus the same call without it
+    if let (Some(with), Some(without), Some(f)) = (
+        criterion_mean_ns(opts, "gateway_ratelimit", "layer_call_two_limits"),
+        criterion_mean_ns(opts, "gateway_ratelimit", "plain_service_call"),
+        criterion_mean_ns(opts, "gateway_ratelimit", "floor_two_governor_checks"),
+    ) {
+        writeln!(
+            s,
+            "| gateway: rate-limit layer, 2 limits, own cost (through the layer − without it: keys + 2 GCRA checks) \
+             | {} | governor's bare keyed check in two tables | {} | {:.2}× |",
             human(with - without),
             human(f),
             (with - without) / f
@@ -766,25 +773,34 @@ fn report(
                 audit - bare
             )?;
         }
-        if let (Some(bare), Some(es)) = (cpu(Stack::Bare), es256) {
-            writeln!(
-                s,
-                "- {kind}: with the CPU saturated, a proof verified on every request bounds the full pack at \
-                 about {:.0} % of the no-layer gateway's throughput (bare {bare:.1} µs + {es:.1} µs per request), \
-                 whatever the layers around it cost: the 70 % target would need a proof cheaper than half the \
-                 bare proxy's own cost.",
-                bare / (bare + es) * 100.0
-            )?;
-        }
-        if let (Some(bare), Some(pack), Some(ed)) = (cpu(Stack::Bare), cpu(Stack::FullPackEdDsa), ed25519) {
-            writeln!(
-                s,
-                "- {kind}: an Ed25519 proof verifies in {ed:.1} µs; with it the whole pack costs {pack:.1} µs of gateway \
-                 CPU per request ({:.2}× the bare {bare:.1} µs), the crypto floor bounding it at {:.0} % of the \
-                 no-layer throughput.",
-                pack / bare,
-                bare / (bare + ed) * 100.0
-            )?;
+        // The whole machine (gateway, upstream, wrk, kernel) is saturated at 16 connections, so a
+        // request costs it cores / throughput of CPU time. A proof verification adds at least its
+        // floor to that; the audit trail adds what the audit row measured (its fsyncs run partly in
+        // kernel threads, outside the gateway's CPU time). That bounds the pack's throughput ratio
+        // whatever the rest of the layers cost.
+        let rps = |stack| find(stack, json).map(|r| r.2);
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        if let (Some(bare_rps), Some(audit_rps)) = (rps(Stack::Bare), rps(Stack::Audit)) {
+            let machine = cores * 1e6 / bare_rps;
+            let audit = (cores * 1e6 / audit_rps - machine).max(0.0);
+            for (alg, floor, stack) in [("ES256", es256, Stack::FullPack), ("Ed25519", ed25519, Stack::FullPackEdDsa)] {
+                let (Some(floor), Some(pack_rps)) = (floor, rps(stack)) else { continue };
+                let bound = machine / (machine + floor + audit) * 100.0;
+                writeln!(
+                    s,
+                    "- {kind}, {alg} proofs: the saturated machine spends {machine:.1} µs of CPU per request through \
+                     the bare gateway (gateway, upstream, wrk and kernel; {cores:.0} cores / {bare_rps:.0} req/s). \
+                     One {alg} verification ({floor:.1} µs) and the audit trail ({audit:.1} µs, from the audit row) \
+                     on top bound the full pack at {bound:.0} % of the no-layer throughput even if nothing else \
+                     cost anything; measured: {:.0} %. {}",
+                    pack_rps / bare_rps * 100.0,
+                    if bound < 70.0 {
+                        "The 70 % target is out of reach with this algorithm on this machine."
+                    } else {
+                        "The rest of the gap is the layers' non-cryptographic work (see the instruction counts)."
+                    }
+                )?;
+            }
         }
     }
     if let Some((counts, es256)) = counted {
@@ -828,6 +844,17 @@ fn instructions_section(s: &mut String, counts: &[instructions::Count], es256: f
              verification (the token's own verification is cached).",
             dpop - sso,
             (dpop - sso) / es256
+        )?;
+    }
+    if let (Some(bare), Some(pack)) = (bare, of(Stack::FullPack)) {
+        writeln!(
+            s,
+            "- Beyond its one ES256 verification, the full pack runs {:.0} instructions per request of its own \
+             (token cache lookup, proof parsing and checks, record building): {:.1}× the bare gateway's whole \
+             user-space work. That, not the cryptography alone, is what separates the measured throughput \
+             from its crypto bound above.",
+            pack - bare - es256,
+            (pack - bare - es256) / bare
         )?;
     }
     if let (Some(bare), Some(audit)) = (bare, of(Stack::Audit)) {

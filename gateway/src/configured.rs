@@ -253,7 +253,8 @@ impl Parts {
             .allowed_hosts(hosts)
             .allowed_origins(config.listen.allowed_origins.iter().cloned())
             .limits(crate::ListenerLimits::from_config(&config.listen)?)
-            .propagation(self.propagation_mode.clone());
+            .propagation(self.propagation_mode.clone())
+            .upstream_response_timeout(std::time::Duration::from_secs(config.upstream.response_timeout_secs));
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
         }

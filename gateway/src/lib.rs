@@ -246,6 +246,7 @@ pub struct Gateway {
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
     propagation: Propagation,
+    upstream_timeout: Duration,
 }
 
 /// Which `Host` and `Origin` values are accepted.
@@ -281,6 +282,7 @@ pub struct GatewayBuilder {
     routes: Vec<Gateway>,
     rate_limit: Option<ratelimit::RateLimitLayer>,
     propagation: Propagation,
+    upstream_timeout: Duration,
 }
 
 impl Gateway {
@@ -304,6 +306,7 @@ impl Gateway {
             routes: Vec::new(),
             rate_limit: None,
             propagation: Propagation::None,
+            upstream_timeout: proxy::DEFAULT_RESPONSE_TIMEOUT,
         }
     }
 
@@ -335,7 +338,9 @@ impl Gateway {
     /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
     /// served too).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>) -> Router {
-        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone()).with_propagation(self.propagation.clone());
+        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone())
+            .with_propagation(self.propagation.clone())
+            .with_response_timeout(self.upstream_timeout);
         // innermost: limits need the parsed request and the authenticated principal (calls the
         // policies refuse are not counted)
         let proxy = tower_layer::Layer::layer(&tower::util::option_layer(self.rate_limit.clone()), proxy);
@@ -571,6 +576,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// How long the upstream may take to start its answer (status and headers) before the call
+    /// fails with `504` (default 300 s). A streamed answer is not cut once it has started.
+    pub fn upstream_response_timeout(mut self, timeout: Duration) -> Self {
+        self.upstream_timeout = timeout;
+        self
+    }
+
     /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let taken: Vec<String> = self
@@ -652,6 +664,7 @@ impl GatewayBuilder {
             routes: Vec::new(),
             rate_limit: self.rate_limit,
             propagation: self.propagation,
+            upstream_timeout: self.upstream_timeout,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

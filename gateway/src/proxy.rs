@@ -10,6 +10,10 @@
 //! - The upstream gets the credential of the configured [`Propagation`] instead (a signed
 //!   assertion for the caller, the gateway's own credential, or nothing); when it cannot be made,
 //!   the call fails (`500`, JSON-RPC `-32603`) and nothing is sent upstream.
+//! - The upstream must start its answer (status and headers) within the response timeout
+//!   (default 300 s), else the call fails with `504` and the upstream request is dropped (its
+//!   connection closed: the upstream sees the cancellation). A streamed (SSE) answer that has
+//!   started is not cut: progress may legitimately run long.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,6 +38,9 @@ use tower_service::Service;
 
 use crate::propagation::{self, Propagation};
 
+/// How long the upstream may take to start answering, unless configured otherwise.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The body sent upstream.
 type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -44,6 +51,7 @@ pub struct Proxy {
     upstream: Uri,
     prefix: String,
     propagation: Propagation,
+    response_timeout: Duration,
 }
 
 impl Proxy {
@@ -54,7 +62,20 @@ impl Proxy {
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self { client, upstream, prefix: prefix.into(), propagation: Propagation::None }
+        Self {
+            client,
+            upstream,
+            prefix: prefix.into(),
+            propagation: Propagation::None,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+        }
+    }
+
+    /// Fails a call with `504` when the upstream has not started its answer after `timeout`.
+    #[must_use]
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
     }
 
     /// Presents this credential to the upstream (default: none).
@@ -152,6 +173,7 @@ where
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
         let propagation = self.propagation.clone();
+        let response_timeout = self.response_timeout;
         Box::pin(async move {
             match propagation.credential(principal.as_ref(), mcp.as_ref(), &inbound).await {
                 Ok(Some((name, value))) => {
@@ -169,7 +191,18 @@ where
             }
             drop(inbound);
             let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
-            match client.request(upstream_req).await {
+            let Ok(answer) = tokio::time::timeout(response_timeout, client.request(upstream_req)).await else {
+                tracing::warn!(
+                    timeout_secs = response_timeout.as_secs(),
+                    "the upstream did not start its answer in time"
+                );
+                return Ok(error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    mcp.as_ref(),
+                    "the upstream MCP server did not answer in time",
+                ));
+            };
+            match answer {
                 Ok(response) => {
                     let (mut parts, body) = response.into_parts();
                     strip_hop_by_hop(&mut parts.headers);

@@ -10,7 +10,8 @@
 //!   garbage, an oversized JWKS, a JWKS dripped slower than the timeout → `503` + `Retry-After`,
 //!   never a hung request nor an accepted token; flapping while it rotates keys;
 //! - the upstream: dropping the connection mid-SSE (the client sees a cut stream, never a clean
-//!   end; the trail records `response_aborted`), slow, hung, `5xx`, unreachable;
+//!   end; the trail records `response_aborted`), slow, hung (`504` at the response timeout),
+//!   `5xx`, unreachable;
 //! - the audit disk failing with `ENOSPC` (`/dev/full`): `fail_closed` refuses calls with `503`,
 //!   `backpressure` holds them until the disk is back; nothing is lost either way.
 
@@ -516,6 +517,7 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     let gw = Gateway::builder()
         .upstream(&upstream.url("/mcp"))
         .unwrap()
+        .upstream_response_timeout(Duration::from_secs(1))
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .audit(audit)
         .build()
@@ -566,7 +568,8 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(4), json!(-32603)), "{body}");
 
-    // 4. a slow upstream: the answer arrives when it is ready, other calls are not held up
+    // 4. a slow upstream: the answer arrives when it is ready, other calls are not held up; its
+    //    body takes longer than the response timeout (1 s), which only bounds the start
     upstream.set(Fault::Drip {
         head: Bytes::from_static(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 42\r\n\r\n"),
         chunks: vec![Bytes::from_static(br#"{"jsonrpc":"2.0","id":5,"result":{"ok":1}}"#)],
@@ -581,10 +584,16 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     let (status, _, body) = tokio::time::timeout(EVENTUALLY, slow).await.unwrap().unwrap();
     assert_eq!((status, body["result"]["ok"].clone()), (StatusCode::OK, json!(1)));
 
-    // 5. a hung upstream: the client gives up; the gateway keeps serving
+    // 5. a hung upstream: a client that gives up first is recorded as cancelled; one that waits
+    //    gets 504 at the response timeout, naming its request; the gateway keeps serving
     upstream.set(Fault::Hang);
     let hung = tokio::time::timeout(Duration::from_millis(500), call(legacy_post(&url, &tool_call(7)))).await;
-    assert!(hung.is_err(), "a hung upstream gets no invented answer");
+    assert!(hung.is_err(), "a hung upstream gets no invented answer before the timeout");
+    let started = std::time::Instant::now();
+    let (status, _, body) = tokio::time::timeout(EVENTUALLY, call(legacy_post(&url, &tool_call(9)))).await.unwrap();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(9), json!(-32603)), "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "not before the timeout");
     upstream.set(Fault::response("200 OK", "application/json", r#"{"jsonrpc":"2.0","id":8,"result":{}}"#));
     let (status, _, _) = call(legacy_post(&url, &tool_call(8))).await;
     assert_eq!(status, StatusCode::OK);
@@ -606,6 +615,7 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     assert_eq!((by_id(4)["outcome"].as_str(), by_id(4)["http"]["status"].as_u64()), (Some("error"), Some(502)));
     assert_eq!(by_id(4)["jsonrpc_error"], json!(-32603));
     assert_eq!((by_id(5)["outcome"].as_str(), by_id(8)["outcome"].as_str()), (Some("allowed"), Some("allowed")));
+    assert_eq!((by_id(9)["outcome"].as_str(), by_id(9)["http"]["status"].as_u64()), (Some("error"), Some(504)));
     // the call whose client gave up before the upstream answered is recorded too (no response:
     // status 499, aborted)
     let cancelled: Vec<&Value> = records.iter().filter(|r| r["http"]["status"] == json!(499)).collect();
@@ -621,20 +631,27 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
 // ---------------------------------------------------------------------------------------------
 
 /// Points every trail file name the writer may open next at `/dev/full` (writes fail with
-/// `ENOSPC`); returns the links, to remove when the disk "has space" again.
+/// `ENOSPC`); returns the links, to remove with [`free_disk`] when the disk "has space" again. A
+/// name the writer has already created a real file under is left alone.
 fn fill_disk(dir: &Path) -> Vec<std::path::PathBuf> {
     let last = trail_files(dir).unwrap().last().cloned().unwrap();
     let first_seq: u64 = last.file_name().unwrap().to_str().unwrap()[6..26].parse().unwrap();
     let records = std::fs::read_to_string(&last).unwrap().lines().count() as u64;
     (first_seq + 1..first_seq + records + 64)
-        .map(|seq| {
+        .filter_map(|seq| {
             let link = dir.join(format!("audit-{seq:020}.jsonl"));
-            if !link.exists() {
-                std::os::unix::fs::symlink("/dev/full", &link).unwrap();
-            }
-            link
+            std::os::unix::fs::symlink("/dev/full", &link).is_ok().then_some(link)
         })
         .collect()
+}
+
+/// Removes the `/dev/full` links that are still links (never a trail file the writer created).
+fn free_disk(links: &mut Vec<std::path::PathBuf>) {
+    for link in links.drain(..) {
+        if link.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+            let _ = std::fs::remove_file(link);
+        }
+    }
 }
 
 #[tokio::test]
@@ -702,9 +719,7 @@ async fn a_full_audit_disk_refuses_calls_or_holds_them_as_configured_and_loses_n
                 let waiting: Vec<_> = (10..14).map(|id| tokio::spawn(call(in_session(id)))).collect();
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 assert!(waiting.iter().any(|w| !w.is_finished()), "backpressure holds calls while the disk is full");
-                for link in links.drain(..) {
-                    let _ = std::fs::remove_file(link);
-                }
+                free_disk(&mut links);
                 for w in waiting {
                     let (status, _, _) = tokio::time::timeout(EVENTUALLY, w).await.unwrap().unwrap();
                     assert_eq!(status, StatusCode::OK);
@@ -712,9 +727,7 @@ async fn a_full_audit_disk_refuses_calls_or_holds_them_as_configured_and_loses_n
             }
         }
         // (only links still in place: the writer may have created real files under removed ones)
-        for link in links.drain(..) {
-            let _ = std::fs::remove_file(link);
-        }
+        free_disk(&mut links);
         assert!(
             common::eventually(EVENTUALLY, || stats_of.stats().queued() == 0).await,
             "{policy:?}: the held records reach the disk once it has space"

@@ -386,6 +386,10 @@ async fn configured_propagation_and_its_errors() {
             "gw.toml:8:10: upstream.propagation.static: expected exactly one of `value` and `client_credentials`, found both",
         ),
         (
+            "response_timeout_secs = 0\n",
+            "gw.toml:6:25: upstream.response_timeout_secs: expected a number of seconds from 1 to 86400, found the number 0",
+        ),
+        (
             "[upstream.propagation]\nmode = \"none\"\nstatic = { value = \"x\" }\n",
             "gw.toml:8:10: upstream.propagation.static: expected no static settings unless `mode = \"static\"`, found mode `none`",
         ),

@@ -145,6 +145,11 @@ impl<'a> Checker<'a> {
                 self.invalid("upstream.url", "a URL without credentials");
             }
         }
+        if let Some(secs) = self.get("upstream.response_timeout_secs").and_then(Value::as_u64)
+            && !(1..=86_400).contains(&secs)
+        {
+            self.invalid("upstream.response_timeout_secs", "a number of seconds from 1 to 86400");
+        }
     }
 
     fn listen(&mut self) {

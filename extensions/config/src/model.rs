@@ -131,6 +131,15 @@ pub struct UpstreamConfig {
     /// `Cookie` and `Proxy-Authorization` headers are never forwarded). Default: `none`.
     #[serde(default)]
     pub propagation: PropagationConfig,
+    /// How long the upstream may take to start its answer (status and headers), in seconds
+    /// (1 to 86400); then the call fails with `504` and the upstream request is dropped. A
+    /// streamed (SSE) answer is not cut once it has started.
+    #[serde(default = "default_response_timeout")]
+    pub response_timeout_secs: u64,
+}
+
+fn default_response_timeout() -> u64 {
+    300
 }
 
 /// Where and for whom the gateway listens.
@@ -323,7 +332,11 @@ impl PackConfig {
         Self {
             version: CURRENT_VERSION,
             resource: resource.to_owned(),
-            upstream: UpstreamConfig { url: upstream.to_owned(), propagation: PropagationConfig::default() },
+            upstream: UpstreamConfig {
+                url: upstream.to_owned(),
+                propagation: PropagationConfig::default(),
+                response_timeout_secs: default_response_timeout(),
+            },
             listen: ListenConfig::default(),
             core: CoreConfig::default(),
             sso: None,

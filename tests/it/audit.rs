@@ -27,17 +27,6 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn records(dir: &Path) -> Vec<Value> {
-    trail_files(dir)
-        .unwrap()
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
-        })
-        .filter(|r: &Value| r["type"] == "mcp")
-        .collect()
-}
-
 fn trail_bytes(dir: &Path) -> String {
     trail_files(dir).unwrap().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
 }
@@ -149,7 +138,7 @@ async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
     tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
     let report = verify_dir(dir.path(), Some(&key), false).unwrap();
     assert!(report.is_ok(), "{report}");
-    let r = records(dir.path());
+    let r = common::call_records(dir.path());
     assert_eq!(r.len(), 8, "{r:#?}");
     let summary: Vec<(String, String, u64, Option<i64>)> = r
         .iter()
@@ -367,7 +356,7 @@ async fn a_gateway_killed_mid_write_restarts_and_its_trail_verifies() {
     let report = verify_dir(&trail, Some(&key), false).unwrap();
     assert!(report.is_ok(), "{report}");
     assert!(report.notes.iter().any(|n| n.contains("without closing the trail")), "{report}");
-    let recorded = records(&trail).len();
+    let recorded = common::call_records(&trail).len();
     assert!(recorded >= 100, "the second run's calls are all there: {report}");
     assert!(recorded <= answered + 100 + 16, "no record without a request: {recorded} vs {answered}+100");
 }

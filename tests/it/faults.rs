@@ -498,17 +498,6 @@ fn legacy_post(url: &str, body: &Value) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-fn call_records(dir: &Path) -> Vec<Value> {
-    trail_files(dir)
-        .unwrap()
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
-        })
-        .filter(|r: &Value| r["type"] == "mcp")
-        .collect()
-}
-
 #[tokio::test]
 async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     let dir = tempfile::tempdir().unwrap();
@@ -602,7 +591,7 @@ async fn upstream_faults_become_precise_answers_and_audited_outcomes() {
     tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
     let report = verify_dir(dir.path(), None, false).unwrap();
     assert!(report.is_ok(), "{report}");
-    let records = call_records(dir.path());
+    let records = common::call_records(dir.path());
     let by_id = |id: u64| {
         records
             .iter()
@@ -754,8 +743,11 @@ async fn a_full_audit_disk_refuses_calls_or_holds_them_as_configured_and_loses_n
         tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
         let report = verify_dir(dir.path(), None, false).unwrap();
         assert!(report.is_ok(), "{policy:?}: {report}");
-        let ids: Vec<u64> =
-            call_records(dir.path()).iter().filter_map(|r| r["jsonrpc"]["id"].as_u64()).filter(|id| *id >= 2).collect();
+        let ids: Vec<u64> = common::call_records(dir.path())
+            .iter()
+            .filter_map(|r| r["jsonrpc"]["id"].as_u64())
+            .filter(|id| *id >= 2)
+            .collect();
         assert!(ids.contains(&30), "{policy:?}: recorded once space is back: {ids:?}");
         if first_status == StatusCode::OK {
             assert!(ids.contains(&3), "{policy:?}: an answered call is never unrecorded: {ids:?}");

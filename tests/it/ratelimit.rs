@@ -14,11 +14,11 @@
 //! without it.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
-use mcp_enterprise_audit::{AuditLayer, FsyncPolicy, trail_files};
+use mcp_enterprise_audit::{AuditLayer, FsyncPolicy};
 use mcp_enterprise_config::Loader;
 use mcp_enterprise_dpop::{ClientKeyAlg, DpopSigner};
 use mcp_enterprise_gateway::configured::ConfiguredGateway;
@@ -92,17 +92,6 @@ async fn burst(url: &str, token: Option<&str>, n: usize, tool: &str) -> Vec<(Sta
 
 fn count(results: &[(StatusCode, http::HeaderMap, Value)], status: StatusCode) -> usize {
     results.iter().filter(|(s, _, _)| *s == status).count()
-}
-
-fn records(dir: &Path) -> Vec<Value> {
-    trail_files(dir)
-        .unwrap()
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
-        })
-        .filter(|r: &Value| r["type"] == "mcp")
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +181,7 @@ async fn exact_counts_per_principal_and_per_tool_with_retry_after_and_audit() {
 
     gw.shutdown().await;
     tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
-    let r = records(dir.path());
+    let r = common::call_records(dir.path());
     let limited: Vec<&Value> = r.iter().filter(|r| r["http"]["status"] == 429).collect();
     assert_eq!(limited.len(), 14 + 2 + 1, "{r:#?}");
     for rec in &limited {

@@ -70,33 +70,26 @@ pub(crate) struct ClientSettings<'a> {
     timeout: Duration,
 }
 
-impl<'a> From<&'a TokenExchangeConfig> for ClientSettings<'a> {
-    fn from(c: &'a TokenExchangeConfig) -> Self {
-        Self {
-            endpoint: &c.token_endpoint,
-            client_id: &c.client_id,
-            method: c.client_auth,
-            secret: c.client_secret.as_deref(),
-            key_file: c.private_key_file.as_deref(),
-            assertion_file: c.assertion_file.as_deref(),
-            timeout: Duration::from_secs(c.timeout_secs),
+/// Both configuration sections name their token endpoint client with the same fields.
+macro_rules! client_settings_from {
+    ($($config:ty),+) => {$(
+        impl<'a> From<&'a $config> for ClientSettings<'a> {
+            fn from(c: &'a $config) -> Self {
+                Self {
+                    endpoint: &c.token_endpoint,
+                    client_id: &c.client_id,
+                    method: c.client_auth,
+                    secret: c.client_secret.as_deref(),
+                    key_file: c.private_key_file.as_deref(),
+                    assertion_file: c.assertion_file.as_deref(),
+                    timeout: Duration::from_secs(c.timeout_secs),
+                }
+            }
         }
-    }
+    )+};
 }
 
-impl<'a> From<&'a ClientCredentialsConfig> for ClientSettings<'a> {
-    fn from(c: &'a ClientCredentialsConfig) -> Self {
-        Self {
-            endpoint: &c.token_endpoint,
-            client_id: &c.client_id,
-            method: c.client_auth,
-            secret: c.client_secret.as_deref(),
-            key_file: c.private_key_file.as_deref(),
-            assertion_file: c.assertion_file.as_deref(),
-            timeout: Duration::from_secs(c.timeout_secs),
-        }
-    }
-}
+client_settings_from!(TokenExchangeConfig, ClientCredentialsConfig);
 
 /// A cached exchanged token.
 #[derive(Clone)]

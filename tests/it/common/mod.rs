@@ -294,3 +294,15 @@ pub async fn recording_upstream() -> (String, Arc<Mutex<Vec<HeaderMap>>>, tokio:
     tokio::spawn(async move { axum::serve(listener, app).await });
     (format!("http://{addr}/upstream/mcp"), seen, streams_rx)
 }
+
+/// The MCP call records (`type: "mcp"`) of the audit trail in `dir`, in order.
+pub fn call_records(dir: &std::path::Path) -> Vec<Value> {
+    mcp_enterprise_audit::trail_files(dir)
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f).unwrap().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
+        })
+        .filter(|r: &Value| r["type"] == "mcp")
+        .collect()
+}

@@ -49,6 +49,14 @@ fn main() -> anyhow::Result<()> {
         only: None,
         instructions: true,
     };
+    // what to do, once every option is read (`--only` may follow it)
+    enum Action {
+        Report,
+        Serve(String),
+        Es256Verify(usize),
+        InstructionsOnly,
+    }
+    let mut action = Action::Report;
     while let Some(arg) = args.next() {
         let mut value = || args.next().context("missing value");
         match arg.as_str() {
@@ -60,17 +68,22 @@ fn main() -> anyhow::Result<()> {
             "--only" => opts.only = Some(value()?),
             // starts one stack (e.g. `--serve SsoDpop`), prints its URL and wrk script, and waits:
             // for profiling the gateway under `wrk` by hand
-            "--serve" => return serve_one(&opts, &value()?),
+            "--serve" => action = Action::Serve(value()?),
             // skip the callgrind instruction counts (they take a few minutes)
             "--no-instructions" => opts.instructions = false,
             // the ES256 floor counted under callgrind (run by the harness itself)
-            "--es256-verify" => return instructions::verify_many(value()?.parse()?),
+            "--es256-verify" => action = Action::Es256Verify(value()?.parse()?),
             // only the callgrind counts (of the `--only` stacks), printed: a quick look
-            "--instructions-only" => return instructions_only(&opts),
+            "--instructions-only" => action = Action::InstructionsOnly,
             other => bail!("unknown argument {other}"),
         }
     }
-    run(&opts)
+    match action {
+        Action::Report => run(&opts),
+        Action::Serve(name) => serve_one(&opts, &name),
+        Action::Es256Verify(n) => instructions::verify_many(n),
+        Action::InstructionsOnly => instructions_only(&opts),
+    }
 }
 
 /// A child process killed on drop.
@@ -132,6 +145,21 @@ enum Stack {
 }
 
 impl Stack {
+    /// Every gateway stack (all but [`Stack::Direct`]), in report order.
+    const GATEWAYS: [Stack; 7] = [
+        Self::Bare,
+        Self::Sso,
+        Self::SsoDpop,
+        Self::Audit,
+        Self::FullPack,
+        Self::FullPackEdDsa,
+        Self::FullPackPropagation,
+    ];
+
+    fn name(self) -> String {
+        format!("{self:?}")
+    }
+
     fn label(self) -> &'static str {
         match self {
             Self::Direct => "upstream direct",
@@ -383,22 +411,16 @@ fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(
     })
 }
 
+/// The `candidates` that `--only` names (all of them without it).
+fn selected(opts: &Opts, candidates: impl Iterator<Item = Stack>) -> Vec<Stack> {
+    candidates.filter(|s| opts.only.as_ref().is_none_or(|names| names.split(',').any(|n| n == s.name()))).collect()
+}
+
 fn serve_one(opts: &Opts, name: &str) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let keys = Keys::generate()?;
-    let stack = [
-        Stack::Bare,
-        Stack::Sso,
-        Stack::SsoDpop,
-        Stack::Audit,
-        Stack::FullPack,
-        Stack::FullPackEdDsa,
-        Stack::FullPackPropagation,
-    ]
-    .into_iter()
-    .find(|s| format!("{s:?}") == name)
-    .context("unknown stack")?;
+    let stack = Stack::GATEWAYS.into_iter().find(|s| s.name() == name).context("unknown stack")?;
     let (_up, upstream_url) = upstream(opts, true)?;
     let (gw, url) = gateway(opts, &dir, stack, &upstream_url, &keys)?;
     let script = wrk_script(&dir, "serve", &headers_for(stack, &keys, &url)?)?;
@@ -411,11 +433,9 @@ fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let keys = Keys::generate()?;
-    let stacks: Vec<Stack> =
-        [Stack::Bare, Stack::Sso, Stack::SsoDpop, Stack::Audit, Stack::FullPack, Stack::FullPackEdDsa]
-            .into_iter()
-            .filter(|s| opts.only.as_ref().is_none_or(|names| names.split(',').any(|n| n == format!("{s:?}"))))
-            .collect();
+    // a quick look at the layer stacks (the full run counts the propagation stack too)
+    let candidates = Stack::GATEWAYS.into_iter().filter(|s| *s != Stack::FullPackPropagation);
+    let stacks = selected(opts, candidates);
     let counts = instructions::measure(opts, &dir, &keys, &stacks)?;
     let es256 = instructions::es256_verify(opts, &dir)?;
     let mut s = String::new();
@@ -434,20 +454,7 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let keys = Keys::generate()?;
-    let all = [
-        Stack::Direct,
-        Stack::Bare,
-        Stack::Sso,
-        Stack::SsoDpop,
-        Stack::Audit,
-        Stack::FullPack,
-        Stack::FullPackEdDsa,
-        Stack::FullPackPropagation,
-    ];
-    let stacks: Vec<Stack> = match &opts.only {
-        Some(names) => all.into_iter().filter(|s| names.split(',').any(|n| n == format!("{s:?}"))).collect(),
-        None => all.to_vec(),
-    };
+    let stacks = selected(opts, std::iter::once(Stack::Direct).chain(Stack::GATEWAYS));
     let mut table = String::new();
     let mut at16: Vec<(Stack, bool, f64, Option<f64>)> = Vec::new();
     for json_mode in [true, false] {
@@ -791,15 +798,7 @@ fn report(
                 writeln!(s, "- {kind}: {what} = {:.0} % (target ≥ 70 %)", pack / bare * 100.0)?;
             }
         }
-        for stack in [
-            Stack::Bare,
-            Stack::Sso,
-            Stack::SsoDpop,
-            Stack::Audit,
-            Stack::FullPack,
-            Stack::FullPackEdDsa,
-            Stack::FullPackPropagation,
-        ] {
+        for stack in Stack::GATEWAYS {
             if let Some((_, _, _, Some(cpu))) = find(stack, json) {
                 writeln!(s, "- {kind}: {} — {cpu:.1} µs of gateway CPU per request", stack.label())?;
             }

@@ -105,6 +105,7 @@ mod endpoint;
 mod error;
 mod future;
 mod grant;
+mod id_jag;
 mod layer;
 mod pattern;
 mod replay;
@@ -119,13 +120,17 @@ pub use client::{
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
 pub use config::{
-    AuthorizationServerConfig, DirectConfig, IssuerConfig, JwksConfig, PatternConfig, RuleConfig, TokenSourceConfig,
-    WorkloadIdentityConfig, WorkloadIdentitySetup,
+    AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
+    RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
 };
 pub use endpoint::{DEFAULT_WIF_EXTENSION_ID, IssuedTokens, TokenEndpoint, TokenEndpointBuilder};
-pub use error::{GrantError, WorkloadConfigError, WorkloadError};
+pub use error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
 pub use future::ResponseFuture;
 pub use grant::{GrantDecision, GrantRequest, GrantValidator, GrantValidatorBuilder, JWT_BEARER_GRANT_TYPE};
+pub use id_jag::{
+    EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, IdJagDecision, IdJagValidator,
+    IdJagValidatorBuilder, RegisteredClient,
+};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{DEFAULT_EXTENSION_NAME, OtherTokens, WorkloadIdentityLayer, WorkloadIdentityLayerBuilder};
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};

@@ -418,3 +418,75 @@ async fn a_jti_is_single_use_across_replicas_sharing_redis() {
         (StatusCode::BAD_REQUEST, Some("invalid ID-JAG: the ID-JAG was already used (replayed jti)"))
     );
 }
+
+/// The example client (`examples/id-jag-client`), built if needed.
+fn example_client() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "example-id-jag-client"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building example-id-jag-client");
+    // target/debug/deps/it-… → target/debug/example-id-jag-client
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(std::path::Path::parent).unwrap().join("example-id-jag-client")
+}
+
+#[tokio::test]
+async fn the_example_client_calls_the_gateway_as_the_employee() {
+    let f = fixture_with(None, 1).await;
+    let id_token = f.sign_in(CLIENT, "carol", &["engineering"]).await;
+    let out = tokio::process::Command::new(example_client())
+        .args(["--tool", "whoami", &f.gateways[0].mcp_url()])
+        .env_remove("MCP_CONFORMANCE_CONTEXT")
+        .env("IDJAG_ID_TOKEN", &id_token)
+        .env("IDJAG_IDP_TOKEN_ENDPOINT", f.idp.token_endpoint())
+        .env("IDJAG_IDP_CLIENT_ID", CLIENT)
+        .env("IDJAG_IDP_CLIENT_SECRET", SECRET)
+        .env("IDJAG_CLIENT_ID", CLIENT)
+        .env("IDJAG_CLIENT_SECRET", SECRET)
+        .env("IDJAG_SCOPE", "mcp:tools")
+        .env("IDJAG_INSECURE_HTTP_LOOPBACK", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines[1]["tools"].as_array().unwrap().contains(&json!("whoami")), "{stdout}");
+    let who = &lines[2]["call"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("carol")), "{stdout}");
+    assert!(!stdout.contains(&id_token), "the ID token is never printed");
+}
+
+#[tokio::test]
+async fn the_conformance_suite_enterprise_managed_authorization_client_scenario_passes() {
+    let peers = Peers::require();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = mcp_enterprise_tests::conformance::Suite::Next;
+    let cli = peers.package_dir(suite.package()).join("dist").join("index.js");
+    let out = tokio::process::Command::from(peers.node_command())
+        .arg(&cli)
+        .args(["client", "--scenario", "auth/enterprise-managed-authorization", "--command"])
+        .arg(example_client())
+        .arg("-o")
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // results of `auth/<name>` scenarios are written under `auth/<name>-<timestamp>/checks.json`
+    let run = std::fs::read_dir(dir.path().join("auth")).unwrap().next().unwrap().unwrap().path();
+    let checks: Vec<Value> = serde_json::from_slice(&std::fs::read(run.join("checks.json")).unwrap()).unwrap();
+    let status = |id: &str| checks.iter().filter(|c| c["id"] == id).map(|c| c["status"].clone()).collect::<Vec<_>>();
+    for id in ["complete-flow-token-exchange", "complete-flow-jwt-bearer", "valid-bearer-token"] {
+        let seen = status(id);
+        assert!(!seen.is_empty() && seen.iter().all(|s| s == "SUCCESS"), "{id}: {seen:?}\n{text}");
+    }
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["status"] == "FAILURE" || c["status"] == "WARNING").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(out.status.success(), "{text}");
+}

@@ -106,6 +106,7 @@ mod error;
 mod future;
 mod grant;
 mod id_jag;
+mod id_jag_client;
 mod layer;
 mod pattern;
 mod replay;
@@ -131,6 +132,7 @@ pub use id_jag::{
     EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, IdJagDecision, IdJagValidator,
     IdJagValidatorBuilder, RegisteredClient,
 };
+pub use id_jag_client::{ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{DEFAULT_EXTENSION_NAME, OtherTokens, WorkloadIdentityLayer, WorkloadIdentityLayerBuilder};
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};

@@ -490,3 +490,55 @@ async fn the_conformance_suite_enterprise_managed_authorization_client_scenario_
     assert!(failed.is_empty(), "{failed:?}");
     assert!(out.status.success(), "{text}");
 }
+
+/// The suite's `authorization` command, metadata scenario, against the gateway's authorization
+/// server. It is written for authorization-code servers: `authorization_endpoint`,
+/// `response_types_supported: [code]` and `code_challenge_methods_supported: [S256]` are claims an
+/// ID-JAG/jwt-bearer-only server must not make (it has no authorization endpoint), so exactly
+/// those are reported missing; everything else (200, JSON, issuer = the metadata URL's issuer,
+/// token_endpoint) must hold.
+#[tokio::test]
+async fn the_conformance_suite_authorization_metadata_scenario_against_the_gateway() {
+    let f = fixture_with(None, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = mcp_enterprise_tests::conformance::Suite::Next;
+    let cli = f.peers.package_dir(suite.package()).join("dist").join("index.js");
+    let out = tokio::process::Command::from(f.peers.node_command())
+        .arg(&cli)
+        .args(["authorization", "--scenario", "authorization-server-metadata-endpoint", "--url", &f.issuer, "-o"])
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let checks: Vec<Value> = walk_checks(dir.path());
+    let meta: Vec<&Value> = checks.iter().filter(|c| c["id"] == "authorization-server-metadata").collect();
+    assert_eq!(meta.len(), 1, "{checks:?}\n{text}");
+    assert_eq!(
+        meta[0]["errorMessage"],
+        json!(
+            "Response body does not include valid \"authorization_endpoint\" claim, Response body does not include \
+             valid \"response_types_supported\" claim, Response body does not include valid \
+             \"code_challenge_methods_supported\" claim"
+        ),
+        "{text}"
+    );
+    assert_eq!(meta[0]["details"]["contentType"], json!("application/json"));
+    assert_eq!(meta[0]["details"]["body"]["issuer"], json!(f.issuer));
+    assert_eq!(meta[0]["details"]["body"]["token_endpoint"], json!(f.token_url()));
+}
+
+/// Every check of every `checks.json` under `dir`.
+fn walk_checks(dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_checks(&path));
+        } else if path.file_name().is_some_and(|n| n == "checks.json") {
+            out.extend(serde_json::from_slice::<Vec<Value>>(&std::fs::read(&path).unwrap()).unwrap());
+        }
+    }
+    out
+}

@@ -542,3 +542,54 @@ fn walk_checks(dir: &std::path::Path) -> Vec<Value> {
     }
     out
 }
+
+/// The access tokens the gateway's authorization server mints also verify with the pack's own
+/// `sso` layer (issuer = the gateway, keys = its published JWKS): the principal is the employee.
+#[tokio::test]
+async fn issued_tokens_verify_with_the_sso_layer() {
+    use mcp_enterprise_core::{InspectLayer, McpBody, Principal, PrincipalKind};
+    use mcp_enterprise_sso::{Issuer, Keys, SsoLayer};
+    use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+
+    let f = fixture_with(None, 1).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    let jwks = get_json(meta["jwks_uri"].as_str().unwrap()).await;
+    let (status, body) = f.grant_at(0, &f.alice_jag().await, &[("scope", "mcp:tools")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let sso = SsoLayer::builder(&f.resource).issuer(Issuer::new(&f.issuer).keys(Keys::Static(jwks))).build().unwrap();
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(sso).service(service_fn(
+        |req: Request<McpBody<Full<Bytes>>>| async move {
+            let p = req.extensions().get::<Principal>().cloned();
+            let mut res = http::Response::new(Full::new(Bytes::new()));
+            res.extensions_mut().insert(p);
+            Ok::<_, std::convert::Infallible>(res)
+        },
+    ));
+    let call = |token: String| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+        Request::post("/mcp")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let res = svc.clone().oneshot(call(token.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let p = res.extensions().get::<Option<Principal>>().cloned().flatten().expect("a principal");
+    assert_eq!((p.issuer(), p.subject(), p.client_id()), (f.issuer.as_str(), "alice", Some(CLIENT)));
+    assert_eq!(p.kind(), PrincipalKind::User);
+    assert_eq!(p.scopes(), ["mcp:tools"]);
+    // for another resource: refused by the sso layer's audience check
+    let other = SsoLayer::builder("http://127.0.0.1:1/mcp")
+        .issuer(Issuer::new(&f.issuer).keys(Keys::Static(get_json(meta["jwks_uri"].as_str().unwrap()).await)))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(other).service(service_fn(
+        |_req: Request<McpBody<Full<Bytes>>>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        },
+    ));
+    assert_eq!(svc.oneshot(call(token)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}

@@ -668,6 +668,62 @@ mod tests {
         assert!(e.contains("JSON Pointer"), "{e}");
     }
 
+    fn id_jag_only() -> Value {
+        json!({
+            "resource": "https://mcp.example.com/mcp",
+            "authorization_server": {
+                "issuer": "https://mcp.example.com", "resources": ["https://mcp.example.com/crm"],
+                "id_jag": {
+                    "idps": [{"issuer": "https://acme.okta.com", "algorithms": ["RS256"], "forward_claims": ["groups"],
+                              "rules": [{"name": "eng", "subject": "any", "claims": {"/groups": {"exact": "eng"}},
+                                         "scopes": ["mcp:tools"]}]}],
+                    "clients": [{"client_id": "agent", "client_secret": "s3cret"}]
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn an_id_jag_only_authorization_server_builds_and_advertises() {
+        let cfg: WorkloadIdentityConfig = serde_json::from_value(id_jag_only()).expect("valid");
+        let wi = WorkloadIdentitySetup::from_config(&cfg).expect("builds without workload issuers");
+        let endpoint = wi.token_endpoint().expect("token endpoint");
+        let v = endpoint.id_jag_validator().expect("ID-JAG validator");
+        assert_eq!(v.resources(), ["https://mcp.example.com/mcp", "https://mcp.example.com/crm"]);
+        let meta = endpoint.metadata();
+        assert_eq!(
+            meta["authorization_grant_profiles_supported"],
+            json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
+        );
+        assert_eq!(meta["scopes_supported"], json!(["mcp:tools"]));
+        let set = wi.add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ids").build();
+        assert_eq!(set.advertised().get(crate::EMA_EXTENSION_ID), Some(&json!({})));
+        // the secret never shows in Debug output
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn id_jag_mistakes_are_refused() {
+        let refused_jag = |edit: &dyn Fn(&mut Value)| refused(id_jag_only(), |v| edit(v));
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["clients"] = json!([]));
+        assert!(e.contains("registered client"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"] = json!([]));
+        assert!(e.contains("enterprise IdP"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"][0]["forward_claims"] = json!(["sub"]));
+        assert!(e.contains("\"sub\""), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"][0]["algorithms"] = json!(["HS256"]));
+        assert!(e.contains("HMAC"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["max_lifetime_secs"] = json!(7200));
+        assert!(e.contains("max_lifetime"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["audience"] = json!("x"));
+        assert!(e.contains("unknown field `audience`"), "{e}");
+        let e = refused_jag(&|v| {
+            v["authorization_server"]["id_jag"]["idps"][0] =
+                json!({"spiffe_trust_domain": "prod.example.org", "bundle": {"keys": []}})
+        });
+        assert!(e.contains("bundle") || e.contains("SPIFFE"), "{e}");
+    }
+
     #[tokio::test]
     async fn token_source_config() {
         let cfg: TokenSourceConfig = serde_json::from_value(json!({

@@ -593,3 +593,53 @@ async fn issued_tokens_verify_with_the_sso_layer() {
     ));
     assert_eq!(svc.oneshot(call(token)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+/// `IdJagTokenSource` against the real IdP and the gateway: discovery, exchange, grant; the token
+/// is cached; a refusal is not retried with the same ID token (the IdP sees no new exchange) but a
+/// new sign-in is used at once.
+#[tokio::test]
+async fn the_token_source_caches_and_never_retries_a_refusal() {
+    use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenSource, TokenSourceError};
+
+    let f = fixture_with(None, 1).await;
+    let bob = f.sign_in(CLIENT, "bob", &["sales"]).await;
+    let source = IdJagTokenSource::builder(
+        &f.resource,
+        &f.idp.token_endpoint(),
+        ClientCredentials::secret(CLIENT, SECRET),
+        ClientCredentials::secret(CLIENT, SECRET),
+    )
+    .id_token(&bob)
+    .scope("mcp:tools")
+    .insecure_http_loopback()
+    .build()
+    .unwrap();
+    let refused = source.token().await.unwrap_err();
+    assert_eq!(
+        refused,
+        TokenSourceError::Rejected {
+            status: 400,
+            error: "invalid_grant".into(),
+            description: Some("invalid ID-JAG: no rule of the identity provider admits this user".into()),
+        }
+    );
+    let exchanges = f.idp.token_exchange_records().await.unwrap().len();
+    assert_eq!(exchanges, 1);
+    assert_eq!(source.token().await.unwrap_err(), refused, "the same answer, from memory");
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), exchanges, "no new exchange");
+
+    // the employee signs in (as an engineer): used at once, then cached
+    source.set_id_token(f.sign_in(CLIENT, "dave", &["engineering"]).await);
+    let token = source.token().await.unwrap();
+    assert!(!token.is_dpop());
+    assert_eq!(claims_of(token.secret())["sub"], json!("dave"));
+    assert_eq!(source.token().await.unwrap(), token, "cached");
+    let records = f.idp.token_exchange_records().await.unwrap();
+    assert_eq!(records.len(), exchanges + 1);
+    let last = records.last().unwrap();
+    assert_eq!(
+        (last["requested_token_type"].as_str(), last["audience"].as_str(), last["resource"].as_str()),
+        (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
+    );
+    assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}

@@ -358,6 +358,7 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
     std::fs::write(&hmac, [7u8; 32]).unwrap();
     [
         ("KEYCLOAK_INTROSPECTION_SECRET", "kc-secret".to_owned()),
+        ("ACME_AGENT_CLIENT_SECRET", "agent-secret".to_owned()),
         ("MCP_DPOP_NONCE_KEY", NONCE_KEY.to_owned()),
         ("REDIS_PASSWORD", "redis-secret".to_owned()),
         ("MCPE_AUDIT__DIRECTORY", dir.join("trail").display().to_string()),
@@ -396,6 +397,7 @@ fn every_example_passes_config_check() {
         "keycloak-sso.json",
         "dpop-required.toml",
         "kubernetes-workload-identity.yaml",
+        "enterprise-managed-authorization.toml",
         "audit-compliance.toml",
         "rate-limits.toml",
     ] {

@@ -18,6 +18,7 @@ mod faults;
 mod gateway;
 mod ha;
 mod hostile;
+mod id_jag;
 mod in_process;
 mod integrity;
 mod negotiation;

@@ -15,6 +15,19 @@ function isPort(value) {
   return typeof value === 'number' || (typeof value === 'string' && /^\d+$/.test(value));
 }
 
+// A random-port listen on 127.0.0.1 without the asynchronous host lookup node makes for any
+// `host`: what net.Server#listen does for the primary process (`_listen2`), then the callback
+// on 'listening'. Only for listen(0), listen(0, cb), listen(cb) and listen(); false: not handled.
+function syncListen(server, args) {
+  const rest = args.filter((a) => a !== undefined && a !== 0 && a !== '0');
+  if (rest.length > 1 || (rest.length === 1 && typeof rest[0] !== 'function')) return false;
+  if (typeof server._listen2 !== 'function' || require('node:cluster').isWorker) return false;
+  if (server._handle) return false;
+  if (rest.length === 1) server.once('listening', rest[0]);
+  server._listen2(HOST, 0, 4, 511, undefined, 0);
+  return true;
+}
+
 net.Server.prototype.listen = function loopbackOnlyListen(...args) {
   const first = args[0];
   if (first !== null && typeof first === 'object' && !Array.isArray(first)) {
@@ -23,6 +36,11 @@ net.Server.prototype.listen = function loopbackOnlyListen(...args) {
       args[0] = { ...first, host: HOST };
     }
     return originalListen.apply(this, args);
+  }
+  if ((first === 0 || first === '0' || first === undefined || typeof first === 'function') && syncListen(this, args)) {
+    // listen(0[, cb]) / listen([cb]): bound at once, as node binds a host-less listen, so a
+    // caller reading address().port right after listen() gets it (the conformance suite does)
+    return this;
   }
   if (isPort(first)) {
     // listen(port[, host][, backlog][, cb])

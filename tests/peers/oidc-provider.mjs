@@ -19,6 +19,7 @@
 //     "dpopRequireNonce": false,
 //     "tokenExchange": null,               // or {"subjectAudience": "...", "ttl": 300, "refuseSubjects": []}
 //     "extraClients": [],                  // more client registrations (any auth method)
+//     "idJag": null,                       // or {"ttl": 300, "clientIds": {"<idp client>": "<client id at the AS>"}}
 //     "readyFile": "/tmp/.../ready-1.json" // written (atomically) once listening
 //   }
 //
@@ -34,6 +35,17 @@
 // own ClientCredentials model (signed, stored, `expires_in` = `ttl`) whose `sub` is the subject
 // token's `sub` and whose `act` is `{"sub": <the exchanging client>}` (RFC 8693 §4.1).
 //
+// With `idJag` (Enterprise-Managed Authorization, SEP-990), the same grant also answers
+// `requested_token_type=urn:ietf:params:oauth:token-type:id-jag`: the `subject_token` must be an
+// ID token of this provider for the exchanging client (`subject_token_type` id_token, verified
+// with jose against the provider's keys, `aud` = the client), `audience` names the MCP
+// authorization server's issuer (required); the answer is an ID-JAG signed with the provider's
+// signing key (`typ` oauth-id-jag+jwt; `iss`, `sub`, `aud`, `client_id` (the client's id at the
+// AS per `clientIds`, default the same id), `resource`, `scope`, `email`, `groups`, `jti`, `iat`,
+// `exp` = `ttl`), `issued_token_type` id-jag, `token_type` N_A. The employee's sign-in (the
+// browser step) is POST /__sign-in {client_id, sub, email, groups}: an ID token issued by the
+// provider's own IdToken model for that client (the claims are remembered for the ID-JAG).
+//
 // When listening it prints one line `OIDC_PROVIDER_READY {json}` on stdout and writes the same
 // JSON to readyFile. Note: oidc-provider itself logs notices on stdout (console.info).
 import { createHash, randomBytes } from 'node:crypto';
@@ -41,7 +53,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
-import { createLocalJWKSet, jwtVerify } from 'jose';
+import { SignJWT, createLocalJWKSet, importJWK, jwtVerify } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 // Internal module of the pinned version (no "exports" map restricts it): the stock memory
 // adapter, given an unbounded store (the default store is an LRU of 1000 entries and the default
@@ -181,8 +193,56 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const EXCHANGE_PARAMS = ['subject_token', 'subject_token_type', 'requested_token_type', 'resource', 'audience',
   'scope', 'actor_token', 'actor_token_type'];
-if (config.tokenExchange) {
-  const te = config.tokenExchange;
+const ID_JAG_TYPE = 'urn:ietf:params:oauth:token-type:id-jag';
+const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+// the signed-in employees' claims, by `sub` (from POST /__sign-in)
+const employees = new Map();
+
+// RFC 8693 for an ID-JAG (SEP-990): ID token in, ID-JAG out.
+async function issueIdJag(ctx, ownKeys) {
+  const { params, client } = ctx.oidc;
+  const ij = config.idJag;
+  if (params.subject_token_type !== ID_TOKEN_TYPE) {
+    throw new errors.InvalidRequest('an ID-JAG is exchanged for an ID token (subject_token_type id_token)');
+  }
+  if (typeof params.audience !== 'string' || !params.audience) {
+    throw new errors.InvalidRequest('audience (the authorization server issuer) is required');
+  }
+  let idToken;
+  try {
+    ({ payload: idToken } = await jwtVerify(params.subject_token ?? '', ownKeys, {
+      issuer: provider.issuer, audience: client.clientId,
+    }));
+  } catch (e) {
+    throw new errors.InvalidGrant(`subject_token rejected (${e.code ?? 'invalid'})`);
+  }
+  const employee = employees.get(idToken.sub) ?? {};
+  const now = Math.floor(Date.now() / 1000);
+  const claims = {
+    client_id: (ij.clientIds ?? {})[client.clientId] ?? client.clientId,
+    jti: randomBytes(16).toString('base64url'),
+  };
+  if (params.resource) claims.resource = params.resource;
+  if (params.scope) claims.scope = params.scope;
+  if (employee.email) claims.email = employee.email;
+  if (employee.groups) claims.groups = employee.groups;
+  const key = await importJWK(signingKey, signingAlg);
+  const idJag = await new SignJWT(claims)
+    .setProtectedHeader({ alg: signingAlg, kid: signingKey.kid, typ: 'oauth-id-jag+jwt' })
+    .setIssuer(provider.issuer)
+    .setSubject(idToken.sub)
+    .setAudience(params.audience)
+    .setIssuedAt(now)
+    .setExpirationTime(now + Number(ij.ttl ?? 300))
+    .sign(key);
+  ctx.body = {
+    access_token: idJag, issued_token_type: ID_JAG_TYPE, token_type: 'N_A', expires_in: Number(ij.ttl ?? 300),
+  };
+  if (params.scope) ctx.body.scope = params.scope;
+}
+
+if (config.tokenExchange || config.idJag) {
+  const te = config.tokenExchange ?? {};
   // eslint-disable-next-line no-unused-vars
   const ownKeys = createLocalJWKSet({ keys: jwks.keys.map(({ d, p, q, dp, dq, qi, ...pub }) => pub) });
   provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
@@ -197,6 +257,11 @@ if (config.tokenExchange) {
     }
     exchangeRecords.push(record);
 
+    if (config.idJag && params.requested_token_type === ID_JAG_TYPE) {
+      await issueIdJag(ctx, ownKeys);
+      return;
+    }
+    if (!config.tokenExchange) throw new errors.InvalidRequest('unsupported requested_token_type');
     if (params.subject_token_type !== ACCESS_TOKEN_TYPE) {
       throw new errors.InvalidRequest('unsupported subject_token_type');
     }
@@ -266,11 +331,38 @@ function route(rawUrl) {
   return null;
 }
 
+// The employee's browser sign-in, condensed: an ID token from the provider's own IdToken model.
+function signIn(req, res) {
+  let body = '';
+  req.on('data', (chunk) => { body += chunk; });
+  req.on('end', async () => {
+    try {
+      const { client_id: clientId, sub, email, groups } = JSON.parse(body);
+      const client = await provider.Client.find(clientId);
+      if (!client) throw new Error(`unknown client ${clientId}`);
+      employees.set(sub, { email, groups });
+      const token = new provider.IdToken({ sub }, { client });
+      token.set('sub', sub);
+      if (email) token.set('email', email);
+      const idToken = await token.issue({ use: 'idtoken' });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ id_token: idToken }));
+    } catch (e) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'invalid_request', error_description: String(e.message) }));
+    }
+  });
+}
+
 const callback = provider.callback();
 const server = createServer((req, res) => {
   if (req.method === 'GET' && req.url === '/__token-exchange/records') {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(exchangeRecords));
+    return;
+  }
+  if (config.idJag && req.method === 'POST' && req.url === '/__sign-in') {
+    signIn(req, res);
     return;
   }
   const routed = route(req.url);

@@ -322,6 +322,17 @@ pub struct OidcOptions {
     pub token_exchange: Option<TokenExchangePeer>,
     /// More client registrations (client metadata as the provider takes it).
     pub extra_clients: Vec<Value>,
+    /// Issues ID-JAGs (SEP-990) through the RFC 8693 grant (see `tests/peers/oidc-provider.mjs`).
+    pub id_jag: Option<IdJagPeer>,
+}
+
+/// The ID-JAG side of the provider's token-exchange grant.
+#[derive(Debug, Clone, Default)]
+pub struct IdJagPeer {
+    /// Lifetime of issued ID-JAGs (default 300 s).
+    pub ttl: Option<Duration>,
+    /// The `client_id` an ID-JAG names per exchanging client (default: the same id).
+    pub client_ids: Vec<(String, String)>,
 }
 
 /// The token-exchange grant of the provider.
@@ -379,6 +390,7 @@ impl Default for OidcOptions {
             dpop_require_nonce: false,
             token_exchange: None,
             extra_clients: Vec::new(),
+            id_jag: None,
         }
     }
 }
@@ -730,6 +742,11 @@ impl OidcProvider {
                 "refuseSubjects": te.refuse_subjects,
             })),
             "extraClients": self.options.extra_clients,
+            "idJag": self.options.id_jag.as_ref().map(|ij| json!({
+                "ttl": ij.ttl.map_or(300, |t| t.as_secs()),
+                "clientIds": ij.client_ids.iter().map(|(a, b)| (a.clone(), json!(b)))
+                    .collect::<serde_json::Map<String, Value>>(),
+            })),
             "readyFile": ready_file,
         });
         let config_path = dir.join(format!("config-{n}.json"));

@@ -395,45 +395,60 @@ impl WorkloadTokenSource {
         let request = form_request(&inner.token_endpoint, &form)
             .map_err(|_| TokenSourceError::Transport("invalid token endpoint URL".into()))?;
         let response = inner.transport.send(request).await?;
-        let status = response.status();
-        let body: Option<Value> = serde_json::from_slice(response.body()).ok();
-        if status != StatusCode::OK {
-            let text = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_str);
-            return match text("error") {
-                Some(error) => Err(TokenSourceError::Rejected {
-                    status: status.as_u16(),
-                    error: error.chars().take(64).collect(),
-                    description: text("error_description").map(|d| d.chars().take(256).collect()),
-                }),
-                None => Err(TokenSourceError::Transport(format!("HTTP status {}", status.as_u16()))),
-            };
-        }
-        let body = body.ok_or(TokenSourceError::InvalidResponse("the body is not JSON"))?;
-        let value = body
-            .get("access_token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)))
-            .ok_or(TokenSourceError::InvalidResponse("no usable access_token"))?;
-        let dpop = match body.get("token_type").and_then(Value::as_str) {
-            Some(t) if t.eq_ignore_ascii_case("bearer") => false,
-            Some(t) if t.eq_ignore_ascii_case("dpop") => true,
-            _ => return Err(TokenSourceError::InvalidResponse("token_type is neither Bearer nor DPoP")),
-        };
-        // without expires_in the token is used for a minute; more than a day is capped
-        let lifetime = match body.get("expires_in") {
-            None => Duration::from_secs(60),
-            Some(v) => Duration::from_secs(
-                v.as_u64()
-                    .filter(|s| *s > 0)
-                    .ok_or(TokenSourceError::InvalidResponse("expires_in is not a positive integer"))?,
-            )
-            .min(Duration::from_secs(24 * 3600)),
-        };
-        let now = inner.clock.now();
-        let margin = inner.refresh_margin.min(lifetime / 2);
-        let token = AccessToken { value: value.to_owned(), dpop, expires_at: now + lifetime };
-        Ok((token, now + lifetime - margin))
+        parse_token_response(&response, inner.clock.now(), inner.refresh_margin)
     }
+}
+
+/// The refusal of an RFC 6749 §5.2 error response (`Transport` when it is not one).
+pub(crate) fn refusal(response: &Response<Bytes>) -> TokenSourceError {
+    let status = response.status();
+    let body: Option<Value> = serde_json::from_slice(response.body()).ok();
+    let text = |k: &str| body.as_ref().and_then(|b| b.get(k)).and_then(Value::as_str);
+    match text("error") {
+        Some(error) => TokenSourceError::Rejected {
+            status: status.as_u16(),
+            error: error.chars().take(64).collect(),
+            description: text("error_description").map(|d| d.chars().take(256).collect()),
+        },
+        None => TokenSourceError::Transport(format!("HTTP status {}", status.as_u16())),
+    }
+}
+
+/// An access token response (RFC 6749 §5.1): the token and when to refresh it (`margin` before
+/// it expires, at most half its lifetime).
+pub(crate) fn parse_token_response(
+    response: &Response<Bytes>,
+    now: Duration,
+    refresh_margin: Duration,
+) -> Result<(AccessToken, Duration), TokenSourceError> {
+    if response.status() != StatusCode::OK {
+        return Err(refusal(response));
+    }
+    let body: Value = serde_json::from_slice(response.body())
+        .map_err(|_| TokenSourceError::InvalidResponse("the body is not JSON"))?;
+    let value = body
+        .get("access_token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/=".contains(&b)))
+        .ok_or(TokenSourceError::InvalidResponse("no usable access_token"))?;
+    let dpop = match body.get("token_type").and_then(Value::as_str) {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => false,
+        Some(t) if t.eq_ignore_ascii_case("dpop") => true,
+        _ => return Err(TokenSourceError::InvalidResponse("token_type is neither Bearer nor DPoP")),
+    };
+    // without expires_in the token is used for a minute; more than a day is capped
+    let lifetime = match body.get("expires_in") {
+        None => Duration::from_secs(60),
+        Some(v) => Duration::from_secs(
+            v.as_u64()
+                .filter(|s| *s > 0)
+                .ok_or(TokenSourceError::InvalidResponse("expires_in is not a positive integer"))?,
+        )
+        .min(Duration::from_secs(24 * 3600)),
+    };
+    let margin = refresh_margin.min(lifetime / 2);
+    let token = AccessToken { value: value.to_owned(), dpop, expires_at: now + lifetime };
+    Ok((token, now + lifetime - margin))
 }
 
 /// Builds a [`WorkloadTokenSource`].
@@ -573,7 +588,7 @@ pub struct WorkloadToken<S> {
     source: WorkloadTokenSource,
 }
 
-fn says_invalid_token(res_headers: &http::HeaderMap) -> bool {
+pub(crate) fn says_invalid_token(res_headers: &http::HeaderMap) -> bool {
     res_headers
         .get_all(header::WWW_AUTHENTICATE)
         .iter()

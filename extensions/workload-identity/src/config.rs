@@ -33,6 +33,7 @@ use crate::client::WorkloadTokenSource;
 use crate::endpoint::TokenEndpoint;
 use crate::error::WorkloadConfigError;
 use crate::grant::GrantValidator;
+use crate::id_jag::{IdJagValidator, RegisteredClient};
 use crate::layer::{OtherTokens, WorkloadIdentityLayer};
 use crate::pattern::Pattern;
 use crate::replay::MemoryReplayStore;
@@ -142,6 +143,8 @@ pub enum PatternConfig {
     /// Matching the glob (`*` one segment, `**` anything, `?` one character other than `/` and
     /// `:`; see `mcp_enterprise_core::glob::SegmentGlob`).
     Glob(String),
+    /// `"any"`: every value (an explicit choice; e.g. every user of an IdP, narrowed by `claims`).
+    Any,
 }
 
 /// Direct mode.
@@ -162,7 +165,7 @@ pub struct DirectConfig {
 }
 
 /// The token endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -184,12 +187,59 @@ pub struct AuthorizationServerConfig {
     pub replay_capacity: Option<usize>,
     /// The advertised extension id. Default `io.modelcontextprotocol/auth/wif`.
     pub extension_id: Option<String>,
-    /// **Insecure**: an assertion may be presented again until it expires.
+    /// **Insecure**: an assertion may be presented again until it expires (workload assertions;
+    /// never ID-JAGs).
     #[serde(default)]
     pub insecure_allow_assertion_reuse: bool,
     /// **Insecure**: allow a plain-http issuer on `127.0.0.1` (tests).
     #[serde(default)]
     pub insecure_http_loopback: bool,
+    /// More resources tokens may be issued for (the canonical URIs of the other routes this
+    /// authorization server serves); `resource` always is one.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Enterprise-Managed Authorization (SEP-990): ID-JAGs from enterprise IdPs at this token
+    /// endpoint; absent: off.
+    pub id_jag: Option<IdJagConfig>,
+}
+
+/// Enterprise-Managed Authorization: which enterprise IdPs' ID-JAGs are accepted, for which
+/// users, and which clients may present them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IdJagConfig {
+    /// Trusted enterprise IdPs: `issuer` (https; keys by OIDC discovery unless `jwks_uri`, `jwks`
+    /// or `jwks_file`), `algorithms`, `rules` over users (`subject`, `claims` such as
+    /// `{"/groups": {"exact": "mcp-users"}}`, capping `resources` and `scopes`; no rule: no user),
+    /// `forward_claims` (user claims such as `groups` carried into access tokens; `email` always is).
+    pub idps: Vec<IssuerConfig>,
+    /// Clients registered at this authorization server (client_secret_basic / client_secret_post).
+    pub clients: Vec<IdJagClientConfig>,
+    /// Longest accepted ID-JAG lifetime (`exp - iat`), seconds. Default 300, at most 3600.
+    pub max_lifetime_secs: Option<u64>,
+    /// ID-JAG `jti`s remembered at once (without a shared Redis store). Default 100 000.
+    pub replay_capacity: Option<usize>,
+}
+
+/// A client registered for the ID-JAG grant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IdJagClientConfig {
+    /// The client id (the ID-JAG's `client_id` must equal it).
+    pub client_id: String,
+    /// Its secret (use a `${env:…}` or `${file:…}` reference; only a digest is kept).
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for IdJagClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdJagClientConfig").field("client_id", &self.client_id).finish_non_exhaustive()
+    }
 }
 
 /// The client side: the token source.
@@ -224,6 +274,7 @@ impl PatternConfig {
             Self::Exact(s) => Ok(Pattern::exact(s)),
             Self::Prefix(s) => Pattern::prefix(s),
             Self::Glob(s) => Pattern::glob(s),
+            Self::Any => Ok(Pattern::any()),
         }
     }
 }
@@ -308,8 +359,22 @@ impl IssuerConfig {
 impl TrustPolicy {
     /// The trust policy of a configuration.
     pub fn from_config(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
+        Self::from_issuers(cfg, &cfg.issuers)
+    }
+
+    /// A policy trusting no workload issuer (with the timing settings of `cfg`).
+    fn empty(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
+        let mut b = TrustPolicy::builder().jwks(cfg.jwks.settings(JwksSettings::default()));
+        if let Some(s) = cfg.http_timeout_secs {
+            b = b.http_timeout(Duration::from_secs(s));
+        }
+        b.build_allow_empty()
+    }
+
+    /// A trust policy over `issuers` with the timing settings of `cfg`.
+    fn from_issuers(cfg: &WorkloadIdentityConfig, issuers: &[IssuerConfig]) -> Result<Self, WorkloadConfigError> {
         let mut b = TrustPolicy::builder();
-        for issuer in &cfg.issuers {
+        for issuer in issuers {
             b = b.issuer(issuer.trusted()?);
         }
         b = b.jwks(cfg.jwks.settings(JwksSettings::default()));
@@ -347,7 +412,11 @@ impl WorkloadIdentitySetup {
         if cfg.direct.is_none() && cfg.authorization_server.is_none() {
             return Err(WorkloadConfigError::NothingAccepted);
         }
-        let trust = TrustPolicy::from_config(cfg)?;
+        // an authorization server for ID-JAGs only needs no workload issuer
+        let id_jag_only = cfg.issuers.is_empty()
+            && cfg.direct.is_none()
+            && cfg.authorization_server.as_ref().is_some_and(|a| a.id_jag.is_some());
+        let trust = if id_jag_only { TrustPolicy::empty(cfg)? } else { TrustPolicy::from_config(cfg)? };
         let leeway = Duration::from_secs(cfg.leeway_secs.unwrap_or(60));
         let token_endpoint = match &cfg.authorization_server {
             None => None,
@@ -369,6 +438,9 @@ impl WorkloadIdentitySetup {
                 if a.insecure_allow_assertion_reuse {
                     g = g.insecure_allow_assertion_reuse();
                 }
+                for r in &a.resources {
+                    g = g.resource(r);
+                }
                 let mut e = TokenEndpoint::builder(g.build()?)
                     .access_token_ttl(Duration::from_secs(a.access_token_ttl_secs.unwrap_or(300)));
                 if let Some(p) = &a.jwks_path {
@@ -383,6 +455,9 @@ impl WorkloadIdentitySetup {
                 }
                 if let Some(id) = &a.extension_id {
                     e = e.extension_id(id);
+                }
+                if let Some(j) = &a.id_jag {
+                    e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone())?);
                 }
                 Some(e.build()?)
             }
@@ -440,6 +515,42 @@ impl WorkloadIdentitySetup {
     pub fn metadata_contribution(&self) -> MetadataContribution {
         self.layer.metadata_contribution()
     }
+}
+
+/// The ID-JAG validator of an authorization server's `id_jag` section.
+fn id_jag_validator(
+    cfg: &WorkloadIdentityConfig,
+    a: &AuthorizationServerConfig,
+    j: &IdJagConfig,
+    leeway: Duration,
+    replay: Option<Arc<dyn crate::replay::ReplayStore>>,
+) -> Result<IdJagValidator, WorkloadConfigError> {
+    if j.idps.is_empty() {
+        return Err(WorkloadConfigError::Limit {
+            what: "id_jag.idps",
+            reason: "at least one enterprise IdP is required",
+        });
+    }
+    let idps = TrustPolicy::from_issuers(cfg, &j.idps)?;
+    let mut v = IdJagValidator::builder(idps, &a.issuer)
+        .resource(&cfg.resource)
+        .leeway(leeway)
+        .max_assertion_lifetime(Duration::from_secs(j.max_lifetime_secs.unwrap_or(300)));
+    for r in &a.resources {
+        v = v.resource(r);
+    }
+    for c in &j.clients {
+        v = v.client(RegisteredClient::with_secret(&c.client_id, &c.client_secret));
+    }
+    if let Some(store) = replay {
+        v = v.replay_store(store);
+    } else if let Some(n) = j.replay_capacity {
+        v = v.replay_store(Arc::new(MemoryReplayStore::new(n)));
+    }
+    if a.insecure_http_loopback {
+        v = v.insecure_http_loopback();
+    }
+    v.build()
 }
 
 impl WorkloadTokenSource {
@@ -555,6 +666,62 @@ mod tests {
             v["issuers"][0]["rules"][0]["claims"] = json!({"kubernetes.io.namespace": {"exact": "x"}})
         });
         assert!(e.contains("JSON Pointer"), "{e}");
+    }
+
+    fn id_jag_only() -> Value {
+        json!({
+            "resource": "https://mcp.example.com/mcp",
+            "authorization_server": {
+                "issuer": "https://mcp.example.com", "resources": ["https://mcp.example.com/crm"],
+                "id_jag": {
+                    "idps": [{"issuer": "https://acme.okta.com", "algorithms": ["RS256"], "forward_claims": ["groups"],
+                              "rules": [{"name": "eng", "subject": "any", "claims": {"/groups": {"exact": "eng"}},
+                                         "scopes": ["mcp:tools"]}]}],
+                    "clients": [{"client_id": "agent", "client_secret": "s3cret"}]
+                }
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn an_id_jag_only_authorization_server_builds_and_advertises() {
+        let cfg: WorkloadIdentityConfig = serde_json::from_value(id_jag_only()).expect("valid");
+        let wi = WorkloadIdentitySetup::from_config(&cfg).expect("builds without workload issuers");
+        let endpoint = wi.token_endpoint().expect("token endpoint");
+        let v = endpoint.id_jag_validator().expect("ID-JAG validator");
+        assert_eq!(v.resources(), ["https://mcp.example.com/mcp", "https://mcp.example.com/crm"]);
+        let meta = endpoint.metadata();
+        assert_eq!(
+            meta["authorization_grant_profiles_supported"],
+            json!(["urn:ietf:params:oauth:grant-profile:id-jag"])
+        );
+        assert_eq!(meta["scopes_supported"], json!(["mcp:tools"]));
+        let set = wi.add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ids").build();
+        assert_eq!(set.advertised().get(crate::EMA_EXTENSION_ID), Some(&json!({})));
+        // the secret never shows in Debug output
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[tokio::test]
+    async fn id_jag_mistakes_are_refused() {
+        let refused_jag = |edit: &dyn Fn(&mut Value)| refused(id_jag_only(), |v| edit(v));
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["clients"] = json!([]));
+        assert!(e.contains("registered client"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"] = json!([]));
+        assert!(e.contains("enterprise IdP"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"][0]["forward_claims"] = json!(["sub"]));
+        assert!(e.contains("\"sub\""), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["idps"][0]["algorithms"] = json!(["HS256"]));
+        assert!(e.contains("HMAC"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["max_lifetime_secs"] = json!(7200));
+        assert!(e.contains("max_lifetime"), "{e}");
+        let e = refused_jag(&|v| v["authorization_server"]["id_jag"]["audience"] = json!("x"));
+        assert!(e.contains("unknown field `audience`"), "{e}");
+        let e = refused_jag(&|v| {
+            v["authorization_server"]["id_jag"]["idps"][0] =
+                json!({"spiffe_trust_domain": "prod.example.org", "bundle": {"keys": []}})
+        });
+        assert!(e.contains("bundle") || e.contains("SPIFFE"), "{e}");
     }
 
     #[tokio::test]

@@ -36,6 +36,7 @@ use tower_service::Service;
 
 use crate::error::{GrantError, WorkloadConfigError, WorkloadError};
 use crate::grant::{GrantDecision, GrantValidator, JWT_BEARER_GRANT_TYPE};
+use crate::id_jag::{EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, IdJagDecision, IdJagValidator, is_id_jag_request};
 use crate::replay::BoxFuture;
 use crate::signing::SigningKey;
 use crate::verify::{check_times, single_audience};
@@ -48,6 +49,7 @@ const AS_METADATA_PREFIX: &str = "/.well-known/oauth-authorization-server";
 
 struct EndpointInner {
     validator: GrantValidator,
+    id_jag: Option<IdJagValidator>,
     key: SigningKey,
     issued: IssuedTokens,
     token_path: String,
@@ -91,6 +93,7 @@ impl TokenEndpoint {
     pub fn builder(validator: GrantValidator) -> TokenEndpointBuilder {
         TokenEndpointBuilder {
             validator,
+            id_jag: None,
             jwks_path: "/oauth/jwks".to_owned(),
             key: None,
             ttl: Duration::from_secs(300),
@@ -129,10 +132,20 @@ impl TokenEndpoint {
         serde_json::from_slice(&self.inner.metadata).unwrap_or(Value::Null)
     }
 
+    /// The ID-JAG validator, when Enterprise-Managed Authorization is enabled.
+    pub fn id_jag_validator(&self) -> Option<&IdJagValidator> {
+        self.inner.id_jag.as_ref()
+    }
+
     /// Adds the WIF extension (settings `{}`) to an extension set: clients learn that this
-    /// server's authorization server accepts workload identity grants.
+    /// server's authorization server accepts workload identity grants; with ID-JAGs also
+    /// Enterprise-Managed Authorization (`io.modelcontextprotocol/enterprise-managed-authorization`).
     pub fn add_extensions(&self, set: ExtensionSetBuilder) -> Result<ExtensionSetBuilder, WorkloadConfigError> {
-        Ok(set.with(self.inner.extension_id.clone(), Value::Object(serde_json::Map::new()))?)
+        let mut set = set.with(self.inner.extension_id.clone(), Value::Object(serde_json::Map::new()))?;
+        if self.inner.id_jag.is_some() {
+            set = set.with(ExtensionId::new(EMA_EXTENSION_ID)?, Value::Object(serde_json::Map::new()))?;
+        }
+        Ok(set)
     }
 
     /// This authorization server, for the RFC 9728 metadata of the resources it serves.
@@ -163,6 +176,53 @@ impl TokenEndpoint {
         Ok((self.inner.key.sign(&json!({"typ": "at+jwt"}), &claims)?, ttl))
     }
 
+    /// An access token for the employee of an ID-JAG: `sub` the user, `aud` the resource,
+    /// `client_id` the client, `idp` the enterprise IdP, the user claims (`email`, groups...).
+    fn mint_user(&self, decision: &IdJagDecision) -> Result<(String, u64), WorkloadConfigError> {
+        let now = self.inner.validator.inner.trust.clock().now().as_secs();
+        let ttl = self.inner.ttl.as_secs();
+        let mut jti = [0u8; 16];
+        SystemRandom::new()
+            .fill(&mut jti)
+            .map_err(|_| WorkloadConfigError::SigningKey("randomness unavailable".into()))?;
+        let mut claims = serde_json::Map::new();
+        for (name, value) in &decision.user_claims {
+            claims.insert(name.clone(), value.clone());
+        }
+        for (name, value) in [
+            ("iss", json!(self.issuer())),
+            ("sub", json!(decision.subject)),
+            ("aud", json!(decision.resource)),
+            ("client_id", json!(decision.client_id)),
+            ("idp", json!(decision.idp)),
+            ("iat", json!(now)),
+            ("exp", json!(now + ttl)),
+            ("jti", json!(URL_SAFE_NO_PAD.encode(jti))),
+        ] {
+            claims.insert(name.to_owned(), value);
+        }
+        if !decision.scopes.is_empty() {
+            claims.insert("scope".to_owned(), json!(decision.scopes.join(" ")));
+        }
+        Ok((self.inner.key.sign(&json!({"typ": "at+jwt"}), &Value::Object(claims))?, ttl))
+    }
+
+    fn issued(&self, token: Result<(String, u64), WorkloadConfigError>, scopes: &[String]) -> Response<Full<Bytes>> {
+        match token {
+            Ok((token, ttl)) => {
+                let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+                if !scopes.is_empty() {
+                    body["scope"] = json!(scopes.join(" "));
+                }
+                json_response(StatusCode::OK, body.to_string().into())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "minting an access token failed");
+                grant_error(GrantError::Unavailable)
+            }
+        }
+    }
+
     async fn token<B>(self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body + Send + 'static,
@@ -178,32 +238,33 @@ impl TokenEndpoint {
         if !form_type {
             return grant_error(GrantError::InvalidRequest("the body must be application/x-www-form-urlencoded"));
         }
-        let body = match Limited::new(req.into_body(), self.inner.max_body_bytes).collect().await {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, self.inner.max_body_bytes).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(_) => return grant_error(GrantError::InvalidRequest("the body is unreadable or too large")),
         };
         let Some(form) = form_decode(&body) else {
             return grant_error(GrantError::InvalidRequest("the body is not a valid form"));
         };
+        if let Some(id_jag) = &self.inner.id_jag
+            && is_id_jag_request(&parts.headers, &form)
+        {
+            return match id_jag.validate_form(&parts.headers, &form).await {
+                Ok(decision) => {
+                    let mut res = self.issued(self.mint_user(&decision), &decision.scopes);
+                    res.extensions_mut().insert(decision);
+                    res
+                }
+                Err(e) => grant_error(e),
+            };
+        }
         let decision = match self.inner.validator.validate_form(&form).await {
             Ok(d) => d,
             Err(e) => return grant_error(e),
         };
-        match self.mint(&decision) {
-            Ok((token, ttl)) => {
-                let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
-                if !decision.scopes.is_empty() {
-                    body["scope"] = json!(decision.scopes.join(" "));
-                }
-                let mut res = json_response(StatusCode::OK, body.to_string().into());
-                res.extensions_mut().insert(decision);
-                res
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "minting an access token failed");
-                grant_error(GrantError::Unavailable)
-            }
-        }
+        let mut res = self.issued(self.mint(&decision), &decision.scopes);
+        res.extensions_mut().insert(decision);
+        res
     }
 }
 
@@ -222,6 +283,10 @@ fn grant_error(error: GrantError) -> Response<Full<Bytes>> {
     let mut res = json_response(error.status(), error.to_json().to_string().into());
     if error.status() == StatusCode::SERVICE_UNAVAILABLE {
         res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    if error.status() == StatusCode::UNAUTHORIZED {
+        // RFC 6749 §5.2: invalid_client answers with the authentication scheme the client can use
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"token\""));
     }
     res.extensions_mut().insert(error);
     res
@@ -284,6 +349,7 @@ where
 #[must_use]
 pub struct TokenEndpointBuilder {
     validator: GrantValidator,
+    id_jag: Option<IdJagValidator>,
     jwks_path: String,
     key: Option<SigningKey>,
     ttl: Duration,
@@ -298,6 +364,14 @@ impl fmt::Debug for TokenEndpointBuilder {
 }
 
 impl TokenEndpointBuilder {
+    /// Also accepts ID-JAGs (Enterprise-Managed Authorization, SEP-990) at the token endpoint:
+    /// a jwt-bearer request whose client authenticates, or whose assertion is typed
+    /// `oauth-id-jag+jwt`, is judged by `validator` (whose issuer must be this endpoint's).
+    pub fn id_jag(mut self, validator: IdJagValidator) -> Self {
+        self.id_jag = Some(validator);
+        self
+    }
+
     /// Where the public key is served (default `/oauth/jwks`).
     pub fn jwks_path(mut self, path: impl Into<String>) -> Self {
         self.jwks_path = path.into();
@@ -402,6 +476,19 @@ impl TokenEndpointBuilder {
             "grant_types_supported": [JWT_BEARER_GRANT_TYPE],
             "token_endpoint_auth_methods_supported": ["none"],
         });
+        if let Some(id_jag) = &self.id_jag {
+            if id_jag.issuer() != issuer {
+                return Err(bad("issuer", id_jag.issuer(), "the ID-JAG validator must have the endpoint's issuer"));
+            }
+            for s in id_jag.rule_scopes() {
+                if !scopes.contains(&s) {
+                    scopes.push(s);
+                }
+            }
+            metadata["authorization_grant_profiles_supported"] = json!([ID_JAG_GRANT_PROFILE]);
+            metadata["token_endpoint_auth_methods_supported"] =
+                json!(["none", "client_secret_basic", "client_secret_post"]);
+        }
         if !scopes.is_empty() {
             metadata["scopes_supported"] = json!(scopes);
         }
@@ -417,6 +504,7 @@ impl TokenEndpointBuilder {
         Ok(TokenEndpoint {
             inner: Arc::new(EndpointInner {
                 validator: self.validator,
+                id_jag: self.id_jag,
                 key,
                 issued,
                 token_path,
@@ -497,14 +585,24 @@ impl IssuedTokens {
         let text = |name| claims.get(name).and_then(Value::as_str);
         let subject = text("sub").filter(|s| !s.is_empty()).ok_or(JwtError::MissingSubject)?;
         let scopes = text("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>());
-        let mut builder = Principal::builder(&self.inner.issuer, subject, PrincipalKind::Workload, AuthMethod::Bearer)
+        if claims.contains_key("cnf") {
+            // sender-constrained tokens are judged by the DPoP layer, never as bearer tokens here
+            return Err(WorkloadError::Jwt(JwtError::BadClaim("cnf")));
+        }
+        // a token minted from an ID-JAG is the employee's (`idp` names the enterprise IdP)
+        let kind =
+            if claims.get("idp").is_some_and(Value::is_string) { PrincipalKind::User } else { PrincipalKind::Workload };
+        let mut builder = Principal::builder(&self.inner.issuer, subject, kind, AuthMethod::Bearer)
             .scopes(scopes.unwrap_or_default())
             .token_fingerprint(TokenFingerprint::from_sha256(&jwks::sha256(token.as_bytes())));
         if let Some(client) = text("client_id") {
             builder = builder.client_id(client);
         }
-        if let Some(origin) = claims.get("workload_issuer") {
-            builder = builder.claim("workload_issuer", origin.clone());
+        // everything but the registered claims: `workload_issuer`, or `idp`, `email`, groups...
+        for (name, value) in &claims {
+            if !matches!(name.as_str(), "iss" | "sub" | "aud" | "exp" | "iat" | "nbf" | "jti" | "scope" | "client_id") {
+                builder = builder.claim(name.clone(), value.clone());
+            }
         }
         Ok(builder.build())
     }

@@ -192,6 +192,12 @@ pub enum GrantError {
     /// Keys or the replay store are unavailable (`temporarily_unavailable`, 503).
     #[error("the authorization server is temporarily unavailable")]
     Unavailable,
+    /// An ID-JAG (SEP-990) is not acceptable (`invalid_grant`), with the precise reason.
+    #[error("invalid ID-JAG: {0}")]
+    InvalidIdJag(IdJagError),
+    /// The client did not authenticate, or its credentials are wrong (`invalid_client`, 401).
+    #[error("client authentication failed: {0}")]
+    InvalidClient(&'static str),
 }
 
 impl GrantError {
@@ -205,6 +211,8 @@ impl GrantError {
             Self::InvalidTarget => "invalid_target",
             Self::InvalidScope(_) => "invalid_scope",
             Self::Unavailable => "temporarily_unavailable",
+            Self::InvalidIdJag(_) => "invalid_grant",
+            Self::InvalidClient(_) => "invalid_client",
         }
     }
 
@@ -212,6 +220,7 @@ impl GrantError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InvalidClient(_) => StatusCode::UNAUTHORIZED,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -222,5 +231,67 @@ impl GrantError {
         let description: String =
             self.to_string().chars().filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e)).collect();
         serde_json::json!({ "error": self.error_code(), "error_description": description })
+    }
+}
+
+/// Why an ID-JAG (Identity Assertion JWT Authorization Grant, SEP-990) was refused: every reason
+/// is `invalid_grant`, the description says which check failed (never token contents).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdJagError {
+    /// The `typ` header is not `oauth-id-jag+jwt`.
+    #[error("typ {0:?} is not oauth-id-jag+jwt")]
+    WrongType(String),
+    /// A check every JWT consumer makes failed (signature, algorithm, issuer, lifetime, claims).
+    #[error(transparent)]
+    Jwt(JwtError),
+    /// `aud` is not this authorization server's issuer identifier.
+    #[error("aud is not this authorization server's issuer")]
+    WrongAudience,
+    /// No `resource` claim.
+    #[error("the ID-JAG has no resource claim")]
+    MissingResource,
+    /// `resource` is not a resource this authorization server issues tokens for.
+    #[error("resource is not served by this authorization server")]
+    UnknownResource,
+    /// The request's `resource` parameter names another resource than the ID-JAG.
+    #[error("the resource parameter differs from the ID-JAG's resource")]
+    ResourceMismatch,
+    /// No `client_id` claim.
+    #[error("the ID-JAG has no client_id claim")]
+    MissingClientId,
+    /// `client_id` is not the client that authenticated.
+    #[error("client_id is not the authenticated client")]
+    ClientMismatch,
+    /// A requested scope is not among the ID-JAG's.
+    #[error("requested scope {0:?} is not granted by the ID-JAG")]
+    ScopeNotInIdJag(String),
+    /// A requested scope is in the ID-JAG but this IdP's rule for the user does not allow it.
+    #[error("scope {0:?} is not allowed for this user by the identity provider's rules")]
+    ScopeNotAllowed(String),
+    /// No rule of the identity provider admits the user.
+    #[error("no rule of the identity provider admits this user")]
+    NoMatchingRule,
+    /// The user's rule does not allow the resource.
+    #[error("the identity provider's rules do not allow this user tokens for this resource")]
+    ResourceNotAllowed,
+    /// The `jti` was presented before (scoped by `iss` and `sub`).
+    #[error("the ID-JAG was already used (replayed jti)")]
+    Replayed,
+    /// Another defect of the token.
+    #[error("{0}")]
+    Token(WorkloadError),
+}
+
+impl From<WorkloadError> for IdJagError {
+    fn from(e: WorkloadError) -> Self {
+        match e {
+            WorkloadError::Jwt(j) => Self::Jwt(j),
+            WorkloadError::WrongType(t) => Self::WrongType(t),
+            WorkloadError::WrongAudience => Self::WrongAudience,
+            WorkloadError::NoMatchingRule => Self::NoMatchingRule,
+            WorkloadError::Replayed => Self::Replayed,
+            other => Self::Token(other),
+        }
     }
 }

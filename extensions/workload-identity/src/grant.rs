@@ -141,24 +141,8 @@ impl GrantValidator {
     /// pairs): every parameter at most once (RFC 6749 §3.2), `grant_type` the jwt-bearer grant,
     /// an `assertion`, then [`validate`](Self::validate).
     pub async fn validate_form(&self, form: &[(String, String)]) -> Result<GrantDecision, GrantError> {
-        // a token request has a handful of parameters; a flood of them is refused before the
-        // (quadratic) repetition check
-        if form.len() > MAX_FORM_PARAMETERS {
-            return Err(GrantError::InvalidRequest("too many parameters"));
-        }
-        let mut names: Vec<&str> = Vec::with_capacity(form.len());
-        for (name, _) in form {
-            if names.contains(&name.as_str()) {
-                return Err(GrantError::InvalidRequest("a parameter is repeated"));
-            }
-            names.push(name);
-        }
+        check_form_shape(form)?;
         let get = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
-        match get("grant_type") {
-            None | Some("") => return Err(GrantError::InvalidRequest("grant_type is required")),
-            Some(JWT_BEARER_GRANT_TYPE) => {}
-            Some(_) => return Err(GrantError::UnsupportedGrantType),
-        }
         let assertion =
             get("assertion").filter(|a| !a.is_empty()).ok_or(GrantError::InvalidRequest("assertion is required"))?;
         self.validate(GrantRequest::new(assertion, get("resource"), get("scope"))).await
@@ -187,6 +171,7 @@ impl GrantValidator {
             max_lifetime: inner.max_lifetime,
             leeway: inner.leeway,
             require_jti: inner.replay.is_some(),
+            typ: None,
         };
         let verified = inner.trust.verify(request.assertion, expect).await.map_err(invalid_grant)?;
         if !verified.rule.allows_resource(resource) {
@@ -225,6 +210,28 @@ impl GrantValidator {
             assertion_expires_at: verified.exp,
             assertion_fingerprint: verified.fingerprint,
         })
+    }
+}
+
+/// The shape every token request must have: a handful of parameters, each at most once (RFC
+/// 6749 §3.2), and `grant_type` the jwt-bearer grant.
+pub(crate) fn check_form_shape(form: &[(String, String)]) -> Result<(), GrantError> {
+    // a token request has a handful of parameters; a flood of them is refused before the
+    // (quadratic) repetition check
+    if form.len() > MAX_FORM_PARAMETERS {
+        return Err(GrantError::InvalidRequest("too many parameters"));
+    }
+    let mut names: Vec<&str> = Vec::with_capacity(form.len());
+    for (name, _) in form {
+        if names.contains(&name.as_str()) {
+            return Err(GrantError::InvalidRequest("a parameter is repeated"));
+        }
+        names.push(name);
+    }
+    match form.iter().find(|(n, _)| n == "grant_type").map(|(_, v)| v.as_str()) {
+        None | Some("") => Err(GrantError::InvalidRequest("grant_type is required")),
+        Some(JWT_BEARER_GRANT_TYPE) => Ok(()),
+        Some(_) => Err(GrantError::UnsupportedGrantType),
     }
 }
 

@@ -33,8 +33,17 @@
 //! token the co-located token endpoint minted for this server. Refusals are `401` with a `Bearer`
 //! challenge and a JSON-RPC error body; the typed [`WorkloadError`] is in the response extensions.
 //!
-//! Out of scope: user tokens (the `sso` crate), DPoP proofs (the `dpop` crate), client
-//! authentication at the token endpoint (SEP-1933 has none), refresh tokens.
+//! 5. **Enterprise-Managed Authorization (SEP-990)** on the same token endpoint:
+//!    [`IdJagValidator`] judges ID-JAGs (`typ` `oauth-id-jag+jwt`) from trusted enterprise IdPs
+//!    presented by registered clients, and the endpoint mints access tokens for the *employee*
+//!    (a `user` principal with `email`, groups...); [`IdJagTokenSource`] and [`IdJagTokenLayer`]
+//!    are the client side. The ID-JAG profile lives here, not in a crate of its own, because it
+//!    is another assertion profile of the one jwt-bearer token endpoint this crate serves, and it
+//!    shares its trust machinery (issuers, key caches, rules, replay store, signing key);
+//!    extensions never depend on each other, so a separate crate could not grow this endpoint.
+//!
+//! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs (the `dpop` crate),
+//! `private_key_jwt` client authentication, refresh tokens.
 //!
 //! ```
 //! use std::time::Duration;
@@ -105,6 +114,8 @@ mod endpoint;
 mod error;
 mod future;
 mod grant;
+mod id_jag;
+mod id_jag_client;
 mod layer;
 mod pattern;
 mod replay;
@@ -119,13 +130,18 @@ pub use client::{
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
 pub use config::{
-    AuthorizationServerConfig, DirectConfig, IssuerConfig, JwksConfig, PatternConfig, RuleConfig, TokenSourceConfig,
-    WorkloadIdentityConfig, WorkloadIdentitySetup,
+    AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
+    RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
 };
 pub use endpoint::{DEFAULT_WIF_EXTENSION_ID, IssuedTokens, TokenEndpoint, TokenEndpointBuilder};
-pub use error::{GrantError, WorkloadConfigError, WorkloadError};
+pub use error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
 pub use future::ResponseFuture;
 pub use grant::{GrantDecision, GrantRequest, GrantValidator, GrantValidatorBuilder, JWT_BEARER_GRANT_TYPE};
+pub use id_jag::{
+    EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, IdJagDecision, IdJagValidator,
+    IdJagValidatorBuilder, RegisteredClient,
+};
+pub use id_jag_client::{ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{DEFAULT_EXTENSION_NAME, OtherTokens, WorkloadIdentityLayer, WorkloadIdentityLayerBuilder};
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};

@@ -29,6 +29,9 @@ pub enum Pattern {
     Prefix(String),
     /// The value matches this glob (see the module documentation).
     Glob(SegmentGlob),
+    /// Any value: an explicit choice (globs of wildcards only are refused), e.g. every user of an
+    /// enterprise IdP whose rule narrows by a claim such as `/groups`.
+    Any,
 }
 
 impl fmt::Debug for Pattern {
@@ -37,6 +40,7 @@ impl fmt::Debug for Pattern {
             Self::Exact(s) => write!(f, "exact({s:?})"),
             Self::Prefix(s) => write!(f, "prefix({s:?})"),
             Self::Glob(g) => write!(f, "glob({:?})", g.as_str()),
+            Self::Any => f.write_str("any"),
         }
     }
 }
@@ -54,6 +58,11 @@ impl Pattern {
             return Err(WorkloadConfigError::Pattern { pattern: prefix, reason: "an empty prefix matches everything" });
         }
         Ok(Self::Prefix(prefix))
+    }
+
+    /// Matches every value (explicitly).
+    pub fn any() -> Self {
+        Self::Any
     }
 
     /// Matches the glob `pattern`.
@@ -76,6 +85,7 @@ impl Pattern {
             Self::Exact(s) => value == s,
             Self::Prefix(p) => value.starts_with(p.as_str()),
             Self::Glob(g) => g.matches(value),
+            Self::Any => true,
         }
     }
 }

@@ -87,6 +87,7 @@ impl Inner {
             max_lifetime: direct.max_lifetime,
             leeway: direct.leeway,
             require_jti: direct.replay.is_some(),
+            typ: None,
         };
         let verified = match direct.trust.verify(token, expect).await {
             Ok(v) => v,

@@ -1057,3 +1057,5 @@ async fn dpop_bound_tokens_use_the_dpop_scheme() {
         assert!(matches!(source(bad).token().await, Err(TokenSourceError::InvalidResponse(_))));
     }
 }
+
+mod id_jag;

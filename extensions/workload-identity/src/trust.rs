@@ -380,6 +380,12 @@ impl TrustPolicyBuilder {
         if self.issuers.is_empty() {
             return Err(WorkloadConfigError::NoIssuers);
         }
+        self.build_allow_empty()
+    }
+
+    /// [`build`](Self::build) that accepts no issuer at all (a policy trusting nobody: an
+    /// authorization server for ID-JAGs only has no workload issuer).
+    pub(crate) fn build_allow_empty(self) -> Result<TrustPolicy, WorkloadConfigError> {
         if self.max_token_bytes < 256 {
             return Err(WorkloadConfigError::Limit { what: "max_token_bytes", reason: "must be at least 256" });
         }

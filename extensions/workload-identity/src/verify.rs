@@ -25,6 +25,9 @@ pub(crate) struct Expect<'a> {
     pub(crate) leeway: Duration,
     /// Whether `jti` must be present.
     pub(crate) require_jti: bool,
+    /// The `typ` header required: `None` for workload tokens (none, `JWT`, `JOSE`), else exactly
+    /// this media type (case-insensitive, `application/` prefix allowed).
+    pub(crate) typ: Option<&'static str>,
 }
 
 /// A workload token that passed every check but replay.
@@ -39,6 +42,8 @@ pub(crate) struct Verified {
     pub(crate) exp: u64,
     pub(crate) jti: Option<String>,
     pub(crate) fingerprint: TokenFingerprint,
+    /// Every claim of the token (its payload), for profiles that read more than the subject.
+    pub(crate) claims: Map<String, Value>,
 }
 
 /// Unverified claims of a token, to decide which layer judges it. `None` when it is not a JWT.
@@ -126,7 +131,14 @@ impl TrustPolicy {
             return Err(JwtError::CriticalHeader.into());
         }
         let typ = header.get("typ").and_then(Value::as_str);
-        if !workload_typ(typ) {
+        let typ_ok = match expect.typ {
+            None => workload_typ(typ),
+            Some(want) => typ.is_some_and(|t| {
+                let t = t.to_ascii_lowercase();
+                t.strip_prefix("application/").unwrap_or(&t) == want
+            }),
+        };
+        if !typ_ok {
             return Err(WorkloadError::WrongType(typ.unwrap_or_default().chars().take(32).collect()));
         }
         // keys come only from the issuer's configured or discovered key set: `jku`, `x5u`, `x5c`
@@ -169,7 +181,7 @@ impl TrustPolicy {
             .filter_map(|name| claims.get(name).map(|v| (name.clone(), v.clone())))
             .collect();
         let fingerprint = TokenFingerprint::from_sha256(&jwks::sha256(token.as_bytes()));
-        Ok(Verified { issuer: issuer.id.clone(), subject, rule, forwarded, exp, jti, fingerprint })
+        Ok(Verified { issuer: issuer.id.clone(), subject, rule, forwarded, exp, jti, fingerprint, claims })
     }
 }
 
@@ -181,12 +193,33 @@ pub(crate) async fn check_replay(
     now: Duration,
     leeway: Duration,
 ) -> Result<(), WorkloadError> {
+    check_replay_scoped(store, verified, false, now, leeway).await
+}
+
+/// [`check_replay`], the `jti` scoped by issuer and, with `by_subject`, by subject too (ID-JAG:
+/// "scoped by iss/sub"); the key space is separate from the issuer-only one.
+pub(crate) async fn check_replay_scoped(
+    store: &dyn ReplayStore,
+    verified: &Verified,
+    by_subject: bool,
+    now: Duration,
+    leeway: Duration,
+) -> Result<(), WorkloadError> {
     let Some(jti) = &verified.jti else { return Err(WorkloadError::Jwt(JwtError::MissingJti)) };
     // iss and jti are hashed together: fixed-size keys, and no separator an issuer could forge
-    let mut material = Vec::with_capacity(verified.issuer.len() + jti.len() + 1);
+    let mut material = Vec::with_capacity(verified.issuer.len() + verified.subject.len() + jti.len() + 24);
     material.extend_from_slice(verified.issuer.as_bytes());
     material.push(0);
-    material.extend_from_slice(jti.as_bytes());
+    if by_subject {
+        // a separate key space, each part length-prefixed (a subject may contain any character)
+        material.extend_from_slice(b"id-jag");
+        for part in [&verified.subject, jti] {
+            material.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            material.extend_from_slice(part.as_bytes());
+        }
+    } else {
+        material.extend_from_slice(jti.as_bytes());
+    }
     let key = TokenFingerprint::from_sha256(&jwks::sha256(&material)).to_string();
     let until = Duration::from_secs(verified.exp) + leeway;
     match store.check_and_insert(&key, now, until).await {

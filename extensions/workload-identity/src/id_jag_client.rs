@@ -1,0 +1,526 @@
+//! The client side of Enterprise-Managed Authorization (SEP-990): [`IdJagTokenSource`] turns the
+//! employee's sign-in at the enterprise IdP (an ID token) into access tokens for one MCP server,
+//! and [`IdJagTokenLayer`] attaches them.
+//!
+//! 1. Discovery (unless configured): the MCP server's RFC 9728 metadata names its authorization
+//!    server; that server's RFC 8414 metadata gives its issuer (compared exactly) and token
+//!    endpoint.
+//! 2. RFC 8693 at the IdP: `grant_type=…:token-exchange`, `requested_token_type=…:id-jag`,
+//!    `subject_token` (the ID token, `subject_token_type=…:id_token`), `audience` = the
+//!    authorization server's issuer, `resource`, `scope`, client authentication
+//!    (`client_secret_basic`, or `client_id` alone for a public IdP client). The answer must be
+//!    `issued_token_type=…:id-jag`.
+//! 3. RFC 7523 at the authorization server: `grant_type=…:jwt-bearer`, `assertion` = the ID-JAG,
+//!    `resource`, `scope`, `client_secret_basic`.
+//!
+//! The access token is cached until shortly before it expires (single flight). A refusal is not
+//! retried with the same ID token (only a new sign-in, [`IdJagTokenSource::set_id_token`], helps);
+//! transport failures are retried after a pause. With DPoP, pass a transport wrapped in the `dpop`
+//! crate's client layer (see [`ServiceTransport`](crate::ServiceTransport)): both requests then
+//! carry proofs, and a `token_type: DPoP` answer is attached as `Authorization: DPoP`. Tokens and
+//! assertions are never logged.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use mcp_enterprise_core::clock::{Clock, SystemClock};
+use mcp_enterprise_core::jwks::{self, HttpClient, form_encode, form_request};
+use serde_json::Value;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::client::{AccessToken, TokenSourceError, TokenTransport, parse_token_response, refusal, says_invalid_token};
+use crate::error::WorkloadConfigError;
+use crate::grant::JWT_BEARER_GRANT_TYPE;
+use crate::id_jag::ID_JAG_TOKEN_TYPE;
+use crate::replay::BoxFuture;
+
+/// An https URL; with the insecure switch also plain http on a loopback name (`127.0.0.1`,
+/// `localhost`, `[::1]`), as local test servers are reached.
+fn check_url(url: &str, insecure_http_loopback: bool) -> Result<(), String> {
+    if insecure_http_loopback
+        && let Ok(uri) = url.parse::<http::Uri>()
+        && uri.scheme_str() == Some("http")
+        && matches!(uri.host(), Some("localhost" | "[::1]"))
+    {
+        return crate::trust::check_url(&url.replacen(uri.host().unwrap_or_default(), "127.0.0.1", 1), true);
+    }
+    crate::trust::check_url(url, insecure_http_loopback)
+}
+
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// A client's credentials at a token endpoint (`client_secret_basic`; no secret: `client_id`
+/// in the form, a public client).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCredentials {
+    id: String,
+    secret: Option<String>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentials {
+    /// A confidential client (`client_secret_basic`).
+    pub fn secret(id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self { id: id.into(), secret: Some(secret.into()) }
+    }
+
+    /// A public client (only `client_id`).
+    pub fn public(id: impl Into<String>) -> Self {
+        Self { id: id.into(), secret: None }
+    }
+
+    /// A form POST to `url` authenticated as this client.
+    fn request(&self, url: &str, form: &[(&str, &str)]) -> Result<Request<Full<Bytes>>, TokenSourceError> {
+        let mut pairs = form.to_vec();
+        if self.secret.is_none() {
+            pairs.push(("client_id", self.id.as_str()));
+        }
+        let mut req =
+            form_request(url, &pairs).map_err(|_| TokenSourceError::Transport("invalid token endpoint URL".into()))?;
+        if let Some(secret) = &self.secret {
+            // RFC 6749 §2.3.1: both parts form-urlencoded before base64
+            let raw = format!("{}:{}", form_encode(&self.id), form_encode(secret));
+            let mut value = HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(raw)))
+                .map_err(|_| TokenSourceError::Transport("unusable client credentials".into()))?;
+            value.set_sensitive(true);
+            req.headers_mut().insert(header::AUTHORIZATION, value);
+        }
+        Ok(req)
+    }
+}
+
+/// The MCP server's authorization server: its issuer (the ID-JAG's audience) and token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AuthorizationServer {
+    issuer: String,
+    token_endpoint: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    id_token: Option<String>,
+    server: Option<AuthorizationServer>,
+    cached: Option<(AccessToken, Duration)>,
+    /// The last failure, the ID token it was for, and until when it stands (`None`: until a new
+    /// ID token).
+    failure: Option<(TokenSourceError, [u8; 32], Option<Duration>)>,
+}
+
+struct Inner {
+    idp_token_endpoint: String,
+    idp_client: ClientCredentials,
+    client: ClientCredentials,
+    resource: String,
+    scope: Option<String>,
+    refresh_margin: Duration,
+    retry_pause: Duration,
+    insecure_http_loopback: bool,
+    transport: Arc<dyn TokenTransport>,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    fetch: tokio::sync::Mutex<()>,
+}
+
+/// Obtains access tokens through ID-JAGs (see the module documentation). Cheap to clone.
+#[derive(Clone)]
+pub struct IdJagTokenSource {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for IdJagTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdJagTokenSource")
+            .field("idp_token_endpoint", &self.inner.idp_token_endpoint)
+            .field("resource", &self.inner.resource)
+            .field("client", &self.inner.client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdJagTokenSource {
+    /// A source for the MCP server `resource` (its canonical URI), exchanging at the IdP token
+    /// endpoint `idp_token_endpoint` as `idp_client`, granting at the MCP authorization server as
+    /// `client`.
+    pub fn builder(
+        resource: &str,
+        idp_token_endpoint: &str,
+        idp_client: ClientCredentials,
+        client: ClientCredentials,
+    ) -> IdJagTokenSourceBuilder {
+        IdJagTokenSourceBuilder {
+            resource: resource.to_owned(),
+            idp_token_endpoint: idp_token_endpoint.to_owned(),
+            idp_client,
+            client,
+            server: None,
+            scopes: Vec::new(),
+            id_token: None,
+            refresh_margin: Duration::from_secs(30),
+            retry_pause: Duration::from_secs(5),
+            http_timeout: Duration::from_secs(10),
+            transport: None,
+            clock: Arc::new(SystemClock),
+            insecure_http_loopback: false,
+        }
+    }
+
+    /// The employee signed in (again): the ID token to exchange from now on. Forgets the cached
+    /// access token and any refusal.
+    pub fn set_id_token(&self, id_token: impl Into<String>) {
+        let mut st = self.lock();
+        st.id_token = Some(id_token.into());
+        st.cached = None;
+        st.failure = None;
+    }
+
+    /// An access token: the cached one while it is fresh, otherwise a new exchange and grant.
+    pub async fn token(&self) -> Result<AccessToken, TokenSourceError> {
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let _single_flight = self.inner.fetch.lock().await;
+        if let Some(t) = self.fresh() {
+            return Ok(t);
+        }
+        let id_token = self.lock().id_token.clone().ok_or_else(|| {
+            TokenSourceError::Assertion("no ID token: the employee has not signed in at the IdP".into())
+        })?;
+        let digest = jwks::sha256(id_token.as_bytes());
+        let now = self.inner.clock.now();
+        if let Some((error, for_token, until)) = &self.lock().failure
+            && *for_token == digest
+            && until.is_none_or(|u| now < u)
+        {
+            return Err(error.clone());
+        }
+        match self.obtain(&id_token).await {
+            Ok((token, refresh_at)) => {
+                let mut st = self.lock();
+                st.failure = None;
+                st.cached = Some((token.clone(), refresh_at));
+                Ok(token)
+            }
+            Err(error) => {
+                let until = match error {
+                    TokenSourceError::Rejected { .. } => None,
+                    _ => Some(now + self.inner.retry_pause),
+                };
+                tracing::warn!(%error, resource = %self.inner.resource, "ID-JAG token source failed");
+                self.lock().failure = Some((error.clone(), digest, until));
+                Err(error)
+            }
+        }
+    }
+
+    /// Forgets the cached access token if it is `token`.
+    pub fn invalidate(&self, token: &AccessToken) {
+        let mut st = self.lock();
+        if st.cached.as_ref().is_some_and(|(t, _)| t == token) {
+            st.cached = None;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn fresh(&self) -> Option<AccessToken> {
+        let now = self.inner.clock.now();
+        self.lock().cached.as_ref().filter(|(_, refresh_at)| now < *refresh_at).map(|(t, _)| t.clone())
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, TokenSourceError> {
+        let req = Request::get(url)
+            .header(header::ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| TokenSourceError::Transport(format!("invalid URL {url}")))?;
+        let res = self.inner.transport.send(req).await?;
+        if res.status() != StatusCode::OK {
+            return Err(TokenSourceError::Transport(format!("{url}: HTTP status {}", res.status().as_u16())));
+        }
+        serde_json::from_slice(res.body())
+            .map_err(|_| TokenSourceError::InvalidResponse("a metadata document is not JSON"))
+    }
+
+    /// The authorization server, by RFC 9728 then RFC 8414 discovery (once).
+    async fn server(&self) -> Result<AuthorizationServer, TokenSourceError> {
+        if let Some(s) = self.lock().server.clone() {
+            return Ok(s);
+        }
+        let insecure = self.inner.insecure_http_loopback;
+        let uri: http::Uri =
+            self.inner.resource.parse().map_err(|_| TokenSourceError::InvalidResponse("bad resource"))?;
+        let origin =
+            format!("{}://{}", uri.scheme_str().unwrap_or("https"), uri.authority().map_or("", |a| a.as_str()));
+        let path = uri.path().trim_end_matches('/');
+        let prm = self.get_json(&format!("{origin}/.well-known/oauth-protected-resource{path}")).await?;
+        if prm.get("resource").and_then(Value::as_str) != Some(self.inner.resource.as_str()) {
+            return Err(TokenSourceError::InvalidResponse("the protected resource metadata names another resource"));
+        }
+        let issuer = prm
+            .get("authorization_servers")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(Value::as_str)
+            .filter(|i| check_url(i, insecure).is_ok())
+            .ok_or(TokenSourceError::InvalidResponse("no usable authorization server in the resource metadata"))?
+            .to_owned();
+        let iuri: http::Uri = issuer.parse().map_err(|_| TokenSourceError::InvalidResponse("bad issuer"))?;
+        let iorigin =
+            format!("{}://{}", iuri.scheme_str().unwrap_or("https"), iuri.authority().map_or("", |a| a.as_str()));
+        let ipath = iuri.path().trim_end_matches('/');
+        let meta = self.get_json(&format!("{iorigin}/.well-known/oauth-authorization-server{ipath}")).await?;
+        if meta.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(TokenSourceError::InvalidResponse("the authorization server metadata names another issuer"));
+        }
+        let token_endpoint = meta
+            .get("token_endpoint")
+            .and_then(Value::as_str)
+            .filter(|t| check_url(t, insecure).is_ok())
+            .ok_or(TokenSourceError::InvalidResponse("no usable token_endpoint in the authorization server metadata"))?
+            .to_owned();
+        let server = AuthorizationServer { issuer, token_endpoint };
+        self.lock().server = Some(server.clone());
+        Ok(server)
+    }
+
+    async fn obtain(&self, id_token: &str) -> Result<(AccessToken, Duration), TokenSourceError> {
+        let inner = &self.inner;
+        let server = self.server().await?;
+        // RFC 8693 at the IdP: the ID token for an ID-JAG naming the authorization server
+        let mut form = vec![
+            ("grant_type", TOKEN_EXCHANGE),
+            ("requested_token_type", ID_JAG_TOKEN_TYPE),
+            ("subject_token", id_token),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            ("audience", server.issuer.as_str()),
+            ("resource", inner.resource.as_str()),
+        ];
+        if let Some(scope) = &inner.scope {
+            form.push(("scope", scope));
+        }
+        let res = inner.transport.send(inner.idp_client.request(&inner.idp_token_endpoint, &form)?).await?;
+        if res.status() != StatusCode::OK {
+            return Err(refusal(&res));
+        }
+        let body: Value = serde_json::from_slice(res.body())
+            .map_err(|_| TokenSourceError::InvalidResponse("the IdP answer is not JSON"))?;
+        if body.get("issued_token_type").and_then(Value::as_str) != Some(ID_JAG_TOKEN_TYPE) {
+            return Err(TokenSourceError::InvalidResponse("the IdP did not issue an ID-JAG"));
+        }
+        let id_jag = body
+            .get("access_token")
+            .and_then(Value::as_str)
+            .filter(|t| jwks::split_compact(t).is_ok())
+            .ok_or(TokenSourceError::InvalidResponse("the ID-JAG is not a compact JWT"))?;
+        // RFC 7523 at the authorization server
+        let mut form =
+            vec![("grant_type", JWT_BEARER_GRANT_TYPE), ("assertion", id_jag), ("resource", inner.resource.as_str())];
+        if let Some(scope) = &inner.scope {
+            form.push(("scope", scope));
+        }
+        let res = inner.transport.send(inner.client.request(&server.token_endpoint, &form)?).await?;
+        parse_token_response(&res, inner.clock.now(), inner.refresh_margin)
+    }
+}
+
+/// Builds an [`IdJagTokenSource`].
+#[must_use]
+pub struct IdJagTokenSourceBuilder {
+    resource: String,
+    idp_token_endpoint: String,
+    idp_client: ClientCredentials,
+    client: ClientCredentials,
+    server: Option<AuthorizationServer>,
+    scopes: Vec<String>,
+    id_token: Option<String>,
+    refresh_margin: Duration,
+    retry_pause: Duration,
+    http_timeout: Duration,
+    transport: Option<Arc<dyn TokenTransport>>,
+    clock: Arc<dyn Clock>,
+    insecure_http_loopback: bool,
+}
+
+impl fmt::Debug for IdJagTokenSourceBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdJagTokenSourceBuilder").field("resource", &self.resource).finish_non_exhaustive()
+    }
+}
+
+impl IdJagTokenSourceBuilder {
+    /// A scope to request. Repeatable.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// The employee's ID token at the IdP (also later with [`IdJagTokenSource::set_id_token`]).
+    pub fn id_token(mut self, id_token: impl Into<String>) -> Self {
+        self.id_token = Some(id_token.into());
+        self
+    }
+
+    /// The authorization server's issuer and token endpoint (default: discovered from the
+    /// resource's metadata).
+    pub fn authorization_server(mut self, issuer: &str, token_endpoint: &str) -> Self {
+        self.server =
+            Some(AuthorizationServer { issuer: issuer.to_owned(), token_endpoint: token_endpoint.to_owned() });
+        self
+    }
+
+    /// How long before expiry a new token is obtained (default 30 s, at most half its lifetime).
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// Pause after a transport failure (default 5 s).
+    pub fn retry_pause(mut self, pause: Duration) -> Self {
+        self.retry_pause = pause;
+        self
+    }
+
+    /// Timeout of each HTTP request with the default transport (default 10 s).
+    pub fn http_timeout(mut self, timeout: Duration) -> Self {
+        self.http_timeout = timeout;
+        self
+    }
+
+    /// The HTTP transport (e.g. through a DPoP client layer).
+    pub fn transport(mut self, transport: Arc<dyn TokenTransport>) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// The clock (tests).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// **Insecure**: allows plain-http URLs on `127.0.0.1` (tests).
+    pub fn insecure_http_loopback(mut self) -> Self {
+        self.insecure_http_loopback = true;
+        self
+    }
+
+    /// Checks and builds.
+    pub fn build(self) -> Result<IdJagTokenSource, WorkloadConfigError> {
+        let insecure = self.insecure_http_loopback;
+        let mut urls = vec![("resource", &self.resource), ("IdP token endpoint", &self.idp_token_endpoint)];
+        if let Some(s) = &self.server {
+            urls.push(("authorization server issuer", &s.issuer));
+            urls.push(("token endpoint", &s.token_endpoint));
+        }
+        for (what, url) in urls {
+            check_url(url, insecure).map_err(|reason| WorkloadConfigError::Url { what, value: url.clone(), reason })?;
+        }
+        for scope in &self.scopes {
+            if !mcp_enterprise_core::challenge::is_scope_token(scope) {
+                return Err(WorkloadConfigError::Rule {
+                    rule: "scopes".into(),
+                    reason: format!("{scope:?} is not a valid scope"),
+                });
+            }
+        }
+        let transport = match self.transport {
+            Some(t) => t,
+            None => Arc::new(HttpClient::new(self.http_timeout).map_err(|e| WorkloadConfigError::Http(e.to_string()))?),
+        };
+        Ok(IdJagTokenSource {
+            inner: Arc::new(Inner {
+                idp_token_endpoint: self.idp_token_endpoint,
+                idp_client: self.idp_client,
+                client: self.client,
+                resource: self.resource,
+                scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),
+                refresh_margin: self.refresh_margin,
+                retry_pause: self.retry_pause,
+                insecure_http_loopback: insecure,
+                transport,
+                clock: self.clock,
+                state: Mutex::new(State { id_token: self.id_token, server: self.server, ..State::default() }),
+                fetch: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+}
+
+/// Attaches the access tokens of an [`IdJagTokenSource`] to outgoing requests (`Authorization:
+/// Bearer|DPoP`), and forgets a token the server answers `invalid_token` for.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct IdJagTokenLayer {
+    source: IdJagTokenSource,
+}
+
+impl IdJagTokenLayer {
+    /// Attaches tokens from `source`.
+    pub fn new(source: IdJagTokenSource) -> Self {
+        Self { source }
+    }
+}
+
+impl<S> Layer<S> for IdJagTokenLayer {
+    type Service = IdJagToken<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdJagToken { inner, source: self.source.clone() }
+    }
+}
+
+/// The service made by [`IdJagTokenLayer`]; its error type must absorb [`TokenSourceError`].
+#[derive(Clone, Debug)]
+pub struct IdJagToken<S> {
+    inner: S,
+    source: IdJagTokenSource,
+}
+
+impl<S, B, ResB> Service<Request<B>> for IdJagToken<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: From<TokenSourceError>,
+    B: Send + 'static,
+    ResB: Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<ResB>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut service = std::mem::replace(&mut self.inner, clone);
+        let source = self.source.clone();
+        Box::pin(async move {
+            let token = source.token().await?;
+            let value =
+                token.authorization().ok_or(TokenSourceError::InvalidResponse("token not usable in a header"))?;
+            req.headers_mut().insert(header::AUTHORIZATION, value);
+            let response = service.call(req).await?;
+            if response.status() == StatusCode::UNAUTHORIZED && says_invalid_token(response.headers()) {
+                source.invalidate(&token);
+            }
+            Ok(response)
+        })
+    }
+}

@@ -1,0 +1,645 @@
+//! Enterprise-Managed Authorization (SEP-990) end to end, with npm `oidc-provider` as the
+//! enterprise IdP (`tests/peers/oidc-provider.mjs`, its RFC 8693 grant issuing ID-JAGs):
+//!
+//! the employee's ID token → an ID-JAG at the IdP → an access token at the gateway's
+//! authorization server (the workload-identity token endpoint with `id_jag`) → a tool call
+//! through the gateway whose audit record and the upstream's `whoami` (signed-assertion
+//! propagation) show the employee. Then every refusal with its `invalid_grant` description, the
+//! discovery documents, and single use of a `jti` across two gateway replicas sharing a real
+//! `redis-server`.
+//!
+//! Needs the npm peers: `npm ci --prefix tests/peers`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{Request, StatusCode, header};
+use http_body_util::{BodyExt as _, Full};
+use mcp_enterprise_audit::{AuditLayer, FsyncPolicy};
+use mcp_enterprise_demo_server::DemoServer;
+use mcp_enterprise_demo_server::verified::{GatewayTrust, serve_verified};
+use mcp_enterprise_gateway::propagation::{Propagation, SignedAssertion};
+use mcp_enterprise_gateway::{Gateway, RunningGateway};
+use mcp_enterprise_tests::oidc::{
+    IdJagPeer, OidcOptions, OidcProvider, SigningAlg, SigningKey, jose_sign_jwts, token_exchange_client,
+};
+use mcp_enterprise_tests::peers::Peers;
+use mcp_enterprise_workload_identity::{WorkloadIdentityConfig, WorkloadIdentitySetup};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::common::{self, call, modern};
+
+const CLIENT: &str = "mcp-agent";
+const SECRET: &str = "agent-secret-at-both";
+/// An IdP client whose ID-JAGs name another client at the AS.
+const OTHER: &str = "other-agent";
+const ID_JAG: &str = "urn:ietf:params:oauth:token-type:id-jag";
+const ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!("{}={}", mcp_enterprise_core::jwks::form_encode(k), mcp_enterprise_core::jwks::form_encode(v))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}")))
+}
+
+async fn post(url: &str, body: String, auth: Option<&str>, content_type: &str) -> (StatusCode, Value) {
+    let mut req = Request::post(url).header(header::CONTENT_TYPE, content_type);
+    if let Some(a) = auth {
+        req = req.header(header::AUTHORIZATION, a);
+    }
+    let res = common::send(req.body(Full::new(Bytes::from(body))).unwrap()).await;
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+async fn get_json(url: &str) -> Value {
+    let res = common::send(Request::get(url).body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(res.status(), StatusCode::OK, "{url}");
+    serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+fn claims_of(jwt: &str) -> Value {
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+struct Fixture {
+    peers: Peers,
+    idp: OidcProvider,
+    idp_key: SigningKey,
+    gateways: Vec<RunningGateway>,
+    /// The authorization server's issuer (the gateway's origin).
+    issuer: String,
+    resource: String,
+    audit_dir: tempfile::TempDir,
+    _trail: Vec<mcp_enterprise_audit::AuditTrail>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The gateway's workload-identity section: only the ID-JAG authorization server.
+fn as_config(issuer: &str, resource: &str, idp: &str) -> WorkloadIdentityConfig {
+    serde_json::from_value(json!({
+        "resource": resource,
+        "authorization_server": {
+            "issuer": issuer, "insecure_http_loopback": true, "access_token_ttl_secs": 120,
+            "id_jag": {
+                "idps": [{"issuer": idp, "insecure_http_loopback": true, "algorithms": ["ES256"],
+                          "forward_claims": ["groups"],
+                          "rules": [{"name": "engineering", "subject": "any",
+                                     "claims": {"/groups": {"exact": "engineering"}},
+                                     "scopes": ["mcp:tools", "mcp:tools:read"]}]}],
+                "clients": [{"client_id": CLIENT, "client_secret": SECRET},
+                            {"client_id": OTHER, "client_secret": SECRET}],
+                "max_lifetime_secs": 300
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// The IdP, and `replicas` gateways sharing one listener origin each (replica 0 is the one whose
+/// issuer the ID-JAGs name; with more replicas, they share `replay` in Redis and the issuer).
+async fn fixture_with(
+    replay: Option<std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore>>,
+    replicas: usize,
+) -> Fixture {
+    let peers = Peers::require();
+    let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
+    te_client["grant_types"] = json!([TOKEN_EXCHANGE]);
+    let mut other = token_exchange_client(OTHER, SECRET, "client_secret_basic", None);
+    other["grant_types"] = json!([TOKEN_EXCHANGE]);
+    let idp = OidcProvider::start(
+        &peers,
+        OidcOptions {
+            keys: vec![idp_key.clone()],
+            any_resource_as_jwt: true,
+            id_jag: Some(IdJagPeer {
+                ttl: Some(Duration::from_secs(300)),
+                client_ids: vec![(OTHER.into(), CLIENT.into())],
+            }),
+            extra_clients: vec![te_client, other],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    let listeners: Vec<TcpListener> = futures_listeners(replicas).await;
+    // every replica is the same authorization server (one issuer, one signing key)
+    let issuer = format!("http://{}", listeners[0].local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    let upstream_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = format!("http://{}/mcp", upstream_listener.local_addr().unwrap());
+    // the gateway's signed assertions to the upstream: their own issuer (a path of its origin)
+    let assertions = format!("{issuer}/assertions");
+    let trust = GatewayTrust::new(&assertions, &upstream);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        serve_verified(upstream_listener, DemoServer::new(), &trust, async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let audit_dir = tempfile::tempdir().unwrap();
+    let cfg = as_config(&issuer, &resource, idp.issuer());
+    let mut gateways = Vec::new();
+    let mut trails = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let setup = WorkloadIdentitySetup::from_config_with_replay(&cfg, replay.clone()).unwrap();
+        let minter = SignedAssertion::builder(&assertions, &upstream).build().unwrap();
+        let mut b = Gateway::builder().upstream(&upstream).unwrap().workload_identity(setup);
+        b = b.propagation(Propagation::SignedAssertion(minter));
+        if i == 0 {
+            let (audit, trail) = AuditLayer::builder()
+                .directory(audit_dir.path())
+                .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+                .build()
+                .unwrap();
+            b = b.audit(audit);
+            trails.push(trail);
+        }
+        gateways.push(b.build().unwrap().serve_on(listener).unwrap());
+    }
+    Fixture { peers, idp, idp_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
+}
+
+async fn futures_listeners(n: usize) -> Vec<TcpListener> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+    }
+    out
+}
+
+impl Fixture {
+    fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.issuer)
+    }
+
+    /// The employee signs in at the IdP (for `client`): an ID token.
+    async fn sign_in(&self, client: &str, sub: &str, groups: &[&str]) -> String {
+        let (status, body) = post(
+            &format!("{}/__sign-in", self.idp.issuer()),
+            json!({"client_id": client, "sub": sub, "email": format!("{sub}@example.com"), "groups": groups})
+                .to_string(),
+            None,
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// RFC 8693 at the IdP: the ID token for an ID-JAG naming `audience` and `resource`.
+    async fn id_jag(&self, client: &str, id_token: &str, audience: &str, resource: &str, scope: &str) -> String {
+        let (status, body) = post(
+            &self.idp.token_endpoint(),
+            form(&[
+                ("grant_type", TOKEN_EXCHANGE),
+                ("requested_token_type", ID_JAG),
+                ("subject_token", id_token),
+                ("subject_token_type", ID_TOKEN),
+                ("audience", audience),
+                ("resource", resource),
+                ("scope", scope),
+            ]),
+            Some(&basic(client, SECRET)),
+            "application/x-www-form-urlencoded",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!((body["issued_token_type"].as_str(), body["token_type"].as_str()), (Some(ID_JAG), Some("N_A")));
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The jwt-bearer grant at gateway replica `i` as `CLIENT`.
+    async fn grant_at(&self, i: usize, assertion: &str, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+        let mut pairs = vec![("grant_type", JWT_BEARER), ("assertion", assertion)];
+        pairs.extend_from_slice(extra);
+        let url = format!("{}/oauth/token", self.gateways[i].mcp_url().trim_end_matches("/mcp"));
+        post(&url, form(&pairs), Some(&basic(CLIENT, SECRET)), "application/x-www-form-urlencoded").await
+    }
+
+    /// A genuine ID-JAG for alice (engineering).
+    async fn alice_jag(&self) -> String {
+        let id_token = self.sign_in(CLIENT, "alice", &["engineering", "staff"]).await;
+        self.id_jag(CLIENT, &id_token, &self.issuer, &self.resource, "mcp:tools mcp:tools:read").await
+    }
+
+    /// `claims` signed by `key` under `header` with npm jose.
+    async fn forge(&self, key: &SigningKey, header: Value, claims: Value) -> String {
+        jose_sign_jwts(&self.peers, &[(key, header, claims)]).await.unwrap().remove(0)
+    }
+
+    fn jag_claims(&self) -> Value {
+        json!({"iss": self.idp.issuer(), "sub": "alice", "aud": self.issuer, "resource": self.resource,
+            "client_id": CLIENT, "scope": "mcp:tools", "groups": ["engineering"], "iat": now(), "exp": now() + 120,
+            "jti": format!("forged-{}", now_nanos())})
+    }
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn whoami(url: &str, token: &str) -> Request<Full<Bytes>> {
+    let mut req = modern(url, 1, "tools/call", json!({"name": "whoami", "arguments": {}}), json!({}));
+    req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn an_employee_reaches_the_tool_through_an_id_jag() {
+    let f = fixture_with(None, 1).await;
+    // discovery: the AS metadata and the resource's RFC 9728 document naming it
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    assert_eq!(meta["issuer"], json!(f.issuer));
+    assert_eq!(meta["grant_types_supported"], json!([JWT_BEARER]));
+    assert_eq!(meta["authorization_grant_profiles_supported"], json!(["urn:ietf:params:oauth:grant-profile:id-jag"]));
+    let prm = get_json(&format!("{}/.well-known/oauth-protected-resource/mcp", f.issuer)).await;
+    assert_eq!(prm["authorization_servers"], json!([f.issuer]));
+
+    let id_token = f.sign_in(CLIENT, "alice", &["engineering", "staff"]).await;
+    let jag = f.id_jag(CLIENT, &id_token, &f.issuer, &f.resource, "mcp:tools mcp:tools:read").await;
+    let (h, c) = (claims_of(&format!("x.{}", jag.split('.').next().unwrap())), claims_of(&jag));
+    assert_eq!(h["typ"], json!("oauth-id-jag+jwt"));
+    assert_eq!((c["aud"].as_str(), c["client_id"].as_str()), (Some(f.issuer.as_str()), Some(CLIENT)));
+
+    let (status, body) = f.grant_at(0, &jag, &[("scope", "mcp:tools")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["token_type"].as_str(), body["scope"].as_str()), (Some("Bearer"), Some("mcp:tools")));
+    let token = body["access_token"].as_str().unwrap();
+    let t = claims_of(token);
+    assert_eq!((t["sub"].as_str(), t["aud"].as_str()), (Some("alice"), Some(f.resource.as_str())));
+    assert_eq!((t["email"].as_str(), t["idp"].as_str()), (Some("alice@example.com"), Some(f.idp.issuer())));
+
+    let (status, _, msg) = call(whoami(&f.gateways[0].mcp_url(), token)).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let who = &msg["result"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("alice")), "{msg}");
+    assert_eq!(who["scopes"], json!(["mcp:tools"]));
+
+    // the audit record names the employee and the client
+    let mut records = Vec::new();
+    assert!(
+        common::eventually(Duration::from_secs(5), || {
+            records = common::call_records(f.audit_dir.path());
+            records.iter().any(|r| r["principal"].is_object())
+        })
+        .await
+    );
+    let record = records.iter().find(|r| r["principal"].is_object()).unwrap_or_else(|| panic!("{records:?}"));
+    let p = &record["principal"];
+    assert_eq!((p["subject"].as_str(), p["client_id"].as_str()), (Some("alice"), Some(CLIENT)), "{p}");
+    assert_eq!(p["kind"], json!("user"), "{p}");
+}
+
+#[tokio::test]
+async fn every_refusal_names_its_reason() {
+    let f = fixture_with(None, 1).await;
+    let refused = |desc: &'static str| {
+        move |(status, body): (StatusCode, Value)| {
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            assert_eq!(body["error"], json!("invalid_grant"), "{body}");
+            assert_eq!(body["error_description"], json!(format!("invalid ID-JAG: {desc}")), "{body}");
+        }
+    };
+    let id_token = f.sign_in(CLIENT, "alice", &["engineering"]).await;
+    // minted by the IdP: wrong aud, unknown resource, client_id of another client
+    let wrong_aud = f.id_jag(CLIENT, &id_token, &f.token_url(), &f.resource, "mcp:tools").await;
+    refused("aud is not this authorization server's issuer")(f.grant_at(0, &wrong_aud, &[]).await);
+    let unknown = f.id_jag(CLIENT, &id_token, &f.issuer, "http://127.0.0.1:1/mcp", "mcp:tools").await;
+    refused("resource is not served by this authorization server")(f.grant_at(0, &unknown, &[]).await);
+    let other_token = f.sign_in(OTHER, "alice", &["engineering"]).await;
+    let for_other = f.id_jag(OTHER, &other_token, &f.issuer, &f.resource, "mcp:tools").await;
+    let url = f.token_url();
+    let (s, b) = post(
+        &url,
+        form(&[("grant_type", JWT_BEARER), ("assertion", &for_other)]),
+        Some(&basic(OTHER, SECRET)),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    refused("client_id is not the authenticated client")((s, b));
+    // a scope outside the ID-JAG
+    let jag = f.id_jag(CLIENT, &id_token, &f.issuer, &f.resource, "mcp:tools:read").await;
+    refused("requested scope mcp:tools is not granted by the ID-JAG")(
+        f.grant_at(0, &jag, &[("scope", "mcp:tools")]).await,
+    );
+    // a user outside the engineering group
+    let sales = f.sign_in(CLIENT, "bob", &["sales"]).await;
+    let jag = f.id_jag(CLIENT, &sales, &f.issuer, &f.resource, "mcp:tools").await;
+    refused("no rule of the identity provider admits this user")(f.grant_at(0, &jag, &[]).await);
+
+    // signed with the IdP's real key by npm jose: wrong typ, expired, too long-lived
+    let key = f.idp_key.clone();
+    let head = |typ: &str| json!({"kid": key.kid(), "typ": typ});
+    let jwt = f.forge(&key, head("JWT"), f.jag_claims()).await;
+    refused("typ JWT is not oauth-id-jag+jwt")(f.grant_at(0, &jwt, &[]).await);
+    let mut c = f.jag_claims();
+    c["iat"] = json!(now() - 600);
+    c["exp"] = json!(now() - 300);
+    let jwt = f.forge(&key, head("oauth-id-jag+jwt"), c).await;
+    refused("the token has expired")(f.grant_at(0, &jwt, &[]).await);
+    let mut c = f.jag_claims();
+    c["exp"] = json!(now() + 3600);
+    let jwt = f.forge(&key, head("oauth-id-jag+jwt"), c).await;
+    refused("the token lives 3600 s, longer than the allowed 300 s")(f.grant_at(0, &jwt, &[]).await);
+    // untrusted issuer
+    let mut c = f.jag_claims();
+    c["iss"] = json!("http://127.0.0.1:1");
+    let jwt = f.forge(&key, head("oauth-id-jag+jwt"), c).await;
+    refused("the issuer is not trusted")(f.grant_at(0, &jwt, &[]).await);
+    // a foreign key under the published kid
+    let foreign = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+    let jwt = f.forge(&foreign, head("oauth-id-jag+jwt"), f.jag_claims()).await;
+    refused("the signature does not verify")(f.grant_at(0, &jwt, &[]).await);
+    // alg none and HS256
+    let b64 = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let none = format!("{}.{}.AAAA", b64(&json!({"alg": "none", "typ": "oauth-id-jag+jwt"})), b64(&f.jag_claims()));
+    refused("algorithm none is not allowed")(f.grant_at(0, &none, &[]).await);
+    let oct = SigningKey::from_private_jwk(
+        json!({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "alg": "HS256", "kid": key.kid()}),
+    )
+    .unwrap();
+    let jwt = f.forge(&oct, head("oauth-id-jag+jwt"), f.jag_claims()).await;
+    refused("algorithm HS256 is not allowed")(f.grant_at(0, &jwt, &[]).await);
+
+    // replay: a genuine ID-JAG twice
+    let jag = f.alice_jag().await;
+    assert_eq!(f.grant_at(0, &jag, &[]).await.0, StatusCode::OK);
+    refused("the ID-JAG was already used (replayed jti)")(f.grant_at(0, &jag, &[]).await);
+}
+
+#[tokio::test]
+async fn a_jti_is_single_use_across_replicas_sharing_redis() {
+    let redis = mcp_enterprise_tests::redis::RedisServer::start().await.unwrap();
+    let client = mcp_enterprise_core::redis::RedisClient::new(mcp_enterprise_core::redis::RedisSettings::new(format!(
+        "redis://{}",
+        redis.addr()
+    )))
+    .unwrap();
+    let store: std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore> =
+        std::sync::Arc::new(mcp_enterprise_core::redis::RedisReplayStore::new(client, "id-jag-test"));
+    let f = fixture_with(Some(store), 2).await;
+    let jag = f.alice_jag().await;
+    let (s, b) = f.grant_at(1, &jag, &[]).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = f.grant_at(0, &jag, &[]).await;
+    assert_eq!(
+        (s, b["error_description"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid ID-JAG: the ID-JAG was already used (replayed jti)"))
+    );
+}
+
+/// The example client (`examples/id-jag-client`), built if needed.
+fn example_client() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-q", "-p", "example-id-jag-client"])
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building example-id-jag-client");
+    // target/debug/deps/it-… → target/debug/example-id-jag-client
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(std::path::Path::parent).unwrap().join("example-id-jag-client")
+}
+
+#[tokio::test]
+async fn the_example_client_calls_the_gateway_as_the_employee() {
+    let f = fixture_with(None, 1).await;
+    let id_token = f.sign_in(CLIENT, "carol", &["engineering"]).await;
+    let out = tokio::process::Command::new(example_client())
+        .args(["--tool", "whoami", &f.gateways[0].mcp_url()])
+        .env_remove("MCP_CONFORMANCE_CONTEXT")
+        .env("IDJAG_ID_TOKEN", &id_token)
+        .env("IDJAG_IDP_TOKEN_ENDPOINT", f.idp.token_endpoint())
+        .env("IDJAG_IDP_CLIENT_ID", CLIENT)
+        .env("IDJAG_IDP_CLIENT_SECRET", SECRET)
+        .env("IDJAG_CLIENT_ID", CLIENT)
+        .env("IDJAG_CLIENT_SECRET", SECRET)
+        .env("IDJAG_SCOPE", "mcp:tools")
+        .env("IDJAG_INSECURE_HTTP_LOOPBACK", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines[1]["tools"].as_array().unwrap().contains(&json!("whoami")), "{stdout}");
+    let who = &lines[2]["call"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("carol")), "{stdout}");
+    assert!(!stdout.contains(&id_token), "the ID token is never printed");
+}
+
+#[tokio::test]
+async fn the_conformance_suite_enterprise_managed_authorization_client_scenario_passes() {
+    let peers = Peers::require();
+    let dir = tempfile::tempdir().unwrap();
+    let suite = mcp_enterprise_tests::conformance::Suite::Next;
+    let cli = peers.package_dir(suite.package()).join("dist").join("index.js");
+    let out = tokio::process::Command::from(peers.node_command())
+        .arg(&cli)
+        .args(["client", "--scenario", "auth/enterprise-managed-authorization", "--command"])
+        .arg(example_client())
+        .arg("-o")
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // results of `auth/<name>` scenarios are written under `auth/<name>-<timestamp>/checks.json`
+    let run = std::fs::read_dir(dir.path().join("auth")).unwrap().next().unwrap().unwrap().path();
+    let checks: Vec<Value> = serde_json::from_slice(&std::fs::read(run.join("checks.json")).unwrap()).unwrap();
+    let status = |id: &str| checks.iter().filter(|c| c["id"] == id).map(|c| c["status"].clone()).collect::<Vec<_>>();
+    for id in ["complete-flow-token-exchange", "complete-flow-jwt-bearer", "valid-bearer-token"] {
+        let seen = status(id);
+        assert!(!seen.is_empty() && seen.iter().all(|s| s == "SUCCESS"), "{id}: {seen:?}\n{text}");
+    }
+    let failed: Vec<&Value> = checks.iter().filter(|c| c["status"] == "FAILURE" || c["status"] == "WARNING").collect();
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(out.status.success(), "{text}");
+}
+
+/// The suite's `authorization` command, metadata scenario, against the gateway's authorization
+/// server. It is written for authorization-code servers: `authorization_endpoint`,
+/// `response_types_supported: [code]` and `code_challenge_methods_supported: [S256]` are claims an
+/// ID-JAG/jwt-bearer-only server must not make (it has no authorization endpoint), so exactly
+/// those are reported missing; everything else (200, JSON, issuer = the metadata URL's issuer,
+/// token_endpoint) must hold.
+#[tokio::test]
+async fn the_conformance_suite_authorization_metadata_scenario_against_the_gateway() {
+    let f = fixture_with(None, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let suite = mcp_enterprise_tests::conformance::Suite::Next;
+    let cli = f.peers.package_dir(suite.package()).join("dist").join("index.js");
+    let out = tokio::process::Command::from(f.peers.node_command())
+        .arg(&cli)
+        .args(["authorization", "--scenario", "authorization-server-metadata-endpoint", "--url", &f.issuer, "-o"])
+        .arg(dir.path())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let checks: Vec<Value> = walk_checks(dir.path());
+    let meta: Vec<&Value> = checks.iter().filter(|c| c["id"] == "authorization-server-metadata").collect();
+    assert_eq!(meta.len(), 1, "{checks:?}\n{text}");
+    assert_eq!(
+        meta[0]["errorMessage"],
+        json!(
+            "Response body does not include valid \"authorization_endpoint\" claim, Response body does not include \
+             valid \"response_types_supported\" claim, Response body does not include valid \
+             \"code_challenge_methods_supported\" claim"
+        ),
+        "{text}"
+    );
+    assert_eq!(meta[0]["details"]["contentType"], json!("application/json"));
+    assert_eq!(meta[0]["details"]["body"]["issuer"], json!(f.issuer));
+    assert_eq!(meta[0]["details"]["body"]["token_endpoint"], json!(f.token_url()));
+}
+
+/// Every check of every `checks.json` under `dir`.
+fn walk_checks(dir: &std::path::Path) -> Vec<Value> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_checks(&path));
+        } else if path.file_name().is_some_and(|n| n == "checks.json") {
+            out.extend(serde_json::from_slice::<Vec<Value>>(&std::fs::read(&path).unwrap()).unwrap());
+        }
+    }
+    out
+}
+
+/// The access tokens the gateway's authorization server mints also verify with the pack's own
+/// `sso` layer (issuer = the gateway, keys = its published JWKS): the principal is the employee.
+#[tokio::test]
+async fn issued_tokens_verify_with_the_sso_layer() {
+    use mcp_enterprise_core::{InspectLayer, McpBody, Principal, PrincipalKind};
+    use mcp_enterprise_sso::{Issuer, Keys, SsoLayer};
+    use tower::{ServiceBuilder, ServiceExt as _, service_fn};
+
+    let f = fixture_with(None, 1).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    let jwks = get_json(meta["jwks_uri"].as_str().unwrap()).await;
+    let (status, body) = f.grant_at(0, &f.alice_jag().await, &[("scope", "mcp:tools")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+
+    let sso = SsoLayer::builder(&f.resource).issuer(Issuer::new(&f.issuer).keys(Keys::Static(jwks))).build().unwrap();
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(sso).service(service_fn(
+        |req: Request<McpBody<Full<Bytes>>>| async move {
+            let p = req.extensions().get::<Principal>().cloned();
+            let mut res = http::Response::new(Full::new(Bytes::new()));
+            res.extensions_mut().insert(p);
+            Ok::<_, std::convert::Infallible>(res)
+        },
+    ));
+    let call = |token: String| {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+        Request::post("/mcp")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap()
+    };
+    let res = svc.clone().oneshot(call(token.clone())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let p = res.extensions().get::<Option<Principal>>().cloned().flatten().expect("a principal");
+    assert_eq!((p.issuer(), p.subject(), p.client_id()), (f.issuer.as_str(), "alice", Some(CLIENT)));
+    assert_eq!(p.kind(), PrincipalKind::User);
+    assert_eq!(p.scopes(), ["mcp:tools"]);
+    // for another resource: refused by the sso layer's audience check
+    let other = SsoLayer::builder("http://127.0.0.1:1/mcp")
+        .issuer(Issuer::new(&f.issuer).keys(Keys::Static(get_json(meta["jwks_uri"].as_str().unwrap()).await)))
+        .build()
+        .unwrap();
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(other).service(service_fn(
+        |_req: Request<McpBody<Full<Bytes>>>| async move {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+        },
+    ));
+    assert_eq!(svc.oneshot(call(token)).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// `IdJagTokenSource` against the real IdP and the gateway: discovery, exchange, grant; the token
+/// is cached; a refusal is not retried with the same ID token (the IdP sees no new exchange) but a
+/// new sign-in is used at once.
+#[tokio::test]
+async fn the_token_source_caches_and_never_retries_a_refusal() {
+    use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenSource, TokenSourceError};
+
+    let f = fixture_with(None, 1).await;
+    let bob = f.sign_in(CLIENT, "bob", &["sales"]).await;
+    let source = IdJagTokenSource::builder(
+        &f.resource,
+        &f.idp.token_endpoint(),
+        ClientCredentials::secret(CLIENT, SECRET),
+        ClientCredentials::secret(CLIENT, SECRET),
+    )
+    .id_token(&bob)
+    .scope("mcp:tools")
+    .insecure_http_loopback()
+    .build()
+    .unwrap();
+    let refused = source.token().await.unwrap_err();
+    assert_eq!(
+        refused,
+        TokenSourceError::Rejected {
+            status: 400,
+            error: "invalid_grant".into(),
+            description: Some("invalid ID-JAG: no rule of the identity provider admits this user".into()),
+        }
+    );
+    let exchanges = f.idp.token_exchange_records().await.unwrap().len();
+    assert_eq!(exchanges, 1);
+    assert_eq!(source.token().await.unwrap_err(), refused, "the same answer, from memory");
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), exchanges, "no new exchange");
+
+    // the employee signs in (as an engineer): used at once, then cached
+    source.set_id_token(f.sign_in(CLIENT, "dave", &["engineering"]).await);
+    let token = source.token().await.unwrap();
+    assert!(!token.is_dpop());
+    assert_eq!(claims_of(token.secret())["sub"], json!("dave"));
+    assert_eq!(source.token().await.unwrap(), token, "cached");
+    let records = f.idp.token_exchange_records().await.unwrap();
+    assert_eq!(records.len(), exchanges + 1);
+    let last = records.last().unwrap();
+    assert_eq!(
+        (last["requested_token_type"].as_str(), last["audience"].as_str(), last["resource"].as_str()),
+        (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
+    );
+    assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}

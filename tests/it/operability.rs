@@ -474,6 +474,113 @@ async fn readyz_turns_not_ready_while_the_audit_disk_is_full() {
     let _ = MODERN;
 }
 
+/// A real filesystem that fills: a 256 KiB tmpfs mounted for the test (needs root or
+/// CAP_SYS_ADMIN, as CI has), unmounted on drop.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root or CAP_SYS_ADMIN: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem has no space left (`ENOSPC`).
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_not_ready_when_a_real_filesystem_fills_and_back() {
+    let upstream = common::demo_upstream().await;
+    let disk = SmallFilesystem::mount();
+    let (audit, trail) = AuditLayer::builder()
+        .directory(disk.path().join("trail"))
+        .fsync(mcp_enterprise_audit::FsyncPolicy::EveryRecord)
+        .checkpoints(u64::MAX, Duration::from_secs(3600))
+        .build()
+        .expect("audit");
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .expect("upstream")
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .expect("gateway")
+        .spawn()
+        .await
+        .expect("spawn");
+    let admin = gw.admin_addr().expect("admin");
+    let url = gw.mcp_url();
+    let (status, _, _) = common::call(common::legacy_initialize(&url, json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ready(admin, true, "").await;
+    // the disk fills: the next records cannot be written (queued, the writer retries); a few
+    // may still fit in the trail file's last page
+    let filler = disk.fill();
+    let mut calls = 1;
+    let body = loop {
+        let (status, _, _) = common::call(common::legacy_initialize(&url, json!({}))).await;
+        assert_eq!(status, StatusCode::OK);
+        calls += 1;
+        let (status, body) = readiness(admin).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(calls < 64, "the full filesystem never stopped the writer: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["not_ready"], json!(["audit"]), "{body}");
+    assert!(body.to_string().contains("cannot write"), "{body}");
+    let metrics = samples(&admin_get(admin, "/metrics").await.1);
+    assert_eq!(metrics.get("mcpe_audit_writer_failing"), Some(&1.0));
+    assert!(metrics.get("mcpe_audit_write_failures_total").is_some_and(|v| *v >= 1.0));
+    assert!(metrics.get("mcpe_audit_queue_depth").is_some_and(|v| *v >= 1.0), "the record waits in the queue");
+    // space again: ready, and the queued records are written
+    std::fs::remove_file(filler).expect("free the space");
+    wait_ready(admin, true, "").await;
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.expect("sealed");
+    let report = mcp_enterprise_audit::verify::verify_dir(&disk.path().join("trail"), None, false).expect("verify");
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(common::call_records(&disk.path().join("trail")).len(), calls, "nothing lost");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_not_ready_when_the_idp_is_gone_past_the_staleness_bound_and_back() {
     let peers = Peers::require();

@@ -208,6 +208,15 @@ impl Gateway {
             rate_limits: all().filter_map(|g| g.rate_limit.clone()).collect(),
             sso: all().filter_map(|g| g.pack.sso().cloned()).collect(),
             redis: self.redis.clone(),
+            instrumented: all()
+                .flat_map(|g| {
+                    type Shared = Arc<dyn mcp_enterprise_core::stats::Instrumented + Send + Sync>;
+                    let sso = g.pack.sso().map(|l| Arc::new(l.clone()) as Shared);
+                    let dpop = g.pack.dpop().map(|l| Arc::new(l.clone()) as Shared);
+                    let policy = g.pack.policy().map(|l| Arc::new(l.clone()) as Shared);
+                    [sso, dpop, policy].into_iter().flatten()
+                })
+                .collect(),
         }
     }
 

@@ -225,9 +225,9 @@ pub(crate) async fn serve<S>(
                 break;
             }
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // per-connection errors (reset before accept) and resource exhaustion (EMFILE):
                     // keep serving, without spinning
@@ -251,6 +251,7 @@ pub(crate) async fn serve<S>(
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let deadline = Instant::now() + body_timeout;
             let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
+            req.extensions_mut().insert(mcp_enterprise_core::PeerAddr(peer));
             let span = crate::correlation::request_span(&mut req);
             tracing::Instrument::instrument(service.clone().oneshot(req), span)
         });

@@ -29,6 +29,7 @@ mod propagation;
 mod ratelimit;
 mod routes;
 mod shutdown;
+mod siem_export;
 mod sso;
 mod token_exchange;
 mod tools_cli;

@@ -89,6 +89,14 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
     let idp = DemoIdp::generate().expect("idp");
     let dir = tempfile::tempdir().expect("dir");
     let resource = "http://localhost/mcp";
+    // every tool call is allowed except run_query
+    let policy = dir.path().join("calls.cedar");
+    std::fs::write(
+        &policy,
+        "permit(principal, action == Mcp::Action::\"tools/call\", resource);\n\
+         forbid(principal, action == Mcp::Action::\"tools/call\", resource == Mcp::Tool::\"run_query\");\n",
+    )
+    .expect("write policy");
     let config = json!({
         "version": 1,
         "resource": resource,
@@ -99,7 +107,9 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
             "issuers": [{"issuer": DEMO_ISSUER, "jwks": idp.jwks()}],
             "scopes": {"rules": [{"method": "tools/call", "name": "delete_*", "scopes": ["admin"]}]},
         },
-        "audit": {"directory": dir.path().join("trail")},
+        "policy": {"policy_files": [policy]},
+        // a sync per record: the fsync histogram's count is exact
+        "audit": {"directory": dir.path().join("trail"), "fsync": "every_record"},
         "rate_limits": [{"name": "adds", "methods": ["tools/call"], "tools": ["add"], "requests": 3, "per_secs": 86400}],
     });
     let file = dir.path().join("gateway.json");
@@ -145,6 +155,10 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
         let (status, _, _) =
             common::call(tool_call(&url, next(), "delete_customer", json!({"id": "c-001"}), Some(&token))).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
+        // a tool the policies forbid
+        let (status, _, _) =
+            common::call(tool_call(&url, next(), "run_query", json!({"database": "x"}), Some(&token))).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
         // a header that disagrees with the body
         let mut req = tool_call(&url, next(), "echo", json!({"text": "x"}), Some(&token));
         req.headers_mut().insert("mcp-name", HeaderValue::from_static("add"));
@@ -156,13 +170,15 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
         let (status, _, _) = common::call(req).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
     }
-    let total = N + ALLOWED_ADDS + K + 5 * M;
+    let total = N + ALLOWED_ADDS + K + 6 * M;
     let audit_records = format!("mcpe_audit_records_written_total {total}");
+    // the start record, then each call record
+    let syncs = format!("mcpe_audit_fsync_duration_seconds_count {}", total + 1);
     // the audit writer catches up
     let started = std::time::Instant::now();
     loop {
         let text = admin_get(admin, "/metrics").await.1;
-        if text.lines().any(|l| l == audit_records) {
+        if text.lines().any(|l| l == audit_records) && text.lines().any(|l| l == syncs) {
             break;
         }
         assert!(started.elapsed() < EVENTUALLY, "{text}");
@@ -178,10 +194,10 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
     };
     expect(r#"mcpe_requests_total{route="/mcp",method="tools/call",outcome="ok"}"#, N + ALLOWED_ADDS);
     // refused inside inspection: the method is known
-    expect(r#"mcpe_requests_total{route="/mcp",method="tools/call",outcome="refused"}"#, K + 3 * M);
+    expect(r#"mcpe_requests_total{route="/mcp",method="tools/call",outcome="refused"}"#, K + 4 * M);
     // refused by inspection itself (header mismatch) and by the Host check outside it
     expect(r#"mcpe_requests_total{route="/mcp",method="none",outcome="refused"}"#, 2 * M);
-    expect(r#"mcpe_request_duration_seconds_count{route="/mcp",method="tools/call"}"#, N + ALLOWED_ADDS + K + 3 * M);
+    expect(r#"mcpe_request_duration_seconds_count{route="/mcp",method="tools/call"}"#, N + ALLOWED_ADDS + K + 4 * M);
     expect(r#"mcpe_request_duration_seconds_count{route="/mcp",method="none"}"#, 2 * M);
     expect(r#"mcpe_refusals_total{layer="ratelimit",reason="http_429"}"#, K);
     expect(r#"mcpe_refusals_total{layer="sso",reason="http_401"}"#, M);
@@ -189,18 +205,24 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
     expect(r#"mcpe_refusals_total{layer="sso",reason="insufficient_scope"}"#, M);
     expect(r#"mcpe_refusals_total{layer="core",reason="http_400"}"#, M);
     expect(r#"mcpe_refusals_total{layer="gateway",reason="http_403"}"#, M);
+    expect(r#"mcpe_refusals_total{layer="policy",reason="http_403"}"#, M);
+    // the policies see what authentication let in; the rate limit (inside them) refuses after
+    expect(r#"mcpe_policy_decisions_total{decision="allow"}"#, N + ALLOWED_ADDS + K);
+    expect(r#"mcpe_policy_decisions_total{decision="deny"}"#, M);
     expect(r#"mcpe_rate_limit_refusals_total{limit="adds",kind="exceeded"}"#, K);
     expect(r#"mcpe_upstream_duration_seconds_count{route="/mcp"}"#, N + ALLOWED_ADDS);
     expect("mcpe_audit_records_written_total", total);
     expect("mcpe_audit_write_failures_total", 0);
     expect("mcpe_audit_queue_depth", 0);
+    expect("mcpe_audit_fsync_duration_seconds_count", total + 1);
+    expect(r#"mcpe_audit_fsync_duration_seconds_bucket{le="+Inf"}"#, total + 1);
     expect("mcpe_audit_writer_failing", 0);
     expect(r#"mcpe_build_info{version="0.1.0"}"#, 1);
     // the SSO layer's own counters: the valid token is verified once, then found in the cache by
     // every call that reaches the layer (inspection and the Host check refuse before it); a
     // token that fails is never cached
     expect("mcpe_sso_token_cache_misses_total", 1 + M);
-    expect("mcpe_sso_token_cache_hits_total", N + ALLOWED_ADDS + K + M - 1);
+    expect("mcpe_sso_token_cache_hits_total", N + ALLOWED_ADDS + K + 2 * M - 1);
     for (series, value) in &expected {
         assert_eq!(found.get(series), Some(value), "{series}\n{text}");
     }
@@ -222,6 +244,94 @@ async fn metrics_count_every_call_refusal_and_rate_limit_exactly_and_pass_promto
     let found = samples(&admin_get(admin, "/metrics").await.1);
     assert_eq!(found.get(r#"mcpe_config_reloads_total{result="success"}"#), Some(&1.0));
     assert_eq!(found.get(r#"mcpe_config_reloads_total{result="failure"}"#), Some(&1.0));
+    gateway.shutdown().await;
+}
+
+/// A DPoP-bound tokens' gateway (nonces required): each `use_dpop_nonce` challenge and each
+/// replayed proof is counted exactly, next to the refusals by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_dpop_nonce_challenges_and_replays_exactly() {
+    use mcp_enterprise_dpop::{ClientKeyAlg, DpopSigner};
+    let upstream = common::demo_upstream().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let resource = "http://localhost/mcp";
+    let issuer_key = DpopSigner::generate(ClientKeyAlg::Es256).expect("issuer key");
+    let client_key = DpopSigner::generate(ClientKeyAlg::Es256).expect("client key");
+    let mut jwk = issuer_key.public_jwk().clone();
+    jwk["kid"] = json!("k1");
+    let issuer = "https://issuer.test";
+    let config = json!({
+        "version": 1,
+        "resource": resource,
+        "upstream": {"url": upstream.url},
+        "listen": {"address": "127.0.0.1:0"},
+        "admin": {"address": "127.0.0.1:0"},
+        "dpop": {
+            "static_validator": {"issuer": issuer, "audiences": [resource], "jwks": {"keys": [jwk]}},
+            "nonce": {"mode": "required", "keys": ["AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"]},
+        },
+    });
+    let file = dir.path().join("gateway.json");
+    std::fs::write(&file, config.to_string()).expect("write config");
+    let gateway = ConfiguredGateway::start(Loader::new().file(&file)).await.expect("gateway");
+    let url = gateway.mcp_url();
+    let admin = gateway.running().admin_addr().expect("the admin listener");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let token = issuer_key
+        .sign_jws(
+            &json!({"typ": "at+jwt", "kid": "k1"}),
+            &json!({"iss": issuer, "sub": "alice", "aud": resource, "iat": now, "exp": now + 3600,
+                    "cnf": {"jkt": client_key.thumbprint()}}),
+        )
+        .expect("token");
+    let request = |id: i64, proof: &str| {
+        let mut req = tool_call(&url, id, "echo", json!({"text": "x"}), None);
+        req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("DPoP {token}")).expect("hv"));
+        req.headers_mut().insert("dpop", HeaderValue::from_str(proof).expect("hv"));
+        req
+    };
+    const CHALLENGES: i64 = 3;
+    const REPLAYS: i64 = 2;
+    let mut id = 0;
+    for round in 0..CHALLENGES {
+        // no nonce: challenged, with a fresh one
+        id += 1;
+        let proof = client_key.proof("POST", resource, Some(&token), None).expect("proof");
+        let (status, headers, _) = common::call(request(id, &proof)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(challenge.contains("use_dpop_nonce"), "{challenge}");
+        let nonce = headers.get("dpop-nonce").and_then(|v| v.to_str().ok()).expect("a DPoP-Nonce").to_owned();
+        // with it: accepted
+        id += 1;
+        let proof = client_key.proof("POST", resource, Some(&token), Some(&nonce)).expect("proof");
+        let (status, _, body) = common::call(request(id, &proof)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if round < REPLAYS {
+            // the same proof again: a replay
+            id += 1;
+            let (status, headers, _) = common::call(request(id, &proof)).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            assert!(challenge.contains("invalid_dpop_proof"), "{challenge}");
+        }
+    }
+    let (status, text) = admin_get(admin, "/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(promtool(&text), "", "promtool check metrics:\n{text}");
+    let found = samples(&text);
+    let expected = [
+        ("mcpe_dpop_nonce_challenges_total", CHALLENGES),
+        ("mcpe_dpop_replays_total", REPLAYS),
+        (r#"mcpe_refusals_total{layer="dpop",reason="use_dpop_nonce"}"#, CHALLENGES),
+        (r#"mcpe_refusals_total{layer="dpop",reason="invalid_dpop_proof"}"#, REPLAYS),
+        (r#"mcpe_requests_total{route="/mcp",method="tools/call",outcome="ok"}"#, CHALLENGES),
+        (r#"mcpe_requests_total{route="/mcp",method="tools/call",outcome="refused"}"#, CHALLENGES + REPLAYS),
+    ];
+    for (series, value) in expected {
+        assert_eq!(found.get(series), Some(&(value as f64)), "{series}\n{text}");
+    }
+    assert_documented_and_dashboard_checked(&text);
     gateway.shutdown().await;
 }
 
@@ -364,6 +474,113 @@ async fn readyz_turns_not_ready_while_the_audit_disk_is_full() {
     let _ = MODERN;
 }
 
+/// A real filesystem that fills: a 256 KiB tmpfs mounted for the test (needs root or
+/// CAP_SYS_ADMIN, as CI has), unmounted on drop.
+struct SmallFilesystem {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFilesystem {
+    fn mount() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mounting a small tmpfs needs root or CAP_SYS_ADMIN: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Self { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the filesystem has no space left (`ENOSPC`).
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![0u8; 4096];
+        loop {
+            match file.write_all(&block) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+        let _ = file.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_turns_not_ready_when_a_real_filesystem_fills_and_back() {
+    let upstream = common::demo_upstream().await;
+    let disk = SmallFilesystem::mount();
+    let (audit, trail) = AuditLayer::builder()
+        .directory(disk.path().join("trail"))
+        .fsync(mcp_enterprise_audit::FsyncPolicy::EveryRecord)
+        .checkpoints(u64::MAX, Duration::from_secs(3600))
+        .build()
+        .expect("audit");
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .expect("upstream")
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .admin(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .audit(audit)
+        .build()
+        .expect("gateway")
+        .spawn()
+        .await
+        .expect("spawn");
+    let admin = gw.admin_addr().expect("admin");
+    let url = gw.mcp_url();
+    let (status, _, _) = common::call(common::legacy_initialize(&url, json!({}))).await;
+    assert_eq!(status, StatusCode::OK);
+    wait_ready(admin, true, "").await;
+    // the disk fills: the next records cannot be written (queued, the writer retries); a few
+    // may still fit in the trail file's last page
+    let filler = disk.fill();
+    let mut calls = 1;
+    let body = loop {
+        let (status, _, _) = common::call(common::legacy_initialize(&url, json!({}))).await;
+        assert_eq!(status, StatusCode::OK);
+        calls += 1;
+        let (status, body) = readiness(admin).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            break body;
+        }
+        assert!(calls < 64, "the full filesystem never stopped the writer: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(body["not_ready"], json!(["audit"]), "{body}");
+    assert!(body.to_string().contains("cannot write"), "{body}");
+    let metrics = samples(&admin_get(admin, "/metrics").await.1);
+    assert_eq!(metrics.get("mcpe_audit_writer_failing"), Some(&1.0));
+    assert!(metrics.get("mcpe_audit_write_failures_total").is_some_and(|v| *v >= 1.0));
+    assert!(metrics.get("mcpe_audit_queue_depth").is_some_and(|v| *v >= 1.0), "the record waits in the queue");
+    // space again: ready, and the queued records are written
+    std::fs::remove_file(filler).expect("free the space");
+    wait_ready(admin, true, "").await;
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.expect("sealed");
+    let report = mcp_enterprise_audit::verify::verify_dir(&disk.path().join("trail"), None, false).expect("verify");
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(common::call_records(&disk.path().join("trail")).len(), calls, "nothing lost");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_turns_not_ready_when_the_idp_is_gone_past_the_staleness_bound_and_back() {
     let peers = Peers::require();
@@ -441,7 +658,7 @@ fn assert_documented_and_dashboard_checked(text: &str) {
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, expr) in exprs.iter().enumerate() {
         for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("mcpe_")) {
-            let family = word.strip_suffix("_bucket").unwrap_or(word);
+            let family = ["_bucket", "_count", "_sum"].iter().find_map(|s| word.strip_suffix(s)).unwrap_or(word);
             assert!(operations.contains(&format!("`{family}`")), "the dashboard queries {word}, not documented");
         }
         // Grafana's own variable, as Prometheus would get it

@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 
 use crate::time::parse_rfc3339_millis;
 
-/// OCSF schema version the events follow.
-pub const OCSF_VERSION: &str = "1.3.0";
+/// OCSF schema version the events follow (1.4.0: the first with the `trace` object).
+pub const OCSF_VERSION: &str = "1.4.0";
 const PRODUCT: &str = "mcp-enterprise";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -23,8 +23,42 @@ fn activity(method: Option<&str>) -> (u64, &'static str) {
     }
 }
 
+/// A W3C `traceparent`'s trace id and flags (`00-<trace id>-<parent id>-<flags>`).
+fn trace_of(traceparent: Option<&str>) -> Option<Value> {
+    let mut parts = traceparent?.split('-');
+    let (_version, trace_id, _parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| json!({"uid": trace_id, "flags": flags}))
+}
+
+/// Where the call came from: the connection's peer when the record has it (the gateway's
+/// listener records it), else the client's self-declared name, else `unknown` (OCSF requires
+/// the endpoint to name something).
+fn source(record: &Value) -> Value {
+    match (record.pointer("/http/peer_ip").and_then(Value::as_str), text(record, &["client", "name"])) {
+        (Some(ip), _) => json!({"ip": ip, "port": record.pointer("/http/peer_port")}),
+        (None, Some(name)) => json!({"name": name}),
+        (None, None) => json!({"name": "unknown"}),
+    }
+}
+
+/// Drops `null` members, and objects left empty, at every level: OCSF types have no null (an
+/// absent attribute is left out) and its objects name at least one thing.
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, without_nulls(v)))
+                .filter(|(_, v)| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
 /// One call record as an OCSF API Activity event (class 6003); `None` for chain bookkeeping
-/// records (start, file, checkpoint).
+/// records (start, file, checkpoint), which `audit verify` checks instead.
 pub fn ocsf(record: &Value) -> Option<Value> {
     if record.get("type").and_then(Value::as_str) != Some("mcp") {
         return None;
@@ -45,7 +79,7 @@ pub fn ocsf(record: &Value) -> Option<Value> {
             unmapped.insert(key.into(), v.clone());
         }
     }
-    Some(json!({
+    Some(without_nulls(json!({
         "class_uid": 6003,
         "class_name": "API Activity",
         "category_uid": 6,
@@ -68,7 +102,8 @@ pub fn ocsf(record: &Value) -> Option<Value> {
             "log_name": "mcp-audit",
         },
         "actor": {
-            "user": principal.map(|p| json!({
+            // a call refused before (or without) authentication has no principal: anonymous
+            "user": principal.map_or_else(|| json!({"name": "anonymous", "type": "anonymous"}), |p| json!({
                 "uid": p.get("subject"),
                 "type": p.get("kind"),
                 "org": p.get("tenant").filter(|t| !t.is_null()).map(|t| json!({"uid": t})),
@@ -78,7 +113,8 @@ pub fn ocsf(record: &Value) -> Option<Value> {
             "idp": principal.map(|p| json!({"name": p.get("issuer")})),
         },
         "api": {
-            "operation": method,
+            // refused before its JSON-RPC message was read: the HTTP method
+            "operation": method.or_else(|| text(record, &["http", "method"])),
             "request": {"uid": record.pointer("/jsonrpc/id").map(|id| match id { Value::String(s) => s.clone(), other => other.to_string() })},
             "response": {"code": record.get("jsonrpc_error"), "error": text(record, &["denied_by", "layer"])},
             "service": {"name": text(record, &["jsonrpc", "target", "name"])},
@@ -89,9 +125,10 @@ pub fn ocsf(record: &Value) -> Option<Value> {
             "url": {"path": text(record, &["http", "path"])},
             "user_agent": text(record, &["client", "name"]),
         },
-        "trace": {"uid": text(record, &["trace", "traceparent"])},
+        "src_endpoint": source(record),
+        "trace": trace_of(text(record, &["trace", "traceparent"])),
         "unmapped": unmapped,
-    }))
+    })))
 }
 
 /// One call record as a CEF line; `None` for chain bookkeeping records.

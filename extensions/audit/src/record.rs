@@ -34,6 +34,8 @@ pub(crate) struct Arrival {
     tracestate: Option<String>,
     /// The correlation id as a header value, made once for the request and the response.
     correlation: Option<HeaderValue>,
+    /// The connection's peer, when the listener told (see [`mcp_enterprise_core::PeerAddr`]).
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl Arrival {
@@ -56,7 +58,14 @@ impl Arrival {
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
             correlation,
+            peer: None,
         }
+    }
+
+    /// The connection's peer.
+    pub(crate) fn with_peer(mut self, peer: Option<std::net::SocketAddr>) -> Self {
+        self.peer = peer;
+        self
     }
 
     /// The header value the correlation id travels in.
@@ -79,6 +88,11 @@ impl Arrival {
         let mut http = Members::new();
         http.str("method", self.method.as_str());
         http.str("path", &self.path);
+        // keys in order (the members stay sorted)
+        if let Some(peer) = self.peer {
+            http.str("peer_ip", &peer.ip().to_canonical().to_string());
+            http.int("peer_port", peer.port());
+        }
         http.int("status", response.status().as_u16());
         r.object("http", http);
         match ext.get::<Principal>() {

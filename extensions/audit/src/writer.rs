@@ -74,6 +74,7 @@ pub struct AuditStats {
     refused: AtomicU64,
     checkpoints: AtomicU64,
     queued: AtomicU64,
+    fsync: mcp_enterprise_core::stats::Histogram,
 }
 
 impl AuditStats {
@@ -100,6 +101,11 @@ impl AuditStats {
     /// Records queued and not yet written.
     pub fn queued(&self) -> u64 {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// How long each `fsync` of the trail file took.
+    pub fn fsync_durations(&self) -> &mcp_enterprise_core::stats::Histogram {
+        &self.fsync
     }
 
     pub(crate) fn refuse(&self) {
@@ -535,12 +541,14 @@ impl Writer {
     }
 
     fn sync(&mut self) {
-        if let Some(file) = self.file.as_mut()
-            && let Err(error) = file.sync()
-        {
-            self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(%error, "audit trail fsync failed");
-            return;
+        if let Some(file) = self.file.as_mut() {
+            let started = std::time::Instant::now();
+            if let Err(error) = file.sync() {
+                self.shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "audit trail fsync failed");
+                return;
+            }
+            self.shared.stats.fsync.observe(started.elapsed());
         }
         self.last_sync = self.clock.now();
         self.dirty = false;

@@ -89,6 +89,7 @@ pub mod list;
 pub mod message;
 pub mod metadata;
 pub mod negotiate;
+pub mod peer;
 pub mod principal;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -109,5 +110,6 @@ pub use jsonrpc::{JsonRpcError, JsonRpcId};
 pub use message::{ClientDeclaration, Era, McpRequest, MessageKind, TraceContext, UnverifiedClientInfo};
 pub use metadata::{MetadataContribution, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
 pub use negotiate::{Negotiate, NegotiateLayer};
+pub use peer::PeerAddr;
 pub use principal::{AuthMethod, Principal, PrincipalKind, TokenFingerprint};
 pub use wiring::{Miswired, Visited};

@@ -12,6 +12,7 @@ use crate::nonce::NonceKeys;
 use crate::replay::ReplayStore;
 use crate::service::Dpop;
 use crate::validator::TokenValidator;
+use mcp_enterprise_core::stats::{Count, Instrumented, Reading};
 
 /// The de-facto extension id used by the conformance suite and SDKs.
 pub const DEFAULT_EXTENSION_ID: &str = "io.modelcontextprotocol/auth/dpop";
@@ -70,6 +71,10 @@ pub(crate) struct Inner {
     pub(crate) origin_normalised: bool,
     /// Proof headers already checked, by their text (see [`crate::proof::HeaderCache`]).
     pub(crate) headers: crate::proof::HeaderCache,
+    /// Proofs refused because their `jti` was seen before.
+    pub(crate) replays: Count,
+    /// `use_dpop_nonce` challenges sent.
+    pub(crate) nonce_challenges: Count,
 }
 
 /// Requires DPoP-bound access tokens (RFC 9449 / SEP-1932) on every request and runs every §4.3
@@ -100,6 +105,23 @@ impl fmt::Debug for DpopLayer {
             .field("bearer", &self.inner.bearer)
             .field("replay", &self.inner.replay.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl Instrumented for DpopLayer {
+    fn readings(&self, out: &mut Vec<Reading>) {
+        out.push(Reading::counter(
+            "mcpe_dpop_replays",
+            "DPoP proofs refused because their jti was used before (replay)",
+            Vec::new(),
+            self.inner.replays.get(),
+        ));
+        out.push(Reading::counter(
+            "mcpe_dpop_nonce_challenges",
+            "DPoP requests answered 401 use_dpop_nonce with a fresh DPoP-Nonce",
+            Vec::new(),
+            self.inner.nonce_challenges.get(),
+        ));
     }
 }
 
@@ -297,6 +319,8 @@ impl DpopLayerBuilder {
             inner: Arc::new(Inner {
                 origin_normalised,
                 headers: crate::proof::HeaderCache::new(crate::proof::HEADER_CACHE_CAPACITY),
+                replays: Count::default(),
+                nonce_challenges: Count::default(),
                 validator: self.validator,
                 origin,
                 algorithms: self.algorithms,

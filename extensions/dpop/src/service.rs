@@ -180,6 +180,11 @@ impl Inner {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, self.challenge(Some(&error)).to_header_value());
         }
         let nonce = matches!(error, DpopError::UseNonce);
+        match error {
+            DpopError::UseNonce => self.nonce_challenges.inc(),
+            DpopError::Replayed => self.replays.inc(),
+            _ => {}
+        }
         self.decorate(&mut response, nonce);
         tracing::info!(reason = %error, "DPoP request refused");
         response

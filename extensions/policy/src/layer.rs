@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use mcp_enterprise_core::clock::{Clock, SystemClock};
+use mcp_enterprise_core::stats::{Count, Instrumented, Reading};
 use mcp_enterprise_core::{ExtensionSetBuilder, Principal};
 use serde_json::json;
 use tower_layer::Layer;
@@ -21,6 +22,10 @@ pub(crate) struct Inner {
     pub(crate) max_list_bytes: usize,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) report: ValidationReport,
+    /// Calls the policies allowed.
+    pub(crate) allowed: Count,
+    /// Calls the policies denied.
+    pub(crate) denied: Count,
 }
 
 /// Cedar authorization for MCP: `tools/call`, `resources/read` and `prompts/get` are allowed or
@@ -43,6 +48,20 @@ impl fmt::Debug for PolicyLayer {
             .field("filter_lists", &self.inner.filter_lists)
             .field("max_list_bytes", &self.inner.max_list_bytes)
             .finish_non_exhaustive()
+    }
+}
+
+impl Instrumented for PolicyLayer {
+    fn readings(&self, out: &mut Vec<Reading>) {
+        const HELP: &str = "Calls (tools/call, resources/read, prompts/get) the policies decided, by decision";
+        for (decision, count) in [("allow", &self.inner.allowed), ("deny", &self.inner.denied)] {
+            out.push(Reading::counter(
+                "mcpe_policy_decisions",
+                HELP,
+                vec![("decision", decision.to_owned())],
+                count.get(),
+            ));
+        }
     }
 }
 
@@ -153,6 +172,8 @@ impl PolicyLayerBuilder {
                 max_list_bytes: self.max_list_bytes,
                 clock: self.clock,
                 report,
+                allowed: Count::default(),
+                denied: Count::default(),
             }),
         })
     }

@@ -113,9 +113,11 @@ where
             let call = Call { action, target, arguments: mcp.arguments() };
             let decision = layer.engine.authorize(principal.as_ref(), call, &context);
             if !decision.is_allowed() {
+                layer.denied.inc();
                 let response = refuse(mcp, action, target, &decision, principal.as_ref());
                 return ResponseFuture::ok(response);
             }
+            layer.allowed.inc();
             tracing::debug!(method = action.method(), target, policies = %decision.determining_policies().join(","), "allowed by policy");
         }
         let filter = match (&mcp, list) {

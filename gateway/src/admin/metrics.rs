@@ -22,6 +22,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use mcp_enterprise_core::stats::Instrumented;
+
 use crate::ratelimit::RateLimitError;
 
 /// MCP methods counted by name; any other method is `other`.
@@ -202,8 +204,8 @@ impl Metrics {
         *self.audit.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = audit;
     }
 
-    /// The SSO layers whose counters are exported.
-    pub(crate) fn set_sso(&self, layers: Vec<mcp_enterprise_sso::SsoLayer>) {
+    /// The layers whose own counters are exported.
+    pub(crate) fn set_layers(&self, layers: Vec<Arc<dyn Instrumented + Send + Sync>>) {
         *self.layers.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = layers;
     }
 
@@ -275,14 +277,14 @@ fn challenge_error(headers: &http::HeaderMap) -> Option<String> {
     (code.len() <= 40 && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')).then(|| code.to_owned())
 }
 
-/// The readings of the layers that keep their own counters (SSO: token cache, JWKS), read at
-/// each scrape.
+/// The readings of the layers that keep their own counters (SSO: token cache, JWKS; DPoP:
+/// replays, nonce challenges; policy: decisions), read at each scrape.
 #[derive(Debug, Default)]
-struct LayerCollector(RwLock<Vec<mcp_enterprise_sso::SsoLayer>>);
+struct LayerCollector(RwLock<Vec<Arc<dyn Instrumented + Send + Sync>>>);
 
 impl Collector for LayerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        use mcp_enterprise_core::stats::{Instrumented, Value};
+        use mcp_enterprise_core::stats::Value;
         let mut readings = Vec::new();
         for layer in self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             layer.readings(&mut readings);
@@ -296,7 +298,7 @@ impl Collector for LayerCollector {
             let family = families.entry(reading.name).or_insert_with(|| (reading.help, Vec::new()));
             match family.1.iter_mut().find(|r| r.labels == reading.labels) {
                 Some(same) => {
-                    if let (Value::Counter(a), Value::Counter(b)) = (&mut same.value, reading.value) {
+                    if let (Value::Counter(a), Value::Counter(b)) = (&mut same.value, &reading.value) {
                         *a += b;
                     }
                 }
@@ -304,24 +306,32 @@ impl Collector for LayerCollector {
             }
         }
         for (name, (help, readings)) in families {
-            let counter = matches!(readings.first().map(|r| r.value), Some(Value::Counter(_)));
-            let kind = if counter {
-                prometheus_client::metrics::MetricType::Counter
-            } else {
-                prometheus_client::metrics::MetricType::Gauge
+            let kind = match readings.first().map(|r| &r.value) {
+                Some(Value::Counter(_)) => prometheus_client::metrics::MetricType::Counter,
+                Some(Value::Histogram(_)) => prometheus_client::metrics::MetricType::Histogram,
+                _ => prometheus_client::metrics::MetricType::Gauge,
             };
             let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
             for reading in &readings {
                 let family = metric.encode_family(&reading.labels)?;
-                match reading.value {
-                    Value::Counter(v) => ConstCounter::new(v).encode(family)?,
-                    Value::Gauge(v) => ConstGauge::new(v).encode(family)?,
+                match &reading.value {
+                    Value::Counter(v) => ConstCounter::new(*v).encode(family)?,
+                    Value::Gauge(v) => ConstGauge::new(*v).encode(family)?,
+                    Value::Histogram(d) => encode_distribution(family, d)?,
                     _ => {}
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A histogram kept by a layer, in the text format.
+fn encode_distribution(
+    mut encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    d: &mcp_enterprise_core::stats::Distribution,
+) -> Result<(), std::fmt::Error> {
+    encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(d.sum, d.count, &d.buckets, None)
 }
 
 /// The audit trail's counters, read at each scrape.
@@ -363,6 +373,15 @@ impl Collector for AuditCollector {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
+        encode_distribution(
+            encoder.encode_descriptor(
+                "mcpe_audit_fsync_duration_seconds",
+                "Time each fsync of the audit trail file took",
+                None,
+                prometheus_client::metrics::MetricType::Histogram,
+            )?,
+            &stats.fsync_durations().snapshot(),
+        )?;
         Ok(())
     }
 }

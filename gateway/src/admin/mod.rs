@@ -45,6 +45,8 @@ pub(crate) struct Targets {
     pub(crate) sso: Vec<mcp_enterprise_sso::SsoLayer>,
     /// The Redis shared by the layers, when configured.
     pub(crate) redis: Option<mcp_enterprise_core::redis::RedisClient>,
+    /// The layers that keep their own counters (SSO, DPoP, policy), read at each scrape.
+    pub(crate) instrumented: Vec<Arc<dyn mcp_enterprise_core::stats::Instrumented + Send + Sync>>,
 }
 
 /// The admin listener's state.
@@ -59,13 +61,13 @@ pub(crate) struct Admin {
 impl Admin {
     pub(crate) fn new(metrics: Arc<Metrics>, targets: Targets, drain: Drain) -> Self {
         metrics.set_audit(targets.audit.clone());
-        metrics.set_sso(targets.sso.clone());
+        metrics.set_layers(targets.instrumented.clone());
         Self { metrics, targets: Arc::new(RwLock::new(targets)), drain, listening: Arc::new(AtomicBool::new(true)) }
     }
 
     pub(crate) fn set_targets(&self, targets: Targets) {
         self.metrics.set_audit(targets.audit.clone());
-        self.metrics.set_sso(targets.sso.clone());
+        self.metrics.set_layers(targets.instrumented.clone());
         *self.targets.write().unwrap_or_else(std::sync::PoisonError::into_inner) = targets;
     }
 

@@ -268,8 +268,17 @@ fn log_record(r: &Value) -> Value {
         "body": {"stringValue": String::from_utf8_lossy(&crate::canonical::to_vec(r))},
         "attributes": attributes,
     });
-    // W3C traceparent: version-traceid-spanid-flags
-    if let Some(tp) = r.pointer("/trace/traceparent").and_then(Value::as_str) {
+    // the span the gateway served the call in, else the caller's W3C traceparent
+    // (version-traceid-spanid-flags)
+    let own = |key: &str, len: usize| {
+        r.pointer(&format!("/trace/{key}"))
+            .and_then(Value::as_str)
+            .filter(|v| v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if let (Some(trace_id), Some(span_id)) = (own("trace_id", 32), own("span_id", 16)) {
+        log["traceId"] = Value::from(trace_id.to_ascii_lowercase());
+        log["spanId"] = Value::from(span_id.to_ascii_lowercase());
+    } else if let Some(tp) = r.pointer("/trace/traceparent").and_then(Value::as_str) {
         let parts: Vec<&str> = tp.split('-').collect();
         if parts.len() == 4
             && parts[1].len() == 32

@@ -247,7 +247,7 @@ where
             if !span.is_disabled() {
                 match &answer {
                     Ok(Ok(response)) => {
-                        span.record("http.response.status_code", response.status().as_u16());
+                        span.record("http.response.status_code", i64::from(response.status().as_u16()));
                         if response.status().is_client_error() || response.status().is_server_error() {
                             span.record("error.type", response.status().as_str());
                             span.record("otel.status_code", "ERROR");

@@ -31,5 +31,6 @@ mod shutdown;
 mod sso;
 mod token_exchange;
 mod tools_cli;
+mod traces;
 mod wiring;
 mod workload_identity;

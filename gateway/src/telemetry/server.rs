@@ -122,7 +122,7 @@ where
             let response = future.instrument(span.clone()).await?;
             describe(&span, &response, settings);
             // the span ends with the response body (a stream's last event)
-            Ok(response.map(|b| Body::new(SpanBody { inner: b, _span: span })))
+            Ok(response.map(|b| Body::new(SpanBody { inner: b, span })))
         })
     }
 }
@@ -170,7 +170,8 @@ fn version(v: http::Version) -> &'static str {
 fn describe<B>(span: &tracing::Span, response: &Response<B>, settings: TraceSettings) {
     let ext = response.extensions();
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    // integers as i64: tracing-opentelemetry records other integer types as text
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if let Some(mcp) = ext.get::<McpRequest>() {
         if let Some(method) = mcp.method() {
             span.record("mcp.method.name", method);
@@ -186,7 +187,8 @@ fn describe<B>(span: &tracing::Span, response: &Response<B>, settings: TraceSett
                 }
                 _ => method.to_owned(),
             };
-            span.record("otel.name", name);
+            // the span has started: its name is changed on the OpenTelemetry span itself
+            span.context().span().update_name(name);
         }
         if let Some(uri) = mcp.uri() {
             span.record("mcp.resource.uri", uri);
@@ -344,7 +346,7 @@ pin_project! {
     struct SpanBody<B> {
         #[pin]
         inner: B,
-        _span: tracing::Span,
+        span: tracing::Span,
     }
 }
 
@@ -357,7 +359,10 @@ where
     type Error = BoxError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.project().inner.poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into)))
+        let this = self.project();
+        // a span ends when it is last exited: entered for every frame, it ends with the body
+        let _entered = this.span.enter();
+        this.inner.poll_frame(cx).map(|f| f.map(|r| r.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

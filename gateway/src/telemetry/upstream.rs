@@ -21,7 +21,7 @@ pub(crate) fn span(upstream: &Uri) -> tracing::Span {
         otel.kind = "client",
         otel.status_code = Empty,
         server.address = upstream.host().unwrap_or_default(),
-        server.port = upstream.port_u16().unwrap_or(80),
+        server.port = i64::from(upstream.port_u16().unwrap_or(80)),
         url.path = upstream.path(),
         http.response.status_code = Empty,
         error.type = Empty,

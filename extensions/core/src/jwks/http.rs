@@ -152,7 +152,7 @@ impl HttpClient {
         if !span.is_disabled() {
             match &result {
                 Ok(res) => {
-                    span.record("http.response.status_code", res.status().as_u16());
+                    span.record("http.response.status_code", i64::from(res.status().as_u16()));
                     if !res.status().is_success() {
                         span.record("error.type", res.status().as_str());
                         span.record("otel.status_code", "ERROR");

@@ -23,7 +23,10 @@ use mcp_enterprise_config::{Format, Loader, LogFormat, LogLevel};
 use mcp_enterprise_gateway::DEFAULT_LISTEN;
 use mcp_enterprise_gateway::Signals;
 use mcp_enterprise_gateway::configured::ConfiguredGateway;
-use tracing_subscriber::EnvFilter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// mimalloc: glibc malloc cost a fifth of the gateway's user time under load (cross-thread frees;
 /// see docs/performance.md).
@@ -347,16 +350,17 @@ struct ServeArgs {
 }
 
 /// Logs to stderr as the `logging` section of the document `serve --config` runs says (text at
-/// `info` without one); `RUST_LOG` overrides the level.
-fn init_logging(cli: &Cli) {
-    let logging = match &cli.command {
+/// `info` without one); `RUST_LOG` overrides the level. With a `traces` section, the pack's trace
+/// spans are exported too: the tracer provider returned is shut down (pending spans sent) on exit.
+fn init_logging(cli: &Cli) -> Option<SdkTracerProvider> {
+    let config = match &cli.command {
         // the document is loaded again (and reported on) when the gateway starts
         Command::Serve(args) if !args.config.is_empty() => {
-            commands::loader(&args.config).load().ok().and_then(|l| l.config().logging.clone())
+            commands::loader(&args.config).load().ok().map(|l| l.config().clone())
         }
         _ => None,
-    }
-    .unwrap_or_default();
+    };
+    let logging = config.as_ref().and_then(|c| c.logging.clone()).unwrap_or_default();
     let level = match logging.level {
         LogLevel::Error => "error",
         LogLevel::Warn => "warn",
@@ -365,17 +369,25 @@ fn init_logging(cli: &Cli) {
         _ => "info,rmcp=warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match logging.format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
-        _ => builder.with_ansi(output::stderr_colour()).init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = match logging.format {
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
+        _ => fmt.with_ansi(output::stderr_colour()).boxed(),
+    };
+    // a `traces` section the gateway refuses is reported when it starts
+    let provider = config
+        .as_ref()
+        .and_then(|c| c.traces.as_ref())
+        .and_then(|t| mcp_enterprise_gateway::telemetry::tracer_provider(t).ok().flatten());
+    let traces = provider.as_ref().map(mcp_enterprise_gateway::telemetry::subscriber_layer);
+    tracing_subscriber::registry().with(fmt.with_filter(filter)).with(traces).init();
+    provider
 }
 
 fn main() -> ExitCode {
     // usage errors, --help and bare `mcp-enterprise` (help, exit code 2) are clap's
     let cli = Cli::parse();
-    init_logging(&cli);
+    let traces = init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -383,7 +395,13 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_ERROR as u8);
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    let result = runtime.block_on(run(cli.command));
+    if let Some(provider) = traces
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("warning: traces not all exported: {e}");
+    }
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(EXIT_CHECK_FAILED as u8),
         Err(e) => {

@@ -40,6 +40,7 @@ impl Gateway {
             shutdown_grace: crate::DEFAULT_SHUTDOWN_GRACE,
             admin: None,
             redis: None,
+            traces: None,
         }
     }
 }
@@ -64,6 +65,7 @@ pub struct GatewayBuilder {
     shutdown_grace: Duration,
     admin: Option<SocketAddr>,
     redis: Option<mcp_enterprise_core::redis::RedisClient>,
+    traces: Option<crate::telemetry::TraceSettings>,
 }
 
 impl GatewayBuilder {
@@ -253,6 +255,14 @@ impl GatewayBuilder {
         self
     }
 
+    /// Puts a server span around every request and continues the caller's trace to the upstream
+    /// (see [`telemetry`](crate::telemetry)); the spans are exported by the process' `tracing`
+    /// subscriber with [`subscriber_layer`](crate::telemetry::subscriber_layer). Off by default.
+    pub fn traces(mut self, settings: crate::telemetry::TraceSettings) -> Self {
+        self.traces = Some(settings);
+        self
+    }
+
     /// Finishes the gateway; fails when two of its routes would serve the same path.
     pub fn build(self) -> Result<Gateway, ConfigError> {
         let pack = self.pack.mcp_path(&self.mcp_path)?.build()?;
@@ -287,6 +297,7 @@ impl GatewayBuilder {
             shutdown_grace: self.shutdown_grace,
             admin: self.admin,
             redis: self.redis,
+            traces: self.traces,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

@@ -316,6 +316,9 @@ impl Parts {
         if let Some(redis) = &self.redis_client {
             builder = builder.redis(redis.clone());
         }
+        if let Some(traces) = config.traces.as_ref().filter(|t| t.enabled) {
+            builder = builder.traces(crate::telemetry::TraceSettings::from_config(traces));
+        }
         Ok(builder)
     }
 }

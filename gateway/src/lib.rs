@@ -51,6 +51,7 @@ pub mod proxy;
 pub mod ratelimit;
 mod routes;
 mod running;
+pub mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,6 +145,7 @@ pub struct Gateway {
     shutdown_grace: Duration,
     admin: Option<SocketAddr>,
     redis: Option<mcp_enterprise_core::redis::RedisClient>,
+    traces: Option<telemetry::TraceSettings>,
 }
 
 /// The default grace period of a stop: how long calls in flight may take to finish.
@@ -187,6 +189,11 @@ impl Gateway {
         // outermost: the trail records every refusal by the layers inside, the Host check included
         let router = match self.pack.audit() {
             Some(audit) => router.layer(audit.clone()),
+            None => router,
+        };
+        // around audit: the server span, its ids in the audit record
+        let router = match self.traces {
+            Some(settings) => router.layer(telemetry::TraceLayer::new(settings)),
             None => router,
         };
         // around audit: counts every request, refusals by the audit layer included

@@ -42,6 +42,7 @@ use tower_service::Service;
 use crate::admin::Metrics;
 use crate::drain::{Drain, DrainBody, Phase};
 use crate::propagation::{self, Propagation};
+use crate::telemetry;
 
 /// How long the upstream may take to start answering, unless configured otherwise.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -197,6 +198,9 @@ where
         propagation::strip_inbound_credentials(&mut parts.headers);
         // the upstream sees its own authority
         parts.headers.remove(header::HOST);
+        // the upstream call's span continues the trace (headers and `params._meta`)
+        let span = telemetry::upstream::span(&target);
+        let rewritten = telemetry::upstream::inject(&span, &mut parts.headers, mcp.as_ref());
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
         let propagation = self.propagation.clone();
@@ -225,16 +229,41 @@ where
                 }
             }
             drop(inbound);
-            let upstream_req = Request::from_parts(parts, body.map_err(Into::into).boxed_unsync());
+            let body = match rewritten {
+                Some(bytes) => http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+                None => body.map_err(Into::into).boxed_unsync(),
+            };
+            let upstream_req = Request::from_parts(parts, body);
             let asked = std::time::Instant::now();
+            let request = tracing::Instrument::instrument(client.request(upstream_req), span.clone());
             let answer = tokio::select! {
-                answer = tokio::time::timeout(response_timeout, client.request(upstream_req)) => answer,
+                answer = tokio::time::timeout(response_timeout, request) => answer,
                 () = drain.reached(Phase::Expired) => {
                     tracing::warn!("stopping: the grace period ended before the upstream answered");
                     failed("shutdown");
                     return Ok(Drain::expired_answer(mcp.as_ref().and_then(|m| m.id().cloned())));
                 }
             };
+            if !span.is_disabled() {
+                match &answer {
+                    Ok(Ok(response)) => {
+                        span.record("http.response.status_code", i64::from(response.status().as_u16()));
+                        if response.status().is_client_error() || response.status().is_server_error() {
+                            span.record("error.type", response.status().as_str());
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        span.record("error.type", if e.is_connect() { "unreachable" } else { "failed" });
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    Err(_) => {
+                        span.record("error.type", "timeout");
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+            }
+            drop(span);
             let Ok(answer) = answer else {
                 failed("timeout");
                 tracing::warn!(

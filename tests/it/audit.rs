@@ -390,6 +390,7 @@ async fn records_reach_an_opentelemetry_collector_as_valid_otlp_logs() {
         directory: Some(work.path().join("trail")),
         otlp_endpoint: Some(endpoint),
         otlp_service_name: "gateway-under-test".into(),
+        otlp_headers: [("x-api-key".to_owned(), "audit-key-1".to_owned())].into(),
         ..Default::default()
     };
     let (audit, trail) = AuditLayer::from_config(&config).unwrap();
@@ -439,6 +440,18 @@ async fn records_reach_an_opentelemetry_collector_as_valid_otlp_logs() {
         "the log body is the record"
     );
     assert!(first["attributes"].as_array().unwrap().iter().any(|a| a["key"] == "mcp.audit.hash"));
+    // every export carried the configured header
+    let exports: Vec<Value> = std::fs::read_to_string(work.path().join("received.jsonl.headers"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!exports.is_empty());
+    for h in &exports {
+        assert_eq!(h["path"], "/v1/logs", "{h}");
+        assert_eq!(h["x-api-key"], "audit-key-1", "{h}");
+        assert_eq!(h["content-type"], "application/json", "{h}");
+    }
 }
 
 /// `audit verify` on a terminal (a pseudo-terminal from util-linux `script`): a large trail gets a

@@ -33,5 +33,6 @@ mod siem_export;
 mod sso;
 mod token_exchange;
 mod tools_cli;
+mod traces;
 mod wiring;
 mod workload_identity;

@@ -25,6 +25,8 @@ pub(crate) struct Pending {
     pub(crate) bytes: u64,
     pub(crate) tail: Vec<u8>,
     pub(crate) result_mac: Option<hmac::Context>,
+    /// The span the call was served in (the enqueueing's parent in a trace).
+    pub(crate) span: tracing::Span,
 }
 
 impl Pending {
@@ -45,7 +47,8 @@ impl Pending {
     }
 
     fn finish(self, aborted: bool) {
-        let Pending { departure, recorder, permit, bytes, tail, result_mac } = self;
+        let Pending { departure, recorder, permit, bytes, tail, result_mac, span } = self;
+        let _enqueue = mcp_enterprise_core::trace::step(&span, "audit").entered();
         let code = if bytes as usize > tail.len() && !departure.sse {
             None // a JSON body larger than the kept tail is a result, not an error object
         } else {

@@ -67,10 +67,16 @@ pub struct AuditConfig {
     /// Also emit every record as a `tracing` event.
     #[serde(default)]
     pub tracing_sink: TracingSinkMode,
-    /// Also export every record to this OpenTelemetry collector (OTLP/HTTP JSON, e.g.
-    /// `http://127.0.0.1:4318/v1/logs`; needs the `otlp` feature, on in the gateway).
+    /// Also export every record to this OpenTelemetry collector (OTLP/HTTP JSON, `https://` or
+    /// `http://`, e.g. `https://otel.example.com:4318/v1/logs`; needs the `otlp` feature, on in
+    /// the gateway).
     #[cfg_attr(feature = "schemars", schemars(url))]
     pub otlp_endpoint: Option<String>,
+    /// HTTP headers sent with every OTLP export, e.g. an API key:
+    /// `{"x-api-key" = "${env:OTEL_API_KEY}"}` (values are secret: never shown).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
+    pub otlp_headers: BTreeMap<String, String>,
     /// `service.name` of the exported logs.
     #[serde(default = "default_service")]
     pub otlp_service_name: String,
@@ -201,6 +207,7 @@ impl Default for AuditConfig {
             tracing_sink: TracingSinkMode::Off,
             otlp_endpoint: None,
             otlp_service_name: default_service(),
+            otlp_headers: BTreeMap::new(),
         }
     }
 }
@@ -271,7 +278,9 @@ impl AuditLayer {
         if let Some(endpoint) = &config.otlp_endpoint {
             #[cfg(feature = "otlp")]
             {
-                builder = builder.sink(crate::otlp::OtlpSink::new(endpoint, &config.otlp_service_name)?);
+                let sink =
+                    crate::otlp::OtlpSink::with_headers(endpoint, &config.otlp_service_name, &config.otlp_headers)?;
+                builder = builder.sink(sink);
             }
             #[cfg(not(feature = "otlp"))]
             return Err(AuditError::Config(format!(

@@ -181,6 +181,7 @@ where
                         bytes: 0,
                         tail: Vec::new(),
                         result_mac: (r.results == ResultMode::Digest).then(|| r.redaction.context()),
+                        span: tracing::Span::current(),
                     });
                     let mut response = response.map(|b| PackBody::new(AuditBody::new(McpBody::new(b), Some(pending))));
                     if let Some(v) = header {

@@ -1,21 +1,37 @@
 //! An OpenTelemetry logs sink: every sealed record as an OTLP `LogRecord`, exported over
 //! OTLP/HTTP with the JSON encoding (`POST /v1/logs`) by its own thread, so a slow or absent
-//! collector never holds up the trail file.
+//! collector never holds up the trail file. `https://` collectors are reached through the pack's
+//! rustls (aws-lc-rs) client with the system's CA roots; configured headers (an API key) go with
+//! every export.
+//!
+//! Why not the OpenTelemetry SDK's log pipeline (the gateway's traces use the SDK): its
+//! `Logger` → batch processor path keeps its own queue, drops silently when full and cannot say
+//! which records a collector accepted, while this sink must account for every sealed record
+//! (`exported`/`dropped`/`failed_requests`, read by the metrics and `/readyz`), keep what failed
+//! for a retry within a bound, export each record verbatim (its canonical JSON as the body, its own
+//! time, chain `seq` and `hash`) and say at shutdown what was left unexported. The wire format is
+//! the same OTLP/HTTP any collector accepts (checked with the official protobuf definitions).
 
-use std::collections::VecDeque;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Request, Uri};
+use http_body_util::Full;
+use mcp_enterprise_core::jwks::HttpClient;
 use serde_json::{Value, json};
 
 use crate::error::AuditError;
 use crate::time::parse_rfc3339_millis;
 use crate::writer::AuditSink;
+
+/// How long one export may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Records waiting for the exporter at most; beyond, records are counted as dropped (the trail
 /// file still has them).
@@ -48,8 +64,8 @@ impl OtlpStats {
     }
 }
 
-/// Exports every record to an OpenTelemetry collector (OTLP/HTTP, JSON encoding, plain `http://`:
-/// run the collector as a local sidecar, or put a TLS-terminating proxy in front).
+/// Exports every record to an OpenTelemetry collector (OTLP/HTTP, JSON encoding, `https://` or
+/// `http://`, with configured headers).
 #[derive(Debug)]
 pub struct OtlpSink {
     tx: Option<SyncSender<Value>>,
@@ -58,12 +74,22 @@ pub struct OtlpSink {
 }
 
 impl OtlpSink {
-    /// A sink posting to `endpoint`, e.g. `http://127.0.0.1:4318/v1/logs`.
+    /// A sink posting to `endpoint`, e.g. `https://otel.example.com:4318/v1/logs`.
     pub fn new(endpoint: &str, service_name: &str) -> Result<Self, AuditError> {
-        let target = Target::parse(endpoint)?;
+        Self::with_headers(endpoint, service_name, &BTreeMap::new())
+    }
+
+    /// A sink posting to `endpoint` with `headers` on every export (e.g. an API key).
+    pub fn with_headers(
+        endpoint: &str,
+        service_name: &str,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Self, AuditError> {
+        let target = Target::parse(endpoint, headers)?;
+        let client = HttpClient::new(EXPORT_TIMEOUT).map_err(|e| AuditError::Config(e.to_string()))?;
         let (tx, rx) = sync_channel(QUEUE);
         let stats = Arc::new(OtlpStats::default());
-        let exporter = Exporter { target, rx, stats: stats.clone(), service: service_name.to_owned() };
+        let exporter = Exporter { target, rx, stats: stats.clone(), service: service_name.to_owned(), client };
         let thread = std::thread::Builder::new()
             .name("mcpe-audit-otlp".into())
             .spawn(move || exporter.run())
@@ -107,28 +133,38 @@ impl Drop for OtlpSink {
 
 #[derive(Debug, Clone)]
 struct Target {
-    addr: String,
-    host_header: String,
-    path: String,
+    uri: Uri,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Target {
-    fn parse(endpoint: &str) -> Result<Self, AuditError> {
+    fn parse(endpoint: &str, headers: &BTreeMap<String, String>) -> Result<Self, AuditError> {
         let bad = |why: &str| AuditError::Config(format!("otlp endpoint {endpoint:?}: {why}"));
-        let rest = endpoint.strip_prefix("http://").ok_or_else(|| bad("must be an http:// URL"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/v1/logs"),
-        };
-        if authority.is_empty() || authority.contains('@') {
+        let uri: Uri = endpoint.parse().map_err(|_| bad("not a valid URL"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("must be an https:// or http:// URL"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("must name a host and carry no credentials"))?;
+        if authority.host().is_empty() || authority.as_str().contains('@') {
             return Err(bad("must name a host and carry no credentials"));
         }
-        let addr = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
-            authority.to_owned()
+        let uri = if uri.path() == "/" && !endpoint.ends_with('/') {
+            format!("{endpoint}/v1/logs").parse().map_err(|_| bad("not a valid URL"))?
         } else {
-            format!("{authority}:80")
+            uri
         };
-        Ok(Self { addr, host_header: authority.to_owned(), path: path.to_owned() })
+        let headers = headers
+            .iter()
+            .map(|(name, value)| {
+                // the value is secret: never in the message
+                let bad = || AuditError::Config(format!("otlp_headers: {name:?} is not a usable HTTP header"));
+                Ok((
+                    HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?,
+                    HeaderValue::from_str(value).map_err(|_| bad())?,
+                ))
+            })
+            .collect::<Result<_, AuditError>>()?;
+        Ok(Self { uri, headers })
     }
 }
 
@@ -137,10 +173,18 @@ struct Exporter {
     rx: Receiver<Value>,
     stats: Arc<OtlpStats>,
     service: String,
+    client: HttpClient,
 }
 
 impl Exporter {
     fn run(self) {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "the OTLP exporter cannot start");
+                return;
+            }
+        };
         let mut pending: VecDeque<Value> = VecDeque::new();
         let mut open = true;
         while open || !pending.is_empty() {
@@ -161,7 +205,7 @@ impl Exporter {
             }
             let n = pending.len().min(BATCH);
             let batch: Vec<&Value> = pending.iter().take(n).collect();
-            match self.post(&batch) {
+            match self.post(&runtime, &batch) {
                 Ok(()) => {
                     pending.drain(..n);
                     self.stats.exported.fetch_add(n as u64, Ordering::Relaxed);
@@ -185,33 +229,20 @@ impl Exporter {
         }
     }
 
-    fn post(&self, batch: &[&Value]) -> io::Result<()> {
+    fn post(&self, runtime: &tokio::runtime::Runtime, batch: &[&Value]) -> io::Result<()> {
         let body = export_request(batch, &self.service).to_string();
-        let addr: SocketAddr = self
-            .target
-            .addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::other("the collector address does not resolve"))?;
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-        let head = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            self.target.path,
-            self.target.host_header,
-            body.len()
-        );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        let mut reader = BufReader::new(stream.take(64 * 1024));
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        let code = status.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0);
-        if (200..300).contains(&code) {
+        let mut request = Request::post(self.target.uri.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(io::Error::other)?;
+        for (name, value) in &self.target.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
+        let answer = runtime.block_on(self.client.exchange(request)).map_err(io::Error::other)?;
+        if answer.status().is_success() {
             Ok(())
         } else {
-            Err(io::Error::other(format!("the collector answered {}", status.trim())))
+            Err(io::Error::other(format!("the collector answered {}", answer.status())))
         }
     }
 }
@@ -268,8 +299,17 @@ fn log_record(r: &Value) -> Value {
         "body": {"stringValue": String::from_utf8_lossy(&crate::canonical::to_vec(r))},
         "attributes": attributes,
     });
-    // W3C traceparent: version-traceid-spanid-flags
-    if let Some(tp) = r.pointer("/trace/traceparent").and_then(Value::as_str) {
+    // the span the gateway served the call in, else the caller's W3C traceparent
+    // (version-traceid-spanid-flags)
+    let own = |key: &str, len: usize| {
+        r.pointer(&format!("/trace/{key}"))
+            .and_then(Value::as_str)
+            .filter(|v| v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    if let (Some(trace_id), Some(span_id)) = (own("trace_id", 32), own("span_id", 16)) {
+        log["traceId"] = Value::from(trace_id.to_ascii_lowercase());
+        log["spanId"] = Value::from(span_id.to_ascii_lowercase());
+    } else if let Some(tp) = r.pointer("/trace/traceparent").and_then(Value::as_str) {
         let parts: Vec<&str> = tp.split('-').collect();
         if parts.len() == 4
             && parts[1].len() == 32
@@ -290,12 +330,17 @@ mod tests {
 
     #[test]
     fn endpoints() {
-        let t = Target::parse("http://127.0.0.1:4318/v1/logs").expect("ok");
-        assert_eq!((t.addr.as_str(), t.path.as_str()), ("127.0.0.1:4318", "/v1/logs"));
-        let t = Target::parse("http://collector").expect("ok");
-        assert_eq!((t.addr.as_str(), t.path.as_str()), ("collector:80", "/v1/logs"));
-        assert!(Target::parse("https://c/v1/logs").is_err());
-        assert!(Target::parse("http://u:p@c/v1/logs").is_err());
+        let none = BTreeMap::new();
+        let t = Target::parse("http://127.0.0.1:4318/v1/logs", &none).expect("ok");
+        assert_eq!(t.uri.to_string(), "http://127.0.0.1:4318/v1/logs");
+        let t = Target::parse("https://collector", &none).expect("ok");
+        assert_eq!(t.uri.to_string(), "https://collector/v1/logs");
+        assert!(Target::parse("ftp://c/v1/logs", &none).is_err());
+        assert!(Target::parse("http://u:p@c/v1/logs", &none).is_err());
+        let headers = BTreeMap::from([("x-api-key".to_owned(), "k".to_owned())]);
+        assert_eq!(Target::parse("https://c/v1/logs", &headers).expect("ok").headers.len(), 1);
+        let bad = BTreeMap::from([("bad header".to_owned(), "k".to_owned())]);
+        assert!(Target::parse("https://c/v1/logs", &bad).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderValue, Response};
+use mcp_enterprise_core::trace::SpanIds;
 use mcp_enterprise_core::{AuditEvents, Denial, JsonRpcId, McpRequest, Principal};
 use serde_json::{Value, json};
 
@@ -32,6 +33,8 @@ pub(crate) struct Arrival {
     path: String,
     traceparent: Option<String>,
     tracestate: Option<String>,
+    /// The span the gateway serves the call in, when it traces.
+    span: Option<SpanIds>,
     /// The correlation id as a header value, made once for the request and the response.
     correlation: Option<HeaderValue>,
     /// The connection's peer, when the listener told (see [`mcp_enterprise_core::PeerAddr`]).
@@ -57,6 +60,7 @@ impl Arrival {
             path: truncate(path).into_owned(),
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
+            span: None,
             correlation,
             peer: None,
         }
@@ -65,6 +69,12 @@ impl Arrival {
     /// The connection's peer.
     pub(crate) fn with_peer(mut self, peer: Option<std::net::SocketAddr>) -> Self {
         self.peer = peer;
+        self
+    }
+
+    /// Notes the span the call is served in (its trace and span ids go into the record).
+    pub(crate) fn with_span(mut self, span: Option<SpanIds>) -> Self {
+        self.span = span;
         self
     }
 
@@ -112,6 +122,10 @@ impl Arrival {
         let mut t = Members::new();
         t.opt_str("traceparent", traceparent.map(truncate).as_deref());
         t.opt_str("tracestate", tracestate.map(truncate).as_deref());
+        if let Some(span) = &self.span {
+            t.str("trace_id", &span.trace_id_hex());
+            t.str("span_id", &span.span_id_hex());
+        }
         r.object("trace", t);
         if let Some(events) = ext.get::<AuditEvents>().filter(|e| !e.events().is_empty()) {
             r.value("events", &events_value(events));

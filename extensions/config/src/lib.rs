@@ -72,6 +72,7 @@ mod routes;
 pub mod schema;
 mod secret;
 mod source;
+mod traces;
 mod validate;
 
 pub use error::{ClientFormatError, ConfigError, Diagnostic, DiagnosticKind, LayerError, Location};
@@ -91,3 +92,4 @@ pub use rate_limit::{OnUnavailable, RateLimitConfig, RateLimitKey};
 pub use redis::{RedisConfig, RedisSentinelConfig, RedisUseConfig};
 pub use secret::REDACTED;
 pub use source::Format;
+pub use traces::{TracePrincipal, TracesConfig};

@@ -103,6 +103,8 @@ pub struct PackConfig {
     pub admin: Option<AdminConfig>,
     /// What the gateway logs (stderr) and how. Absent: text lines at `info`.
     pub logging: Option<LoggingConfig>,
+    /// OpenTelemetry traces of every MCP request, exported over OTLP/HTTP. Absent: off.
+    pub traces: Option<crate::traces::TracesConfig>,
     /// Redis shared by the replicas: DPoP and workload-identity `jti`s and rate-limit counts,
     /// each use with its own prefix and fail-open/fail-closed setting. Absent: every replica keeps
     /// its own state in memory.
@@ -445,6 +447,7 @@ impl PackConfig {
             rate_limits: Vec::new(),
             admin: None,
             logging: None,
+            traces: None,
             redis: None,
             secret_paths: SecretPaths::default(),
         }

@@ -96,6 +96,7 @@ pub mod principal;
 pub mod redis;
 pub mod replay;
 pub mod stats;
+pub mod trace;
 pub mod wiring;
 
 pub use body::{BoxError, McpBody, PackBody};

@@ -219,6 +219,7 @@ where
         let armed = self.layer.armed;
         ResponseFuture::new(async move {
             let mcp = req.extensions().get::<McpRequest>().cloned();
+            let decision = mcp_enterprise_core::trace::Decision::start("dpop");
             let token = match credentials(req.headers()) {
                 Credentials::Dpop(t) => t.to_owned(),
                 Credentials::Malformed => {
@@ -235,6 +236,7 @@ where
                 }
                 Credentials::None | Credentials::Other if inner.bearer == BearerMode::AlsoBearer => {
                     // another scheme's layer decides; add our challenge to its refusals
+                    decision.pass();
                     let mut response = service.call(req).await?.map(PackBody::new);
                     if response.status() == StatusCode::UNAUTHORIZED {
                         response
@@ -251,7 +253,13 @@ where
                 }
             };
             let (mut parts, body) = req.into_parts();
-            match inner.authenticate(&parts, &token).await {
+            let checked =
+                tracing::Instrument::instrument(inner.authenticate(&parts, &token), decision.span().clone()).await;
+            match &checked {
+                Ok(_) => decision.allow(),
+                Err(error) => decision.deny(error.code().map_or("dpop_unavailable", |c| c.as_str())),
+            }
+            match checked {
                 Ok((principal, nonce)) => {
                     parts.extensions.insert(principal.clone());
                     let req = Request::from_parts(parts, body);

@@ -111,13 +111,17 @@ where
             let context = CallContext::of_request(mcp, layer.clock.now_secs());
             let target = mcp.target().unwrap_or("");
             let call = Call { action, target, arguments: mcp.arguments() };
-            let decision = layer.engine.authorize(principal.as_ref(), call, &context);
+            let traced = mcp_enterprise_core::trace::Decision::start("policy");
+            let decision =
+                tracing::Span::in_scope(traced.span(), || layer.engine.authorize(principal.as_ref(), call, &context));
             if !decision.is_allowed() {
                 layer.denied.inc();
+                traced.deny("forbidden");
                 let response = refuse(mcp, action, target, &decision, principal.as_ref());
                 return ResponseFuture::ok(response);
             }
             layer.allowed.inc();
+            traced.allow();
             tracing::debug!(method = action.method(), target, policies = %decision.determining_policies().join(","), "allowed by policy");
         }
         let filter = match (&mcp, list) {

@@ -129,6 +129,15 @@ impl AuthError {
         }
     }
 
+    /// A low-cardinality class of the refusal (a trace's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::IdpUnavailable => "idp_unavailable",
+            _ => self.code().map_or("invalid_token", AuthErrorCode::as_str),
+        }
+    }
+
     /// The OAuth error code for the challenge (`None`: no `error` parameter, e.g. no token at all).
     pub fn code(&self) -> Option<AuthErrorCode> {
         match self {

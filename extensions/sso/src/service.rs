@@ -4,10 +4,10 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
 use mcp_enterprise_core::auth::Authenticator;
-use mcp_enterprise_core::headers;
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::wiring::{self, Miswired};
 use mcp_enterprise_core::{BoxError, Challenge, Denial, JsonRpcError, McpRequest, PackBody, Principal};
+use mcp_enterprise_core::{headers, trace};
 use serde_json::json;
 use tower_service::Service;
 
@@ -117,12 +117,16 @@ where
         let inner = self.layer.inner.clone();
         ResponseFuture::new(async move {
             let mcp = req.extensions().get::<McpRequest>().cloned();
+            let decision = trace::Decision::start("sso");
             let principal = match req.extensions().get::<Principal>().cloned() {
                 Some(p) => Ok(Arc::new(p)),
                 None => match bearer(req.headers()) {
                     Ok(token) => {
                         let token = token.to_owned();
-                        inner.verifier.authenticate(&token, false).await.map(|v| Arc::new(v.principal.clone()))
+                        let verify = inner.verifier.authenticate(&token, false);
+                        tracing::Instrument::instrument(verify, decision.span().clone())
+                            .await
+                            .map(|v| Arc::new(v.principal.clone()))
                     }
                     Err(e) => Err(e),
                 },
@@ -139,6 +143,10 @@ where
                     )
                     .map(|()| p)
             });
+            match &checked {
+                Ok(_) => decision.allow(),
+                Err(error) => decision.deny(error.kind()),
+            }
             match checked {
                 Ok(principal) => {
                     req.extensions_mut().insert(Principal::clone(&principal));

@@ -121,9 +121,11 @@ impl Verifier {
         }
         if let Some(hit) = self.cache.get(&digest, self.now()) {
             self.cache_hits.inc();
+            tracing::Span::current().record("mcp_enterprise.cache", "hit");
             return Ok(hit);
         }
         self.cache_misses.inc();
+        tracing::Span::current().record("mcp_enterprise.cache", "miss");
         let fingerprint = TokenFingerprint::from_sha256(&digest);
         let (validated, expires_at) = if token.bytes().filter(|b| *b == b'.').count() == 2 {
             self.verify_jwt(token, fingerprint).await?

@@ -170,7 +170,18 @@ where
             if req.extensions().get::<Principal>().is_some() {
                 return Ok(service.call(req).await?.map(PackBody::new));
             }
-            match layer.inner.judge(req.headers(), layer.others).await {
+            let decision = mcp_enterprise_core::trace::Decision::start("workload_identity");
+            let judged = tracing::Instrument::instrument(
+                layer.inner.judge(req.headers(), layer.others),
+                decision.span().clone(),
+            )
+            .await;
+            match &judged {
+                Judged::Pass => decision.pass(),
+                Judged::Accept(_) => decision.allow(),
+                Judged::Refuse(error, _) => decision.deny(error.code().map_or("workload_identity", |c| c.as_str())),
+            }
+            match judged {
                 Judged::Pass if !layer.armed => Ok(Miswired::new(
                     "workload_identity",
                     "passes tokens of other issuers on and needs an authentication layer inside it (join them with AuthChain)",

@@ -1,5 +1,6 @@
 //! [`RateLimit`], the service, and its [`ResponseFuture`].
 
+use mcp_enterprise_core::trace::Decision as Traced;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -138,15 +139,18 @@ where
         let id = || mcp.and_then(|m| m.id().cloned());
         match &inner.backend {
             Backend::Local(tables) => {
+                let traced = Traced::start("rate_limit");
                 for (limit, table) in inner.limits.iter().zip(tables) {
                     if !limit.applies(mcp) {
                         continue;
                     }
                     let decision = table.check(&limit.key_of(mcp, principal));
                     if let Some(error) = judge(decision, limit, OnUnavailable::FailClosed) {
+                        traced.deny("rate_limited");
                         return ResponseFuture { kind: Kind::Refused { response: Some(refuse(error, id())) } };
                     }
                 }
+                traced.allow();
                 ResponseFuture { kind: Kind::Inner { future: self.inner.call(req) } }
             }
             Backend::Shared { .. } => {
@@ -169,12 +173,16 @@ where
                     let Backend::Shared { store, on_unavailable } = &layer.inner.backend else {
                         return service.call(req).await;
                     };
+                    let traced = Traced::start("rate_limit");
                     for (i, key) in keys {
                         let limit = &layer.inner.limits[i];
-                        if let Some(error) = judge(store.check(limit, &key).await, limit, *on_unavailable) {
+                        let checked = tracing::Instrument::instrument(store.check(limit, &key), traced.span().clone());
+                        if let Some(error) = judge(checked.await, limit, *on_unavailable) {
+                            traced.deny("rate_limited");
                             return Ok(refuse(error, id));
                         }
                     }
+                    traced.allow();
                     service.call(req).await
                 });
                 ResponseFuture { kind: Kind::Shared { future } }

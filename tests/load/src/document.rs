@@ -39,6 +39,12 @@ pub(crate) fn gateway_toml(
         Stack::Audit => (false, false, true),
         Stack::FullPack | Stack::FullPackEdDsa => (true, true, true),
         Stack::BearerPack | Stack::BearerPackNoCache | Stack::BearerPackDistinct => (true, false, true),
+        Stack::BearerPackTraced | Stack::BearerPackTracedSampled => {
+            let endpoint = crate::COLLECTOR.get().map_or("http://127.0.0.1:9/v1/traces", String::as_str);
+            let ratio = if stack == Stack::BearerPackTraced { 1.0 } else { 0.01 };
+            doc["traces"] = json!({"endpoint": endpoint, "sampling_ratio": ratio});
+            (true, false, true)
+        }
         Stack::FullPackPropagation => {
             doc["upstream"]["propagation"] = json!({"mode": "signed_assertion"});
             (true, true, true)
@@ -49,6 +55,7 @@ pub(crate) fn gateway_toml(
             "token_cache_capacity": stack.token_cache_capacity()});
     }
     if matches!(stack, Stack::SsoPolicyList | Stack::BearerPack | Stack::BearerPackNoCache | Stack::BearerPackDistinct)
+        || stack.name().starts_with("BearerPackTraced")
     {
         // one permit for the measured call; lists are filtered (the default)
         let policy = dir.join(format!("policy-{port}.cedar"));
@@ -81,7 +88,8 @@ mod tests {
     fn every_stack_document_passes_config_check() -> anyhow::Result<()> {
         let idp = DpopSigner::generate(ClientKeyAlg::Es256)?;
         let dir = tempfile::tempdir()?;
-        for stack in Stack::GATEWAYS.into_iter().chain(Stack::COST) {
+        let traced = [Stack::BearerPackTraced, Stack::BearerPackTracedSampled];
+        for stack in Stack::GATEWAYS.into_iter().chain(Stack::COST).chain(traced) {
             let text = gateway_toml(
                 stack,
                 "http://127.0.0.1:9/mcp",

@@ -60,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         MetricsCost,
         CostOnly,
         RssOnly,
+        TracesCost,
     }
     let mut action = Action::Report;
     while let Some(arg) = args.next() {
@@ -88,6 +89,9 @@ fn main() -> anyhow::Result<()> {
             "--cost-only" => action = Action::CostOnly,
             // only the peak-RSS run (`--rss-requests`, `--rss-tokens`), printed
             "--rss-only" => action = Action::RssOnly,
+            // the cost of traces: the bearer pack without them, with sampling 1.0 and 0.01,
+            // interleaved, CPU µs per request, printed
+            "--traces-cost" => action = Action::TracesCost,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -98,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Action::InstructionsOnly => instructions_only(&opts),
         Action::MetricsCost => metrics_cost(&opts),
         Action::CostOnly => cost_only(&opts),
+        Action::TracesCost => traces_cost(&opts),
         Action::RssOnly => {
             let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;
@@ -184,6 +189,11 @@ enum Stack {
     BearerPackNoCache,
     /// [`Stack::BearerPack`], [`cost::DISTINCT_TOKENS`] tokens in turn.
     BearerPackDistinct,
+    /// [`Stack::BearerPack`] with traces exported, every request sampled (`sampling_ratio = 1.0`)
+    /// to the harness's OTLP sink.
+    BearerPackTraced,
+    /// [`Stack::BearerPack`] with traces on, one request in a hundred sampled (`0.01`).
+    BearerPackTracedSampled,
     /// SSO alone, asked for an empty list (`resources/templates/list`).
     SsoList,
     /// SSO + policy (list filtering on), asked for the same empty list.
@@ -223,6 +233,8 @@ impl Stack {
             Self::SsoDpopDistinct => "gateway + sso + dpop, a new token every request (10 000, cache 1 000)",
             Self::BearerPack => "gateway + sso + policy + audit (bearer), one token",
             Self::BearerPackNoCache => "gateway + sso + policy + audit (bearer), token cache off",
+            Self::BearerPackTraced => "gateway + sso + policy + audit (bearer), traces on, sampling 1.0",
+            Self::BearerPackTracedSampled => "gateway + sso + policy + audit (bearer), traces on, sampling 0.01",
             Self::BearerPackDistinct => {
                 "gateway + sso + policy + audit (bearer), 30 000 distinct tokens (cache 10 000)"
             }
@@ -480,6 +492,8 @@ fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(
         | Stack::SsoNoCache
         | Stack::BearerPack
         | Stack::BearerPackNoCache
+        | Stack::BearerPackTraced
+        | Stack::BearerPackTracedSampled
         | Stack::SsoList
         | Stack::SsoPolicyList => {
             vec![vec![("authorization".into(), format!("Bearer {}", token(keys, url, "load-user", None)?))]]
@@ -564,6 +578,99 @@ fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
     } else {
         eprintln!("callgrind dumps kept in {}", dir.display());
     }
+    Ok(())
+}
+
+/// Where the traced stacks export to (set by [`traces_cost`] before they start).
+pub(crate) static COLLECTOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// An OTLP/HTTP sink on loopback: reads every export and answers `200` with an empty protobuf
+/// `Export*ServiceResponse`, so what is measured is the gateway's export work, not a collector's.
+fn otlp_sink() -> anyhow::Result<String> {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(format!("http://{addr}/v1/traces"))
+}
+
+/// What traces cost: [`Stack::BearerPack`] without them and with them at sampling 1.0 and 0.01,
+/// run side by side, measured in turn at 16 connections for [`ROUNDS`] rounds (JSON); the median
+/// CPU µs per request of each and their differences.
+fn traces_cost(opts: &Opts) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let keys = Keys::generate()?;
+    let _ = COLLECTOR.set(otlp_sink()?);
+    let (_up, upstream_url) = upstream(opts, true)?;
+    let mut running = Vec::new();
+    for stack in [Stack::Bare, Stack::BearerPack, Stack::BearerPackTraced, Stack::BearerPackTracedSampled] {
+        let (gw, url) = gateway(opts, &dir, stack, &upstream_url, &keys)?;
+        let script = wrk_script(&dir, &format!("cost-{stack:?}"), &headers_for(stack, &keys, &url)?)?;
+        let _ = wrk(&url, &script, 16, 1, None)?;
+        running.push((stack, gw, url, script, Vec::new()));
+    }
+    for round in 0..ROUNDS {
+        for (stack, gw, url, script, samples) in &mut running {
+            let r = wrk(url, script, 16, opts.duration, Some(gw.0.id()))?;
+            let cpu = r.cpu_us_per_req.unwrap_or(f64::NAN);
+            eprintln!(
+                "round {round} {:<35} {:>9.0} req/s cpu {cpu:>6.2} µs/req errors {}",
+                stack.label(),
+                r.rps,
+                r.errors
+            );
+            samples.push(cpu);
+        }
+    }
+    println!("| stack | CPU µs/req (median of {ROUNDS}, 16 connections) | samples |\n|---|---|---|");
+    let mut medians = Vec::new();
+    for (stack, gw, _, _, mut samples) in running {
+        let all: Vec<String> = samples.iter().map(|s| format!("{s:.1}")).collect();
+        samples.sort_by(f64::total_cmp);
+        let median = samples[samples.len() / 2];
+        println!("| {} | {median:.1} | {} |", stack.label(), all.join(", "));
+        medians.push(median);
+        drop(gw);
+    }
+    println!(
+        "\ntraces at 1.0: {:+.1} µs CPU per request; at 0.01: {:+.1}",
+        medians[2] - medians[1],
+        medians[3] - medians[1]
+    );
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

@@ -18,6 +18,7 @@ use crate::validate::{Problem, check_url, shown};
 
 mod redis;
 mod sections;
+mod traces;
 
 pub(crate) struct Checker<'a> {
     doc: &'a Value,
@@ -86,6 +87,7 @@ impl<'a> Checker<'a> {
         self.client();
         self.rate_limits();
         self.redis();
+        self.traces();
         self.build_sections();
     }
 

@@ -42,6 +42,20 @@ pub enum FetchError {
     Json(String),
 }
 
+impl FetchError {
+    /// A low-cardinality name of the failure (a trace's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidUrl => "invalid_url",
+            Self::Timeout => "timeout",
+            Self::Transport(_) => "transport",
+            Self::Status(_) => "status",
+            Self::TooLarge => "too_large",
+            Self::Json(_) => "json",
+        }
+    }
+}
+
 /// The TLS client could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("TLS client setup failed: {0}")]
@@ -133,6 +147,29 @@ impl HttpClient {
     /// Sends any request and reads the whole (bounded) response, whatever its status: for
     /// endpoints whose error answers carry a body to read (an OAuth token endpoint's `400`).
     pub async fn request(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, FetchError> {
+        let span = crate::trace::idp_call(req.method(), req.uri());
+        let result = tracing::Instrument::instrument(self.exchange(req), span.clone()).await;
+        if !span.is_disabled() {
+            match &result {
+                Ok(res) => {
+                    span.record("http.response.status_code", i64::from(res.status().as_u16()));
+                    if !res.status().is_success() {
+                        span.record("error.type", res.status().as_str());
+                        span.record("otel.status_code", "ERROR");
+                    }
+                }
+                Err(e) => {
+                    span.record("error.type", e.kind());
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+        }
+        result
+    }
+
+    /// [`request`](Self::request) without a trace span: for the trace exporter's own requests
+    /// (a span per export would be exported in turn).
+    pub async fn exchange(&self, req: Request<Full<Bytes>>) -> Result<Response<Bytes>, FetchError> {
         let work = async {
             let res = self.client.request(req).await.map_err(|e| FetchError::Transport(error_chain(&e)))?;
             let (parts, body) = res.into_parts();

@@ -27,6 +27,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use mcp_enterprise_core::BoxError;
 use mcp_enterprise_core::body::BodyTimeout;
+use mcp_enterprise_core::preauth::ClientAddr;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
@@ -225,9 +226,9 @@ pub(crate) async fn serve<S>(
                 break;
             }
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // per-connection errors (reset before accept) and resource exhaustion (EMFILE):
                     // keep serving, without spinning
@@ -251,6 +252,8 @@ pub(crate) async fn serve<S>(
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let deadline = Instant::now() + body_timeout;
             let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
+            // what the pre-authentication limit keys on
+            req.extensions_mut().insert(ClientAddr(peer));
             let span = crate::correlation::request_span(&mut req);
             tracing::Instrument::instrument(service.clone().oneshot(req), span)
         });

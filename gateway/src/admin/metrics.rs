@@ -207,6 +207,11 @@ impl Metrics {
         *self.layers.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = layers;
     }
 
+    /// The pre-authentication limit whose counters are exported.
+    pub(crate) fn set_pre_auth_limit(&self, layer: Option<mcp_enterprise_core::preauth::PreAuthLimitLayer>) {
+        *self.layers.1.write().unwrap_or_else(std::sync::PoisonError::into_inner) = layer;
+    }
+
     /// The gauge of open client connections.
     pub(crate) fn open_connections(&self) -> Gauge {
         self.open_connections.clone()
@@ -278,7 +283,10 @@ fn challenge_error(headers: &http::HeaderMap) -> Option<String> {
 /// The readings of the layers that keep their own counters (SSO: token cache, JWKS), read at
 /// each scrape.
 #[derive(Debug, Default)]
-struct LayerCollector(RwLock<Vec<mcp_enterprise_sso::SsoLayer>>);
+struct LayerCollector(
+    RwLock<Vec<mcp_enterprise_sso::SsoLayer>>,
+    RwLock<Option<mcp_enterprise_core::preauth::PreAuthLimitLayer>>,
+);
 
 impl Collector for LayerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -286,6 +294,9 @@ impl Collector for LayerCollector {
         let mut readings = Vec::new();
         for layer in self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             layer.readings(&mut readings);
+        }
+        if let Some(limit) = &*self.1.read().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            limit.readings(&mut readings);
         }
         // one family per name (several routes may each have an SSO layer: summed per label set)
         let mut families: std::collections::BTreeMap<

@@ -43,6 +43,8 @@ pub(crate) struct Targets {
     pub(crate) audit: Option<AuditLayer>,
     pub(crate) rate_limits: Vec<RateLimitLayer>,
     pub(crate) sso: Vec<mcp_enterprise_sso::SsoLayer>,
+    /// The pre-authentication limit (its refusals and tracked addresses are exported).
+    pub(crate) pre_auth_limit: Option<mcp_enterprise_core::preauth::PreAuthLimitLayer>,
     /// The Redis shared by the layers, when configured.
     pub(crate) redis: Option<mcp_enterprise_core::redis::RedisClient>,
 }
@@ -60,12 +62,14 @@ impl Admin {
     pub(crate) fn new(metrics: Arc<Metrics>, targets: Targets, drain: Drain) -> Self {
         metrics.set_audit(targets.audit.clone());
         metrics.set_sso(targets.sso.clone());
+        metrics.set_pre_auth_limit(targets.pre_auth_limit.clone());
         Self { metrics, targets: Arc::new(RwLock::new(targets)), drain, listening: Arc::new(AtomicBool::new(true)) }
     }
 
     pub(crate) fn set_targets(&self, targets: Targets) {
         self.metrics.set_audit(targets.audit.clone());
         self.metrics.set_sso(targets.sso.clone());
+        self.metrics.set_pre_auth_limit(targets.pre_auth_limit.clone());
         *self.targets.write().unwrap_or_else(std::sync::PoisonError::into_inner) = targets;
     }
 

@@ -18,7 +18,12 @@
 //! - a wrong password or a CA that did not sign Redis' certificate: the replica refuses to start,
 //!   naming the cause (so it never reports ready), and `config check` fails with the same cause.
 //!
-//! Needs `redis-server` (with TLS, as Debian builds it) and `openssl`.
+//! - Sentinel: with a real `redis-server --sentinel`, a master and a replica on loopback, the
+//!   gateway resolves the master through the Sentinel and, after a failover, follows the promoted
+//!   replica without a restart.
+//!
+//! Needs `redis-server` (with TLS, as Debian builds it; its dependency `redis-tools` gives
+//! `redis-cli`) and `openssl`.
 
 use std::path::Path;
 use std::process::Command;
@@ -593,4 +598,139 @@ static_validator = {{ issuer = "{ISS}", audiences = ["{RESOURCE}"], jwks = {jwks
     assert!(headers.get("www-authenticate").unwrap().to_str().unwrap().contains("invalid_dpop_proof"));
     // a fresh proof from the same client goes through
     assert_eq!(dpop_call(&url, &client, &token, None, 3).await.0, StatusCode::OK);
+}
+
+/// `redis-cli -p port args…` (redis-tools, a dependency of Debian's redis-server): its output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-h", "127.0.0.1", "-p", &port.to_string()]).args(args).output();
+    let out = out.expect("redis-cli (Debian redis-tools, installed with redis-server)");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A Redis Sentinel (`redis-server <conf> --sentinel`) on loopback watching `master_port` as
+/// `ha-master` (quorum 1); killed when dropped.
+struct Sentinel {
+    process: tokio::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    async fn start(master_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor ha-master 127.0.0.1 {master_port} 1\n\
+                 sentinel down-after-milliseconds ha-master 1000\nsentinel failover-timeout ha-master 5000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let process = tokio::process::Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(std::fs::File::create(dir.path().join("log")).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server --sentinel");
+        assert!(
+            common::eventually(Duration::from_secs(10), || redis_cli(port, &["PING"]) == "PONG").await,
+            "the sentinel did not start: {}",
+            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        );
+        Self { process, port, _dir: dir }
+    }
+
+    /// The port of the master the Sentinel names now.
+    fn master_port(&self) -> Option<u16> {
+        redis_cli(self.port, &["SENTINEL", "get-master-addr-by-name", "ha-master"]).lines().nth(1)?.parse().ok()
+    }
+}
+
+/// Sentinel (issue 21): the gateway resolves the master through a real Redis Sentinel, and after
+/// a failover (the replica promoted) it follows the new master without a restart — rate-limit
+/// counts (fail_closed, so a failed write would be a `503`) land in the new master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_follows_the_master_through_sentinel() {
+    let master = RedisServer::start().await.unwrap();
+    let mport = master.port().to_string();
+    let replica = RedisServer::start_with(false, vec!["--replicaof".into(), "127.0.0.1".into(), mport]).await.unwrap();
+    let mut sentinel = Sentinel::start(master.port()).await;
+    assert_eq!(sentinel.master_port(), Some(master.port()));
+    let upstream = demo_upstream().await;
+    let doc = format!(
+        r#"version = 1
+resource = "http://127.0.0.1/mcp"
+[upstream]
+url = "{}"
+[listen]
+address = "127.0.0.1:0"
+[[rate_limits]]
+name = "global"
+requests = 1000
+per_secs = 1
+methods = ["tools/call"]
+[redis]
+url = "redis://ha-master"
+timeout_ms = 500
+[redis.sentinel]
+master_name = "ha-master"
+sentinels = ["redis://127.0.0.1:{}"]
+[redis.rate_limits]
+prefix = "st:rl:"
+on_unavailable = "fail_closed"
+"#,
+        upstream.url, sentinel.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("mcp.toml");
+    std::fs::write(&file, doc).unwrap();
+    let gw = ConfiguredGateway::start(Loader::new().file(&file).env(Vec::<(String, String)>::new())).await.unwrap();
+    let url = gw.mcp_url();
+    let echo = |id: i64| {
+        let url = url.clone();
+        async move {
+            call(modern(&url, id, "tools/call", json!({"name": "echo", "arguments": {"text": "s"}}), json!({}))).await.0
+        }
+    };
+    assert_eq!(echo(1).await, StatusCode::OK);
+    assert_eq!(master.integer(&["DBSIZE"]).await.unwrap(), 1, "the count is in the master");
+
+    // the replica is promoted; the old master becomes its replica (read-only)
+    assert!(
+        common::eventually(Duration::from_secs(20), || redis_cli(replica.port(), &["ROLE"]).starts_with("slave")
+            && redis_cli(replica.port(), &["INFO", "replication"]).contains("master_link_status:up"))
+        .await
+    );
+    let said = redis_cli(sentinel.port, &["SENTINEL", "FAILOVER", "ha-master"]);
+    assert_eq!(said, "OK", "{said}");
+    assert!(
+        common::eventually(Duration::from_secs(30), || sentinel.master_port() == Some(replica.port())).await,
+        "no failover"
+    );
+    assert!(
+        common::eventually(Duration::from_secs(30), || redis_cli(master.port(), &["ROLE"]).starts_with("slave")).await
+    );
+    assert_eq!(redis_cli(replica.port(), &["FLUSHALL"]), "OK");
+    // the gateway follows: counted in the new master (a write to the old, now read-only, one
+    // would fail closed with 503)
+    let mut served = Vec::new();
+    for id in 2..60 {
+        let status = echo(id).await;
+        served.push(status);
+        if status == StatusCode::OK && replica.integer(&["DBSIZE"]).await.unwrap() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(served.last(), Some(&StatusCode::OK), "{served:?}");
+    assert_eq!(replica.integer(&["DBSIZE"]).await.unwrap(), 1, "the count is in the new master: {served:?}");
+    for id in 100..105 {
+        assert_eq!(echo(id).await, StatusCode::OK);
+    }
+    gw.shutdown().await;
+    let _ = sentinel.process.kill().await;
 }

@@ -23,6 +23,7 @@ fi
 
 # redis-server (Debian package) backs the shared DPoP replay-store and rate-limit tests; they fail
 # without it.
+# Its dependency redis-tools gives redis-cli, which the Sentinel test (tests/it/ha.rs) drives.
 if ! command -v redis-server >/dev/null 2>&1 && [ -z "${MCP_TEST_REDIS_SERVER:-}" ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "== installing redis-server (apt)"

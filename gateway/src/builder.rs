@@ -220,6 +220,13 @@ impl GatewayBuilder {
         self
     }
 
+    /// Counts requests per client address (the connection's peer) before any credential is
+    /// looked at, inside audit and outside every other layer, the token endpoint included.
+    pub fn pre_auth_limit(mut self, layer: mcp_enterprise_core::preauth::PreAuthLimitLayer) -> Self {
+        self.pack = self.pack.pre_auth_limit(layer);
+        self
+    }
+
     /// What the upstream learns about the caller (default [`Propagation::None`]). The caller's
     /// own credentials are never forwarded in any mode.
     pub fn propagation(mut self, propagation: Propagation) -> Self {

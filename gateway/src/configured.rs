@@ -27,6 +27,7 @@ use mcp_enterprise_config::clients::{ClientEntry, HeaderValue};
 use mcp_enterprise_config::compose::{self, GATEWAY_EXTENSION};
 use mcp_enterprise_config::{LoadedConfig, Loader, PackConfig};
 use mcp_enterprise_core::InspectLayer;
+use mcp_enterprise_core::preauth::PreAuthLimitLayer;
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_integrity::IntegrityLayer;
 use mcp_enterprise_policy::{Catalog, PolicyLayer};
@@ -124,6 +125,9 @@ struct Parts {
     /// The `redis` section's client, shared by every route (one connection).
     redis: Fingerprint,
     redis_client: Option<RedisClient>,
+    /// `listen.pre_auth_limit`'s layer, shared by every route (one table of addresses).
+    pre_auth_limit: Fingerprint,
+    pre_auth_limit_layer: Option<PreAuthLimitLayer>,
     propagation: Fingerprint,
     propagation_mode: Propagation,
     policy: Fingerprint,
@@ -142,6 +146,7 @@ impl Parts {
         shared_audit: Option<&AuditLayer>,
         catalog: Catalog,
         redis_client: Option<&RedisClient>,
+        pre_auth_limit_layer: Option<&PreAuthLimitLayer>,
     ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         let sso = fingerprint(&config.sso);
@@ -230,6 +235,8 @@ impl Parts {
             rate_limit_layer,
             redis,
             redis_client: redis_client.cloned(),
+            pre_auth_limit: fingerprint(&config.listen.pre_auth_limit),
+            pre_auth_limit_layer: pre_auth_limit_layer.cloned(),
             propagation,
             propagation_mode,
             policy,
@@ -319,6 +326,9 @@ impl Parts {
         if let Some(traces) = config.traces.as_ref().filter(|t| t.enabled) {
             builder = builder.traces(crate::telemetry::TraceSettings::from_config(traces));
         }
+        if let Some(limit) = &self.pre_auth_limit_layer {
+            builder = builder.pre_auth_limit(limit.clone());
+        }
         Ok(builder)
     }
 }
@@ -339,11 +349,23 @@ fn build_all(
         Some(p) if p.redis == fingerprint(&config.redis) => p.redis_client.clone(),
         _ => compose::redis_client(config)?,
     };
+    // one table of client addresses for every route, its counts kept across reloads while the
+    // setting is unchanged
+    let pre_auth_limit = match previous.and_then(<[Parts]>::first) {
+        Some(p) if p.pre_auth_limit == fingerprint(&config.listen.pre_auth_limit) => p.pre_auth_limit_layer.clone(),
+        _ => compose::pre_auth_limit(config)?,
+    };
     for (i, document) in config.route_documents().iter().enumerate() {
         let shared = all.first().and_then(|primary| primary.audit_layer.as_ref());
         let catalog = catalogs.next().unwrap_or_default();
-        let (parts, started) =
-            Parts::build(document, previous.and_then(|p| p.get(i)), shared, catalog, redis_client.as_ref())?;
+        let (parts, started) = Parts::build(
+            document,
+            previous.and_then(|p| p.get(i)),
+            shared,
+            catalog,
+            redis_client.as_ref(),
+            pre_auth_limit.as_ref(),
+        )?;
         trail = trail.or(started);
         all.push(parts);
     }

@@ -9,8 +9,9 @@
 //! 2. `Host` and `Origin` checks (DNS-rebinding defence required by the transport spec): a `Host`
 //!    that is not an allowed name (default: loopback names) or a cross-origin `Origin` → `403`;
 //!    the server card, the workload identity token endpoint and the signed-assertion JWKS beside;
-//! 3. the pack without its audit layer (`PackLayer::without_audit`): RFC 9728 metadata,
-//!    inspection, negotiation, workload identity, DPoP, SSO, policy;
+//! 3. the pack without its audit layer (`PackLayer::without_audit`): the pre-authentication
+//!    limit per client address (the connection's peer; also around the token endpoint), RFC 9728
+//!    metadata, inspection, negotiation, workload identity, DPoP, SSO, policy;
 //! 4. [`RateLimitLayer`](ratelimit::RateLimitLayer), the pack's inner layer, when configured:
 //!    limits keyed by the principal and the parsed request, `429` when exceeded;
 //! 5. [`Proxy`]: streams the request upstream and the response back (SSE unbuffered), never
@@ -223,6 +224,7 @@ impl Gateway {
                     let policy = g.pack.policy().map(|l| Arc::new(l.clone()) as Shared);
                     [sso, dpop, policy].into_iter().flatten()
                 })
+                .chain(self.pack.pre_auth_limit().map(|l| Arc::new(l.clone()) as _))
                 .collect(),
         }
     }
@@ -246,9 +248,11 @@ impl Gateway {
         let router = Router::new().fallback_service(tower_layer::Layer::layer(&pack, proxy));
         // the SEP-1933 token endpoint, its JWKS and its RFC 8414 metadata (paths checked in `build`)
         let router = match self.pack.workload_identity().and_then(|w| w.token_endpoint()) {
-            Some(endpoint) => {
-                endpoint.paths().into_iter().fold(router, |r, path| r.route_service(path, endpoint.clone()))
-            }
+            // the pre-authentication limit counts its requests too (an assertion is checked there)
+            Some(endpoint) => endpoint.paths().into_iter().fold(router, |r, path| {
+                let limit = tower::util::option_layer(self.pack.pre_auth_limit().cloned());
+                r.route_service(path, tower_layer::Layer::layer(&limit, endpoint.clone()))
+            }),
             None => router,
         };
         // the signed assertions' JWKS and RFC 8414 metadata (paths checked in `build`)

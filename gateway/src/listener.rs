@@ -251,6 +251,7 @@ pub(crate) async fn serve<S>(
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let deadline = Instant::now() + body_timeout;
             let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
+            // what the audit trail records and the pre-authentication limit keys on
             req.extensions_mut().insert(mcp_enterprise_core::PeerAddr(peer));
             let span = crate::correlation::request_span(&mut req);
             tracing::Instrument::instrument(service.clone().oneshot(req), span)

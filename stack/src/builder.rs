@@ -3,6 +3,7 @@
 use mcp_enterprise_audit::AuditLayer;
 use mcp_enterprise_core::auth::AuthChain;
 use mcp_enterprise_core::metadata::ProtectedResourceMetadataBuilder;
+use mcp_enterprise_core::preauth::PreAuthLimitLayer;
 use mcp_enterprise_core::{ExtensionSet, ExtensionSetBuilder, InspectLayer, NegotiateLayer, ProtectedResourceMetadata};
 use mcp_enterprise_dpop::{BearerMode, DpopLayer};
 use mcp_enterprise_integrity::IntegrityLayer;
@@ -32,6 +33,7 @@ pub struct Pack {
     pub(crate) audit: Option<AuditLayer>,
     pub(crate) policy: Option<PolicyLayer>,
     pub(crate) integrity: Option<IntegrityLayer>,
+    pub(crate) pre_auth_limit: Option<PreAuthLimitLayer>,
     pub(crate) mcp_path: String,
 }
 
@@ -49,6 +51,7 @@ impl Pack {
             audit: None,
             policy: None,
             integrity: None,
+            pre_auth_limit: None,
         }
     }
 
@@ -98,6 +101,12 @@ impl Pack {
         self.integrity.as_ref()
     }
 
+    /// The pre-authentication limit, when configured (an embedder serving more than this stack,
+    /// such as the token endpoint beside it, puts it around those too).
+    pub fn pre_auth_limit(&self) -> Option<&PreAuthLimitLayer> {
+        self.pre_auth_limit.as_ref()
+    }
+
     /// The workload identity setup (its SEP-1933 token endpoint is served beside the MCP
     /// endpoint, at [`TokenEndpoint::paths`](mcp_enterprise_workload_identity::TokenEndpoint::paths)).
     pub fn workload_identity(&self) -> Option<&WorkloadIdentitySetup> {
@@ -124,6 +133,7 @@ pub struct PackBuilder {
     audit: Option<AuditLayer>,
     policy: Option<PolicyLayer>,
     integrity: Option<IntegrityLayer>,
+    pre_auth_limit: Option<PreAuthLimitLayer>,
 }
 
 impl PackBuilder {
@@ -191,6 +201,13 @@ impl PackBuilder {
     /// list answers.
     pub fn integrity(mut self, layer: IntegrityLayer) -> Self {
         self.integrity = Some(layer);
+        self
+    }
+
+    /// Requests per client address, counted before any credential is looked at: right inside
+    /// audit (which records each refusal), outside everything else.
+    pub fn pre_auth_limit(mut self, layer: PreAuthLimitLayer) -> Self {
+        self.pre_auth_limit = Some(layer);
         self
     }
 
@@ -263,6 +280,7 @@ impl PackBuilder {
             audit: self.audit,
             policy: self.policy,
             integrity: self.integrity,
+            pre_auth_limit: self.pre_auth_limit,
             mcp_path: self.mcp_path,
         })
     }

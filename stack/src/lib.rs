@@ -6,7 +6,7 @@
 //! *any* tower service — an in-process rmcp `StreamableHttpService`, an axum router, a proxy — in
 //! all of them, in the one correct order:
 //!
-//! audit → metadata documents → inspection → negotiation → workload identity → DPoP → SSO →
+//! audit → pre-authentication limit → metadata documents → inspection → negotiation → workload identity → DPoP → SSO →
 //! policy → integrity → (your inner layer) → your service.
 //!
 //! ## Guarantee
@@ -65,4 +65,4 @@ mod layer;
 pub use body::{IntoPack, IntoPackFuture};
 pub use builder::{Pack, PackBuilder};
 pub use error::PackError;
-pub use layer::{AuthService, CoreService, IntegrityService, PackLayer, PackService};
+pub use layer::{AuthService, CoreService, DocumentsService, IntegrityService, LimitedService, PackLayer, PackService};

@@ -25,6 +25,7 @@ mod negotiation;
 mod oidc_peer;
 mod operability;
 mod policy;
+mod preauth;
 mod propagation;
 mod ratelimit;
 mod routes;

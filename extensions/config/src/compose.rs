@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use mcp_enterprise_audit::{AuditLayer, AuditTrail};
+use mcp_enterprise_core::preauth::PreAuthLimitLayer;
 #[cfg(feature = "redis")]
 use mcp_enterprise_core::redis::RedisClient;
 use mcp_enterprise_core::{CoreConfig, InspectLayer};
@@ -201,6 +202,11 @@ pub fn integrity(config: &PackConfig) -> Result<Option<IntegrityLayer>, ConfigEr
         .transpose()
 }
 
+/// The pre-authentication limit of `listen.pre_auth_limit` (`None`: `insecure_disabled`).
+pub fn pre_auth_limit(config: &PackConfig) -> Result<Option<PreAuthLimitLayer>, ConfigError> {
+    config.listen.pre_auth_limit.layer().map_err(|e| start_error("listen.pre_auth_limit", e))
+}
+
 /// The pack a document describes, through the one composition point (`mcp-enterprise-stack`):
 /// every layer built, the audit trail started (keep it alive while serving, shut it down after),
 /// the extension set (the `core` vendor prefix, `own` markers of ours such as the gateway's, every
@@ -218,6 +224,9 @@ pub fn pack(config: &PackConfig, catalog: Catalog, own: &[&str]) -> Result<(Pack
     let policy = policy(config, catalog)?;
     let integrity = integrity(config)?;
     let mut builder = base(config, own)?.inspect(inspect(&config.core)?);
+    if let Some(layer) = pre_auth_limit(config)? {
+        builder = builder.pre_auth_limit(layer);
+    }
     if let Some(layer) = sso {
         builder = builder.sso(layer);
     }

@@ -258,6 +258,10 @@ pub struct ListenConfig {
     /// last event of a stream), and the audit trail is sealed. `0`: end them at once.
     #[schemars(range(min = 0, max = 3600))]
     pub shutdown_grace_secs: u64,
+    /// Requests per client address (the connection's peer), counted before any credential is
+    /// checked: a flood of bad tokens is refused with `429` before any signature check. On by
+    /// default; shared by every route.
+    pub pre_auth_limit: mcp_enterprise_core::preauth::PreAuthLimitConfig,
 }
 
 impl Default for ListenConfig {
@@ -272,6 +276,7 @@ impl Default for ListenConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
+            pre_auth_limit: mcp_enterprise_core::preauth::PreAuthLimitConfig::default(),
         }
     }
 }

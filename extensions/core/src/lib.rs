@@ -85,11 +85,13 @@ pub mod jsonrpc;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
+pub mod limiter;
 pub mod list;
 pub mod message;
 pub mod metadata;
 pub mod negotiate;
 pub mod peer;
+pub mod preauth;
 pub mod principal;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -218,6 +218,11 @@ where
         let inner = self.layer.inner.clone();
         let armed = self.layer.armed;
         ResponseFuture::new(async move {
+            // authenticated by an outer layer of the chain (workload identity): not ours to judge
+            // (an unarmed also_bearer layer still reports that it is miswired)
+            if req.extensions().get::<Principal>().is_some() && (armed || inner.bearer != BearerMode::AlsoBearer) {
+                return Ok(service.call(req).await?.map(PackBody::new));
+            }
             let mcp = req.extensions().get::<McpRequest>().cloned();
             let decision = mcp_enterprise_core::trace::Decision::start("dpop");
             let token = match credentials(req.headers()) {

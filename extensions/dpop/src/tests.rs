@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use mcp_enterprise_core::auth::{AuthChain, Authenticator};
-use mcp_enterprise_core::{AuthMethod, PackBody, Principal};
+use mcp_enterprise_core::{AuthMethod, PackBody, Principal, PrincipalKind};
 use serde_json::json;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -257,4 +257,32 @@ async fn malformed_credentials_and_headers() {
         let ok = request(&token, &client.proof("POST", variant, Some(&token), None).expect("proof"));
         assert_eq!(send(&l, ok).await.status(), StatusCode::OK, "{variant}");
     }
+}
+
+/// A request an outer layer of the chain (workload identity) authenticated goes through, whatever
+/// its `Authorization` header; one without a principal is still judged.
+#[tokio::test]
+async fn a_principal_from_an_outer_layer_is_not_judged_again() {
+    let (idp, _client, clock) = setup();
+    let l = layer(&idp, &clock, |b| b);
+    let inner = service_fn(|req: Request<Full<Bytes>>| async move {
+        let method = req.extensions().get::<Principal>().map(Principal::auth_method);
+        assert_eq!(method, Some(AuthMethod::Workload), "the outer layer's principal reaches the service");
+        Ok::<_, Infallible>(Response::new(PackBody::empty()))
+    });
+    let mut svc = AuthChain::new(Some(l.clone()), Some(StandIn)).layer(inner);
+    let mut req = Request::post("/mcp")
+        .header("authorization", "Bearer workload.jwt.x")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    req.extensions_mut().insert(
+        Principal::builder("https://workloads.example", "agent", PrincipalKind::Workload, AuthMethod::Workload).build(),
+    );
+    let res = svc.ready().await.expect("ready").call(req).await.expect("infallible");
+    assert_eq!(res.status(), StatusCode::OK);
+    let bearer = Request::post("/mcp")
+        .header("authorization", "Bearer workload.jwt.x")
+        .body(Full::new(Bytes::new()))
+        .expect("req");
+    assert_eq!(send(&l, bearer).await.status(), StatusCode::UNAUTHORIZED);
 }

@@ -45,7 +45,8 @@ pub(crate) struct Targets {
     pub(crate) sso: Vec<mcp_enterprise_sso::SsoLayer>,
     /// The Redis shared by the layers, when configured.
     pub(crate) redis: Option<mcp_enterprise_core::redis::RedisClient>,
-    /// The layers that keep their own counters (SSO, DPoP, policy), read at each scrape.
+    /// The layers that keep their own counters (SSO, DPoP, policy, the pre-authentication limit),
+    /// read at each scrape.
     pub(crate) instrumented: Vec<Arc<dyn mcp_enterprise_core::stats::Instrumented + Send + Sync>>,
 }
 

@@ -53,7 +53,7 @@ pub use store::DEFAULT_REDIS_PREFIX;
 
 /// The JSON-RPC error code of a rate-limited request (`429`): outside the ranges JSON-RPC and MCP
 /// reserve (`-32768..=-32000`), its digits recall the HTTP status.
-pub const RATE_LIMITED: i64 = -31429;
+pub const RATE_LIMITED: i64 = mcp_enterprise_core::preauth::RATE_LIMITED;
 
 /// A rate-limit setting is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

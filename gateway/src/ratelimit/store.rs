@@ -2,20 +2,17 @@
 //! Lua script per check, on Redis' clock, so every replica agrees).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use governor::middleware::NoOpMiddleware;
-use governor::nanos::Nanos;
-use governor::state::StateStore;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::{Quota, RateLimiter};
 use mcp_enterprise_core::clock::Clock;
+use mcp_enterprise_core::limiter::{KeyedLimiter, Verdict};
 use mcp_enterprise_core::redis::RedisClient;
 
 use super::limit::Limit;
+
+pub(crate) use mcp_enterprise_core::limiter::MonotonicClock;
 
 /// The outcome of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,160 +27,32 @@ pub(crate) enum Decision {
     Unavailable(String),
 }
 
-/// [`governor`]'s clock on top of the pack's injectable clock (time since the Unix epoch).
-#[derive(Debug, Clone)]
-pub(crate) struct GovernorClock(pub(crate) Arc<dyn Clock>);
-
-impl governor::clock::Clock for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.0.now()
-    }
-}
-
-/// A monotonic clock (wall time at start + elapsed), the default: a wall clock stepped back
-/// must not hand out a fresh burst.
+/// One limit's in-memory state: the pack's bounded keyed GCRA ([`KeyedLimiter`]) with at most
+/// `max_keys` keys.
 #[derive(Debug)]
-pub(crate) struct MonotonicClock {
-    origin: std::time::Instant,
-    wall: Duration,
-}
-
-impl MonotonicClock {
-    pub(crate) fn new() -> Self {
-        Self { origin: std::time::Instant::now(), wall: mcp_enterprise_core::clock::SystemClock.now() }
-    }
-}
-
-impl Clock for MonotonicClock {
-    fn now(&self) -> Duration {
-        self.wall + self.origin.elapsed()
-    }
-}
-
-type Keyed = RateLimiter<Box<[u8]>, SharedMap, GovernorClock, NoOpMiddleware<Duration>>;
-
-/// governor's `DashMap` store behind an `Arc`, so the limit can also ask whether a key is known.
-#[derive(Debug, Clone, Default)]
-struct SharedMap(Arc<DashMapStateStore<Box<[u8]>>>);
-
-impl StateStore for SharedMap {
-    type Key = Box<[u8]>;
-
-    fn measure_and_replace<T, F, E>(&self, key: &Self::Key, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        self.0.measure_and_replace(key, f)
-    }
-}
-
-impl ShrinkableKeyedStateStore<Box<[u8]>> for SharedMap {
-    fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// How many checks pass between two sweeps of idle keys.
-const SWEEP_EVERY: u64 = 4096;
-
-/// How many checks pass between two counts of the keys while the table is far from full (within
-/// this many keys of `max_keys`, every check counts them).
-const LEN_EVERY: u64 = 64;
-
-/// One limit's in-memory state: governor's keyed GCRA with at most `max_keys` keys.
-#[derive(Debug)]
-pub(crate) struct LocalLimit {
-    limiter: Keyed,
-    keys: SharedMap,
-    clock: Arc<dyn Clock>,
-    max_keys: usize,
-    checks: AtomicU64,
-    /// The number of keys, refreshed every [`LEN_EVERY`] checks (counting the shards' entries on
-    /// every request costs more than the check itself) and on every check near the cap.
-    known_len: AtomicUsize,
-    /// When the last sweep forced by a full table ran (ms since the epoch), so a full table of
-    /// active keys is not swept on every request.
-    last_full_sweep: AtomicU64,
-}
+pub(crate) struct LocalLimit(KeyedLimiter);
 
 impl LocalLimit {
     pub(crate) fn new(limit: &Limit, clock: Arc<dyn Clock>) -> Self {
-        // `Limit` guarantees a non-zero interval
-        let quota = Quota::with_period(limit.interval)
-            .map_or_else(|| Quota::per_second(limit.burst), |q| q.allow_burst(limit.burst));
-        let keys = SharedMap::default();
-        Self {
-            limiter: RateLimiter::new(quota, keys.clone(), GovernorClock(clock.clone())),
-            keys,
-            clock,
-            max_keys: limit.max_keys,
-            checks: AtomicU64::new(0),
-            known_len: AtomicUsize::new(0),
-            last_full_sweep: AtomicU64::new(0),
-        }
+        Self(KeyedLimiter::new(limit.interval, limit.burst, limit.max_keys, clock))
     }
 
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
     #[expect(clippy::borrowed_box, reason = "governor's keyed check takes a reference to the key type")]
     pub(crate) fn check(&self, key: &Box<[u8]>) -> Decision {
-        let checks = self.checks.fetch_add(1, Ordering::Relaxed);
-        if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.limiter.retain_recent();
+        match self.0.check(key) {
+            Verdict::Allowed => Decision::Allowed,
+            Verdict::Limited(wait) => Decision::Limited(wait),
+            // a verdict this version does not know: not allowed (fail closed)
+            _ => Decision::Full,
         }
-        if checks.is_multiple_of(LEN_EVERY) {
-            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
-        }
-        // at most LEN_EVERY keys can have come since the last count: near the cap, count exactly
-        let mut len = self.known_len.load(Ordering::Relaxed);
-        if len.saturating_add(usize::try_from(LEN_EVERY).unwrap_or(usize::MAX)) >= self.max_keys {
-            len = self.limiter.len();
-            self.known_len.store(len, Ordering::Relaxed);
-        }
-        if len >= self.max_keys && !self.keys.0.contains_key(key) {
-            let room = self.make_room();
-            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
-            if !room {
-                return Decision::Full;
-            }
-        }
-        match self.limiter.check_key(key) {
-            Ok(()) => Decision::Allowed,
-            Err(not_until) => Decision::Limited(not_until.wait_time_from(self.clock.now())),
-        }
-    }
-
-    /// Evicts idle keys (at most once per 100 ms when the table stays full); whether there is room.
-    fn make_room(&self) -> bool {
-        let now = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
-        let last = self.last_full_sweep.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 100
-            && self.last_full_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
-        {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
-        }
-        self.limiter.len() < self.max_keys
     }
 
     /// Keys held now.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.limiter.len()
+        self.0.len()
     }
 }
 
@@ -325,10 +194,10 @@ mod tests {
     #[test]
     fn periodic_sweeps_evict_idle_keys() {
         let (limit, clock) = local(1, Duration::from_secs(1), 1, 1_000_000);
-        for i in 0..SWEEP_EVERY - 1 {
+        for i in 0..mcp_enterprise_core::limiter::SWEEP_EVERY - 1 {
             assert_eq!(limit.check(&key(&i.to_string())), Decision::Allowed);
         }
-        assert_eq!(limit.len(), usize::try_from(SWEEP_EVERY - 1).expect("fits"));
+        assert_eq!(limit.len(), usize::try_from(mcp_enterprise_core::limiter::SWEEP_EVERY - 1).expect("fits"));
         clock.advance(Duration::from_secs(3));
         assert_eq!(limit.check(&key("last")), Decision::Allowed);
         assert!(limit.len() <= 1, "{}", limit.len());

@@ -8,8 +8,8 @@ use http::{Request, Response, StatusCode};
 use tower::{Layer, ServiceExt};
 
 use super::*;
-use crate::{Denial, PeerAddr};
 use crate::clock::ManualClock;
+use crate::{Denial, PeerAddr};
 
 fn from(addr: &str) -> Request<()> {
     let mut req = Request::post("/mcp").body(()).expect("valid in this test");

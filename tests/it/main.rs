@@ -18,6 +18,7 @@ mod faults;
 mod gateway;
 mod ha;
 mod hostile;
+mod https_upstream;
 mod in_process;
 mod integrity;
 mod negotiation;

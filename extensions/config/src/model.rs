@@ -107,6 +107,9 @@ pub struct PackConfig {
     /// each use with its own prefix and fail-open/fail-closed setting. Absent: every replica keeps
     /// its own state in memory.
     pub redis: Option<crate::redis::RedisConfig>,
+    /// Outbound connections: forward proxy and CA roots for identity providers. Absent: the
+    /// environment's proxy (`HTTPS_PROXY`, `NO_PROXY`), the system's roots.
+    pub egress: Option<EgressConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.
     #[serde(skip)]
@@ -152,6 +155,51 @@ pub struct UpstreamConfig {
     /// streamed (SSE) answer is not cut once it has started.
     #[serde(default = "default_response_timeout")]
     pub response_timeout_secs: u64,
+    /// TLS to an `https://` upstream: extra CA bundle, client certificate (mTLS), server name.
+    /// Absent: the system's roots, no client certificate. Only with an `https://` URL.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// The `Host` header sent upstream instead of the URL's authority (e.g. when the URL names an
+    /// address and the server routes by name).
+    pub host: Option<String>,
+}
+
+/// TLS settings of an `https://` upstream (rustls on aws-lc-rs; HTTP/2 or HTTP/1.1 by ALPN).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpstreamTlsConfig {
+    /// A PEM bundle of CA certificates trusted for this upstream besides the system's roots
+    /// (a private CA).
+    pub ca_file: Option<String>,
+    /// A PEM certificate chain (leaf first) presented when the upstream asks for a client
+    /// certificate (mTLS). Needs `client_key_file`.
+    pub client_certificate_file: Option<String>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_certificate_file`.
+    pub client_key_file: Option<String>,
+    /// The name sent as SNI and checked in the upstream's certificate, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// Outbound connections (identity providers, introspection, token exchange, HTTPS upstreams):
+/// the forward proxy and extra CA roots. Absent: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+/// environment, the system's roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EgressConfig {
+    /// The forward proxy, `http://host:port`; overrides `HTTPS_PROXY`/`HTTP_PROXY`. Every proxied
+    /// connection is an HTTP `CONNECT` tunnel. `""`: no proxy, whatever the environment says.
+    pub proxy: Option<String>,
+    /// Hosts reached directly, comma-separated (`NO_PROXY` syntax: `localhost,.corp.example,10.0.0.0/8`);
+    /// overrides `NO_PROXY`. Only with `proxy`.
+    pub no_proxy: Option<String>,
+    /// `user:password` for the proxy (sent as `Proxy-Authorization: Basic` on each `CONNECT`;
+    /// never logged). Use a secret reference, e.g. `${file:/run/secrets/proxy}`.
+    #[schemars(extend("writeOnly" = true))]
+    pub proxy_credentials: Option<String>,
+    /// A PEM bundle of CA certificates trusted for identity providers and authorization servers
+    /// besides the system's roots (replaces the undocumented `SSL_CERT_FILE`).
+    pub ca_file: Option<String>,
 }
 
 fn default_response_timeout() -> u64 {
@@ -430,6 +478,8 @@ impl PackConfig {
                 url: upstream.to_owned(),
                 propagation: PropagationConfig::default(),
                 response_timeout_secs: default_response_timeout(),
+                tls: None,
+                host: None,
             },
             listen: ListenConfig::default(),
             core: CoreConfig::default(),
@@ -446,6 +496,7 @@ impl PackConfig {
             admin: None,
             logging: None,
             redis: None,
+            egress: None,
             secret_paths: SecretPaths::default(),
         }
     }

@@ -89,6 +89,9 @@ pub mod list;
 pub mod message;
 pub mod metadata;
 pub mod negotiate;
+#[cfg(feature = "outbound")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbound")))]
+pub mod outbound;
 pub mod principal;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]

@@ -259,6 +259,11 @@ impl Gateway {
             }),
             _ => router,
         };
+        // CORS for the listed origins, inside the rebinding defence and outside authentication
+        let router = match origin::cors(&self.origin_policy.origins) {
+            Some(cors) => router.layer(cors).layer(middleware::map_response(origin::preflight_no_content)),
+            None => router,
+        };
         let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
         // public discovery documents: cross-origin reads allowed, the Host still checked
         if self.card.is_none() && catalog.is_none() {

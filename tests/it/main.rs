@@ -10,6 +10,7 @@ mod clients;
 mod common;
 mod config;
 mod conformance;
+mod cors;
 mod demo;
 mod deploy;
 mod dpop;

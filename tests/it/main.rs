@@ -15,6 +15,7 @@ mod demo;
 mod deploy;
 mod dpop;
 mod dpop_e2e;
+mod egress;
 mod faults;
 mod gateway;
 mod ha;

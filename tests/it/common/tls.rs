@@ -112,6 +112,8 @@ pub fn server_config(leaf: &Leaf, client_ca: Option<&TestCa>) -> rustls::ServerC
 /// HTTP/1.1 server). Stops when dropped.
 pub struct TlsFront {
     pub addr: SocketAddr,
+    /// Connections closed unanswered because they came from another address than the allowed one.
+    pub refused: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -123,12 +125,30 @@ impl Drop for TlsFront {
 
 impl TlsFront {
     pub async fn start(config: rustls::ServerConfig, backend: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind TLS front");
+        Self::start_on([127, 0, 0, 1].into(), None, config, backend).await
+    }
+
+    /// Listens on `ip` (a loopback address) and, when `only_from` is given, closes every
+    /// connection from any other address before the handshake.
+    pub async fn start_on(
+        ip: std::net::IpAddr,
+        only_from: Option<std::net::IpAddr>,
+        config: rustls::ServerConfig,
+        backend: SocketAddr,
+    ) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0)).await.expect("bind TLS front");
         let addr = listener.local_addr().expect("addr");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let refused = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = refused.clone();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
+                if only_from.is_some_and(|allowed| peer.ip() != allowed) {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    drop(tcp);
+                    continue;
+                }
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
@@ -137,7 +157,7 @@ impl TlsFront {
                 });
             }
         });
-        Self { addr, task }
+        Self { addr, refused, task }
     }
 
     /// `https://{host}:{port}/mcp`.

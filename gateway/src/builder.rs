@@ -44,6 +44,7 @@ impl Gateway {
             upstream_tls: TlsSettings::new(),
             upstream_host: None,
             egress: None,
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
         }
     }
 }
@@ -71,6 +72,7 @@ pub struct GatewayBuilder {
     upstream_tls: TlsSettings,
     upstream_host: Option<http::HeaderValue>,
     egress: Option<Egress>,
+    trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 impl GatewayBuilder {
@@ -113,6 +115,13 @@ impl GatewayBuilder {
     /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, see [`Egress::from_env`]).
     pub fn egress(mut self, egress: Egress) -> Self {
         self.egress = Some(egress);
+        self
+    }
+
+    /// Believes `Forwarded`/`X-Forwarded-For` from these proxies (load balancers) when recording
+    /// the client's address; default: none (the TCP peer is the client).
+    pub fn trusted_proxies(mut self, proxies: crate::forwarded::TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
         self
     }
 
@@ -304,6 +313,7 @@ impl GatewayBuilder {
             upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
             connector,
             upstream_host: self.upstream_host,
+            trusted_proxies: Arc::new(self.trusted_proxies),
             listen: self.listen,
             mcp_path: self.mcp_path,
             pack,

@@ -44,6 +44,7 @@ pub mod catalog;
 pub mod configured;
 mod correlation;
 pub mod drain;
+pub mod forwarded;
 pub mod listener;
 mod origin;
 pub mod propagation;
@@ -136,6 +137,8 @@ pub struct Gateway {
     connector: mcp_enterprise_core::outbound::OutboundConnector,
     /// The `Host` sent upstream instead of the URL's authority.
     upstream_host: Option<http::HeaderValue>,
+    /// Whose `Forwarded`/`X-Forwarded-For` are believed (the audit record's client address).
+    trusted_proxies: Arc<forwarded::TrustedProxies>,
     listen: SocketAddr,
     mcp_path: String,
     /// Every extension layer, composed by the one composition point.

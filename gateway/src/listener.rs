@@ -198,6 +198,7 @@ pub(crate) async fn serve<S>(
     stop: oneshot::Receiver<Duration>,
     drain: Drain,
     open: Option<prometheus_client::metrics::gauge::Gauge>,
+    trusted: Arc<crate::forwarded::TrustedProxies>,
 ) where
     S: tower_service::Service<Request, Response = axum::response::Response, Error = Infallible>
         + Clone
@@ -227,7 +228,7 @@ pub(crate) async fn serve<S>(
         };
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(error) => {
                     // per-connection errors (reset before accept) and resource exhaustion (EMFILE):
                     // keep serving, without spinning
@@ -242,15 +243,19 @@ pub(crate) async fn serve<S>(
                 break;
             }
         };
+        let (tcp, peer) = tcp;
         // without TCP_NODELAY a small SSE event waits for the client's delayed ACK (~40 ms)
         if let Err(error) = tcp.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let service = service.clone();
         let body_timeout = limits.request_body_timeout;
+        let trusted = trusted.clone();
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let deadline = Instant::now() + body_timeout;
             let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
+            let client = trusted.client(peer.ip(), req.headers());
+            req.extensions_mut().insert(client);
             let span = crate::correlation::request_span(&mut req);
             tracing::Instrument::instrument(service.clone().oneshot(req), span)
         });

@@ -17,6 +17,7 @@ mod dpop;
 mod dpop_e2e;
 mod egress;
 mod faults;
+mod forwarded;
 mod gateway;
 mod ha;
 mod hostile;

@@ -84,6 +84,10 @@ pub fn ocsf(record: &Value) -> Option<Value> {
             "service": {"name": text(record, &["jsonrpc", "target", "name"])},
             "version": text(record, &["jsonrpc", "protocol_version"]),
         },
+        "src_endpoint": record.get("src_endpoint").map(|s| json!({
+            "ip": s.get("ip"),
+            "intermediate_ips": s.get("proxy_ip").map(|p| json!([p])),
+        })),
         "http_request": {
             "http_method": text(record, &["http", "method"]),
             "url": {"path": text(record, &["http", "path"])},

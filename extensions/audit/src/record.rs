@@ -34,6 +34,8 @@ pub(crate) struct Arrival {
     tracestate: Option<String>,
     /// The correlation id as a header value, made once for the request and the response.
     correlation: Option<HeaderValue>,
+    /// Where the request came from, when the server says (`src_endpoint`).
+    client: Option<mcp_enterprise_core::ClientAddress>,
 }
 
 impl Arrival {
@@ -56,7 +58,14 @@ impl Arrival {
             traceparent: header("traceparent"),
             tracestate: header("tracestate"),
             correlation,
+            client: None,
         }
+    }
+
+    /// Records the client's address (`src_endpoint.ip`, and the proxy's as `proxy_ip`).
+    pub(crate) fn with_client(mut self, client: Option<mcp_enterprise_core::ClientAddress>) -> Self {
+        self.client = client;
+        self
     }
 
     /// The header value the correlation id travels in.
@@ -81,6 +90,14 @@ impl Arrival {
         http.str("path", &self.path);
         http.int("status", response.status().as_u16());
         r.object("http", http);
+        if let Some(client) = self.client {
+            let mut src = Members::new();
+            src.str("ip", &client.ip.to_string());
+            if client.peer != client.ip {
+                src.str("proxy_ip", &client.peer.to_string());
+            }
+            r.object("src_endpoint", src);
+        }
         match ext.get::<Principal>() {
             Some(p) => r.object("principal", principal(p)),
             None => r.literal("principal", "null"),

@@ -57,7 +57,8 @@ where
         if recorder.skip_prefixes.iter().any(|p| req.uri().path().starts_with(p.as_str())) {
             return ResponseFuture::unrecorded(self.inner.call(req), recorder);
         }
-        let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers());
+        let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers())
+            .with_client(req.extensions().get::<mcp_enterprise_core::ClientAddress>().copied());
         if !req.headers().contains_key(&X_REQUEST_ID)
             && let Some(v) = arrival.correlation_header()
         {

@@ -142,8 +142,9 @@ impl std::fmt::Debug for PackConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpstreamConfig {
-    /// Its Streamable HTTP endpoint, an absolute `http://` URL without credentials, e.g.
-    /// `http://127.0.0.1:8081/mcp`. The caller's token is never forwarded to it.
+    /// Its Streamable HTTP endpoint, an absolute `http://` or `https://` URL without credentials,
+    /// e.g. `http://127.0.0.1:8081/mcp` or `https://mcp.vendor.example/mcp` (TLS: `tls`). The
+    /// caller's token is never forwarded to it.
     #[schemars(url)]
     pub url: String,
     /// What the upstream learns about the caller (the caller's `Authorization`, `DPoP`,
@@ -276,8 +277,14 @@ pub struct ListenConfig {
     /// Extra names accepted in the `Host` header, besides the loopback names and the host of
     /// `resource` (DNS-rebinding defence: any other `Host` is refused with 403).
     pub allowed_hosts: Vec<String>,
-    /// Browser origins allowed to call the MCP endpoint, e.g. `https://app.example.com`.
+    /// Browser origins allowed to call the MCP endpoint, e.g. `https://app.example.com`: CORS
+    /// (preflights answered before authentication; `Mcp-Session-Id`, `WWW-Authenticate` and
+    /// `DPoP-Nonce` exposed). Any other cross-origin request is refused with 403.
     pub allowed_origins: Vec<String>,
+    /// Load balancers and reverse proxies (CIDR networks or addresses, e.g. `10.0.0.0/8`) whose
+    /// `Forwarded`/`X-Forwarded-For` headers are believed for the client address in the audit
+    /// record (`src_endpoint`). Default: none — the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// **Insecure**: listen on a non-loopback address without any authentication section, exposing
     /// the upstream server unauthenticated.
     pub insecure_listen_any: bool,
@@ -312,6 +319,7 @@ impl Default for ListenConfig {
             address: DEFAULT_LISTEN.to_owned(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             insecure_listen_any: false,
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             request_body_timeout_secs: DEFAULT_REQUEST_BODY_TIMEOUT_SECS,

@@ -70,6 +70,7 @@ pub mod auth;
 pub mod body;
 pub mod canonical;
 pub mod challenge;
+pub mod client_address;
 pub mod clock;
 pub mod config;
 pub mod denial;
@@ -102,6 +103,7 @@ pub mod wiring;
 
 pub use body::{BoxError, McpBody, PackBody};
 pub use challenge::{AuthErrorCode, Challenge};
+pub use client_address::ClientAddress;
 pub use config::CoreConfig;
 pub use denial::Denial;
 pub use error::{ConfigError, Rejection};

@@ -88,6 +88,7 @@ impl<'a> Checker<'a> {
         self.rate_limits();
         self.redis();
         self.egress();
+        self.trusted_proxies();
         self.build_sections();
     }
 

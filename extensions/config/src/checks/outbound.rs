@@ -69,6 +69,23 @@ impl Checker<'_> {
         }
     }
 
+    /// `listen.trusted_proxies`: CIDR networks or addresses.
+    pub(super) fn trusted_proxies(&mut self) {
+        let Some(list) = self.get("listen.trusted_proxies").and_then(serde_json::Value::as_array) else { return };
+        for (i, entry) in list.iter().enumerate() {
+            let ok = entry.as_str().is_some_and(|s| {
+                let s = s.trim();
+                s.parse::<std::net::IpAddr>().is_ok() || cidr(s)
+            });
+            if !ok {
+                self.invalid(
+                    &format!("listen.trusted_proxies[{i}]"),
+                    "an IP network (CIDR, e.g. 10.0.0.0/8) or address",
+                );
+            }
+        }
+    }
+
     /// `egress`: an http:// proxy URL, `user:password` credentials, a readable CA bundle.
     pub(super) fn egress(&mut self) {
         if !self.ok("egress") {
@@ -96,5 +113,16 @@ impl Checker<'_> {
             };
             self.unusable_file("egress.ca_file", "a readable PEM bundle of CA certificates", file, &why);
         }
+    }
+}
+
+/// `address/prefix` with a prefix no longer than the address.
+fn cidr(s: &str) -> bool {
+    let Some((ip, prefix)) = s.split_once('/') else { return false };
+    let Ok(prefix) = prefix.parse::<u8>() else { return false };
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
     }
 }

@@ -62,6 +62,18 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+# tinyproxy (Debian package) is the forward proxy of the egress test (tests/it/egress.rs).
+if ! command -v tinyproxy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "== installing tinyproxy (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tinyproxy >/dev/null
+  else
+    echo "!! tinyproxy is missing, so the egress test will fail. Install it with:" >&2
+    echo "     sudo apt-get update && sudo apt-get install -y tinyproxy" >&2
+  fi
+fi
+
 # The slowloris fault test (tests/it/faults.rs) opens 10 000 connections from the test process
 # and into a gateway process: raise the soft open-file limit to the hard one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true

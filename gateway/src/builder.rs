@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::Uri;
 use mcp_enterprise_audit::AuditLayer;
+use mcp_enterprise_core::outbound::{self, Egress, TlsSettings};
 use mcp_enterprise_core::{ExtensionSetBuilder, InspectLayer};
 use mcp_enterprise_dpop::DpopLayer;
 use mcp_enterprise_integrity::IntegrityLayer;
@@ -41,6 +42,10 @@ impl Gateway {
             admin: None,
             redis: None,
             traces: None,
+            upstream_tls: TlsSettings::new(),
+            upstream_host: None,
+            egress: None,
+            trusted_proxies: crate::forwarded::TrustedProxies::default(),
         }
     }
 }
@@ -66,19 +71,21 @@ pub struct GatewayBuilder {
     admin: Option<SocketAddr>,
     redis: Option<mcp_enterprise_core::redis::RedisClient>,
     traces: Option<crate::telemetry::TraceSettings>,
+    upstream_tls: TlsSettings,
+    upstream_host: Option<http::HeaderValue>,
+    egress: Option<Egress>,
+    trusted_proxies: crate::forwarded::TrustedProxies,
 }
 
 impl GatewayBuilder {
-    /// Sets the upstream MCP endpoint, e.g. `http://127.0.0.1:8081/mcp`.
+    /// Sets the upstream MCP endpoint, e.g. `http://127.0.0.1:8081/mcp` or
+    /// `https://mcp.vendor.example/mcp` (TLS settings: [`upstream_tls`](Self::upstream_tls)).
     pub fn upstream(mut self, url: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidUpstream { url: url.to_owned(), reason };
         let uri: Uri = url.parse().map_err(|_| invalid("not a valid URL"))?;
         match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(invalid("https upstreams are not supported yet; use http on a trusted network"));
-            }
-            _ => return Err(invalid("must be an absolute http:// URL")),
+            Some("http" | "https") => {}
+            _ => return Err(invalid("must be an absolute http:// or https:// URL")),
         }
         let authority = uri.authority().ok_or_else(|| invalid("must name a host"))?;
         if authority.as_str().contains('@') {
@@ -86,6 +93,38 @@ impl GatewayBuilder {
         }
         self.upstream = Some(uri);
         Ok(self)
+    }
+
+    /// How an `https://` upstream is authenticated and what the gateway presents to it: extra CA
+    /// roots (besides the system's), a client certificate (mTLS), a server-name override (SNI and
+    /// the name checked in its certificate). Default: system roots only.
+    pub fn upstream_tls(mut self, tls: TlsSettings) -> Self {
+        self.upstream_tls = tls;
+        self
+    }
+
+    /// Sends this `Host` to the upstream instead of the authority of its URL.
+    pub fn upstream_host(mut self, host: &str) -> Result<Self, ConfigError> {
+        let value = http::HeaderValue::from_str(host).ok().filter(|_| host.parse::<http::uri::Authority>().is_ok());
+        self.upstream_host = Some(value.ok_or_else(|| ConfigError::InvalidUpstream {
+            url: host.to_owned(),
+            reason: "the upstream Host override must be a host name with an optional port",
+        })?);
+        Ok(self)
+    }
+
+    /// Where connections to the upstream go (default: the proxy of the environment,
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`, see [`Egress::from_env`]).
+    pub fn egress(mut self, egress: Egress) -> Self {
+        self.egress = Some(egress);
+        self
+    }
+
+    /// Believes `Forwarded`/`X-Forwarded-For` from these proxies (load balancers) when recording
+    /// the client's address; default: none (the TCP peer is the client).
+    pub fn trusted_proxies(mut self, proxies: crate::forwarded::TrustedProxies) -> Self {
+        self.trusted_proxies = proxies;
+        self
     }
 
     /// Sets the listen address.
@@ -285,8 +324,13 @@ impl GatewayBuilder {
                 ))));
             }
         }
+        let egress = self.egress.unwrap_or_else(Egress::from_env);
+        let connector = outbound::connector(&egress, &self.upstream_tls, proxy::DEFAULT_CONNECT_TIMEOUT, true)?;
         Ok(Gateway {
             upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
+            connector,
+            upstream_host: self.upstream_host,
+            trusted_proxies: Arc::new(self.trusted_proxies),
             listen: self.listen,
             mcp_path: self.mcp_path,
             pack,

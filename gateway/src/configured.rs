@@ -281,10 +281,20 @@ impl Parts {
             .extensions(extensions)
             .allowed_hosts(hosts)
             .allowed_origins(config.listen.allowed_origins.iter().cloned())
+            .trusted_proxies(crate::forwarded::TrustedProxies::parse(&config.listen.trusted_proxies).map_err(|e| {
+                crate::ConfigError::from(mcp_enterprise_core::outbound::OutboundError::Setting(format!(
+                    "listen.trusted_proxies: {e}"
+                )))
+            })?)
             .limits(crate::ListenerLimits::from_config(&config.listen)?)
             .propagation(self.propagation_mode.clone())
             .upstream_response_timeout(std::time::Duration::from_secs(config.upstream.response_timeout_secs))
+            .upstream_tls(compose::upstream_tls(&config.upstream)?)
+            .egress(compose::egress(config)?)
             .shutdown_grace(std::time::Duration::from_secs(config.listen.shutdown_grace_secs));
+        if let Some(host) = &config.upstream.host {
+            builder = builder.upstream_host(host)?;
+        }
         if let Some(sso) = &self.sso_layer {
             builder = builder.sso(sso.clone());
         }

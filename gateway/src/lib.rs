@@ -45,6 +45,7 @@ pub mod catalog;
 pub mod configured;
 mod correlation;
 pub mod drain;
+pub mod forwarded;
 pub mod listener;
 mod origin;
 pub mod propagation;
@@ -94,6 +95,9 @@ pub enum ConfigError {
     /// No upstream was set.
     #[error("no upstream MCP server configured")]
     MissingUpstream,
+    /// The upstream's TLS or egress settings are not usable (a CA, certificate or key file).
+    #[error("upstream TLS: {0}")]
+    UpstreamTls(#[from] mcp_enterprise_core::outbound::OutboundError),
     /// A core layer setting is wrong.
     #[error(transparent)]
     Core(#[from] mcp_enterprise_core::ConfigError),
@@ -131,6 +135,12 @@ pub const DEFAULT_LISTEN: &str = mcp_enterprise_config::DEFAULT_LISTEN;
 #[derive(Debug, Clone)]
 pub struct Gateway {
     upstream: Uri,
+    /// Connections to the upstream: TLS settings, egress proxy, connect timeout.
+    connector: mcp_enterprise_core::outbound::OutboundConnector,
+    /// The `Host` sent upstream instead of the URL's authority.
+    upstream_host: Option<http::HeaderValue>,
+    /// Whose `Forwarded`/`X-Forwarded-For` are believed (the audit record's client address).
+    trusted_proxies: Arc<forwarded::TrustedProxies>,
     listen: SocketAddr,
     mcp_path: String,
     /// Every extension layer, composed by the one composition point.
@@ -237,7 +247,8 @@ impl Gateway {
     /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
     /// served too). The audit layer is put around all routes by [`router`](Self::router).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>, serving: &Serving) -> Router {
-        let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone())
+        let proxy = Proxy::with_connector(self.upstream.clone(), self.mcp_path.clone(), self.connector.clone())
+            .with_upstream_host(self.upstream_host.clone())
             .with_propagation(self.propagation.clone())
             .with_drain(serving.drain.clone())
             .with_metrics(serving.metrics.clone())
@@ -270,6 +281,11 @@ impl Gateway {
                 )
             }),
             _ => router,
+        };
+        // CORS for the listed origins, inside the rebinding defence and outside authentication
+        let router = match origin::cors(&self.origin_policy.origins) {
+            Some(cors) => router.layer(cors).layer(middleware::map_response(origin::preflight_no_content)),
+            None => router,
         };
         let router = router.layer(middleware::from_fn_with_state(self.origin_policy.clone(), check_origin));
         // public discovery documents: cross-origin reads allowed, the Host still checked

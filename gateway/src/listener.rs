@@ -198,6 +198,7 @@ pub(crate) async fn serve<S>(
     stop: oneshot::Receiver<Duration>,
     drain: Drain,
     open: Option<prometheus_client::metrics::gauge::Gauge>,
+    trusted: Arc<crate::forwarded::TrustedProxies>,
 ) where
     S: tower_service::Service<Request, Response = axum::response::Response, Error = Infallible>
         + Clone
@@ -248,11 +249,13 @@ pub(crate) async fn serve<S>(
         }
         let service = service.clone();
         let body_timeout = limits.request_body_timeout;
+        let trusted = trusted.clone();
         let hyper_service = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let deadline = Instant::now() + body_timeout;
             let mut req = req.map(|body| axum::body::Body::new(DeadlineBody::new(body, deadline)));
-            // what the audit trail records and the pre-authentication limit keys on
-            req.extensions_mut().insert(mcp_enterprise_core::PeerAddr(peer));
+            // what the audit trail records and the pre-authentication limit counts on
+            let client = trusted.client(peer, req.headers());
+            req.extensions_mut().insert(client);
             let span = crate::correlation::request_span(&mut req);
             tracing::Instrument::instrument(service.clone().oneshot(req), span)
         });

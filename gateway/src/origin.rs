@@ -1,4 +1,13 @@
-//! The DNS-rebinding defence: `Host` and `Origin` checks, inside audit (so refusals are recorded).
+//! The DNS-rebinding defence: `Host` and `Origin` checks, inside audit (so refusals are recorded);
+//! and CORS for browser clients, inside it.
+//!
+//! Order on the MCP listener, outermost first: audit → [`check_origin`] (a `Host` that is not an
+//! allowed name, or an `Origin` neither same-origin nor listed in `listen.allowed_origins`, is
+//! refused with `403` — preflights included: the rebinding defence always stays on) → [`cors`]
+//! (tower-http's `CorsLayer` for the listed origins: answers preflights itself, before any
+//! authentication, and exposes `Mcp-Session-Id`, `WWW-Authenticate` and `DPoP-Nonce`) → the
+//! pack's layers → the upstream. With no origin listed there is no CORS layer: only same-origin
+//! browser requests are possible.
 
 use std::sync::Arc;
 
@@ -76,6 +85,37 @@ pub(crate) async fn check_origin(State(policy): State<Arc<OriginPolicy>>, req: R
         }
     }
     next.run(req).await
+}
+
+/// The response headers a browser client must be able to read: the session, the authentication
+/// challenge and the DPoP nonce.
+const EXPOSED: [&str; 3] = ["mcp-session-id", "www-authenticate", "dpop-nonce"];
+
+/// CORS for the MCP endpoint (and the RFC 9728 metadata beside it) from `origins`; `None` when
+/// no origin is listed. Request headers are mirrored (MCP clients send `Mcp-Param-*` headers
+/// whose names the gateway cannot know); origins are never mirrored, only listed ones allowed.
+pub(crate) fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = origins.iter().filter_map(|o| http::HeaderValue::from_str(o).ok()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([http::Method::GET, http::Method::POST, http::Method::DELETE])
+            .allow_headers(AllowHeaders::mirror_request())
+            .expose_headers(EXPOSED.map(http::HeaderName::from_static))
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// A CORS preflight answer (it alone carries `Access-Control-Allow-Methods`) is `204 No Content`.
+pub(crate) async fn preflight_no_content(mut response: Response) -> Response {
+    if response.status() == StatusCode::OK && response.headers().contains_key(header::ACCESS_CONTROL_ALLOW_METHODS) {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
 }
 
 #[cfg(test)]

@@ -33,9 +33,9 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use mcp_enterprise_core::jsonrpc::codes;
+use mcp_enterprise_core::outbound::{self, Egress, OutboundConnector, TlsSettings};
 use mcp_enterprise_core::{BoxError, Denial, JsonRpcError, McpBody, McpRequest, Principal};
 use tower_service::Service;
 
@@ -47,14 +47,19 @@ use crate::telemetry;
 /// How long the upstream may take to start answering, unless configured otherwise.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// How long connecting to the upstream (TCP, proxy tunnel and TLS handshake) may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The body sent upstream.
 type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Forwards requests under one path prefix to one upstream MCP endpoint.
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    client: Client<HttpConnector, UpstreamBody>,
+    client: Client<OutboundConnector, UpstreamBody>,
     upstream: Uri,
+    /// Sent as `Host` instead of the upstream URL's authority.
+    upstream_host: Option<http::HeaderValue>,
     prefix: String,
     propagation: Propagation,
     response_timeout: Duration,
@@ -68,21 +73,37 @@ pub type ProxyBody = McpBody<DrainBody<Incoming>>;
 
 impl Proxy {
     /// Forwards `{prefix}{rest}` to `{upstream path}{rest}`. `upstream` must be an absolute
-    /// `http://` URI (checked by the gateway builder).
+    /// `http://` or `https://` URI (checked by the gateway builder); `https://` with the system's
+    /// roots, through the environment's proxy.
     pub fn new(upstream: Uri, prefix: impl Into<String>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        connector.set_nodelay(true);
+        #[allow(clippy::expect_used)] // the system roots and no client identity: nothing can fail
+        let connector = outbound::connector(&Egress::from_env(), &TlsSettings::new(), DEFAULT_CONNECT_TIMEOUT, true)
+            .expect("default TLS settings");
+        Self::with_connector(upstream, prefix, connector)
+    }
+
+    /// [`new`](Self::new) with this connector (TLS settings, egress proxy, connect timeout).
+    /// Connections are pooled (idle ones closed after 60 s); HTTP/2 when the upstream offers it
+    /// by ALPN, else HTTP/1.1.
+    pub fn with_connector(upstream: Uri, prefix: impl Into<String>, connector: OutboundConnector) -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
         Self {
             client,
             upstream,
+            upstream_host: None,
             prefix: prefix.into(),
             propagation: Propagation::None,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             drain: Drain::new(),
             metrics: None,
         }
+    }
+
+    /// Sends `host` as the upstream's `Host` (default: the upstream URL's authority).
+    #[must_use]
+    pub fn with_upstream_host(mut self, host: Option<http::HeaderValue>) -> Self {
+        self.upstream_host = host;
+        self
     }
 
     /// Records upstream latency and errors in `metrics` (labelled with this proxy's path).
@@ -129,6 +150,14 @@ impl Proxy {
         let mut parts = self.upstream.clone().into_parts();
         parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
         Uri::from_parts(parts).ok()
+    }
+}
+
+impl Proxy {
+    /// The upstream as named in errors: its route (the gateway path) and host.
+    fn upstream_name(&self) -> String {
+        let host = self.upstream.authority().map_or("", |a| a.as_str());
+        format!("{host} (route {})", self.prefix)
     }
 }
 
@@ -196,13 +225,17 @@ where
             }
         }
         propagation::strip_inbound_credentials(&mut parts.headers);
-        // the upstream sees its own authority
+        // the upstream sees its own authority (or the configured override)
         parts.headers.remove(header::HOST);
+        if let Some(host) = &self.upstream_host {
+            parts.headers.insert(header::HOST, host.clone());
+        }
         // the upstream call's span continues the trace (headers and `params._meta`)
         let span = telemetry::upstream::span(&target);
         let rewritten = telemetry::upstream::inject(&span, &mut parts.headers, mcp.as_ref());
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
+        let upstream_name = self.upstream_name();
         let propagation = self.propagation.clone();
         let response_timeout = self.response_timeout;
         let drain = self.drain.clone();
@@ -292,14 +325,23 @@ where
                     Ok(Response::from_parts(parts, McpBody::new(DrainBody::new(body, drain, sse))))
                 }
                 Err(e) => {
-                    failed(if e.is_connect() { "unreachable" } else { "failed" });
-                    let (status, message) = if e.is_connect() {
-                        (StatusCode::BAD_GATEWAY, "the upstream MCP server is unreachable")
+                    let tls = outbound::tls_failure(&e);
+                    failed(if tls.is_some() {
+                        "tls"
+                    } else if e.is_connect() {
+                        "unreachable"
                     } else {
-                        (StatusCode::BAD_GATEWAY, "the upstream MCP server failed to answer")
+                        "failed"
+                    });
+                    let message = match (&tls, e.is_connect()) {
+                        (Some(why), _) => {
+                            format!("the TLS handshake with the upstream MCP server {upstream_name} failed: {why}")
+                        }
+                        (None, true) => format!("the upstream MCP server {upstream_name} is unreachable"),
+                        (None, false) => format!("the upstream MCP server {upstream_name} failed to answer"),
                     };
-                    tracing::warn!(error = %e, "upstream request failed");
-                    Ok(error_response(status, mcp.as_ref(), message))
+                    tracing::warn!(error = %outbound::error_chain(&e), upstream = %upstream_name, "upstream request failed");
+                    Ok(error_response(StatusCode::BAD_GATEWAY, mcp.as_ref(), &message))
                 }
             }
         })

@@ -81,11 +81,12 @@ impl RunningGateway {
         let current = Arc::new(RwLock::new(gateway.router_serving(&serving)));
         let (stop, stopped) = oneshot::channel::<Duration>();
         let limits = gateway.limits();
+        let trusted = gateway.trusted_proxies.clone();
         let open = serving.metrics.as_ref().map(|m| m.open_connections());
         let listening = admin.as_ref().map(|a| a.admin.listening.clone());
         let router = CurrentRouter(current.clone());
         let task = tokio::spawn(async move {
-            crate::listener::serve(listener, router, limits, stopped, drain, open).await;
+            crate::listener::serve(listener, router, limits, stopped, drain, open, trusted).await;
             if let Some(listening) = listening {
                 listening.store(false, std::sync::atomic::Ordering::SeqCst);
             }

@@ -361,6 +361,11 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
         ("ACME_AGENT_CLIENT_SECRET", "agent-secret".to_owned()),
         ("MCP_DPOP_NONCE_KEY", NONCE_KEY.to_owned()),
         ("REDIS_PASSWORD", "redis-secret".to_owned()),
+        (
+            "VENDOR_CA_FILE",
+            crate::common::tls::TestCa::new("vendor CA").write(dir, "vendor-ca.pem").display().to_string(),
+        ),
+        ("PROXY_CREDENTIALS", "svc-mcp:proxy-secret".to_owned()),
         ("MCPE_AUDIT__DIRECTORY", dir.join("trail").display().to_string()),
         ("MCPE_AUDIT__SIGNING_KEY_FILE", key.display().to_string()),
         ("MCPE_AUDIT__HMAC_KEY_FILE", hmac.display().to_string()),
@@ -400,6 +405,7 @@ fn every_example_passes_config_check() {
         "enterprise-managed-authorization.toml",
         "audit-compliance.toml",
         "rate-limits.toml",
+        "remote-https.toml",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }

@@ -154,11 +154,47 @@ async fn gateway_with_tool_integrity_is_transparent_to_the_conformance_suite() {
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_to_an_https_upstream_is_as_transparent_as_to_plain_http() {
+    let peers = Peers::require();
+    let artifacts = Artifacts::new_in(env!("CARGO_TARGET_TMPDIR"), "conformance-https-").expect("artifacts dir");
+    let upstream = common::demo_upstream().await;
+    let url = upstream.url.clone();
+    // the same rmcp server behind a TLS terminator with a CA made here; the direct pass is plain
+    // http, the second goes through the gateway over TLS
+    let ca = common::tls::TestCa::new("conformance upstream CA");
+    let ca_file = ca.write(artifacts.path(), "upstream-ca.pem");
+    let front = common::tls::TlsFront::start(
+        common::tls::server_config(&ca.leaf(&["localhost"]), None),
+        common::tls::addr_of(&url),
+    )
+    .await;
+    let https = HttpsUpstream { url: front.url("localhost"), ca_file };
+    assert_transparent(
+        &peers,
+        artifacts,
+        &RMCP_DEMO,
+        &url,
+        || upstream.check_running(),
+        Front::GatewayOverHttps(&https),
+    )
+    .await;
+}
+
+/// An `https://` endpoint of the upstream and the CA that signed its certificate.
+#[derive(Debug)]
+struct HttpsUpstream {
+    url: String,
+    ca_file: std::path::PathBuf,
+}
+
 /// What the second pass runs through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Front {
+#[derive(Debug, Clone, Copy)]
+enum Front<'a> {
     /// A bare gateway in front of the upstream.
     Gateway,
+    /// A bare gateway in front of the same upstream reached over TLS.
+    GatewayOverHttps(&'a HttpsUpstream),
     /// A gateway with tool-definition integrity on (`deny` for changed and new definitions), its
     /// lock file pinned from the same upstream by `mcp-enterprise tools pin`'s code.
     GatewayWithIntegrity,
@@ -177,7 +213,7 @@ async fn assert_transparent(
     baseline: &Baseline,
     upstream_url: &str,
     mut upstream_running: impl FnMut() -> Result<(), String>,
-    front: Front,
+    front: Front<'_>,
 ) {
     let upstream = baseline.upstream;
 
@@ -197,10 +233,20 @@ async fn assert_transparent(
 
     // 2. The same, through the gateway (or the pack in process).
     let (gateway_url, proxied) = match front {
-        Front::Gateway | Front::GatewayWithIntegrity => {
+        Front::Gateway | Front::GatewayWithIntegrity | Front::GatewayOverHttps(_) => {
             let listen: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
-            let mut builder = Gateway::builder().upstream(upstream_url).expect("upstream URL accepted").listen(listen);
-            if front == Front::GatewayWithIntegrity {
+            let mut builder = match front {
+                Front::GatewayOverHttps(https) => {
+                    Gateway::builder().upstream(&https.url).expect("https upstream URL accepted").upstream_tls(
+                        mcp_enterprise_core::outbound::TlsSettings::new()
+                            .with_ca_file(&https.ca_file)
+                            .expect("the test CA"),
+                    )
+                }
+                _ => Gateway::builder().upstream(upstream_url).expect("upstream URL accepted"),
+            }
+            .listen(listen);
+            if matches!(front, Front::GatewayWithIntegrity) {
                 let lock = pinned(upstream_url).await;
                 assert!(lock.len() >= 5, "the upstream's definitions are pinned: {}", lock.len());
                 let integrity = IntegrityLayer::builder(lock)

@@ -191,7 +191,7 @@ issuers = [{{ issuer = "{IDP_A}", jwks_uri = "https://idp-a.routes.test/jwks" }}
 
 [[routes]]
 resource = "{JIRA}"
-upstream = {{ url = "https://127.0.0.1:9002/mcp" }}
+upstream = {{ url = "ftp://127.0.0.1:9002/mcp" }}
 sso = {{ issuers = [{{ issuer = "{IDP_B}", jwks_uri = "idp-b/jwks" }}] }}
 
 [[routes]]

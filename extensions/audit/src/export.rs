@@ -31,12 +31,17 @@ fn trace_of(traceparent: Option<&str>) -> Option<Value> {
         .then(|| json!({"uid": trace_id, "flags": flags}))
 }
 
-/// Where the call came from: the connection's peer when the record has it (the gateway's
-/// listener records it), else the client's self-declared name, else `unknown` (OCSF requires
-/// the endpoint to name something).
+/// Where the call came from: the client's address when the record has it (the gateway's
+/// listener records it; a trusted proxy's as an intermediate, the peer's port only when the
+/// client is the peer), else the client's self-declared name, else `unknown` (OCSF requires the
+/// endpoint to name something).
 fn source(record: &Value) -> Value {
-    match (record.pointer("/http/peer_ip").and_then(Value::as_str), text(record, &["client", "name"])) {
-        (Some(ip), _) => json!({"ip": ip, "port": record.pointer("/http/peer_port")}),
+    let ip = record.pointer("/src_endpoint/ip").or_else(|| record.pointer("/http/peer_ip"));
+    match (ip.and_then(Value::as_str), text(record, &["client", "name"])) {
+        (Some(ip), _) => match record.pointer("/src_endpoint/proxy_ip") {
+            Some(proxy) => json!({"ip": ip, "intermediate_ips": [proxy]}),
+            None => json!({"ip": ip, "port": record.pointer("/http/peer_port")}),
+        },
         (None, Some(name)) => json!({"name": name}),
         (None, None) => json!({"name": "unknown"}),
     }

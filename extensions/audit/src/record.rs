@@ -37,8 +37,8 @@ pub(crate) struct Arrival {
     span: Option<SpanIds>,
     /// The correlation id as a header value, made once for the request and the response.
     correlation: Option<HeaderValue>,
-    /// The connection's peer, when the listener told (see [`mcp_enterprise_core::PeerAddr`]).
-    peer: Option<std::net::SocketAddr>,
+    /// Where the request came from, when the server says (`src_endpoint`, `http.peer_ip`).
+    client: Option<mcp_enterprise_core::ClientAddress>,
 }
 
 impl Arrival {
@@ -62,13 +62,14 @@ impl Arrival {
             tracestate: header("tracestate"),
             span: None,
             correlation,
-            peer: None,
+            client: None,
         }
     }
 
-    /// The connection's peer.
-    pub(crate) fn with_peer(mut self, peer: Option<std::net::SocketAddr>) -> Self {
-        self.peer = peer;
+    /// Records the client's address (`src_endpoint.ip`, and the proxy's as `proxy_ip`) and the
+    /// connection's peer (`http.peer_ip`, `http.peer_port`).
+    pub(crate) fn with_client(mut self, client: Option<mcp_enterprise_core::ClientAddress>) -> Self {
+        self.client = client;
         self
     }
 
@@ -99,12 +100,20 @@ impl Arrival {
         http.str("method", self.method.as_str());
         http.str("path", &self.path);
         // keys in order (the members stay sorted)
-        if let Some(peer) = self.peer {
-            http.str("peer_ip", &peer.ip().to_canonical().to_string());
-            http.int("peer_port", peer.port());
+        if let Some(client) = self.client {
+            http.str("peer_ip", &client.peer.ip().to_canonical().to_string());
+            http.int("peer_port", client.peer.port());
         }
         http.int("status", response.status().as_u16());
         r.object("http", http);
+        if let Some(client) = self.client {
+            let mut src = Members::new();
+            src.str("ip", &client.ip.to_canonical().to_string());
+            if client.is_forwarded() {
+                src.str("proxy_ip", &client.peer.ip().to_canonical().to_string());
+            }
+            r.object("src_endpoint", src);
+        }
         match ext.get::<Principal>() {
             Some(p) => r.object("principal", principal(p)),
             None => r.literal("principal", "null"),

@@ -58,7 +58,7 @@ where
             return ResponseFuture::unrecorded(self.inner.call(req), recorder);
         }
         let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers())
-            .with_peer(req.extensions().get::<mcp_enterprise_core::PeerAddr>().map(|p| p.0))
+            .with_client(req.extensions().get::<mcp_enterprise_core::ClientAddress>().copied())
             .with_span(req.extensions().get::<mcp_enterprise_core::trace::SpanIds>().copied());
         if !req.headers().contains_key(&X_REQUEST_ID)
             && let Some(v) = arrival.correlation_header()

@@ -19,6 +19,8 @@ use mcp_enterprise_stack::{Pack, PackBuilder};
 use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
 use serde_json::Value;
 
+use mcp_enterprise_core::outbound;
+
 use crate::error::{ConfigError, LayerError};
 use crate::model::PackConfig;
 
@@ -70,7 +72,11 @@ pub fn inspect(core: &CoreConfig) -> Result<InspectLayer, ConfigError> {
 
 /// The SSO layer, when the `sso` section is present.
 pub fn sso(config: &PackConfig) -> Result<Option<SsoLayer>, ConfigError> {
-    config.sso.as_ref().map(|c| SsoLayer::from_config(c).map_err(|e| start_error("sso", e))).transpose()
+    let Some(section) = &config.sso else {
+        return Ok(None);
+    };
+    let (egress, tls) = (egress(config)?, idp_tls(config)?);
+    SsoLayer::from_config_outbound(section, egress, tls).map(Some).map_err(|e| start_error("sso", e))
 }
 
 /// The DPoP layer, when the `dpop` section is present: tokens are judged by `sso` (when given) unless
@@ -316,6 +322,66 @@ pub(crate) fn offered_extensions(doc: &Value) -> Option<Vec<String>> {
 
 /// The name (under the vendor prefix) of the marker extension the gateway advertises.
 pub const GATEWAY_EXTENSION: &str = "gateway";
+
+/// The TLS settings of `upstream.tls` (system roots only when absent).
+pub fn upstream_tls(upstream: &crate::model::UpstreamConfig) -> Result<outbound::TlsSettings, ConfigError> {
+    let up = |e| start_error("upstream", LayerError::Outbound(e));
+    let mut tls = outbound::TlsSettings::new();
+    let Some(config) = &upstream.tls else {
+        return Ok(tls);
+    };
+    if let Some(ca) = &config.ca_file {
+        tls = tls.with_ca_file(std::path::Path::new(ca)).map_err(up)?;
+    }
+    match (&config.client_certificate_file, &config.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let identity =
+                outbound::ClientIdentity::load(std::path::Path::new(cert), std::path::Path::new(key)).map_err(up)?;
+            tls = tls.with_client_identity(identity);
+        }
+        (None, None) => {}
+        _ => {
+            return Err(up(outbound::OutboundError::Setting(
+                "upstream.tls.client_certificate_file and client_key_file go together".to_owned(),
+            )));
+        }
+    }
+    if let Some(name) = &config.server_name {
+        tls = tls.with_server_name(name).map_err(up)?;
+    }
+    Ok(tls)
+}
+
+/// The forward proxy of the `egress` section, else of the environment.
+pub fn egress(config: &PackConfig) -> Result<outbound::Egress, ConfigError> {
+    let eg = |e| start_error("egress", LayerError::Outbound(e));
+    let Some(section) = &config.egress else {
+        return Ok(outbound::Egress::from_env());
+    };
+    let mut egress = match section.proxy.as_deref() {
+        None => outbound::Egress::from_env(),
+        Some("") => outbound::Egress::direct(),
+        Some(proxy) => outbound::Egress::proxy(proxy, section.no_proxy.as_deref().unwrap_or_default()).map_err(eg)?,
+    };
+    if let Some(credentials) = &section.proxy_credentials {
+        let (user, password) = credentials.split_once(':').ok_or_else(|| {
+            eg(outbound::OutboundError::Setting("egress.proxy_credentials must be `user:password`".to_owned()))
+        })?;
+        egress = egress.with_basic_auth(user, password).map_err(eg)?;
+    }
+    Ok(egress)
+}
+
+/// The TLS settings for identity providers: the system's roots plus `egress.ca_file`.
+pub fn idp_tls(config: &PackConfig) -> Result<outbound::TlsSettings, ConfigError> {
+    let tls = outbound::TlsSettings::new();
+    match config.egress.as_ref().and_then(|e| e.ca_file.as_deref()) {
+        Some(ca) => {
+            tls.with_ca_file(std::path::Path::new(ca)).map_err(|e| start_error("egress", LayerError::Outbound(e)))
+        }
+        None => Ok(tls),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -136,6 +136,9 @@ pub enum LayerError {
     /// From the SSO layer.
     #[error(transparent)]
     Sso(#[from] mcp_enterprise_sso::SsoConfigError),
+    /// Outbound connections: a CA, client certificate or key file, or the proxy setting.
+    #[error(transparent)]
+    Outbound(#[from] mcp_enterprise_core::outbound::OutboundError),
     /// From the DPoP layer.
     #[error(transparent)]
     Dpop(#[from] mcp_enterprise_dpop::DpopConfigError),

@@ -80,8 +80,9 @@ pub use load::{LoadedConfig, Loader};
 pub use model::{
     AdminConfig, CURRENT_VERSION, ClientConfig, ClientHeaderConfig, ClientOAuthConfig, DEFAULT_ADMIN_ADDRESS,
     DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_REQUEST_BODY_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, ENV_PREFIX, ENV_SEPARATOR, ListenConfig, LogFormat,
-    LogLevel, LoggingConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig, ServerCardConfig, UpstreamConfig,
+    DEFAULT_REQUEST_BODY_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, ENV_PREFIX, ENV_SEPARATOR, EgressConfig,
+    ListenConfig, LogFormat, LogLevel, LoggingConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig,
+    ServerCardConfig, UpstreamConfig, UpstreamTlsConfig,
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{

@@ -109,6 +109,9 @@ pub struct PackConfig {
     /// each use with its own prefix and fail-open/fail-closed setting. Absent: every replica keeps
     /// its own state in memory.
     pub redis: Option<crate::redis::RedisConfig>,
+    /// Outbound connections: forward proxy and CA roots for identity providers. Absent: the
+    /// environment's proxy (`HTTPS_PROXY`, `NO_PROXY`), the system's roots.
+    pub egress: Option<EgressConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.
     #[serde(skip)]
@@ -141,8 +144,9 @@ impl std::fmt::Debug for PackConfig {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpstreamConfig {
-    /// Its Streamable HTTP endpoint, an absolute `http://` URL without credentials, e.g.
-    /// `http://127.0.0.1:8081/mcp`. The caller's token is never forwarded to it.
+    /// Its Streamable HTTP endpoint, an absolute `http://` or `https://` URL without credentials,
+    /// e.g. `http://127.0.0.1:8081/mcp` or `https://mcp.vendor.example/mcp` (TLS: `tls`). The
+    /// caller's token is never forwarded to it.
     #[schemars(url)]
     pub url: String,
     /// What the upstream learns about the caller (the caller's `Authorization`, `DPoP`,
@@ -154,6 +158,51 @@ pub struct UpstreamConfig {
     /// streamed (SSE) answer is not cut once it has started.
     #[serde(default = "default_response_timeout")]
     pub response_timeout_secs: u64,
+    /// TLS to an `https://` upstream: extra CA bundle, client certificate (mTLS), server name.
+    /// Absent: the system's roots, no client certificate. Only with an `https://` URL.
+    pub tls: Option<UpstreamTlsConfig>,
+    /// The `Host` header sent upstream instead of the URL's authority (e.g. when the URL names an
+    /// address and the server routes by name).
+    pub host: Option<String>,
+}
+
+/// TLS settings of an `https://` upstream (rustls on aws-lc-rs; HTTP/2 or HTTP/1.1 by ALPN).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpstreamTlsConfig {
+    /// A PEM bundle of CA certificates trusted for this upstream besides the system's roots
+    /// (a private CA).
+    pub ca_file: Option<String>,
+    /// A PEM certificate chain (leaf first) presented when the upstream asks for a client
+    /// certificate (mTLS). Needs `client_key_file`.
+    pub client_certificate_file: Option<String>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of `client_certificate_file`.
+    pub client_key_file: Option<String>,
+    /// The name sent as SNI and checked in the upstream's certificate, instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
+/// Outbound connections (identity providers, introspection, token exchange, HTTPS upstreams):
+/// the forward proxy and extra CA roots. Absent: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+/// environment, the system's roots.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EgressConfig {
+    /// The forward proxy, `http://host:port`; overrides `HTTPS_PROXY`/`HTTP_PROXY`. Every proxied
+    /// connection is an HTTP `CONNECT` tunnel. `""`: no proxy, whatever the environment says.
+    pub proxy: Option<String>,
+    /// Hosts reached directly, comma-separated (`NO_PROXY` syntax: `localhost,.corp.example,10.0.0.0/8`);
+    /// overrides `NO_PROXY`. Only with `proxy`.
+    pub no_proxy: Option<String>,
+    /// `user:password` for the proxy (sent as `Proxy-Authorization: Basic` on each `CONNECT`;
+    /// never logged). Use a secret reference, e.g. `${file:/run/secrets/proxy}`.
+    #[schemars(extend("writeOnly" = true))]
+    pub proxy_credentials: Option<String>,
+    /// A PEM bundle of CA certificates trusted for identity providers and authorization servers
+    /// besides the system's roots (replaces the undocumented `SSL_CERT_FILE`).
+    pub ca_file: Option<String>,
 }
 
 fn default_response_timeout() -> u64 {
@@ -230,8 +279,14 @@ pub struct ListenConfig {
     /// Extra names accepted in the `Host` header, besides the loopback names and the host of
     /// `resource` (DNS-rebinding defence: any other `Host` is refused with 403).
     pub allowed_hosts: Vec<String>,
-    /// Browser origins allowed to call the MCP endpoint, e.g. `https://app.example.com`.
+    /// Browser origins allowed to call the MCP endpoint, e.g. `https://app.example.com`: CORS
+    /// (preflights answered before authentication; `Mcp-Session-Id`, `WWW-Authenticate` and
+    /// `DPoP-Nonce` exposed). Any other cross-origin request is refused with 403.
     pub allowed_origins: Vec<String>,
+    /// Load balancers and reverse proxies (CIDR networks or addresses, e.g. `10.0.0.0/8`) whose
+    /// `Forwarded`/`X-Forwarded-For` headers are believed for the client address in the audit
+    /// record (`src_endpoint`). Default: none — the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
     /// **Insecure**: listen on a non-loopback address without any authentication section, exposing
     /// the upstream server unauthenticated.
     pub insecure_listen_any: bool,
@@ -270,6 +325,7 @@ impl Default for ListenConfig {
             address: DEFAULT_LISTEN.to_owned(),
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             insecure_listen_any: false,
             header_read_timeout_secs: DEFAULT_HEADER_READ_TIMEOUT_SECS,
             request_body_timeout_secs: DEFAULT_REQUEST_BODY_TIMEOUT_SECS,
@@ -437,6 +493,8 @@ impl PackConfig {
                 url: upstream.to_owned(),
                 propagation: PropagationConfig::default(),
                 response_timeout_secs: default_response_timeout(),
+                tls: None,
+                host: None,
             },
             listen: ListenConfig::default(),
             core: CoreConfig::default(),
@@ -454,6 +512,7 @@ impl PackConfig {
             logging: None,
             traces: None,
             redis: None,
+            egress: None,
             secret_paths: SecretPaths::default(),
         }
     }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use mcp_enterprise_core::PeerAddr;
+use mcp_enterprise_core::ClientAddress;
 use mcp_enterprise_core::preauth::PreAuthLimitLayer;
 use tower::{Layer, Service, ServiceExt};
 
@@ -18,7 +18,7 @@ use tower::{Layer, Service, ServiceExt};
 
 fn request(addr: SocketAddr) -> Request<()> {
     let mut req = Request::post("/mcp").body(()).expect("request");
-    req.extensions_mut().insert(PeerAddr(addr));
+    req.extensions_mut().insert(ClientAddress::direct(addr));
     req
 }
 

@@ -70,6 +70,7 @@ pub mod auth;
 pub mod body;
 pub mod canonical;
 pub mod challenge;
+pub mod client_address;
 pub mod clock;
 pub mod config;
 pub mod denial;
@@ -90,7 +91,9 @@ pub mod list;
 pub mod message;
 pub mod metadata;
 pub mod negotiate;
-pub mod peer;
+#[cfg(feature = "outbound")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbound")))]
+pub mod outbound;
 pub mod preauth;
 pub mod principal;
 #[cfg(feature = "redis")]
@@ -103,6 +106,7 @@ pub mod wiring;
 
 pub use body::{BoxError, McpBody, PackBody};
 pub use challenge::{AuthErrorCode, Challenge};
+pub use client_address::ClientAddress;
 pub use config::CoreConfig;
 pub use denial::Denial;
 pub use error::{ConfigError, Rejection};
@@ -113,6 +117,5 @@ pub use jsonrpc::{JsonRpcError, JsonRpcId};
 pub use message::{ClientDeclaration, Era, McpRequest, MessageKind, TraceContext, UnverifiedClientInfo};
 pub use metadata::{MetadataContribution, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
 pub use negotiate::{Negotiate, NegotiateLayer};
-pub use peer::PeerAddr;
 pub use principal::{AuthMethod, Principal, PrincipalKind, TokenFingerprint};
 pub use wiring::{Miswired, Visited};

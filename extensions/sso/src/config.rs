@@ -269,7 +269,23 @@ fn issuer_from(cfg: &IssuerConfig) -> Result<Issuer, SsoConfigError> {
 impl SsoLayer {
     /// Builds the layer from its configuration.
     pub fn from_config(cfg: &SsoConfig) -> Result<Self, SsoConfigError> {
-        let mut b = SsoLayer::builder(&cfg.resource);
+        Self::config_builder(cfg, SsoLayer::builder(&cfg.resource))?.build()
+    }
+
+    /// Builds the layer from its configuration, reaching identity providers through `egress`
+    /// and trusting `tls`'s extra roots.
+    pub fn from_config_outbound(
+        cfg: &SsoConfig,
+        egress: mcp_enterprise_core::outbound::Egress,
+        tls: mcp_enterprise_core::outbound::TlsSettings,
+    ) -> Result<Self, SsoConfigError> {
+        Self::config_builder(cfg, SsoLayer::builder(&cfg.resource).outbound(egress, tls))?.build()
+    }
+
+    fn config_builder(
+        cfg: &SsoConfig,
+        mut b: crate::SsoLayerBuilder,
+    ) -> Result<crate::SsoLayerBuilder, SsoConfigError> {
         for issuer in &cfg.issuers {
             b = b.issuer(issuer_from(issuer)?);
         }
@@ -308,7 +324,7 @@ impl SsoLayer {
                 AdvertiseConfig::OauthClientCredentials => AdvertisedExtension::OauthClientCredentials,
             });
         }
-        b.build()
+        Ok(b)
     }
 }
 

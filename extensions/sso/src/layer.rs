@@ -9,6 +9,7 @@ use crate::cache::TokenCache;
 use crate::claims::ClaimMapping;
 use mcp_enterprise_core::clock::{Clock, SystemClock};
 use mcp_enterprise_core::jwks::{HttpClient, JwksCache, JwksSettings, KeySetState};
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::stats::{Count, Instrumented, Reading};
 
 use crate::error::SsoConfigError;
@@ -94,6 +95,7 @@ impl SsoLayer {
             http_timeout: Duration::from_secs(5),
             jwks: JwksSettings::default(),
             advertise: Vec::new(),
+            outbound: None,
         }
     }
 
@@ -177,6 +179,7 @@ pub struct SsoLayerBuilder {
     http_timeout: Duration,
     jwks: JwksSettings,
     advertise: Vec<AdvertisedExtension>,
+    outbound: Option<(Egress, TlsSettings)>,
 }
 
 impl fmt::Debug for SsoLayerBuilder {
@@ -246,6 +249,13 @@ impl SsoLayerBuilder {
         self
     }
 
+    /// How identity providers are reached: the forward proxy and extra CA roots (default: the
+    /// environment's proxy, `HTTPS_PROXY`/`NO_PROXY`, and the system's roots).
+    pub fn outbound(mut self, egress: Egress, tls: TlsSettings) -> Self {
+        self.outbound = Some((egress, tls));
+        self
+    }
+
     /// Timeout of each call to an identity provider (default 5 s).
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
@@ -289,7 +299,11 @@ impl SsoLayerBuilder {
         if self.issuers.is_empty() {
             return Err(SsoConfigError::NoIssuers);
         }
-        let http = HttpClient::new(self.http_timeout).map_err(|e| SsoConfigError::Tls(e.0))?;
+        let http = match &self.outbound {
+            Some((egress, tls)) => HttpClient::with_outbound(self.http_timeout, egress, tls),
+            None => HttpClient::new(self.http_timeout),
+        }
+        .map_err(|e| SsoConfigError::Tls(e.0))?;
         let mut trusted: Vec<TrustedIssuer> = Vec::new();
         let mut introspecting: Option<String> = None;
         for issuer in self.issuers {

@@ -161,7 +161,7 @@ impl Metrics {
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
         registry.register(
             "mcpe_upstream_errors",
-            "Upstream calls that failed: unreachable, failed (broken answer), timeout (no answer head in time), shutdown (the grace period ended first)",
+            "Upstream calls that failed: unreachable, tls (certificate or handshake refused), failed (broken answer), timeout (no answer head in time), shutdown (the grace period ended first)",
             upstream_errors.clone(),
         );
         let open_connections = Gauge::default();

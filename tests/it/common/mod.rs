@@ -306,3 +306,4 @@ pub fn call_records(dir: &std::path::Path) -> Vec<Value> {
         .filter(|r: &Value| r["type"] == "mcp")
         .collect()
 }
+pub mod tls;

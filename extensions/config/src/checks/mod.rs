@@ -16,6 +16,7 @@ use crate::model::CURRENT_VERSION;
 use crate::path::KeyPath;
 use crate::validate::{Problem, check_url, shown};
 
+mod outbound;
 mod redis;
 mod sections;
 mod traces;
@@ -88,6 +89,8 @@ impl<'a> Checker<'a> {
         self.rate_limits();
         self.redis();
         self.traces();
+        self.egress();
+        self.trusted_proxies();
         self.build_sections();
     }
 
@@ -143,15 +146,20 @@ impl<'a> Checker<'a> {
             && check_url(url).is_ok()
             && let Ok(uri) = url.parse::<http::Uri>()
         {
-            if uri.scheme_str() != Some("http") {
-                self.invalid(
-                    "upstream.url",
-                    "an http:// URL (https upstreams are not supported yet; use http on a trusted network)",
-                );
+            if !matches!(uri.scheme_str(), Some("http" | "https")) {
+                self.invalid("upstream.url", "an http:// or https:// URL");
             } else if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
                 self.invalid("upstream.url", "a URL without credentials");
+            } else if uri.scheme_str() == Some("http") && self.get("upstream.tls").is_some() {
+                self.problem(
+                    DiagnosticKind::Conflict,
+                    p("upstream.tls"),
+                    "no tls section with an http:// upstream (or an https:// upstream.url)",
+                    "a tls section",
+                );
             }
         }
+        self.upstream_tls();
         if let Some(secs) = self.get("upstream.response_timeout_secs").and_then(Value::as_u64)
             && !(1..=86_400).contains(&secs)
         {

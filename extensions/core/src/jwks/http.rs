@@ -1,8 +1,9 @@
 //! The small HTTP client auth layers use to reach identity providers and authorization servers:
-//! metadata, JWKS, introspection, token requests. TLS is rustls on aws-lc-rs with the system's
-//! roots; bodies are bounded; every call has a timeout.
+//! metadata, JWKS, introspection, token requests. Connections are the pack's outbound ones
+//! ([`outbound`](crate::outbound)): rustls on aws-lc-rs with the system's roots plus any configured
+//! CA bundle, through the egress proxy (`HTTPS_PROXY`/`NO_PROXY` or configured); bodies are
+//! bounded; every call has a timeout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -10,10 +11,10 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::outbound::{self, Egress, OutboundConnector, TlsSettings};
 
 /// Largest response body read from an identity provider.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -74,7 +75,7 @@ pub struct Fetched {
 /// A bounded HTTP/1.1 client over rustls (aws-lc-rs) with the system's CA roots. Cheap to clone.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<OutboundConnector, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -85,30 +86,15 @@ impl std::fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client whose every exchange (connect, send, read the whole body) ends within `timeout`.
+    /// A client whose every exchange (connect, send, read the whole body) ends within `timeout`:
+    /// the system's roots, the proxy of the environment (`HTTPS_PROXY`, `NO_PROXY`...).
     pub fn new(timeout: Duration) -> Result<Self, HttpClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if roots.is_empty() {
-            tracing::warn!("no system CA certificates found: https identity providers will be unreachable");
-        }
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| HttpClientError(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        Self::with_outbound(timeout, &Egress::from_env(), &TlsSettings::new())
+    }
+
+    /// A client connecting through `egress` and trusting `tls` (extra CA roots, client identity).
+    pub fn with_outbound(timeout: Duration, egress: &Egress, tls: &TlsSettings) -> Result<Self, HttpClientError> {
+        let connector = outbound::connector(egress, tls, timeout, false).map_err(|e| HttpClientError(e.to_string()))?;
         let client = Client::builder(TokioExecutor::new()).build(connector);
         Ok(Self { client, timeout })
     }
@@ -209,15 +195,8 @@ pub fn form_request(url: &str, form: &[(&str, &str)]) -> Result<Request<Full<Byt
         .map_err(|_| FetchError::InvalidUrl)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    outbound::error_chain(e)
 }
 
 /// `Cache-Control: max-age` (zero with `no-store` / `no-cache`, which mean "do not reuse").

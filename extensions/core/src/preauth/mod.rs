@@ -2,11 +2,12 @@
 //! credential is looked at, so that a flood of bad tokens from one address costs a table lookup
 //! each, not a signature check (or a JWKS fetch, or an introspection call).
 //!
-//! - **Key**: the client's address, [`PeerAddr`](crate::PeerAddr) in the request extensions (the gateway puts
-//!   the connection's peer address there; an embedder puts what it knows). IPv4 addresses are
+//! - **Key**: the client's address, [`ClientAddress`](crate::ClientAddress) in the request extensions (the
+//!   gateway puts the connection's peer there, or behind trusted proxies the address they
+//!   forwarded; an embedder puts what it knows). IPv4 addresses are
 //!   counted one by one (an IPv4-mapped IPv6 address as its IPv4 address); IPv6 addresses per
 //!   prefix (default `/64`, what one site or host usually holds). A request without a
-//!   `PeerAddr` is not counted.
+//!   `ClientAddress` is not counted.
 //! - **Algorithm**: GCRA per address ([`KeyedLimiter`](crate::limiter::KeyedLimiter)): `burst`
 //!   at once, `requests_per_sec` sustained; at most `max_addresses` addresses in memory (idle
 //!   ones evicted; a table full of active addresses refuses new ones with `503`).
@@ -19,7 +20,7 @@
 //!
 //! On by default ([`PreAuthLimitConfig::default`]) with a rate no single well-behaved client
 //! reaches; behind a proxy that is the peer of every connection, raise it to the proxy's total (or
-//! key on the forwarded address, once the embedder puts that in `PeerAddr`).
+//! configure the gateway's `listen.trusted_proxies` so that the forwarded address is counted).
 
 mod config;
 mod error;

@@ -95,8 +95,8 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let inner = &self.layer.inner;
-        if let Some(crate::PeerAddr(addr)) = req.extensions().get::<crate::PeerAddr>() {
-            let refusal = match inner.limiter.check(&address_key(addr.ip(), inner.v6_prefix)) {
+        if let Some(client) = req.extensions().get::<crate::ClientAddress>() {
+            let refusal = match inner.limiter.check(&address_key(client.ip, inner.v6_prefix)) {
                 Verdict::Allowed => None,
                 Verdict::Limited(retry_after) => Some(PreAuthLimitError::Exceeded { retry_after }),
                 Verdict::Full => {

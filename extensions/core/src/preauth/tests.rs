@@ -9,11 +9,11 @@ use tower::{Layer, ServiceExt};
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::{Denial, PeerAddr};
+use crate::{ClientAddress, Denial};
 
 fn from(addr: &str) -> Request<()> {
     let mut req = Request::post("/mcp").body(()).expect("valid in this test");
-    req.extensions_mut().insert(PeerAddr(addr.parse::<SocketAddr>().expect("valid in this test")));
+    req.extensions_mut().insert(ClientAddress::direct(addr.parse::<SocketAddr>().expect("valid in this test")));
     req
 }
 

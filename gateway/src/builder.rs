@@ -40,6 +40,7 @@ impl Gateway {
             shutdown_grace: crate::DEFAULT_SHUTDOWN_GRACE,
             admin: None,
             redis: None,
+            stdio: None,
         }
     }
 }
@@ -64,9 +65,16 @@ pub struct GatewayBuilder {
     shutdown_grace: Duration,
     admin: Option<SocketAddr>,
     redis: Option<mcp_enterprise_core::redis::RedisClient>,
+    stdio: Option<crate::stdio::StdioBridge>,
 }
 
 impl GatewayBuilder {
+    /// Fronts a local stdio MCP server instead of an HTTP upstream (see [`stdio`](crate::stdio)).
+    pub fn stdio(mut self, bridge: crate::stdio::StdioBridge) -> Self {
+        self.stdio = Some(bridge);
+        self
+    }
+
     /// Sets the upstream MCP endpoint, e.g. `http://127.0.0.1:8081/mcp`.
     pub fn upstream(mut self, url: &str) -> Result<Self, ConfigError> {
         let invalid = |reason| ConfigError::InvalidUpstream { url: url.to_owned(), reason };
@@ -269,7 +277,12 @@ impl GatewayBuilder {
             }
         }
         Ok(Gateway {
-            upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
+            upstream: match (self.upstream, &self.stdio) {
+                (Some(uri), _) => uri,
+                // not dialled: the bridge serves the route
+                (None, Some(_)) => Uri::from_static("stdio://child"),
+                (None, None) => return Err(ConfigError::MissingUpstream),
+            },
             listen: self.listen,
             mcp_path: self.mcp_path,
             pack,
@@ -287,6 +300,7 @@ impl GatewayBuilder {
             shutdown_grace: self.shutdown_grace,
             admin: self.admin,
             redis: self.redis,
+            stdio: self.stdio,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

@@ -45,6 +45,8 @@ pub(crate) struct Targets {
     pub(crate) sso: Vec<mcp_enterprise_sso::SsoLayer>,
     /// The Redis shared by the layers, when configured.
     pub(crate) redis: Option<mcp_enterprise_core::redis::RedisClient>,
+    /// The stdio bridges (a crash loop makes the gateway not ready).
+    pub(crate) stdio: Vec<crate::stdio::StdioBridge>,
 }
 
 /// The admin listener's state.
@@ -91,6 +93,9 @@ impl Admin {
         checks.push(("listener".to_owned(), listener));
         for upstream in &targets.upstreams {
             checks.push((format!("upstream {upstream}"), reachable(upstream).await));
+        }
+        for bridge in &targets.stdio {
+            checks.push((format!("stdio {}", bridge.route()), bridge.health()));
         }
         if let Some(audit) = &targets.audit {
             let healthy = if audit.is_failing() {

@@ -18,6 +18,7 @@ use crate::validate::{Problem, check_url, shown};
 
 mod redis;
 mod sections;
+mod stdio;
 
 pub(crate) struct Checker<'a> {
     doc: &'a Value,
@@ -81,6 +82,7 @@ impl<'a> Checker<'a> {
         self.inherited();
         self.workload_identity();
         self.propagation();
+        self.stdio();
         self.audit();
         self.server_card();
         self.client();

@@ -29,6 +29,7 @@ mod ratelimit;
 mod routes;
 mod shutdown;
 mod sso;
+mod stdio;
 mod token_exchange;
 mod tools_cli;
 mod wiring;

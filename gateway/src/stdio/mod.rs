@@ -258,9 +258,13 @@ async fn reap_idle(inner: Weak<Inner>) {
     }
 }
 
-/// An SSE event carrying one message.
-pub(crate) fn sse_event(message: &Value) -> Bytes {
-    let mut out = b"event: message\ndata: ".to_vec();
+/// An SSE event carrying one message (with an id on resumable streams).
+pub(crate) fn sse_event(id: Option<&str>, message: &Value) -> Bytes {
+    let mut out = b"event: message\n".to_vec();
+    if let Some(id) = id {
+        out.extend_from_slice(format!("id: {id}\n").as_bytes());
+    }
+    out.extend_from_slice(b"data: ");
     out.extend(serde_json::to_vec(message).unwrap_or_default());
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
@@ -418,6 +422,12 @@ impl StdioBridge {
             Err(r) => return r,
         };
         session.touch();
+        if let Some(last) = header_str(parts, "last-event-id") {
+            return match session.resume(last) {
+                Some(rx) => sse(rx, None, &session.id),
+                None => error(StatusCode::BAD_REQUEST, -32000, "Invalid event ID format", None),
+            };
+        }
         match session.open_get() {
             Some(rx) => sse(rx, None, &session.id),
             None => error(StatusCode::CONFLICT, -32000, "Conflict: Only one SSE stream is allowed per session", None),
@@ -527,7 +537,14 @@ impl StdioBridge {
                 (id, token)
             })
             .collect();
-        let stream = (!requests.is_empty()).then(|| session.open_stream(&requests));
+        // a stream is resumable (a priming event first, ids on its events) from 2025-11-25 on
+        let version = initialize
+            .and_then(|i| i.pointer("/params/protocolVersion"))
+            .and_then(Value::as_str)
+            .or_else(|| header_str(&parts, "mcp-protocol-version"))
+            .unwrap_or("2025-03-26");
+        let resumable = version >= "2025-11-25";
+        let stream = (!requests.is_empty()).then(|| session.open_stream(&requests, resumable));
         for message in &messages {
             if let Err(e) = session.send(message).await {
                 if initialize.is_some() {

@@ -32,6 +32,25 @@ struct Stream {
     tx: mpsc::Sender<Bytes>,
     /// Requests of this POST not yet answered.
     outstanding: usize,
+    /// Its events carry ids and are kept for a client resuming it (`Last-Event-ID`): it began
+    /// with a priming event (protocol 2025-11-25 and later).
+    resumable: bool,
+    /// The sequence number of its last event.
+    seq: u64,
+}
+
+/// Events kept per session for resumption.
+const LOG: usize = 512;
+
+/// The SSE event id of event `seq` of stream `stream`.
+fn event_id(stream: u64, seq: u64) -> String {
+    format!("{stream}-{seq}")
+}
+
+/// Stream and sequence number of an event id.
+pub(crate) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (stream, seq) = id.split_once('-')?;
+    Some((stream.parse().ok()?, seq.parse().ok()?))
 }
 
 #[derive(Default)]
@@ -46,6 +65,8 @@ struct State {
     requests: HashMap<String, (u64, Option<String>)>,
     get: Option<mpsc::Sender<Bytes>>,
     backlog: VecDeque<Bytes>,
+    /// Events of resumable streams: (stream, seq, event).
+    log: VecDeque<(u64, u64, Bytes)>,
     crashes: VecDeque<Instant>,
     closed: bool,
 }
@@ -120,17 +141,40 @@ impl Session {
         child
     }
 
-    /// Opens a stream for the requests of one POST; returns its receiver.
-    pub(crate) fn open_stream(&self, ids: &[(Value, Option<String>)]) -> (u64, mpsc::Receiver<Bytes>) {
+    /// Opens a stream for the requests of one POST; returns its receiver. A `resumable` one
+    /// starts with a priming event (an id and empty data).
+    pub(crate) fn open_stream(&self, ids: &[(Value, Option<String>)], resumable: bool) -> (u64, mpsc::Receiver<Bytes>) {
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
         let mut state = self.lock();
         let n = state.next_stream;
         state.next_stream += 1;
-        state.streams.insert(n, Stream { tx, outstanding: ids.len() });
+        if resumable {
+            let _ = tx.try_send(Bytes::from(format!("id: {}\ndata: \n\n", event_id(n, 0))));
+        }
+        state.streams.insert(n, Stream { tx, outstanding: ids.len(), resumable, seq: 0 });
         for (id, token) in ids {
             state.requests.insert(key(id), (n, token.clone()));
         }
         (n, rx)
+    }
+
+    /// A client resuming a stream after `last_event_id`: the kept events after it, then (while
+    /// the stream still has requests to answer) what comes next. `None`: not a stream of this
+    /// session.
+    pub(crate) fn resume(&self, last_event_id: &str) -> Option<mpsc::Receiver<Bytes>> {
+        let (stream, after) = parse_event_id(last_event_id)?;
+        let mut state = self.lock();
+        if stream >= state.next_stream {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel(STREAM_QUEUE + LOG);
+        for (_, _, event) in state.log.iter().filter(|(s, q, _)| *s == stream && *q > after) {
+            let _ = tx.try_send(event.clone());
+        }
+        if let Some(s) = state.streams.get_mut(&stream) {
+            s.tx = tx;
+        }
+        Some(rx)
     }
 
     /// Opens the `GET` stream; `None` when one is open already. The backlog is sent first.
@@ -151,9 +195,13 @@ impl Session {
     pub(crate) fn stream_dropped(self: &Arc<Self>, stream: u64) {
         let ids: Vec<String> = {
             let mut state = self.lock();
-            if state.streams.remove(&stream).is_none() {
-                return;
+            match state.streams.get(&stream) {
+                None => return,
+                // the client may resume it: its answers are kept
+                Some(s) if s.resumable => return,
+                Some(_) => {}
             }
+            state.streams.remove(&stream);
             let ids: Vec<String> =
                 state.requests.iter().filter(|(_, (s, _))| *s == stream).map(|(k, _)| k.clone()).collect();
             for id in &ids {
@@ -265,41 +313,29 @@ impl Session {
     /// A message from the child of `generation`.
     async fn from_child(&self, message: Value) {
         let is_response = message.get("method").is_none() && message.get("id").is_some();
-        let event = sse_event(&message);
         let target = {
             let mut state = self.lock();
-            if is_response {
+            let stream = if is_response {
                 let id = message.get("id").map(key).unwrap_or_default();
                 if id == key(&Value::String(REINIT_ID.into())) {
                     return;
                 }
                 match state.requests.remove(&id) {
-                    Some((stream, _)) => {
-                        let done = state.streams.get_mut(&stream).map(|s| {
-                            s.outstanding = s.outstanding.saturating_sub(1);
-                            (s.tx.clone(), s.outstanding == 0)
-                        });
-                        match done {
-                            Some((tx, last)) => {
-                                if last {
-                                    // the stream ends once its last answer is sent
-                                    state.streams.remove(&stream);
-                                }
-                                Some(tx)
-                            }
-                            None => None,
-                        }
-                    }
+                    Some((stream, _)) => Some(stream),
                     None => {
                         tracing::debug!("stdio server answered a request no stream waits for; dropped");
-                        None
+                        return;
                     }
                 }
             } else {
-                route_server_message(&mut state, &message, event.clone())
+                server_message_stream(&state, &message)
+            };
+            match stream {
+                Some(n) => state.event_for(n, &message, is_response),
+                None => route_elsewhere(&mut state, &message),
             }
         };
-        if let Some(tx) = target {
+        if let Some((tx, event)) = target {
             let _ = tx.send(event).await;
         }
     }
@@ -324,36 +360,69 @@ impl Session {
         }
         let requests: Vec<(String, (u64, Option<String>))> = state.requests.drain().collect();
         for (id, (stream, _)) in requests {
-            let Some(s) = state.streams.get(&stream) else { continue };
             let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
             let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": CHILD_EXITED,
                 "message": "the stdio MCP server exited before answering; the next call starts a new one"}});
-            let _ = s.tx.try_send(sse_event(&error));
+            if let Some((tx, event)) = state.event_for(stream, &error, true) {
+                let _ = tx.try_send(event);
+            }
         }
         state.streams.clear();
     }
 }
 
-/// Where a notification or request from the child goes: progress to the stream of the request
-/// that asked for it; anything else to the oldest POST stream still open (the client reads it
-/// while it waits: where a server's request made while handling a call belongs), else the `GET`
-/// stream, else a bounded backlog the next `GET` stream gets.
-fn route_server_message(state: &mut State, message: &Value, event: Bytes) -> Option<mpsc::Sender<Bytes>> {
+impl State {
+    /// The event carrying `message` on stream `n` (with an id, and kept, when it is resumable)
+    /// and where to send it; an answer counts against the stream's outstanding requests and the
+    /// stream ends after its last one.
+    fn event_for(&mut self, n: u64, message: &Value, is_response: bool) -> Option<(mpsc::Sender<Bytes>, Bytes)> {
+        let s = self.streams.get_mut(&n)?;
+        let event = if s.resumable {
+            s.seq += 1;
+            sse_event(Some(&event_id(n, s.seq)), message)
+        } else {
+            sse_event(None, message)
+        };
+        let seq = s.seq;
+        let resumable = s.resumable;
+        let tx = s.tx.clone();
+        if is_response {
+            s.outstanding = s.outstanding.saturating_sub(1);
+            if s.outstanding == 0 {
+                // the stream ends once its last answer is sent
+                self.streams.remove(&n);
+            }
+        }
+        if resumable {
+            if self.log.len() >= LOG {
+                self.log.pop_front();
+            }
+            self.log.push_back((n, seq, event.clone()));
+        }
+        Some((tx, event))
+    }
+}
+
+/// The POST stream a notification or request from the child goes to: progress to the stream of
+/// the request that asked for it; anything else to the oldest POST stream still open (the client
+/// reads it while it waits: where a server's request made while handling a call belongs).
+fn server_message_stream(state: &State, message: &Value) -> Option<u64> {
     let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
     if method == "notifications/progress"
         && let Some(token) = message.pointer("/params/progressToken").map(Value::to_string)
         && let Some(stream) = state.requests.values().find(|(_, t)| t.as_deref() == Some(token.as_str())).map(|r| r.0)
-        && let Some(s) = state.streams.get(&stream)
+        && state.streams.contains_key(&stream)
     {
-        return Some(s.tx.clone());
+        return Some(stream);
     }
-    if let Some(min) = state.streams.iter().filter(|(_, s)| !s.tx.is_closed()).map(|(n, _)| *n).min()
-        && let Some(s) = state.streams.get(&min)
-    {
-        return Some(s.tx.clone());
-    }
+    state.streams.iter().filter(|(_, s)| !s.tx.is_closed()).map(|(n, _)| *n).min()
+}
+
+/// With no POST stream open: the `GET` stream, else a bounded backlog the next `GET` stream gets.
+fn route_elsewhere(state: &mut State, message: &Value) -> Option<(mpsc::Sender<Bytes>, Bytes)> {
+    let event = sse_event(None, message);
     if let Some(get) = state.get.as_ref().filter(|g| !g.is_closed()) {
-        return Some(get.clone());
+        return Some((get.clone(), event));
     }
     if state.backlog.len() >= BACKLOG {
         state.backlog.pop_front();

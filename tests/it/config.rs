@@ -360,6 +360,7 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
         ("KEYCLOAK_INTROSPECTION_SECRET", "kc-secret".to_owned()),
         ("MCP_DPOP_NONCE_KEY", NONCE_KEY.to_owned()),
         ("REDIS_PASSWORD", "redis-secret".to_owned()),
+        ("EVERYTHING_API_KEY", "everything-secret".to_owned()),
         ("MCPE_AUDIT__DIRECTORY", dir.join("trail").display().to_string()),
         ("MCPE_AUDIT__SIGNING_KEY_FILE", key.display().to_string()),
         ("MCPE_AUDIT__HMAC_KEY_FILE", hmac.display().to_string()),
@@ -398,6 +399,7 @@ fn every_example_passes_config_check() {
         "kubernetes-workload-identity.yaml",
         "audit-compliance.toml",
         "rate-limits.toml",
+        "stdio-server-everything.toml",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }

@@ -58,7 +58,7 @@ pub const CRASH_LOOP: usize = 5;
 /// The protocol versions of the session era the bridge accepts in `MCP-Protocol-Version`.
 const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];
 /// The environment a child inherits by default.
-pub const DEFAULT_INHERIT_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+pub use mcp_enterprise_config::stdio::DEFAULT_INHERIT_ENV;
 
 /// The process to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,6 +307,9 @@ impl Drop for StreamBody {
 /// The body of a bridged answer.
 pub type BridgeBody = McpBody<http_body_util::Either<StreamBody, http_body_util::Full<Bytes>>>;
 
+/// An answer the bridge makes itself, boxed (it travels in `Err` variants).
+type Refusal = Box<Response<BridgeBody>>;
+
 fn error(status: StatusCode, code: i64, message: &str, id: Option<&Value>) -> Response<BridgeBody> {
     let body = json!({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": id.cloned().unwrap_or(Value::Null)});
     let mut response = Response::new(McpBody::new(http_body_util::Either::Right(http_body_util::Full::new(
@@ -358,19 +361,24 @@ fn is_request(v: &Value) -> bool {
 }
 
 impl StdioBridge {
-    fn session(&self, parts: &http::request::Parts) -> Result<Arc<Session>, Response<BridgeBody>> {
+    fn session(&self, parts: &http::request::Parts) -> Result<Arc<Session>, Refusal> {
         let Some(id) = header_str(parts, "mcp-session-id") else {
-            return Err(error(StatusCode::BAD_REQUEST, -32000, "Bad Request: No valid session ID provided", None));
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                -32000,
+                "Bad Request: No valid session ID provided",
+                None,
+            )));
         };
         match self.inner.sessions().get(id) {
             Some(s) => Ok(s.clone()),
-            None => Err(error(StatusCode::NOT_FOUND, -32001, "Session not found", None)),
+            None => Err(Box::new(error(StatusCode::NOT_FOUND, -32001, "Session not found", None))),
         }
     }
 
-    fn check_version(parts: &http::request::Parts) -> Result<(), Response<BridgeBody>> {
+    fn check_version(parts: &http::request::Parts) -> Result<(), Refusal> {
         match header_str(parts, "mcp-protocol-version") {
-            Some(v) if !SUPPORTED_VERSIONS.contains(&v) => Err(error(
+            Some(v) if !SUPPORTED_VERSIONS.contains(&v) => Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
                 -32000,
                 &format!(
@@ -378,7 +386,7 @@ impl StdioBridge {
                     SUPPORTED_VERSIONS.join(", ")
                 ),
                 None,
-            )),
+            ))),
             _ => Ok(()),
         }
     }
@@ -398,7 +406,7 @@ impl StdioBridge {
                     drop(session.close());
                     empty(StatusCode::OK)
                 }
-                Err(response) => response,
+                Err(response) => *response,
             },
             _ => {
                 let mut r = error(StatusCode::METHOD_NOT_ALLOWED, -32000, "Method not allowed.", None);
@@ -419,7 +427,7 @@ impl StdioBridge {
         }
         let session = match self.session(parts).and_then(|s| Self::check_version(parts).map(|()| s)) {
             Ok(s) => s,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         session.touch();
         if let Some(last) = header_str(parts, "last-event-id") {
@@ -488,7 +496,7 @@ impl StdioBridge {
                     Ok(_) => {
                         error(StatusCode::BAD_REQUEST, -32600, "Invalid Request: Server already initialized", None)
                     }
-                    Err(r) => r,
+                    Err(r) => *r,
                 };
             }
             if messages.len() > 1 {
@@ -524,7 +532,7 @@ impl StdioBridge {
         } else {
             match self.session(&parts).and_then(|s| Self::check_version(&parts).map(|()| s)) {
                 Ok(s) => s,
-                Err(r) => return r,
+                Err(r) => return *r,
             }
         };
         session.touch();

@@ -311,7 +311,7 @@ impl Session {
     }
 
     /// A message from the child of `generation`.
-    async fn from_child(&self, message: Value) {
+    async fn child_message(&self, message: Value) {
         let is_response = message.get("method").is_none() && message.get("id").is_some();
         let target = {
             let mut state = self.lock();
@@ -446,7 +446,7 @@ async fn pump(session: Weak<Session>, generation: u64, mut events: mpsc::Receive
     while let Some(event) = events.recv().await {
         let Some(session) = session.upgrade() else { return };
         match event {
-            Event::Message(message) => session.from_child(message).await,
+            Event::Message(message) => session.child_message(message).await,
             Event::Exited(status) => {
                 session.exited(generation, &status);
                 return;

@@ -228,7 +228,8 @@ impl Gateway {
         let pack = self.pack.layer().without_audit().inner(tower::util::option_layer(self.rate_limit.clone()));
         let router = match &self.stdio {
             // a stdio server: the same layers in front of the bridge
-            Some(bridge) => Router::new().fallback_service(tower_layer::Layer::layer(&pack, bridge.at(&self.mcp_path))),
+            Some(bridge) => Router::new()
+                .fallback_service(tower_layer::Layer::layer(&pack, bridge.at(&self.mcp_path, serving.drain.clone()))),
             None => {
                 let proxy = Proxy::new(self.upstream.clone(), self.mcp_path.clone())
                     .with_propagation(self.propagation.clone())

@@ -44,12 +44,14 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use mcp_enterprise_core::{BoxError, McpBody};
+use mcp_enterprise_core::{BoxError, McpBody, McpRequest};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tower_service::Service;
 
 use session::{SendError, Session};
+
+use crate::drain::{Drain, DrainBody};
 
 /// Crashes counted for backoff and crash-loop detection are those within this window.
 pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(60);
@@ -304,31 +306,33 @@ impl Drop for StreamBody {
     }
 }
 
-/// The body of a bridged answer.
-pub type BridgeBody = McpBody<http_body_util::Either<StreamBody, http_body_util::Full<Bytes>>>;
+/// The body the bridge makes: a stream of events or a whole answer.
+type Plain = http_body_util::Either<StreamBody, http_body_util::Full<Bytes>>;
+
+/// The body of a bridged answer (ended by the gateway's stop like a proxied one, see
+/// [`drain`](crate::drain)).
+pub type BridgeBody = McpBody<DrainBody<Plain>>;
 
 /// An answer the bridge makes itself, boxed (it travels in `Err` variants).
-type Refusal = Box<Response<BridgeBody>>;
+type Refusal = Box<Response<Plain>>;
 
-fn error(status: StatusCode, code: i64, message: &str, id: Option<&Value>) -> Response<BridgeBody> {
+fn error(status: StatusCode, code: i64, message: &str, id: Option<&Value>) -> Response<Plain> {
     let body = json!({"jsonrpc": "2.0", "error": {"code": code, "message": message}, "id": id.cloned().unwrap_or(Value::Null)});
-    let mut response = Response::new(McpBody::new(http_body_util::Either::Right(http_body_util::Full::new(
-        Bytes::from(body.to_string()),
-    ))));
+    let mut response =
+        Response::new(http_body_util::Either::Right(http_body_util::Full::new(Bytes::from(body.to_string()))));
     *response.status_mut() = status;
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-fn empty(status: StatusCode) -> Response<BridgeBody> {
-    let mut response =
-        Response::new(McpBody::new(http_body_util::Either::Right(http_body_util::Full::new(Bytes::new()))));
+fn empty(status: StatusCode) -> Response<Plain> {
+    let mut response = Response::new(http_body_util::Either::Right(http_body_util::Full::new(Bytes::new())));
     *response.status_mut() = status;
     response
 }
 
-fn sse(rx: mpsc::Receiver<Bytes>, owner: Option<(Weak<Session>, u64)>, session: &str) -> Response<BridgeBody> {
-    let mut response = Response::new(McpBody::new(http_body_util::Either::Left(StreamBody { rx, owner })));
+fn sse(rx: mpsc::Receiver<Bytes>, owner: Option<(Weak<Session>, u64)>, session: &str) -> Response<Plain> {
+    let mut response = Response::new(http_body_util::Either::Left(StreamBody { rx, owner }));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
@@ -391,7 +395,7 @@ impl StdioBridge {
         }
     }
 
-    async fn handle<B>(self, req: Request<B>) -> Response<BridgeBody>
+    async fn handle<B>(self, req: Request<B>) -> Response<Plain>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -416,7 +420,7 @@ impl StdioBridge {
         }
     }
 
-    fn get(&self, parts: &http::request::Parts) -> Response<BridgeBody> {
+    fn get(&self, parts: &http::request::Parts) -> Response<Plain> {
         if !header_str(parts, "accept").is_some_and(|a| a.contains("text/event-stream")) {
             return error(
                 StatusCode::NOT_ACCEPTABLE,
@@ -442,7 +446,7 @@ impl StdioBridge {
         }
     }
 
-    async fn post<B>(&self, parts: http::request::Parts, body: B) -> Response<BridgeBody>
+    async fn post<B>(&self, parts: http::request::Parts, body: B) -> Response<Plain>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -579,12 +583,13 @@ impl StdioBridge {
 pub struct StdioRoute {
     bridge: StdioBridge,
     path: Arc<str>,
+    drain: Drain,
 }
 
 impl StdioBridge {
-    /// This bridge serving at `path`.
-    pub fn at(&self, path: &str) -> StdioRoute {
-        StdioRoute { bridge: self.clone(), path: Arc::from(path) }
+    /// This bridge serving at `path`; its streams end when `drain` says so (a gateway's stop).
+    pub fn at(&self, path: &str, drain: Drain) -> StdioRoute {
+        StdioRoute { bridge: self.clone(), path: Arc::from(path), drain }
     }
 }
 
@@ -602,11 +607,20 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
+        let drain = self.drain.clone();
         if req.uri().path() != &*self.path {
             let response = error(StatusCode::NOT_FOUND, -32601, "no MCP endpoint at this path", None);
-            return Box::pin(std::future::ready(Ok(response)));
+            return Box::pin(std::future::ready(Ok(response.map(|b| McpBody::new(DrainBody::new(b, drain, None))))));
         }
         let bridge = self.bridge.clone();
-        Box::pin(async move { Ok(bridge.handle(req).await) })
+        // a POST stream answers its first request; a GET stream answers none
+        let id = req.extensions().get::<McpRequest>().and_then(|m| m.id().cloned());
+        let get = req.method() == Method::GET;
+        Box::pin(async move {
+            let response = bridge.handle(req).await;
+            let streamed = matches!(response.body(), http_body_util::Either::Left(_));
+            let sse = streamed.then_some(if get { None } else { id });
+            Ok(response.map(|b| McpBody::new(DrainBody::new(b, drain, sse))))
+        })
     }
 }

@@ -275,7 +275,8 @@ impl Session {
                 return Ok(child);
             }
             let recent = state.crashes.iter().filter(|t| t.elapsed() < super::CRASH_WINDOW).count();
-            (backoff(recent), state.initialize.clone())
+            // a restart (not the first start) gets the client's initialize replayed
+            (backoff(recent), state.initialize.clone().filter(|_| state.generation > 0))
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -502,7 +502,12 @@ stdio = {{ inherit_env = ["PATH"] }}
         .body(Full::new(Bytes::from(call(1, "get-env", json!({}), None).to_string())))
         .expect("request");
     let mut events = Events::new(common::client().request(req).await.expect("answer"));
-    let (answer, _) = events.next().await.expect("an answer");
+    let answer = loop {
+        let (event, _) = events.next().await.expect("an answer");
+        if event["id"] == 1 {
+            break event;
+        }
+    };
     let env: Value =
         serde_json::from_str(answer["result"]["content"][0]["text"].as_str().expect("text")).expect("json");
     assert_eq!(env["API_KEY"], "s3cr3t-from-file", "the secret reference is resolved for the child");

@@ -522,3 +522,83 @@ stdio = {{ inherit_env = ["PATH"] }}
     assert!(!gateway.redacted().to_string().contains("s3cr3t-from-file"));
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_route_runs_its_own_stdio_server() {
+    let peers = Peers::require();
+    let command = common::server_everything_stdio(&peers);
+    let argv = serde_json::to_string(
+        &std::iter::once(command.program.clone()).chain(command.args.clone()).collect::<Vec<_>>(),
+    )
+    .expect("json");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = mcp_enterprise_tests::peers::free_loopback_port().expect("port");
+    let path = dir.path().join("gw.toml");
+    let pid = std::process::id();
+    let cwd = peers.dir().display();
+    std::fs::write(
+        &path,
+        format!(
+            r#"version = 1
+resource = "http://127.0.0.1:{port}/one/mcp"
+[listen]
+address = "127.0.0.1:{port}"
+[upstream]
+command = {argv}
+cwd = "{cwd}"
+env = {{ MCP_TEST_PARENT_PID = "{pid}" }}
+
+[[routes]]
+resource = "http://127.0.0.1:{port}/two/mcp"
+upstream = {{ command = {argv}, cwd = "{cwd}", env = {{ MCP_TEST_PARENT_PID = "{pid}" }}, stdio = {{ max_sessions = 1 }} }}
+"#
+        ),
+    )
+    .expect("write");
+    let loader = mcp_enterprise_config::Loader::new().file(&path).env(Vec::<(String, String)>::new());
+    let gateway = mcp_enterprise_gateway::configured::ConfiguredGateway::start(loader).await.expect("starts");
+    let base = format!("http://127.0.0.1:{}", gateway.running().local_addr().port());
+    let bridges = gateway.running().stdio_bridges();
+    assert_eq!(bridges.iter().map(|b| b.route().to_owned()).collect::<Vec<_>>(), ["/one/mcp", "/two/mcp"]);
+    open_session(&format!("{base}/one/mcp")).await;
+    open_session(&format!("{base}/two/mcp")).await;
+    assert_eq!(bridges.iter().map(StdioBridge::sessions).collect::<Vec<_>>(), [1, 1], "each route its own children");
+    // the route's own limit
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+    assert_eq!(post(&format!("{base}/two/mcp"), None, &init).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(post(&format!("{base}/one/mcp"), None, &init).await.status(), StatusCode::OK);
+    let pids: Vec<i32> = bridges.iter().flat_map(StdioBridge::child_pids).collect();
+    gateway.shutdown().await;
+    for pid in pids {
+        assert!(!exists(pid), "child {pid} outlived the gateway");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_output_from_a_child_is_dropped_and_the_session_goes_on() {
+    // a hostile child: a line that is not JSON, one over the line limit, a JSON value that is not
+    // a message object, then the answer
+    let script = r#"read line; printf 'not json\n'; head -c 5000 /dev/zero | tr '\0' x; printf '\n[1,2]\n'; printf '{"jsonrpc":"2.0","id":0,"result":{"ok":true}}\n'; sleep 30"#;
+    let command = StdioCommand::new(&["sh".to_owned(), "-c".to_owned(), script.to_owned()]).expect("command");
+    let bridge = StdioBridge::new("/mcp", command, StdioLimits { max_line_bytes: 1024, ..StdioLimits::default() });
+    let running = common::stdio_gateway(bridge.clone()).await;
+    let url = running.mcp_url();
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+    let response = post(&url, None, &init).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let (answer, _) = tokio::time::timeout(Duration::from_secs(5), Events::new(response).next())
+        .await
+        .expect("the answer arrives")
+        .expect("an event");
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "id": 0, "result": {"ok": true}}));
+    assert_eq!(bridge.sessions(), 1, "the session goes on");
+    // a request body over the limit is refused before it reaches the child
+    let big = json!({"jsonrpc": "2.0", "method": "notifications/x", "params": {"pad": "x".repeat(2000)}});
+    let session = bridge.sessions();
+    assert_eq!(session, 1);
+    let response = post(&url, None, &big).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    running.shutdown().await;
+}

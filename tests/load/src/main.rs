@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 mod cost;
 mod document;
 mod instructions;
+mod stdio;
 
 const ISSUER: &str = "https://idp.load.test";
 
@@ -60,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         MetricsCost,
         CostOnly,
         RssOnly,
+        StdioCost,
     }
     let mut action = Action::Report;
     while let Some(arg) = args.next() {
@@ -88,6 +90,8 @@ fn main() -> anyhow::Result<()> {
             "--cost-only" => action = Action::CostOnly,
             // only the peak-RSS run (`--rss-requests`, `--rss-tokens`), printed
             "--rss-only" => action = Action::RssOnly,
+            // the stdio bridge next to the plain-http route (server-everything both ways), printed
+            "--stdio-cost" => action = Action::StdioCost,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -98,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         Action::InstructionsOnly => instructions_only(&opts),
         Action::MetricsCost => metrics_cost(&opts),
         Action::CostOnly => cost_only(&opts),
+        Action::StdioCost => stdio::stdio_cost(&opts),
         Action::RssOnly => {
             let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;

@@ -53,15 +53,26 @@ fn open_session(port: u16) -> anyhow::Result<String> {
     Ok(session)
 }
 
+/// The wrk script: `tools/call echo` in `session`, each request with an id of its own (a
+/// JSON-RPC id is not reused within a session; each wrk thread counts in its own range).
 fn script(dir: &Path, name: &str, session: &str) -> anyhow::Result<PathBuf> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "hello"}}});
     let text = format!(
-        r#"wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["accept"] = "application/json, text/event-stream"
-wrk.headers["mcp-protocol-version"] = "2025-11-25"
-wrk.headers["mcp-session-id"] = "{session}"
+        r#"local threads = 0
+function setup(thread)
+  thread:set("offset", threads)
+  threads = threads + 1
+end
+local i = 0
+function init(args)
+  i = (offset or 0) * 1000000000
+end
+local headers = {{["content-type"] = "application/json", ["accept"] = "application/json, text/event-stream",
+  ["mcp-protocol-version"] = "2025-11-25", ["mcp-session-id"] = "{session}"}}
+request = function()
+  i = i + 1
+  local body = '{{"jsonrpc":"2.0","id":' .. i .. ',"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"hello"}}}}}}'
+  return wrk.format("POST", nil, headers, body)
+end
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %f %f\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout, summary.duration, latency:percentile(50), latency:percentile(99)))
 end

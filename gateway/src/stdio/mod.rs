@@ -559,6 +559,9 @@ impl StdioBridge {
         let stream = (!requests.is_empty()).then(|| session.open_stream(&requests, resumable));
         for message in &messages {
             if let Err(e) = session.send(message).await {
+                if let Some((n, _)) = &stream {
+                    session.forget_stream(*n);
+                }
                 if initialize.is_some() {
                     self.inner.sessions().remove(&session.id);
                     drop(session.close());

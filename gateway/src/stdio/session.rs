@@ -191,6 +191,13 @@ impl Session {
         Some(rx)
     }
 
+    /// Forgets stream `n` and its requests (they never reached the child).
+    pub(crate) fn forget_stream(&self, n: u64) {
+        let mut state = self.lock();
+        state.streams.remove(&n);
+        state.requests.retain(|_, (s, _)| *s != n);
+    }
+
     /// A stream whose client went away: its unanswered requests are cancelled at the child.
     pub(crate) fn stream_dropped(self: &Arc<Self>, stream: u64) {
         let ids: Vec<String> = {

@@ -161,7 +161,7 @@ fn summary(loaded: &LoadedConfig) -> String {
         0 => String::new(),
         n => format!(" + {n} environment override{}", if n == 1 { "" } else { "s" }),
     };
-    let routes: String = c.routes.iter().map(|r| format!("; route {} → {}", r.resource, r.upstream.url)).collect();
+    let routes: String = c.routes.iter().map(|r| format!("; route {} → {}", r.resource, r.upstream.target())).collect();
     let propagation = match serde_json::to_value(c.upstream.propagation.mode) {
         Ok(serde_json::Value::String(mode)) if mode != "none" => format!(" (propagation: {mode})"),
         _ => String::new(),
@@ -170,7 +170,7 @@ fn summary(loaded: &LoadedConfig) -> String {
         "{}{env}: {} → {}{propagation} on {}; sections: {}{routes}",
         files.join(", "),
         c.resource,
-        c.upstream.url,
+        c.upstream.target(),
         c.listen.address,
         if sections.is_empty() { "none".to_owned() } else { sections.join(", ") }
     )

@@ -50,6 +50,11 @@ pub async fn live(files: &[PathBuf], route: Option<&str>) -> anyhow::Result<Lock
     let loaded = crate::commands::loader(files).load().map_err(|e| anyhow::anyhow!("{e}"))?;
     let document = route_document(loaded.config(), route)?;
     let url = &document.upstream.url;
+    if document.upstream.command.is_some() {
+        anyhow::bail!(
+            "`tools pin` fetches the tools over HTTP; a stdio upstream (`upstream.command`) has no URL to fetch them from"
+        );
+    }
     let propagation = Propagation::from_config(&document.upstream.propagation, &document.resource, url)
         .context("upstream.propagation")?;
     let gateway =

@@ -46,6 +46,7 @@ impl Gateway {
             upstream_host: None,
             egress: None,
             trusted_proxies: crate::forwarded::TrustedProxies::default(),
+            stdio: None,
         }
     }
 }
@@ -75,9 +76,16 @@ pub struct GatewayBuilder {
     upstream_host: Option<http::HeaderValue>,
     egress: Option<Egress>,
     trusted_proxies: crate::forwarded::TrustedProxies,
+    stdio: Option<crate::stdio::StdioBridge>,
 }
 
 impl GatewayBuilder {
+    /// Fronts a local stdio MCP server instead of an HTTP upstream (see [`stdio`](crate::stdio)).
+    pub fn stdio(mut self, bridge: crate::stdio::StdioBridge) -> Self {
+        self.stdio = Some(bridge);
+        self
+    }
+
     /// Sets the upstream MCP endpoint, e.g. `http://127.0.0.1:8081/mcp` or
     /// `https://mcp.vendor.example/mcp` (TLS settings: [`upstream_tls`](Self::upstream_tls)).
     pub fn upstream(mut self, url: &str) -> Result<Self, ConfigError> {
@@ -327,7 +335,12 @@ impl GatewayBuilder {
         let egress = self.egress.unwrap_or_else(Egress::from_env);
         let connector = outbound::connector(&egress, &self.upstream_tls, proxy::DEFAULT_CONNECT_TIMEOUT, true)?;
         Ok(Gateway {
-            upstream: self.upstream.ok_or(ConfigError::MissingUpstream)?,
+            upstream: match (self.upstream, &self.stdio) {
+                (Some(uri), _) => uri,
+                // not dialled: the bridge serves the route
+                (None, Some(_)) => Uri::from_static("stdio://child"),
+                (None, None) => return Err(ConfigError::MissingUpstream),
+            },
             connector,
             upstream_host: self.upstream_host,
             trusted_proxies: Arc::new(self.trusted_proxies),
@@ -349,6 +362,7 @@ impl GatewayBuilder {
             admin: self.admin,
             redis: self.redis,
             traces: self.traces,
+            stdio: self.stdio,
         })
         .and_then(|mut gateway| {
             let mut all = vec![&gateway];

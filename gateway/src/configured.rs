@@ -134,6 +134,10 @@ struct Parts {
     policy_layer: Option<PolicyLayer>,
     integrity: Fingerprint,
     integrity_layer: Option<IntegrityLayer>,
+    /// `upstream.command`'s bridge: its sessions and children live on across reloads that leave
+    /// the `upstream` section unchanged.
+    upstream: Fingerprint,
+    stdio: Option<crate::stdio::StdioBridge>,
 }
 
 impl Parts {
@@ -219,7 +223,14 @@ impl Parts {
                     .map_err(crate::ConfigError::RateLimit)?
             }
         };
+        let upstream = fingerprint(&config.upstream);
+        let stdio = match previous {
+            Some(p) if p.upstream == upstream => p.stdio.clone(),
+            _ => stdio_bridge(config),
+        };
         let parts = Self {
+            upstream,
+            stdio,
             listen: config.listen.address.clone(),
             core,
             inspect,
@@ -273,8 +284,12 @@ impl Parts {
         let mut hosts: Vec<String> =
             resource.host().map(|h| h.trim_matches(['[', ']']).to_owned()).into_iter().collect();
         hosts.extend(config.listen.allowed_hosts.iter().cloned());
-        let mut builder = Gateway::builder()
-            .upstream(&config.upstream.url)?
+        let mut builder = Gateway::builder();
+        builder = match &self.stdio {
+            Some(bridge) => builder.stdio(bridge.clone()),
+            None => builder.upstream(&config.upstream.url)?,
+        };
+        let mut builder = builder
             .listen(listen)
             .mcp_path(path)?
             .inspect(self.inspect.clone())
@@ -341,6 +356,25 @@ impl Parts {
         }
         Ok(builder)
     }
+}
+
+/// The bridge of a document's `upstream.command` (named after its resource's path in logs and
+/// readiness), if it has one.
+fn stdio_bridge(config: &PackConfig) -> Option<crate::stdio::StdioBridge> {
+    let argv = config.upstream.command.as_ref()?;
+    let mut command = crate::stdio::StdioCommand::new(argv)?;
+    command.env = config.upstream.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    command.cwd = config.upstream.cwd.as_ref().map(std::path::PathBuf::from);
+    let settings = config.upstream.stdio.clone().unwrap_or_default();
+    command.inherit_env = settings.inherit_env.clone();
+    let limits = crate::stdio::StdioLimits {
+        max_sessions: settings.max_sessions,
+        idle_timeout: std::time::Duration::from_secs(settings.idle_timeout_secs),
+        max_line_bytes: settings.max_line_bytes,
+    };
+    let route =
+        config.resource.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_else(|_| config.resource.clone());
+    Some(crate::stdio::StdioBridge::new(route, command, limits))
 }
 
 /// The layers of every server a document describes: the top level first (it alone starts the

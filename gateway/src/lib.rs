@@ -53,6 +53,7 @@ pub mod proxy;
 pub mod ratelimit;
 mod routes;
 mod running;
+pub mod stdio;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -157,6 +158,8 @@ pub struct Gateway {
     admin: Option<SocketAddr>,
     redis: Option<mcp_enterprise_core::redis::RedisClient>,
     traces: Option<telemetry::TraceSettings>,
+    /// A stdio MCP server bridged instead of the HTTP upstream.
+    stdio: Option<stdio::StdioBridge>,
 }
 
 /// The default grace period of a stop: how long calls in flight may take to finish.
@@ -221,7 +224,8 @@ impl Gateway {
     pub(crate) fn targets(&self) -> admin::Targets {
         let all = || std::iter::once(self).chain(&self.routes);
         admin::Targets {
-            upstreams: all().map(|g| g.upstream.clone()).collect(),
+            upstreams: all().filter(|g| g.stdio.is_none()).map(|g| g.upstream.clone()).collect(),
+            stdio: all().filter_map(|g| g.stdio.clone()).collect(),
             audit: self.pack.audit().cloned(),
             rate_limits: all().filter_map(|g| g.rate_limit.clone()).collect(),
             sso: all().filter_map(|g| g.pack.sso().cloned()).collect(),
@@ -247,16 +251,23 @@ impl Gateway {
     /// This server's layers, proxy and discovery documents (the AI `catalog`, when given, is
     /// served too). The audit layer is put around all routes by [`router`](Self::router).
     fn stack(&self, catalog: Option<card::DiscoveryDocument>, serving: &Serving) -> Router {
-        let proxy = Proxy::with_connector(self.upstream.clone(), self.mcp_path.clone(), self.connector.clone())
-            .with_upstream_host(self.upstream_host.clone())
-            .with_propagation(self.propagation.clone())
-            .with_drain(serving.drain.clone())
-            .with_metrics(serving.metrics.clone())
-            .with_response_timeout(self.upstream_timeout);
         // innermost: limits need the parsed request and the authenticated principal (calls the
         // policies refuse are not counted)
         let pack = self.pack.layer().without_audit().inner(tower::util::option_layer(self.rate_limit.clone()));
-        let router = Router::new().fallback_service(tower_layer::Layer::layer(&pack, proxy));
+        let router = match &self.stdio {
+            // a stdio server: the same layers in front of the bridge
+            Some(bridge) => Router::new()
+                .fallback_service(tower_layer::Layer::layer(&pack, bridge.at(&self.mcp_path, serving.drain.clone()))),
+            None => {
+                let proxy = Proxy::with_connector(self.upstream.clone(), self.mcp_path.clone(), self.connector.clone())
+                    .with_upstream_host(self.upstream_host.clone())
+                    .with_propagation(self.propagation.clone())
+                    .with_drain(serving.drain.clone())
+                    .with_metrics(serving.metrics.clone())
+                    .with_response_timeout(self.upstream_timeout);
+                Router::new().fallback_service(tower_layer::Layer::layer(&pack, proxy))
+            }
+        };
         // the SEP-1933 token endpoint, its JWKS and its RFC 8414 metadata (paths checked in `build`)
         let router = match self.pack.workload_identity().and_then(|w| w.token_endpoint()) {
             // the pre-authentication limit counts its requests too (an assertion is checked there)
@@ -335,5 +346,10 @@ impl Gateway {
     /// The listen address.
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen
+    }
+
+    /// The stdio bridges of this server and its routes.
+    pub fn stdio_bridges(&self) -> Vec<stdio::StdioBridge> {
+        std::iter::once(self).chain(&self.routes).filter_map(|g| g.stdio.clone()).collect()
     }
 }

@@ -46,6 +46,8 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<Duration>>,
     task: JoinHandle<()>,
     admin: Option<AdminListener>,
+    /// The stdio bridges serving now (their children are killed at shutdown).
+    bridges: Arc<RwLock<Vec<crate::stdio::StdioBridge>>>,
 }
 
 /// The admin listener serving beside the gateway.
@@ -101,6 +103,7 @@ impl RunningGateway {
             stop: Some(stop),
             task,
             admin,
+            bridges: Arc::new(RwLock::new(gateway.stdio_bridges())),
         })
     }
 
@@ -131,6 +134,20 @@ impl RunningGateway {
             admin.admin.set_targets(next.targets());
         }
         *self.grace.write().unwrap_or_else(std::sync::PoisonError::into_inner) = next.shutdown_grace();
+        // bridges the new configuration no longer uses end with their sessions
+        let next_bridges = next.stdio_bridges();
+        let old = std::mem::replace(
+            &mut *self.bridges.write().unwrap_or_else(std::sync::PoisonError::into_inner),
+            next_bridges.clone(),
+        );
+        for bridge in old.iter().filter(|b| !next_bridges.iter().any(|n| n.same(b))) {
+            bridge.shutdown();
+        }
+    }
+
+    /// The stdio bridges serving now.
+    pub fn stdio_bridges(&self) -> Vec<crate::stdio::StdioBridge> {
+        self.bridges.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// The admin listener's address, when it runs.
@@ -160,6 +177,10 @@ impl RunningGateway {
         if tokio::time::timeout(grace + Duration::from_secs(5), &mut self.task).await.is_err() {
             self.task.abort();
         }
+        // the stdio children end with the calls they served
+        for bridge in self.stdio_bridges() {
+            bridge.shutdown_and_wait().await;
+        }
         // the admin listener answered "stopping" meanwhile; it goes last
         if let Some(admin) = &self.admin {
             admin.task.abort();
@@ -174,6 +195,9 @@ impl RunningGateway {
 
 impl Drop for RunningGateway {
     fn drop(&mut self) {
+        for bridge in self.bridges.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            bridge.shutdown();
+        }
         self.task.abort();
         if let Some(admin) = &self.admin {
             admin.task.abort();

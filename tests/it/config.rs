@@ -366,6 +366,7 @@ fn example_env(dir: &Path) -> Vec<(String, String)> {
             crate::common::tls::TestCa::new("vendor CA").write(dir, "vendor-ca.pem").display().to_string(),
         ),
         ("PROXY_CREDENTIALS", "svc-mcp:proxy-secret".to_owned()),
+        ("EVERYTHING_API_KEY", "everything-secret".to_owned()),
         ("MCPE_AUDIT__DIRECTORY", dir.join("trail").display().to_string()),
         ("MCPE_AUDIT__SIGNING_KEY_FILE", key.display().to_string()),
         ("MCPE_AUDIT__HMAC_KEY_FILE", hmac.display().to_string()),
@@ -406,6 +407,7 @@ fn every_example_passes_config_check() {
         "audit-compliance.toml",
         "rate-limits.toml",
         "remote-https.toml",
+        "stdio-server-everything.toml",
     ] {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }

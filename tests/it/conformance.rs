@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use mcp_enterprise_gateway::Gateway;
+use mcp_enterprise_gateway::stdio::{StdioBridge, StdioLimits};
 use mcp_enterprise_tests::artifacts::Artifacts;
 use mcp_enterprise_tests::conformance::{self, CheckStatus, ConformanceRun, Suite};
 use mcp_enterprise_tests::peers::{Peers, ServerEverything};
@@ -181,6 +182,27 @@ async fn gateway_to_an_https_upstream_is_as_transparent_as_to_plain_http() {
     .await;
 }
 
+/// Transparency of the stdio bridge: the suite against server-everything in its own Streamable
+/// HTTP mode, then against the same package run as a stdio child behind the gateway. Every check
+/// passing over its own HTTP must pass through the bridge.
+#[tokio::test(flavor = "multi_thread")]
+async fn stdio_bridge_is_transparent_to_the_conformance_suite_on_server_everything() {
+    let peers = Peers::require();
+    let artifacts = Artifacts::new_in(env!("CARGO_TARGET_TMPDIR"), "conformance-stdio-").expect("artifacts dir");
+    let mut upstream =
+        ServerEverything::start(&peers, artifacts.path()).await.expect("start server-everything on loopback");
+    let url = upstream.mcp_url();
+    assert_transparent(
+        &peers,
+        artifacts,
+        &SERVER_EVERYTHING,
+        &url,
+        || upstream.check_running().map_err(|err| err.to_string()),
+        Front::Stdio,
+    )
+    .await;
+}
+
 /// An `https://` endpoint of the upstream and the CA that signed its certificate.
 #[derive(Debug)]
 struct HttpsUpstream {
@@ -201,6 +223,9 @@ enum Front<'a> {
     /// The in-process example: the same rmcp server behind the whole pack, reached through the
     /// auth-injecting client proxy (the upstream of the direct pass is not used).
     Pack,
+    /// A gateway bridging the same package run as a stdio child (the direct pass's HTTP server
+    /// is the baseline only).
+    Stdio,
 }
 
 /// Runs both suites against `upstream_url` directly, checks the direct runs against `baseline`,
@@ -261,6 +286,16 @@ async fn assert_transparent(
             let gateway_url = running.mcp_url();
             let proxied = run_suites(peers, &gateway_url, artifacts.path(), "gateway").await;
             running.shutdown().await;
+            (gateway_url, proxied)
+        }
+        Front::Stdio => {
+            let limits = StdioLimits { max_sessions: 256, ..StdioLimits::default() };
+            let bridge = StdioBridge::new("/mcp", common::server_everything_stdio(peers), limits);
+            let running = common::stdio_gateway(bridge.clone()).await;
+            let gateway_url = running.mcp_url();
+            let proxied = run_suites(peers, &gateway_url, artifacts.path(), "stdio").await;
+            running.shutdown().await;
+            assert_eq!(bridge.sessions(), 0, "every session ended with the gateway");
             (gateway_url, proxied)
         }
         Front::Pack => {

@@ -36,6 +36,7 @@ mod routes;
 mod shutdown;
 mod siem_export;
 mod sso;
+mod stdio;
 mod token_exchange;
 mod tools_cli;
 mod traces;

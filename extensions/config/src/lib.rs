@@ -72,6 +72,7 @@ mod routes;
 pub mod schema;
 mod secret;
 mod source;
+pub mod stdio;
 mod traces;
 mod validate;
 

@@ -146,9 +146,25 @@ impl std::fmt::Debug for PackConfig {
 pub struct UpstreamConfig {
     /// Its Streamable HTTP endpoint, an absolute `http://` or `https://` URL without credentials,
     /// e.g. `http://127.0.0.1:8081/mcp` or `https://mcp.vendor.example/mcp` (TLS: `tls`). The
-    /// caller's token is never forwarded to it.
+    /// caller's token is never forwarded to it. Exactly one of `url` and `command` is set.
     #[schemars(url)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub url: String,
+    /// A local MCP server to run instead, speaking newline-delimited JSON-RPC on stdin/stdout:
+    /// the program and its arguments, e.g. `["npx", "-y", "@modelcontextprotocol/server-everything", "stdio"]`.
+    /// One child per client session (see `stdio` and docs/stdio.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Variables set for the child (values may be secret references such as `${env:API_KEY}`).
+    /// Nothing else reaches it but the names in `stdio.inherit_env`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// The child's working directory, an existing directory. Default: the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Bounds of the children of `command`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdio: Option<crate::stdio::StdioConfig>,
     /// What the upstream learns about the caller (the caller's `Authorization`, `DPoP`,
     /// `Cookie` and `Proxy-Authorization` headers are never forwarded). Default: `none`.
     #[serde(default)]
@@ -203,6 +219,16 @@ pub struct EgressConfig {
     /// A PEM bundle of CA certificates trusted for identity providers and authorization servers
     /// besides the system's roots (replaces the undocumented `SSL_CERT_FILE`).
     pub ca_file: Option<String>,
+}
+
+impl UpstreamConfig {
+    /// What the gateway fronts, for humans: the URL, or `stdio: ` and the command.
+    pub fn target(&self) -> String {
+        match &self.command {
+            Some(argv) => format!("stdio: {}", argv.join(" ")),
+            None => self.url.clone(),
+        }
+    }
 }
 
 fn default_response_timeout() -> u64 {
@@ -491,6 +517,10 @@ impl PackConfig {
             resource: resource.to_owned(),
             upstream: UpstreamConfig {
                 url: upstream.to_owned(),
+                command: None,
+                env: std::collections::BTreeMap::new(),
+                cwd: None,
+                stdio: None,
                 propagation: PropagationConfig::default(),
                 response_timeout_secs: default_response_timeout(),
                 tls: None,

@@ -48,6 +48,8 @@ pub(crate) struct Targets {
     /// The layers that keep their own counters (SSO, DPoP, policy, the pre-authentication limit),
     /// read at each scrape.
     pub(crate) instrumented: Vec<Arc<dyn mcp_enterprise_core::stats::Instrumented + Send + Sync>>,
+    /// The stdio bridges (a crash loop makes the gateway not ready).
+    pub(crate) stdio: Vec<crate::stdio::StdioBridge>,
 }
 
 /// The admin listener's state.
@@ -94,6 +96,9 @@ impl Admin {
         checks.push(("listener".to_owned(), listener));
         for upstream in &targets.upstreams {
             checks.push((format!("upstream {upstream}"), reachable(upstream).await));
+        }
+        for bridge in &targets.stdio {
+            checks.push((format!("stdio {}", bridge.route()), bridge.health()));
         }
         if let Some(audit) = &targets.audit {
             let healthy = if audit.is_failing() {

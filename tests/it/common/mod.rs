@@ -307,3 +307,37 @@ pub fn call_records(dir: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 pub mod tls;
+
+/// `@modelcontextprotocol/server-everything` as a stdio server (`node dist/index.js stdio`, with the
+/// loopback preload and the test-process watchdog).
+pub fn server_everything_stdio(
+    peers: &mcp_enterprise_tests::peers::Peers,
+) -> mcp_enterprise_gateway::stdio::StdioCommand {
+    let entry = peers.package_dir("@modelcontextprotocol/server-everything").join("dist").join("index.js");
+    let argv = vec![
+        peers.node().display().to_string(),
+        "-r".to_owned(),
+        peers.loopback_preload().display().to_string(),
+        entry.display().to_string(),
+        "stdio".to_owned(),
+    ];
+    let mut command = mcp_enterprise_gateway::stdio::StdioCommand::new(&argv).expect("a command");
+    command.env = vec![
+        ("MCP_TEST_PARENT_PID".to_owned(), std::process::id().to_string()),
+        ("NO_COLOR".to_owned(), "1".to_owned()),
+    ];
+    command.cwd = Some(peers.dir().to_path_buf());
+    command
+}
+
+/// A gateway on loopback fronting `bridge` (no other layers).
+pub async fn stdio_gateway(bridge: mcp_enterprise_gateway::stdio::StdioBridge) -> RunningGateway {
+    Gateway::builder()
+        .stdio(bridge)
+        .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .build()
+        .expect("gateway")
+        .spawn()
+        .await
+        .expect("spawn gateway")
+}

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 mod cost;
 mod document;
 mod instructions;
+mod stdio;
 
 const ISSUER: &str = "https://idp.load.test";
 
@@ -61,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         CostOnly,
         RssOnly,
         TracesCost,
+        StdioCost,
     }
     let mut action = Action::Report;
     while let Some(arg) = args.next() {
@@ -92,6 +94,8 @@ fn main() -> anyhow::Result<()> {
             // the cost of traces: the bearer pack without them, with sampling 1.0 and 0.01,
             // interleaved, CPU µs per request, printed
             "--traces-cost" => action = Action::TracesCost,
+            // the stdio bridge next to the plain-http route (server-everything both ways), printed
+            "--stdio-cost" => action = Action::StdioCost,
             other => bail!("unknown argument {other}"),
         }
     }
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
         Action::MetricsCost => metrics_cost(&opts),
         Action::CostOnly => cost_only(&opts),
         Action::TracesCost => traces_cost(&opts),
+        Action::StdioCost => stdio::stdio_cost(&opts),
         Action::RssOnly => {
             let dir = std::env::temp_dir().join(format!("mcpe-load-{}", std::process::id()));
             std::fs::create_dir_all(&dir)?;

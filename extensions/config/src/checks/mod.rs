@@ -19,6 +19,7 @@ use crate::validate::{Problem, check_url, shown};
 mod outbound;
 mod redis;
 mod sections;
+mod stdio;
 mod traces;
 
 pub(crate) struct Checker<'a> {
@@ -83,6 +84,7 @@ impl<'a> Checker<'a> {
         self.inherited();
         self.workload_identity();
         self.propagation();
+        self.stdio();
         self.audit();
         self.server_card();
         self.client();

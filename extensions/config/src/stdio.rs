@@ -1,0 +1,66 @@
+//! `upstream.command`: a local MCP server run as a child process speaking newline-delimited
+//! JSON-RPC on stdin/stdout, bridged to Streamable HTTP by the gateway (one child per client
+//! session). The bounds of a route's children are under `upstream.stdio`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The bounds and environment of a stdio upstream's children.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StdioConfig {
+    /// Children (client sessions) at once, 1 to 10000; an `initialize` beyond is refused with
+    /// `503` and a JSON-RPC error. Default: 16.
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// A session with nothing in flight, no open `GET` stream and no request for this many
+    /// seconds (1 to 86400) is ended and its child killed. Default: 600.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// The longest line (one JSON-RPC message) read from a child and the largest request body
+    /// written to it, 1024 to 67108864 bytes; longer lines are dropped with a warning.
+    /// Default: 4194304 (4 MiB).
+    #[serde(default = "default_max_line_bytes")]
+    pub max_line_bytes: usize,
+    /// The only variables a child takes from the gateway's environment (when set there); the
+    /// rest of the gateway's environment, its secrets included, is never passed on.
+    /// Default: `PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`.
+    #[serde(default = "default_inherit_env")]
+    pub inherit_env: Vec<String>,
+}
+
+impl Default for StdioConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: default_max_sessions(),
+            idle_timeout_secs: default_idle_timeout(),
+            max_line_bytes: default_max_line_bytes(),
+            inherit_env: default_inherit_env(),
+        }
+    }
+}
+
+fn default_max_sessions() -> usize {
+    16
+}
+
+fn default_idle_timeout() -> u64 {
+    600
+}
+
+fn default_max_line_bytes() -> usize {
+    4 * 1024 * 1024
+}
+
+/// The variables a child inherits by default.
+pub const DEFAULT_INHERIT_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ", "TMPDIR"];
+
+fn default_inherit_env() -> Vec<String> {
+    DEFAULT_INHERIT_ENV.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Whether `name` can be an environment variable's name.
+pub(crate) fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
+}

@@ -55,7 +55,7 @@ use crate::drain::{Drain, DrainBody};
 
 /// Crashes counted for backoff and crash-loop detection are those within this window.
 pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(60);
-/// This many crashes of a route's children within [`CRASH_WINDOW`] are a crash loop.
+/// This many crashes of a route's children within a minute are a crash loop.
 pub const CRASH_LOOP: usize = 5;
 /// The protocol versions of the session era the bridge accepts in `MCP-Protocol-Version`.
 const SUPPORTED_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05", "2024-10-07"];

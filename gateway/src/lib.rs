@@ -138,6 +138,8 @@ pub struct Gateway {
     upstream: Uri,
     /// Connections to the upstream: TLS settings, egress proxy, connect timeout.
     connector: mcp_enterprise_core::outbound::OutboundConnector,
+    /// The egress proxy the upstream is reached through, if any (what readiness dials).
+    upstream_proxy: Option<Uri>,
     /// The `Host` sent upstream instead of the URL's authority.
     upstream_host: Option<http::HeaderValue>,
     /// Whose `Forwarded`/`X-Forwarded-For` are believed (the audit record's client address).
@@ -224,7 +226,10 @@ impl Gateway {
     pub(crate) fn targets(&self) -> admin::Targets {
         let all = || std::iter::once(self).chain(&self.routes);
         admin::Targets {
-            upstreams: all().filter(|g| g.stdio.is_none()).map(|g| g.upstream.clone()).collect(),
+            upstreams: all()
+                .filter(|g| g.stdio.is_none())
+                .map(|g| (g.upstream.clone(), g.upstream_proxy.clone()))
+                .collect(),
             stdio: all().filter_map(|g| g.stdio.clone()).collect(),
             audit: self.pack.audit().cloned(),
             rate_limits: all().filter_map(|g| g.rate_limit.clone()).collect(),

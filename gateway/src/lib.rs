@@ -261,8 +261,13 @@ impl Gateway {
         let pack = self.pack.layer().without_audit().inner(tower::util::option_layer(self.rate_limit.clone()));
         let router = match &self.stdio {
             // a stdio server: the same layers in front of the bridge
-            Some(bridge) => Router::new()
-                .fallback_service(tower_layer::Layer::layer(&pack, bridge.at(&self.mcp_path, serving.drain.clone()))),
+            Some(bridge) => {
+                bridge.set_metrics(serving.metrics.clone(), &self.mcp_path);
+                Router::new().fallback_service(tower_layer::Layer::layer(
+                    &pack,
+                    bridge.at(&self.mcp_path, serving.drain.clone()),
+                ))
+            }
             None => {
                 let proxy = Proxy::with_connector(self.upstream.clone(), self.mcp_path.clone(), self.connector.clone())
                     .with_upstream_host(self.upstream_host.clone())

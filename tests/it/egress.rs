@@ -1,6 +1,8 @@
 //! Egress through a real forward proxy (Debian's `tinyproxy`, started by the test): the SSO
-//! layer's IdP discovery and JWKS fetches go through an authenticating `CONNECT` tunnel, the
-//! IdP's CA comes from the configured bundle, and `NO_PROXY` is honoured.
+//! layer's IdP discovery and JWKS fetches, RFC 8693 token exchange (npm `oidc-provider`) and the
+//! workload issuer's keys go through an authenticating `CONNECT` tunnel (the last two configured
+//! by the document's `[egress]` section), the CA comes from the configured bundle, and
+//! `NO_PROXY` is honoured.
 //!
 //! The IdP is unreachable except through the proxy, on loopback: it serves HTTPS on 127.0.0.2
 //! and closes every connection that does not come from 127.0.0.3, the address tinyproxy binds
@@ -377,4 +379,104 @@ async fn token_exchange_goes_through_the_configured_authenticating_proxy() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{msg}");
     gw.shutdown().await;
     assert_eq!(provider.token_exchange_records().await.expect("records").len(), 1, "no further exchange");
+}
+
+/// The gateway of a document with `workload_identity` (direct mode) trusting `issuer`'s
+/// service-account tokens, and the given `[egress]` lines.
+async fn workload_gateway(
+    dir: &Path,
+    upstream: &str,
+    issuer: &str,
+    egress: &str,
+) -> mcp_enterprise_gateway::configured::ConfiguredGateway {
+    let file = dir.join(format!("wi-{}.toml", NEXT_DOC.fetch_add(1, Ordering::SeqCst)));
+    std::fs::write(
+        &file,
+        format!(
+            r#"version = 1
+resource = "{RESOURCE}"
+[listen]
+address = "127.0.0.1:0"
+[upstream]
+url = "{upstream}"
+[[workload_identity.issuers]]
+issuer = "{issuer}"
+rules = [{{ name = "agents", subject = {{ glob = "system:serviceaccount:payments:*" }}, scopes = ["mcp:tools"] }}]
+[workload_identity.direct]
+max_token_lifetime_secs = 3600
+[egress]
+{egress}
+"#
+        ),
+    )
+    .expect("write the document");
+    mcp_enterprise_gateway::configured::ConfiguredGateway::start(
+        mcp_enterprise_config::Loader::new().file(&file).env(Vec::<(String, String)>::new()),
+    )
+    .await
+    .expect("gateway starts")
+}
+
+/// `workload_identity` configured with an `[egress]` section: the workload issuer's discovery and
+/// keys (HTTPS with the section's CA, reachable only from the proxy's address) are fetched
+/// through the authenticating proxy; without the proxy the token cannot be checked: `503`, fail
+/// closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn workload_issuer_keys_go_through_the_configured_proxy() {
+    let peers = Peers::require();
+    let dir = tempfile::tempdir().expect("dir");
+    let upstream = common::demo_upstream().await;
+    let ca = TestCa::new("cluster CA");
+    let ca_file = ca.write(dir.path(), "cluster-ca.pem");
+    let key = SigningKey::generate(&peers, SigningAlg::Es256).await.expect("key");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let issuer_cell = Arc::new(std::sync::OnceLock::new());
+    let backend = idp_backend(issuer_cell.clone(), json!({"keys": [key.public_jwk()]}), hits.clone()).await;
+    let front = TlsFront::start_on(
+        IpAddr::from([127, 0, 0, 2]),
+        Some(IpAddr::from(PROXY_OUT)),
+        server_config(&ca.leaf(&["127.0.0.2"]), None),
+        backend,
+    )
+    .await;
+    let issuer = format!("https://127.0.0.2:{}", front.addr.port());
+    issuer_cell.set(issuer.clone()).expect("issuer set once");
+    let proxy = Tinyproxy::start(dir.path(), "gateway", "pr0xy-secret");
+    proxy.ready().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let mut tokens = Vec::new();
+    for n in 0..2 {
+        let claims = json!({"iss": issuer, "sub": "system:serviceaccount:payments:agent", "aud": [RESOURCE],
+            "iat": now, "nbf": now, "exp": now + 600, "jti": format!("wi-egress-{n}")});
+        let header = json!({"alg": key.alg(), "kid": key.kid()});
+        tokens.push(key.sign_claims(&peers, &header, &claims).await.expect("token"));
+    }
+    let ca_line = format!("ca_file = \"{}\"", ca_file.display());
+
+    let egress = format!(
+        "proxy = \"{}\"\nno_proxy = \"localhost,127.0.0.1\"\nproxy_credentials = \"gateway:pr0xy-secret\"\n{ca_line}",
+        proxy.url()
+    );
+    let gw = workload_gateway(dir.path(), &upstream.url, &issuer, &egress).await;
+    let req = |token: &str| {
+        let mut req = modern(&gw.mcp_url(), 1, "tools/list", json!({}), json!({}));
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("header"));
+        req
+    };
+    let (status, _, msg) = call(req(&tokens[0])).await;
+    assert_eq!(status, StatusCode::OK, "{msg}\nproxy log:\n{}", proxy.log());
+    assert!(hits.load(Ordering::SeqCst) >= 1, "the issuer's keys were fetched");
+    let log = proxy.log();
+    assert!(log.contains(&format!("CONNECT 127.0.0.2:{}", front.addr.port())), "tunnelled: {log}");
+    assert_eq!(front.refused.load(Ordering::SeqCst), 0);
+    gw.shutdown().await;
+
+    // no proxy: the issuer closes the direct connection, the token is not accepted
+    let gw = workload_gateway(dir.path(), &upstream.url, &issuer, &format!("proxy = \"\"\n{ca_line}")).await;
+    let mut req = modern(&gw.mcp_url(), 1, "tools/list", json!({}), json!({}));
+    req.headers_mut().insert("authorization", format!("Bearer {}", tokens[1]).parse().expect("header"));
+    let (status, _, msg) = call(req).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "fails closed: {msg}");
+    assert!(front.refused.load(Ordering::SeqCst) >= 1, "went direct and was refused");
+    gw.shutdown().await;
 }

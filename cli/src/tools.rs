@@ -10,10 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use mcp_enterprise_config::PackConfig;
+use mcp_enterprise_config::{PackConfig, compose};
 use mcp_enterprise_core::{AuthMethod, Principal, PrincipalKind};
 use mcp_enterprise_gateway::Propagation;
-use mcp_enterprise_gateway::catalog::fetch_listing;
+use mcp_enterprise_gateway::catalog::{UpstreamClient, fetch_listing_via};
 use mcp_enterprise_integrity::{Change, ChangeKind, DefinitionKind, LockFile};
 use serde_json::{Value, json};
 
@@ -55,8 +55,14 @@ pub async fn live(files: &[PathBuf], route: Option<&str>) -> anyhow::Result<Lock
             "`tools pin` fetches the tools over HTTP; a stdio upstream (`upstream.command`) has no URL to fetch them from"
         );
     }
-    let propagation = Propagation::from_config(&document.upstream.propagation, &document.resource, url)
-        .context("upstream.propagation")?;
+    // the gateway's own way out: the egress proxy, the upstream's and the IdPs' TLS settings
+    let egress = compose::egress(&document).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let idp_tls = compose::idp_tls(&document).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let upstream_tls = compose::upstream_tls(&document.upstream).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = UpstreamClient::new(&egress, &upstream_tls).context("upstream.tls")?;
+    let propagation =
+        Propagation::from_config_outbound(&document.upstream.propagation, &document.resource, url, &egress, &idp_tls)
+            .context("upstream.propagation")?;
     let gateway =
         Principal::builder(&document.resource, PIN_SUBJECT, PrincipalKind::ServiceClient, AuthMethod::Bearer).build();
     let credential = propagation
@@ -67,7 +73,7 @@ pub async fn live(files: &[PathBuf], route: Option<&str>) -> anyhow::Result<Lock
     for kind in DefinitionKind::ALL {
         let method = list_method(kind);
         if let Some(result) =
-            fetch_listing(url, method, &credential).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?
+            fetch_listing_via(&client, url, method, &credential).await.map_err(|e| anyhow::anyhow!("{url}: {e}"))?
         {
             lock.pin_listing(kind, &result);
         }

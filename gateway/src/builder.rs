@@ -334,14 +334,17 @@ impl GatewayBuilder {
         }
         let egress = self.egress.unwrap_or_else(Egress::from_env);
         let connector = outbound::connector(&egress, &self.upstream_tls, proxy::DEFAULT_CONNECT_TIMEOUT, true)?;
+        let upstream = match (self.upstream, &self.stdio) {
+            (Some(uri), _) => uri,
+            // not dialled: the bridge serves the route
+            (None, Some(_)) => Uri::from_static("stdio://child"),
+            (None, None) => return Err(ConfigError::MissingUpstream),
+        };
+        let upstream_proxy = egress.proxy_for(&upstream).and_then(|p| p.parse().ok());
         Ok(Gateway {
-            upstream: match (self.upstream, &self.stdio) {
-                (Some(uri), _) => uri,
-                // not dialled: the bridge serves the route
-                (None, Some(_)) => Uri::from_static("stdio://child"),
-                (None, None) => return Err(ConfigError::MissingUpstream),
-            },
+            upstream,
             connector,
+            upstream_proxy,
             upstream_host: self.upstream_host,
             trusted_proxies: Arc::new(self.trusted_proxies),
             listen: self.listen,

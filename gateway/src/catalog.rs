@@ -2,6 +2,8 @@
 //! era, with the route's upstream credential; what `mcp-enterprise tools pin|diff|approve` pins)
 //! and [`fetch_catalog`] (the tools and prompts a `policy` section with `fetch_tools_at_startup`
 //! validates its policies against, and what `mcp-enterprise policy check --upstream` uses).
+//! Requests go out like the gateway's own upstream calls: through the egress proxy, with the
+//! upstream's TLS settings ([`UpstreamClient`]).
 
 use std::time::Duration;
 
@@ -9,21 +11,53 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use mcp_enterprise_core::outbound::{self, Egress, OutboundConnector, OutboundError, TlsSettings};
 use mcp_enterprise_policy::Catalog;
 use serde_json::{Value, json};
 
 /// The protocol version the start-up fetch speaks (stateless: no session to set up).
 const FETCH_PROTOCOL_VERSION: &str = "2026-07-28";
 
-/// Fetches `tools/list` (and `prompts/list`, when the upstream has prompts) from a live upstream.
+/// The HTTP client listing requests go out with: the egress proxy and the upstream's TLS
+/// settings (CA bundle, client certificate, SNI), HTTP/1.1 or HTTP/2 by ALPN. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct UpstreamClient {
+    client: Client<OutboundConnector, Full<Bytes>>,
+}
+
+impl UpstreamClient {
+    /// A client reaching upstreams through `egress` with `tls`.
+    pub fn new(egress: &Egress, tls: &TlsSettings) -> Result<Self, OutboundError> {
+        let connector = outbound::connector(egress, tls, outbound::DEFAULT_CONNECT_TIMEOUT, true)?;
+        Ok(Self { client: Client::builder(TokioExecutor::new()).build(connector) })
+    }
+
+    /// The proxy of the environment (`HTTPS_PROXY`, `NO_PROXY`...), the system's roots.
+    pub fn from_env() -> Result<Self, OutboundError> {
+        Self::new(&Egress::from_env(), &TlsSettings::new())
+    }
+}
+
+/// Fetches `tools/list` (and `prompts/list`, when the upstream has prompts) from a live upstream,
+/// through the environment's proxy with the system's roots ([`fetch_catalog_via`] to choose).
 pub async fn fetch_catalog(url: &str) -> Result<Catalog, mcp_enterprise_policy::PolicyConfigError> {
+    let client = UpstreamClient::from_env()
+        .map_err(|e| mcp_enterprise_policy::PolicyConfigError::Fetch { url: url.to_owned(), reason: e.to_string() })?;
+    fetch_catalog_via(&client, url).await
+}
+
+/// [`fetch_catalog`] with `client` (the route's egress proxy and upstream TLS settings).
+pub async fn fetch_catalog_via(
+    client: &UpstreamClient,
+    url: &str,
+) -> Result<Catalog, mcp_enterprise_policy::PolicyConfigError> {
     let fetch_error = |reason: String| mcp_enterprise_policy::PolicyConfigError::Fetch { url: url.to_owned(), reason };
-    let tools = fetch_listing(url, "tools/list", &None)
+    let tools = fetch_listing_via(client, url, "tools/list", &None)
         .await
         .map_err(fetch_error)?
         .ok_or_else(|| fetch_error("the upstream has no tools/list".to_owned()))?;
     let mut catalog = Catalog::from_listing(&tools);
-    if let Ok(Some(prompts)) = fetch_listing(url, "prompts/list", &None).await {
+    if let Ok(Some(prompts)) = fetch_listing_via(client, url, "prompts/list", &None).await {
         catalog.learn_prompts(&prompts);
     }
     Ok(catalog)
@@ -41,13 +75,23 @@ const LEGACY_PROTOCOL_VERSION: &str = "2025-11-25";
 /// (`initialize`) when the upstream answers the modern request with an error. `credential` is sent
 /// on every request (the route's propagation). `Ok(None)`: the upstream does not offer the method.
 pub async fn fetch_listing(url: &str, method: &str, credential: &Credential) -> Result<Option<Value>, String> {
+    fetch_listing_via(&UpstreamClient::from_env().map_err(|e| e.to_string())?, url, method, credential).await
+}
+
+/// [`fetch_listing`] with `client` (the route's egress proxy and upstream TLS settings).
+pub async fn fetch_listing_via(
+    client: &UpstreamClient,
+    url: &str,
+    method: &str,
+    credential: &Credential,
+) -> Result<Option<Value>, String> {
     let field = match method {
         "tools/list" => "tools",
         "prompts/list" => "prompts",
         "resources/templates/list" => "resourceTemplates",
         other => return Err(format!("{other} is not a list of definitions")),
     };
-    let mut session = Session::modern();
+    let mut session = Session::modern(client);
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for page in 0.. {
@@ -65,7 +109,7 @@ pub async fn fetch_listing(url: &str, method: &str, credential: &Credential) -> 
         };
         let response = if page == 0 && session.is_modern() && refused(&answer) {
             // a 2025-era server: open a legacy session and ask again
-            session = Session::legacy(url, credential).await?;
+            session = Session::legacy(client, url, credential).await?;
             session.request(url, method, params, credential).await?
         } else {
             answer?
@@ -89,21 +133,22 @@ pub async fn fetch_listing(url: &str, method: &str, credential: &Credential) -> 
 
 /// How the listing requests are sent: stateless (modern) or in a legacy session.
 struct Session {
+    client: UpstreamClient,
     legacy: Option<Option<String>>,
     next_id: u64,
 }
 
 impl Session {
-    fn modern() -> Self {
-        Self { legacy: None, next_id: 1 }
+    fn modern(client: &UpstreamClient) -> Self {
+        Self { client: client.clone(), legacy: None, next_id: 1 }
     }
 
     fn is_modern(&self) -> bool {
         self.legacy.is_none()
     }
 
-    async fn legacy(url: &str, credential: &Credential) -> Result<Self, String> {
-        let mut session = Self { legacy: Some(None), next_id: 1 };
+    async fn legacy(client: &UpstreamClient, url: &str, credential: &Credential) -> Result<Self, String> {
+        let mut session = Self { client: client.clone(), legacy: Some(None), next_id: 1 };
         let params = json!({"protocolVersion": LEGACY_PROTOCOL_VERSION, "capabilities": {},
             "clientInfo": {"name": "mcp-enterprise", "version": env!("CARGO_PKG_VERSION")}});
         let Value::Object(params) = params else { return Err("initialize params".into()) };
@@ -134,7 +179,6 @@ impl Session {
         params: Option<serde_json::Map<String, Value>>,
         credential: &Credential,
     ) -> Result<(Value, Option<String>), String> {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
         let notification = params.is_none();
         let mut params = params.unwrap_or_default();
         let id = self.next_id;
@@ -169,7 +213,7 @@ impl Session {
             message["id"] = json!(id);
         }
         let request = request.body(Full::new(Bytes::from(message.to_string()))).map_err(|e| format!("request: {e}"))?;
-        let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        let response = tokio::time::timeout(Duration::from_secs(10), self.client.client.request(request))
             .await
             .map_err(|_| format!("{method}: timed out"))?
             .map_err(|e| format!("{method}: connect: {e}"))?;

@@ -153,19 +153,26 @@ impl Parts {
         pre_auth_limit_layer: Option<&PreAuthLimitLayer>,
     ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
-        let sso = fingerprint(&config.sso);
+        // the egress section reaches every identity provider and token endpoint
+        let sso = fingerprint(&(&config.sso, &config.egress));
         let redis = fingerprint(&config.redis);
-        let dpop = fingerprint(&(&config.dpop, &config.sso, &config.redis));
-        let workload_identity = fingerprint(&(&config.workload_identity, &config.redis));
+        let dpop = fingerprint(&(&config.dpop, &config.sso, &config.redis, &config.egress));
+        let workload_identity = fingerprint(&(&config.workload_identity, &config.redis, &config.egress));
         let audit = fingerprint(&config.audit);
         let rate_limits = fingerprint(&(&config.rate_limits, &config.redis));
         // the defaults come from `resource` and the upstream URL
-        let propagation = fingerprint(&(&config.upstream, &config.resource));
+        let propagation = fingerprint(&(&config.upstream, &config.resource, &config.egress));
         let propagation_mode = match previous {
             // an unchanged section keeps its signing keys (verifiers' cached key sets stay valid)
             Some(p) if p.propagation == propagation => p.propagation_mode.clone(),
-            _ => Propagation::from_config(&config.upstream.propagation, &config.resource, &config.upstream.url)
-                .map_err(crate::ConfigError::from)?,
+            _ => Propagation::from_config_outbound(
+                &config.upstream.propagation,
+                &config.resource,
+                &config.upstream.url,
+                &compose::egress(config)?,
+                &compose::idp_tls(config)?,
+            )
+            .map_err(crate::ConfigError::from)?,
         };
         let policy = fingerprint(&config.policy);
         let integrity = fingerprint(&config.integrity);
@@ -484,9 +491,16 @@ impl ConfiguredGateway {
         let mut catalogs = Vec::new();
         for document in loaded.config().route_documents() {
             catalogs.push(match &document.policy {
-                Some(p) if p.fetch_tools_at_startup => crate::catalog::fetch_catalog(&document.upstream.url)
-                    .await
-                    .map_err(|e| ConfiguredError::Policy(e.to_string()))?,
+                Some(p) if p.fetch_tools_at_startup => {
+                    let client = crate::catalog::UpstreamClient::new(
+                        &compose::egress(&document)?,
+                        &compose::upstream_tls(&document.upstream)?,
+                    )
+                    .map_err(crate::ConfigError::from)?;
+                    crate::catalog::fetch_catalog_via(&client, &document.upstream.url)
+                        .await
+                        .map_err(|e| ConfiguredError::Policy(e.to_string()))?
+                }
                 _ => Catalog::default(),
             });
         }

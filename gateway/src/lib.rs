@@ -138,6 +138,8 @@ pub struct Gateway {
     upstream: Uri,
     /// Connections to the upstream: TLS settings, egress proxy, connect timeout.
     connector: mcp_enterprise_core::outbound::OutboundConnector,
+    /// The egress proxy the upstream is reached through, if any (what readiness dials).
+    upstream_proxy: Option<Uri>,
     /// The `Host` sent upstream instead of the URL's authority.
     upstream_host: Option<http::HeaderValue>,
     /// Whose `Forwarded`/`X-Forwarded-For` are believed (the audit record's client address).
@@ -224,7 +226,10 @@ impl Gateway {
     pub(crate) fn targets(&self) -> admin::Targets {
         let all = || std::iter::once(self).chain(&self.routes);
         admin::Targets {
-            upstreams: all().filter(|g| g.stdio.is_none()).map(|g| g.upstream.clone()).collect(),
+            upstreams: all()
+                .filter(|g| g.stdio.is_none())
+                .map(|g| (g.upstream.clone(), g.upstream_proxy.clone()))
+                .collect(),
             stdio: all().filter_map(|g| g.stdio.clone()).collect(),
             audit: self.pack.audit().cloned(),
             rate_limits: all().filter_map(|g| g.rate_limit.clone()).collect(),
@@ -256,8 +261,13 @@ impl Gateway {
         let pack = self.pack.layer().without_audit().inner(tower::util::option_layer(self.rate_limit.clone()));
         let router = match &self.stdio {
             // a stdio server: the same layers in front of the bridge
-            Some(bridge) => Router::new()
-                .fallback_service(tower_layer::Layer::layer(&pack, bridge.at(&self.mcp_path, serving.drain.clone()))),
+            Some(bridge) => {
+                bridge.set_metrics(serving.metrics.clone(), &self.mcp_path);
+                Router::new().fallback_service(tower_layer::Layer::layer(
+                    &pack,
+                    bridge.at(&self.mcp_path, serving.drain.clone()),
+                ))
+            }
             None => {
                 let proxy = Proxy::with_connector(self.upstream.clone(), self.mcp_path.clone(), self.connector.clone())
                     .with_upstream_host(self.upstream_host.clone())

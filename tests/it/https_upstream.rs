@@ -3,7 +3,9 @@
 //! certificate or handshake failure with `502` and a JSON-RPC error naming the upstream (its
 //! host and route) — never hang: wrong CA, expired certificate, another host's certificate,
 //! and an upstream demanding a client certificate (works with one, fails without). `config
-//! check` reports unusable TLS files at their key.
+//! check` reports unusable TLS files at their key. HTTP/2 by ALPN: an h2-only upstream (Node's
+//! `http2.createSecureServer` with `allowHTTP1: false`, the official TypeScript SDK's transport
+//! behind it) is served, and so is an HTTP/1.1-only one.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -217,4 +219,81 @@ fn config_check_reports_unusable_tls_files_at_their_key() {
     );
     let problems = check(&format!("client_certificate_file = {}", q(&cert)));
     assert!(problems.len() == 1 && problems[0].contains("client_key_file"), "{problems:?}");
+}
+
+/// The h2-only MCP server of `tests/peers/h2-mcp-server.mjs` and its port; its stdout (one
+/// `request <httpVersion>` line per request) in `out`.
+fn h2_only_server(
+    peers: &mcp_enterprise_tests::peers::Peers,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    out: &std::path::Path,
+) -> (mcp_enterprise_tests::process::ChildGuard, u16) {
+    let child = peers
+        .node_command()
+        .arg("h2-mcp-server.mjs")
+        .arg(cert)
+        .arg(key)
+        .stdout(std::fs::File::create(out).expect("stdout file"))
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node");
+    let guard = mcp_enterprise_tests::process::ChildGuard::new("h2-mcp-server", child);
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        if let Some(line) = text.lines().next()
+            && let Ok(v) = serde_json::from_str::<Value>(line)
+        {
+            return (guard, v["port"].as_u64().expect("port") as u16);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the h2 server did not start: {}", std::fs::read_to_string(out).unwrap_or_default());
+}
+
+/// `tools/call` of `name` through the gateway, in the protocol version `initialize` agreed.
+async fn call_tool(gateway: &RunningGateway, version: &str, name: &str) -> (http::StatusCode, Value) {
+    let mut req = common::post(
+        &gateway.mcp_url(),
+        &json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}}),
+    );
+    req.headers_mut().insert("mcp-protocol-version", version.parse().expect("header"));
+    let (status, _, msg) = tokio::time::timeout(Duration::from_secs(20), call(req)).await.expect("answered in time");
+    (status, msg)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_h2_only_upstream_is_reached_over_http2_and_an_http1_only_one_over_http1() {
+    let peers = mcp_enterprise_tests::peers::Peers::require();
+    let dir = tempfile::tempdir().expect("dir");
+    let ca = TestCa::new("upstream CA");
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let (cert, key) = ca.leaf(&["localhost"]).write(dir.path(), "h2");
+    let out = dir.path().join("h2.out");
+    let (server, port) = h2_only_server(&peers, &cert, &key, &out);
+
+    // the gateway offers h2 and http/1.1; the server accepts only h2
+    let url = format!("https://localhost:{port}/mcp");
+    let gw = gateway_to(&url, TlsSettings::new().with_ca_file(&ca_file).expect("CA")).await;
+    let (status, msg) = initialize(&gw).await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["result"]["serverInfo"]["name"], "h2-only", "{msg}");
+    let version = msg["result"]["protocolVersion"].as_str().expect("version").to_owned();
+    let (status, msg) = call_tool(&gw, &version, "protocol").await;
+    assert_eq!(status, 200, "{msg}");
+    assert_eq!(msg["result"]["content"][0]["text"], "2.0", "the request arrived over HTTP/2: {msg}");
+    gw.shutdown().await;
+    let log = std::fs::read_to_string(&out).expect("log");
+    assert_eq!(log.matches("request 2.0").count(), 2, "{log}");
+    assert!(!log.contains("request 1."), "{log}");
+    drop(server);
+
+    // an HTTP/1.1-only upstream (the TLS front offers `http/1.1` alone) with the same settings
+    let upstream = common::demo_upstream().await;
+    let front = TlsFront::start(server_config(&ca.leaf(&["localhost"]), None), addr_of(&upstream.url)).await;
+    let gw = gateway_to(&front.url("localhost"), TlsSettings::new().with_ca_file(&ca_file).expect("CA")).await;
+    let (status, msg) = initialize(&gw).await;
+    assert_eq!(status, 200, "{msg}");
+    assert!(msg["result"]["serverInfo"].is_object(), "{msg}");
+    gw.shutdown().await;
 }

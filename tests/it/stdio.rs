@@ -602,3 +602,103 @@ async fn bad_output_from_a_child_is_dropped_and_the_session_goes_on() {
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     running.shutdown().await;
 }
+
+/// A gateway fronting `bridge` with its admin listener; the admin address.
+async fn stdio_gateway_with_admin(
+    bridge: StdioBridge,
+) -> (mcp_enterprise_gateway::RunningGateway, std::net::SocketAddr) {
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let running = mcp_enterprise_gateway::Gateway::builder()
+        .stdio(bridge)
+        .listen(local)
+        .admin(local)
+        .build()
+        .expect("gateway")
+        .spawn()
+        .await
+        .expect("spawn gateway");
+    let admin = running.admin_addr().expect("admin listener");
+    (running, admin)
+}
+
+/// The upstream series of `/metrics`: `name{labels}` → value.
+async fn upstream_samples(admin: std::net::SocketAddr) -> std::collections::BTreeMap<String, f64> {
+    let req = Request::get(format!("http://{admin}/metrics")).body(Full::new(Bytes::new())).expect("request");
+    let res = common::client().request(req).await.expect("admin answers");
+    let text = String::from_utf8(res.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf-8");
+    text.lines()
+        .filter(|l| l.starts_with("mcpe_upstream_"))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Sends `body` in `session` and reads its stream up to the answer to `id`.
+async fn answer(url: &str, session: &str, body: &Value, id: i64) -> Value {
+    let mut events = Events::new(post(url, Some(session), body).await);
+    loop {
+        let (event, _) = events.next().await.expect("an answer");
+        if event["id"] == id {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_latency_and_errors_of_a_stdio_route_are_counted_exactly() {
+    const DURATION: &str = r#"mcpe_upstream_duration_seconds_count{route="/mcp"}"#;
+    const EXITED: &str = r#"mcpe_upstream_errors_total{route="/mcp",kind="exited"}"#;
+    const SPAWN: &str = r#"mcpe_upstream_errors_total{route="/mcp",kind="spawn"}"#;
+    let peers = Peers::require();
+    let bridge = bridge(&peers, StdioLimits::default());
+    let (running, admin) = stdio_gateway_with_admin(bridge.clone()).await;
+    let url = running.mcp_url();
+
+    // every request the child answers is timed: initialize and three calls
+    let session = open_session(&url).await;
+    for id in 1..=3 {
+        let echo = answer(&url, &session, &call(id, "echo", json!({"message": "hi"}), None), id).await;
+        assert_eq!(echo["result"]["content"][0]["text"], "Echo: hi", "{echo}");
+    }
+    let found = upstream_samples(admin).await;
+    assert_eq!(found.get(DURATION), Some(&4.0), "{found:?}");
+    assert_eq!(found.get(EXITED), None, "{found:?}");
+
+    // a child killed mid-call: one failed call, no answer timed
+    let response = post(
+        &url,
+        Some(&session),
+        &call(4, "trigger-long-running-operation", json!({"duration": 30, "steps": 30}), Some("p")),
+    )
+    .await;
+    let mut events = Events::new(response);
+    while events.next().await.expect("a progress event").0["method"] != "notifications/progress" {}
+    let pid = bridge.child_pids()[0];
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+    while events.next().await.expect("the error").0["id"] != 4 {}
+    let found = upstream_samples(admin).await;
+    assert_eq!(found.get(EXITED), Some(&1.0), "{found:?}");
+    assert_eq!(found.get(DURATION), Some(&4.0), "{found:?}");
+
+    // the fresh child's replayed initialize is the gateway's own, not counted; the call is
+    let echo = answer(&url, &session, &call(5, "echo", json!({"message": "again"}), None), 5).await;
+    assert_eq!(echo["result"]["content"][0]["text"], "Echo: again", "{echo}");
+    let found = upstream_samples(admin).await;
+    assert_eq!(found.get(DURATION), Some(&5.0), "{found:?}");
+    assert_eq!(found.get(EXITED), Some(&1.0), "{found:?}");
+    assert_eq!(found.get(SPAWN), None, "{found:?}");
+    running.shutdown().await;
+
+    // a program that cannot be started: the initialize fails (502) and counts once
+    let missing = StdioCommand::new(&["/nonexistent/mcp-server".to_owned()]).expect("command");
+    let (running, admin) = stdio_gateway_with_admin(StdioBridge::new("/mcp", missing, StdioLimits::default())).await;
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
+    assert_eq!(post(&running.mcp_url(), None, &init).await.status(), StatusCode::BAD_GATEWAY);
+    let found = upstream_samples(admin).await;
+    assert_eq!(found.get(SPAWN), Some(&1.0), "{found:?}");
+    assert_eq!(found.get(DURATION), None, "{found:?}");
+    running.shutdown().await;
+}

@@ -115,7 +115,7 @@ fn workload_identity_with_replay(
         .workload_identity
         .as_ref()
         .map(|c| {
-            WorkloadIdentitySetup::from_config_with_replay(c, replay.clone())
+            WorkloadIdentitySetup::from_config_outbound(c, replay.clone(), egress(config)?, idp_tls(config)?)
                 .map_err(|e| start_error("workload_identity", e))
         })
         .transpose()

@@ -109,8 +109,10 @@ pub struct PackConfig {
     /// each use with its own prefix and fail-open/fail-closed setting. Absent: every replica keeps
     /// its own state in memory.
     pub redis: Option<crate::redis::RedisConfig>,
-    /// Outbound connections: forward proxy and CA roots for identity providers. Absent: the
-    /// environment's proxy (`HTTPS_PROXY`, `NO_PROXY`), the system's roots.
+    /// Outbound connections: the forward proxy for every outbound call (identity providers,
+    /// token endpoints, workload issuers, upstreams) and CA roots for identity providers and
+    /// token endpoints. Absent: the environment's proxy (`HTTPS_PROXY`, `NO_PROXY`), the system's
+    /// roots.
     pub egress: Option<EgressConfig>,
     /// The settings whose values came from secret references (set by the loader; not part of the
     /// document): `Debug` never shows them.

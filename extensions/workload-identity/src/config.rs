@@ -25,6 +25,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 pub use mcp_enterprise_core::jwks::JwksConfig;
 use mcp_enterprise_core::jwks::JwksSettings;
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +41,9 @@ use crate::replay::MemoryReplayStore;
 use crate::rules::WorkloadRule;
 use crate::signing::SigningKey;
 use crate::trust::{IssuerKeys, TrustPolicy, TrustedIssuer};
+
+/// The egress proxy and extra trusted roots issuers are reached with.
+type Outbound = (Egress, TlsSettings);
 
 /// The server side: trust policy, direct mode, and the optional token endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -359,12 +363,15 @@ impl IssuerConfig {
 impl TrustPolicy {
     /// The trust policy of a configuration.
     pub fn from_config(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
-        Self::from_issuers(cfg, &cfg.issuers)
+        Self::from_issuers(cfg, &cfg.issuers, None)
     }
 
     /// A policy trusting no workload issuer (with the timing settings of `cfg`).
-    fn empty(cfg: &WorkloadIdentityConfig) -> Result<Self, WorkloadConfigError> {
+    fn empty(cfg: &WorkloadIdentityConfig, outbound: Option<&Outbound>) -> Result<Self, WorkloadConfigError> {
         let mut b = TrustPolicy::builder().jwks(cfg.jwks.settings(JwksSettings::default()));
+        if let Some((egress, tls)) = outbound {
+            b = b.outbound(egress.clone(), tls.clone());
+        }
         if let Some(s) = cfg.http_timeout_secs {
             b = b.http_timeout(Duration::from_secs(s));
         }
@@ -372,8 +379,15 @@ impl TrustPolicy {
     }
 
     /// A trust policy over `issuers` with the timing settings of `cfg`.
-    fn from_issuers(cfg: &WorkloadIdentityConfig, issuers: &[IssuerConfig]) -> Result<Self, WorkloadConfigError> {
+    fn from_issuers(
+        cfg: &WorkloadIdentityConfig,
+        issuers: &[IssuerConfig],
+        outbound: Option<&Outbound>,
+    ) -> Result<Self, WorkloadConfigError> {
         let mut b = TrustPolicy::builder();
+        if let Some((egress, tls)) = outbound {
+            b = b.outbound(egress.clone(), tls.clone());
+        }
         for issuer in issuers {
             b = b.issuer(issuer.trusted()?);
         }
@@ -409,6 +423,26 @@ impl WorkloadIdentitySetup {
         cfg: &WorkloadIdentityConfig,
         replay: Option<Arc<dyn crate::replay::ReplayStore>>,
     ) -> Result<Self, WorkloadConfigError> {
+        Self::build(cfg, replay, None)
+    }
+
+    /// [`from_config_with_replay`](Self::from_config_with_replay) reaching issuers and IdPs
+    /// (discovery, keys) through `egress`, trusting `tls`'s extra roots (the pack's `egress`
+    /// section).
+    pub fn from_config_outbound(
+        cfg: &WorkloadIdentityConfig,
+        replay: Option<Arc<dyn crate::replay::ReplayStore>>,
+        egress: Egress,
+        tls: TlsSettings,
+    ) -> Result<Self, WorkloadConfigError> {
+        Self::build(cfg, replay, Some(&(egress, tls)))
+    }
+
+    fn build(
+        cfg: &WorkloadIdentityConfig,
+        replay: Option<Arc<dyn crate::replay::ReplayStore>>,
+        outbound: Option<&Outbound>,
+    ) -> Result<Self, WorkloadConfigError> {
         if cfg.direct.is_none() && cfg.authorization_server.is_none() {
             return Err(WorkloadConfigError::NothingAccepted);
         }
@@ -416,7 +450,11 @@ impl WorkloadIdentitySetup {
         let id_jag_only = cfg.issuers.is_empty()
             && cfg.direct.is_none()
             && cfg.authorization_server.as_ref().is_some_and(|a| a.id_jag.is_some());
-        let trust = if id_jag_only { TrustPolicy::empty(cfg)? } else { TrustPolicy::from_config(cfg)? };
+        let trust = if id_jag_only {
+            TrustPolicy::empty(cfg, outbound)?
+        } else {
+            TrustPolicy::from_issuers(cfg, &cfg.issuers, outbound)?
+        };
         let leeway = Duration::from_secs(cfg.leeway_secs.unwrap_or(60));
         let token_endpoint = match &cfg.authorization_server {
             None => None,
@@ -457,7 +495,7 @@ impl WorkloadIdentitySetup {
                     e = e.extension_id(id);
                 }
                 if let Some(j) = &a.id_jag {
-                    e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone())?);
+                    e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
                 }
                 Some(e.build()?)
             }
@@ -524,6 +562,7 @@ fn id_jag_validator(
     j: &IdJagConfig,
     leeway: Duration,
     replay: Option<Arc<dyn crate::replay::ReplayStore>>,
+    outbound: Option<&Outbound>,
 ) -> Result<IdJagValidator, WorkloadConfigError> {
     if j.idps.is_empty() {
         return Err(WorkloadConfigError::Limit {
@@ -531,7 +570,7 @@ fn id_jag_validator(
             reason: "at least one enterprise IdP is required",
         });
     }
-    let idps = TrustPolicy::from_issuers(cfg, &j.idps)?;
+    let idps = TrustPolicy::from_issuers(cfg, &j.idps, outbound)?;
     let mut v = IdJagValidator::builder(idps, &a.issuer)
         .resource(&cfg.resource)
         .leeway(leeway)

@@ -20,6 +20,7 @@ use mcp_enterprise_core::clock::{Clock, SystemClock};
 use mcp_enterprise_core::jwks::{
     DiscoveryOrder, HttpClient, JwksCache, JwksFormat, JwksSettings, JwtError, KeySource, UriRule, parse_jwks_as,
 };
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use serde_json::{Map, Value};
 
 use crate::error::{WorkloadConfigError, WorkloadError};
@@ -281,6 +282,7 @@ impl TrustPolicy {
             http_timeout: Duration::from_secs(5),
             jwks: JwksSettings::default(),
             max_token_bytes: 16 * 1024,
+            outbound: None,
         }
     }
 
@@ -335,6 +337,7 @@ pub struct TrustPolicyBuilder {
     http_timeout: Duration,
     jwks: JwksSettings,
     max_token_bytes: usize,
+    outbound: Option<(Egress, TlsSettings)>,
 }
 
 impl fmt::Debug for TrustPolicyBuilder {
@@ -359,6 +362,13 @@ impl TrustPolicyBuilder {
     /// Timeout of each fetch (discovery, keys), default 5 s.
     pub fn http_timeout(mut self, timeout: Duration) -> Self {
         self.http_timeout = timeout;
+        self
+    }
+
+    /// Reaches issuers (discovery, keys) through `egress`, trusting `tls`'s extra roots (default:
+    /// the environment's proxy, the system's roots).
+    pub fn outbound(mut self, egress: Egress, tls: TlsSettings) -> Self {
+        self.outbound = Some((egress, tls));
         self
     }
 
@@ -389,7 +399,11 @@ impl TrustPolicyBuilder {
         if self.max_token_bytes < 256 {
             return Err(WorkloadConfigError::Limit { what: "max_token_bytes", reason: "must be at least 256" });
         }
-        let http = HttpClient::new(self.http_timeout).map_err(|e| WorkloadConfigError::Http(e.to_string()))?;
+        let http = match &self.outbound {
+            Some((egress, tls)) => HttpClient::with_outbound(self.http_timeout, egress, tls),
+            None => HttpClient::new(self.http_timeout),
+        }
+        .map_err(|e| WorkloadConfigError::Http(e.to_string()))?;
         let mut live: Vec<LiveIssuer> = Vec::new();
         for issuer in self.issuers {
             issuer.check()?;

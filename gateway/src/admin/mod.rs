@@ -39,7 +39,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// What readiness checks: taken from the gateway serving now (a reload replaces it).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Targets {
-    pub(crate) upstreams: Vec<Uri>,
+    /// Each HTTP upstream and the egress proxy it is reached through, if any.
+    pub(crate) upstreams: Vec<(Uri, Option<Uri>)>,
     pub(crate) audit: Option<AuditLayer>,
     pub(crate) rate_limits: Vec<RateLimitLayer>,
     pub(crate) sso: Vec<mcp_enterprise_sso::SsoLayer>,
@@ -94,8 +95,12 @@ impl Admin {
             Ok(())
         };
         checks.push(("listener".to_owned(), listener));
-        for upstream in &targets.upstreams {
-            checks.push((format!("upstream {upstream}"), reachable(upstream).await));
+        for (upstream, proxy) in &targets.upstreams {
+            // through an egress proxy, the proxy is what the gateway dials
+            checks.push(match proxy {
+                Some(proxy) => (format!("upstream {upstream} via proxy {proxy}"), reachable(proxy).await),
+                None => (format!("upstream {upstream}"), reachable(upstream).await),
+            });
         }
         for bridge in &targets.stdio {
             checks.push((format!("stdio {}", bridge.route()), bridge.health()));

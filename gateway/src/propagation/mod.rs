@@ -48,6 +48,7 @@ use std::time::Duration;
 use http::StatusCode;
 use http::{HeaderName, HeaderValue, header};
 use mcp_enterprise_config::{PropagationConfig, PropagationMode};
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::{McpRequest, Principal};
 pub use signed_assertion::{KeyError, SignedAssertion, SignedAssertionBuilder};
 pub use static_header::{ClientCredentials, StaticHeader};
@@ -129,6 +130,27 @@ impl Propagation {
     /// Builds the configured mode. `resource` is the gateway's canonical resource URI (its origin
     /// is the default issuer), `upstream` the upstream URL (the default audience).
     pub fn from_config(config: &PropagationConfig, resource: &str, upstream: &str) -> Result<Self, PropagationError> {
+        Self::build(config, resource, upstream, None)
+    }
+
+    /// Like [`from_config`](Self::from_config), with token endpoints (`token_exchange`, `static`'s
+    /// client credentials) reached through `egress` and trusted with `tls`'s extra roots.
+    pub fn from_config_outbound(
+        config: &PropagationConfig,
+        resource: &str,
+        upstream: &str,
+        egress: &Egress,
+        tls: &TlsSettings,
+    ) -> Result<Self, PropagationError> {
+        Self::build(config, resource, upstream, Some((egress, tls)))
+    }
+
+    fn build(
+        config: &PropagationConfig,
+        resource: &str,
+        upstream: &str,
+        outbound: Option<(&Egress, &TlsSettings)>,
+    ) -> Result<Self, PropagationError> {
         Ok(match config.mode {
             PropagationMode::SignedAssertion => {
                 let settings = config.signed_assertion.clone().unwrap_or_default();
@@ -154,7 +176,10 @@ impl Propagation {
                 let settings = config.token_exchange.as_ref().ok_or_else(|| {
                     PropagationError::Config("mode token_exchange needs the token_exchange settings".into())
                 })?;
-                Self::TokenExchange(TokenExchange::from_config(settings, upstream)?)
+                Self::TokenExchange(match outbound {
+                    Some((egress, tls)) => TokenExchange::from_config_outbound(settings, upstream, egress, tls)?,
+                    None => TokenExchange::from_config(settings, upstream)?,
+                })
             }
             PropagationMode::Static => {
                 let settings = config
@@ -163,7 +188,10 @@ impl Propagation {
                     .ok_or_else(|| PropagationError::Config("mode static needs the static settings".into()))?;
                 match (&settings.value, &settings.client_credentials) {
                     (Some(value), None) => Self::Static(StaticHeader::new(&settings.header, value)?),
-                    (None, Some(grant)) => Self::ClientCredentials(ClientCredentials::from_config(grant, upstream)?),
+                    (None, Some(grant)) => Self::ClientCredentials(match outbound {
+                        Some((egress, tls)) => ClientCredentials::from_config_outbound(grant, upstream, egress, tls)?,
+                        None => ClientCredentials::from_config(grant, upstream)?,
+                    }),
                     _ => {
                         return Err(PropagationError::Config(
                             "static needs exactly one of value and client_credentials".into(),

@@ -10,9 +10,10 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use mcp_enterprise_config::ClientCredentialsConfig;
 use mcp_enterprise_core::clock::{Clock, SystemClock};
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 
 use super::PropagationError;
-use super::token_exchange::TokenClient;
+use super::token_exchange::{ClientSettings, TokenClient};
 
 /// One header added to every upstream request. `Debug` never shows the value.
 #[derive(Clone)]
@@ -80,8 +81,27 @@ impl std::fmt::Debug for ClientCredentials {
 impl ClientCredentials {
     /// The grant for the upstream `upstream` (the default `resource`).
     pub fn from_config(config: &ClientCredentialsConfig, upstream: &str) -> Result<Self, PropagationError> {
+        Self::build(config, upstream, None)
+    }
+
+    /// Like [`from_config`](Self::from_config), reaching the token endpoint through `egress` and
+    /// trusting `tls`'s extra roots (the `egress` section).
+    pub fn from_config_outbound(
+        config: &ClientCredentialsConfig,
+        upstream: &str,
+        egress: &Egress,
+        tls: &TlsSettings,
+    ) -> Result<Self, PropagationError> {
+        Self::build(config, upstream, Some((egress, tls)))
+    }
+
+    fn build(
+        config: &ClientCredentialsConfig,
+        upstream: &str,
+        outbound: Option<(&Egress, &TlsSettings)>,
+    ) -> Result<Self, PropagationError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let client = TokenClient::new(config.into(), clock.clone())?;
+        let client = TokenClient::new(ClientSettings::from(config).via(outbound), clock.clone())?;
         Ok(Self {
             inner: Arc::new(Grant {
                 client,

@@ -39,6 +39,7 @@ use mcp_enterprise_config::{ClientAuthMethod, ClientCredentialsConfig, ScopeMapp
 use mcp_enterprise_core::clock::{Clock, SystemClock};
 use mcp_enterprise_core::glob::Glob;
 use mcp_enterprise_core::jwks::{FetchError, HttpClient, form_encode, form_request};
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::{McpRequest, Principal};
 use mcp_enterprise_workload_identity::AssertionFile;
 use serde_json::{Value, json};
@@ -69,6 +70,17 @@ pub(crate) struct ClientSettings<'a> {
     key_file: Option<&'a str>,
     assertion_file: Option<&'a str>,
     timeout: Duration,
+    /// The egress proxy and the trusted roots the endpoint is reached with (default: the
+    /// environment's proxy, the system's roots).
+    outbound: Option<(&'a Egress, &'a TlsSettings)>,
+}
+
+impl<'a> ClientSettings<'a> {
+    /// These settings, reaching the endpoint through `egress` and trusting `tls`.
+    pub(crate) fn via(mut self, outbound: Option<(&'a Egress, &'a TlsSettings)>) -> Self {
+        self.outbound = outbound;
+        self
+    }
 }
 
 /// Both configuration sections name their token endpoint client with the same fields.
@@ -84,6 +96,7 @@ macro_rules! client_settings_from {
                     key_file: c.private_key_file.as_deref(),
                     assertion_file: c.assertion_file.as_deref(),
                     timeout: Duration::from_secs(c.timeout_secs),
+                    outbound: None,
                 }
             }
         }
@@ -137,7 +150,8 @@ impl TokenClient {
     /// A client of `settings.endpoint` (https, or http on loopback) authenticating as
     /// `settings.client_id`.
     pub(crate) fn new(settings: ClientSettings<'_>, clock: Arc<dyn Clock>) -> Result<Self, PropagationError> {
-        let ClientSettings { endpoint, client_id, method, secret, key_file, assertion_file, timeout } = settings;
+        let ClientSettings { endpoint, client_id, method, secret, key_file, assertion_file, timeout, outbound } =
+            settings;
         let uri: http::Uri = endpoint.parse().map_err(|_| config_error("token_endpoint is not a URL"))?;
         let loopback = matches!(uri.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
         match uri.scheme_str() {
@@ -166,7 +180,12 @@ impl TokenClient {
             }
             _ => ClientAuth::SecretBasic(secret()?),
         };
-        let http = HttpClient::new(timeout.max(Duration::from_secs(1))).map_err(|e| config_error(e.to_string()))?;
+        let timeout = timeout.max(Duration::from_secs(1));
+        let http = match outbound {
+            Some((egress, tls)) => HttpClient::with_outbound(timeout, egress, tls),
+            None => HttpClient::new(timeout),
+        }
+        .map_err(|e| config_error(e.to_string()))?;
         Ok(Self {
             endpoint: endpoint.to_owned(),
             client_id: client_id.to_owned(),
@@ -311,13 +330,33 @@ impl TokenExchange {
         Self::with_clock(config, upstream, Arc::new(SystemClock))
     }
 
+    /// Like [`from_config`](Self::from_config), reaching the token endpoint through `egress` and
+    /// trusting `tls`'s extra roots (the `egress` section).
+    pub fn from_config_outbound(
+        config: &TokenExchangeConfig,
+        upstream: &str,
+        egress: &Egress,
+        tls: &TlsSettings,
+    ) -> Result<Self, PropagationError> {
+        Self::build(config, upstream, Arc::new(SystemClock), Some((egress, tls)))
+    }
+
     /// Like [`from_config`](Self::from_config), with a clock (tests).
     pub fn with_clock(
         config: &TokenExchangeConfig,
         upstream: &str,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, PropagationError> {
-        let client = TokenClient::new(config.into(), clock.clone())?;
+        Self::build(config, upstream, clock, None)
+    }
+
+    fn build(
+        config: &TokenExchangeConfig,
+        upstream: &str,
+        clock: Arc<dyn Clock>,
+        outbound: Option<(&Egress, &TlsSettings)>,
+    ) -> Result<Self, PropagationError> {
+        let client = TokenClient::new(ClientSettings::from(config).via(outbound), clock.clone())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 client,

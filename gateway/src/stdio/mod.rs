@@ -51,6 +51,7 @@ use tower_service::Service;
 
 use session::{SendError, Session};
 
+use crate::admin::Metrics;
 use crate::drain::{Drain, DrainBody};
 
 /// Crashes counted for backoff and crash-loop detection are those within this window.
@@ -116,6 +117,8 @@ pub(crate) struct Inner {
     /// Recent crashes of any child of the route, for readiness.
     crashes: Mutex<Vec<Instant>>,
     restarts: AtomicU64,
+    /// The gateway's metrics and the route's label (its MCP path), once served.
+    metrics: std::sync::RwLock<Option<(Arc<Metrics>, Arc<String>)>>,
 }
 
 impl Inner {
@@ -130,6 +133,22 @@ impl Inner {
             tracing::error!(route = %self.route, %status, crashes = total, window_secs = CRASH_WINDOW.as_secs(), "stdio server crash loop: its children keep exiting");
         } else {
             tracing::warn!(route = %self.route, %status, "stdio server exited; calls in flight were answered with an error, the next call restarts it");
+        }
+    }
+
+    /// The child answered a request `took` after it was written (`mcpe_upstream_duration_seconds`).
+    pub(crate) fn answered(&self, took: Duration) {
+        if let Some((metrics, route)) = &*self.metrics.read().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            metrics.upstream_answered(route, took.as_secs_f64());
+        }
+    }
+
+    /// `calls` calls failed for `kind` (`mcpe_upstream_errors_total`).
+    pub(crate) fn failed(&self, kind: &'static str, calls: usize) {
+        if let Some((metrics, route)) = &*self.metrics.read().unwrap_or_else(std::sync::PoisonError::into_inner) {
+            for _ in 0..calls {
+                metrics.upstream_failed(route, kind);
+            }
         }
     }
 
@@ -173,6 +192,7 @@ impl StdioBridge {
             sessions: Mutex::new(HashMap::new()),
             crashes: Mutex::new(Vec::new()),
             restarts: AtomicU64::new(0),
+            metrics: std::sync::RwLock::new(None),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap_idle(Arc::downgrade(&inner)));
@@ -568,7 +588,10 @@ impl StdioBridge {
                 }
                 let message = match e {
                     SendError::Closed => "the session ended".to_owned(),
-                    SendError::Spawn => format!("the stdio MCP server of {} cannot be started", self.inner.route),
+                    SendError::Spawn => {
+                        self.inner.failed("spawn", requests.len().max(1));
+                        format!("the stdio MCP server of {} cannot be started", self.inner.route)
+                    }
                 };
                 let id = messages.iter().find(|m| is_request(m)).and_then(|m| m.get("id"));
                 return error(StatusCode::BAD_GATEWAY, -32603, &message, id);
@@ -593,6 +616,12 @@ impl StdioBridge {
     /// This bridge serving at `path`; its streams end when `drain` says so (a gateway's stop).
     pub fn at(&self, path: &str, drain: Drain) -> StdioRoute {
         StdioRoute { bridge: self.clone(), path: Arc::from(path), drain }
+    }
+
+    /// Records the children's latency and failures in `metrics`, labelled `route` (the MCP path).
+    pub(crate) fn set_metrics(&self, metrics: Option<Arc<Metrics>>, route: &str) {
+        *self.inner.metrics.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            metrics.map(|m| (m, Arc::new(route.to_owned())));
     }
 }
 

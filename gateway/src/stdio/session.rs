@@ -63,6 +63,8 @@ struct State {
     next_stream: u64,
     /// Request id → (stream, progress token).
     requests: HashMap<String, (u64, Option<String>)>,
+    /// Request id → when it was written to the child (the upstream latency metric).
+    asked: HashMap<String, Instant>,
     get: Option<mpsc::Sender<Bytes>>,
     backlog: VecDeque<Bytes>,
     /// Events of resumable streams: (stream, seq, event).
@@ -137,6 +139,7 @@ impl Session {
         }
         state.streams.clear();
         state.requests.clear();
+        state.asked.clear();
         state.get = None;
         child
     }
@@ -154,6 +157,7 @@ impl Session {
         state.streams.insert(n, Stream { tx, outstanding: ids.len(), resumable, seq: 0 });
         for (id, token) in ids {
             state.requests.insert(key(id), (n, token.clone()));
+            state.asked.insert(key(id), Instant::now());
         }
         (n, rx)
     }
@@ -196,6 +200,8 @@ impl Session {
         let mut state = self.lock();
         state.streams.remove(&n);
         state.requests.retain(|_, (s, _)| *s != n);
+        let State { asked, requests, .. } = &mut *state;
+        asked.retain(|id, _| requests.contains_key(id));
     }
 
     /// A stream whose client went away: its unanswered requests are cancelled at the child.
@@ -213,6 +219,7 @@ impl Session {
                 state.requests.iter().filter(|(_, (s, _))| *s == stream).map(|(k, _)| k.clone()).collect();
             for id in &ids {
                 state.requests.remove(id);
+                state.asked.remove(id);
             }
             ids
         };
@@ -329,7 +336,12 @@ impl Session {
                     return;
                 }
                 match state.requests.remove(&id) {
-                    Some((stream, _)) => Some(stream),
+                    Some((stream, _)) => {
+                        if let (Some(asked), Some(inner)) = (state.asked.remove(&id), self.inner.upgrade()) {
+                            inner.answered(asked.elapsed());
+                        }
+                        Some(stream)
+                    }
                     None => {
                         tracing::debug!("stdio server answered a request no stream waits for; dropped");
                         return;
@@ -367,6 +379,10 @@ impl Session {
             inner.crashed(recent, status);
         }
         let requests: Vec<(String, (u64, Option<String>))> = state.requests.drain().collect();
+        state.asked.clear();
+        if let Some(inner) = &inner {
+            inner.failed("exited", requests.len());
+        }
         for (id, (stream, _)) in requests {
             let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
             let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": CHILD_EXITED,

@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
             // the cost of traces: the bearer pack without them, with sampling 1.0 and 0.01,
             // interleaved, CPU µs per request, printed
             "--traces-cost" => action = Action::TracesCost,
-            // the stdio bridge next to the plain-http route (server-everything both ways), printed
+            // the stdio bridge and an HTTPS upstream next to the plain-http route (server-everything
+            // each way), printed
             "--stdio-cost" => action = Action::StdioCost,
             other => bail!("unknown argument {other}"),
         }
@@ -806,6 +807,7 @@ fn run(opts: &Opts) -> anyhow::Result<()> {
     };
     let mut report = report(opts, &table, &at16, &medians, &rss, counted.as_ref())?;
     cost::section(&mut report, &costs, opts.duration)?;
+    stdio::section(&mut report, opts)?;
     // the Redis section is measured by its own bench against a real redis-server
     // (gateway/benches/redis_shared.rs) and kept across regenerations
     if let Ok(previous) = std::fs::read_to_string(&opts.out)

@@ -1,8 +1,10 @@
-//! `--stdio-cost`: the CPU cost of the stdio bridge. `@modelcontextprotocol/server-everything`
-//! (tests/peers) behind the gateway twice — over its own Streamable HTTP (`upstream.url`, the
-//! plain-http row) and as a stdio child (`upstream.command`) — under the same `tools/call echo`
-//! in one session (2025-11-25 era: server-everything has no other). CPU µs/req of the gateway and
-//! of the server process, printed as a markdown table.
+//! `--stdio-cost`: the CPU cost of the upstream transports. `@modelcontextprotocol/server-everything`
+//! (tests/peers) behind the gateway three times — over its own Streamable HTTP (`upstream.url`,
+//! the plain-http row), over HTTPS (the same server behind a TLS terminator, Node's
+//! `tests/peers/tls-front.mjs`, with a CA made by `openssl` and given as `upstream.tls.ca_file`)
+//! and as a stdio child (`upstream.command`) — under the same `tools/call echo` in one session
+//! (2025-11-25 era: server-everything has no other). CPU µs/req of the gateway and of the server
+//! process, printed as a markdown table (and a section of the report `run.sh` writes).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -96,10 +98,12 @@ fn children(pid: u32) -> Vec<u32> {
 fn gateway(opts: &Opts, dir: &Path, upstream: &str) -> anyhow::Result<(Proc, u16)> {
     let port = free_port()?;
     let path = dir.join(format!("stdio-gateway-{port}.toml"));
+    // the pre-authentication limit (on by default, 100/s per address) gets a rate wrk's one
+    // address never reaches, as in the other stacks: measured, never refusing
     std::fs::write(
         &path,
         format!(
-            "version = 1\nresource = \"http://127.0.0.1:{port}/mcp\"\n[listen]\naddress = \"127.0.0.1:{port}\"\n[upstream]\n{upstream}\n"
+            "version = 1\nresource = \"http://127.0.0.1:{port}/mcp\"\n[listen]\naddress = \"127.0.0.1:{port}\"\npre_auth_limit = {{ requests_per_sec = 1000000, burst = 1000000 }}\n[egress]\nproxy = \"\"\n[upstream]\n{upstream}\n"
         ),
     )?;
     let child = Command::new(opts.bins.join("mcp-enterprise"))
@@ -116,8 +120,79 @@ fn gateway(opts: &Opts, dir: &Path, upstream: &str) -> anyhow::Result<(Proc, u16
     Ok((proc, port))
 }
 
-/// Runs both rows and prints them.
+/// A private CA and a `localhost` certificate it signed (`openssl`), in `dir`: (CA, cert, key).
+fn test_pki(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let (ca_key, ca, key, csr, cert, ext) = (
+        dir.join("ca.key"),
+        dir.join("ca.pem"),
+        dir.join("tls.key"),
+        dir.join("tls.csr"),
+        dir.join("tls.pem"),
+        dir.join("tls.ext"),
+    );
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n")?;
+    let p256 = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+    // the temporary directory's path has no spaces
+    let (a, c, k, r, t, e) =
+        (ca_key.display(), ca.display(), key.display(), csr.display(), cert.display(), ext.display());
+    let steps = [
+        format!("req -x509 {p256} -subj /CN=load-CA -days 2 -keyout {a} -out {c}"),
+        format!("req {p256} -subj /CN=localhost -keyout {k} -out {r}"),
+        format!("x509 -req -days 2 -in {r} -CA {c} -CAkey {a} -CAcreateserial -extfile {e} -out {t}"),
+    ];
+    for args in steps {
+        let out =
+            Command::new("openssl").args(args.split(' ')).output().context("openssl (apt-get install openssl)")?;
+        if !out.status.success() {
+            bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok((ca, cert, key))
+}
+
+/// The TLS terminator in front of `backend`: its process and port.
+fn tls_front(node: &Path, peers: &Path, cert: &Path, key: &Path, backend: u16) -> anyhow::Result<(Proc, u16)> {
+    let mut child = Command::new(node)
+        .arg(peers.join("tls-front.mjs"))
+        .arg(cert)
+        .arg(key)
+        .arg(backend.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut byte = [0u8; 1];
+    while !line.ends_with('\n') && out.read(&mut byte)? == 1 {
+        line.push(byte[0] as char);
+    }
+    let proc = Proc(child);
+    let port: serde_json::Value =
+        serde_json::from_str(line.trim()).with_context(|| format!("tls-front said {line:?}"))?;
+    let port = port["port"].as_u64().context("tls-front port")? as u16;
+    Ok((proc, port))
+}
+
+/// Runs the rows and prints them.
 pub(crate) fn stdio_cost(opts: &Opts) -> anyhow::Result<()> {
+    println!("{}", measure(opts)?);
+    Ok(())
+}
+
+/// The upstream-transport section of the report: the table and how it was measured.
+pub(crate) fn section(report: &mut String, opts: &Opts) -> anyhow::Result<()> {
+    use std::fmt::Write as _;
+    let table = measure(opts)?;
+    let _ = write!(
+        report,
+        "\n## Upstream transports: plain http, HTTPS, stdio\n\n`@modelcontextprotocol/server-everything` behind the bare gateway over its own Streamable HTTP (the plain-http row), over HTTPS (the same server behind a TLS terminator, Node's `tests/peers/tls-front.mjs`, HTTP/1.1 by ALPN, a private CA in `upstream.tls.ca_file`) and as a stdio child (`upstream.command`); `tools/call echo` in one session (2025-11-25), {} s per cell; CPU µs per request of the gateway process and of the server process (the TLS terminator's CPU is in neither). `mcp-enterprise-load --stdio-cost` prints this table alone.\n\n{table}",
+        opts.duration
+    );
+    Ok(())
+}
+
+fn measure(opts: &Opts) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
     let peers = std::fs::canonicalize("tests/peers").context("run from the workspace root")?;
     let node = peers.join("node_modules/.bin/node");
     let entry = peers.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
@@ -137,16 +212,27 @@ pub(crate) fn stdio_cost(opts: &Opts) -> anyhow::Result<()> {
             .spawn()?,
     );
     wait_port(http_port, "server-everything")?;
+    let (ca, cert, key) = test_pki(&dir)?;
+    let (front, https_port) = tls_front(&node, &peers, &cert, &key, http_port)?;
+    wait_port(https_port, "the TLS terminator")?;
     let argv = serde_json::to_string(&[node.display().to_string(), entry.display().to_string(), "stdio".to_owned()])?;
     let rows = [
         (
             "gateway → server-everything over Streamable HTTP (plain-http row)",
             format!("url = \"http://127.0.0.1:{http_port}/mcp\""),
         ),
+        (
+            "gateway → server-everything over HTTPS",
+            format!("url = \"https://localhost:{https_port}/mcp\"\ntls = {{ ca_file = \"{}\" }}", ca.display()),
+        ),
         ("gateway → server-everything as a stdio child", format!("command = {argv}")),
     ];
-    println!("| route | connections | req/s | p50 µs | p99 µs | gateway CPU µs/req | server CPU µs/req | errors |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "| route | connections | req/s | p50 µs | p99 µs | gateway CPU µs/req | server CPU µs/req | errors |"
+    );
+    let _ = writeln!(table, "|---|---|---|---|---|---|---|---|");
     for (label, upstream) in rows {
         let (gw, port) = gateway(opts, &dir, &upstream)?;
         let session = open_session(port)?;
@@ -169,7 +255,8 @@ pub(crate) fn stdio_cost(opts: &Opts) -> anyhow::Result<()> {
                 }
                 _ => "–".to_owned(),
             };
-            println!(
+            let _ = writeln!(
+                table,
                 "| {label} | {conns} | {:.0} | {:.0} | {:.0} | {} | {server_cpu} | {} |",
                 run.rps,
                 run.p50_us,
@@ -180,7 +267,8 @@ pub(crate) fn stdio_cost(opts: &Opts) -> anyhow::Result<()> {
         }
         drop(gw);
     }
+    drop(front);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(table)
 }

@@ -177,13 +177,19 @@ impl Parts {
             Some(p) if p.sso == sso => p.sso_layer.clone(),
             _ => compose::sso(config)?,
         };
-        let dpop_layer = match previous {
-            Some(p) if p.dpop == dpop => p.dpop_layer.clone(),
-            _ => compose::dpop_shared(config, sso_layer.as_ref(), redis_client)?,
-        };
         let workload_identity_setup = match previous {
             Some(p) if p.workload_identity == workload_identity => p.workload_identity_setup.clone(),
             _ => compose::workload_identity_shared(config, redis_client)?,
+        };
+        // the DPoP layer also judges the DPoP-bound tokens of the workload identity token endpoint
+        let dpop_layer = match previous {
+            Some(p) if p.dpop == dpop && p.workload_identity == workload_identity => p.dpop_layer.clone(),
+            _ => compose::dpop_shared_with_issued(
+                config,
+                sso_layer.as_ref(),
+                workload_identity_setup.as_ref(),
+                redis_client,
+            )?,
         };
         let policy_layer = match previous {
             Some(p) if p.policy == policy => p.policy_layer.clone(),

@@ -129,6 +129,16 @@ async fn fixture_with(
     replay: Option<std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore>>,
     replicas: usize,
 ) -> Fixture {
+    fixture_opts(replay, replicas, false).await
+}
+
+/// [`fixture_with`], with the gateway's DPoP layer (`dpop`) judging the authorization server's
+/// DPoP-bound tokens.
+async fn fixture_opts(
+    replay: Option<std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore>>,
+    replicas: usize,
+    dpop: bool,
+) -> Fixture {
     let peers = Peers::require();
     let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
@@ -174,7 +184,15 @@ async fn fixture_with(
     for (i, listener) in listeners.into_iter().enumerate() {
         let setup = WorkloadIdentitySetup::from_config_with_replay(&cfg, replay.clone()).unwrap();
         let minter = SignedAssertion::builder(&assertions, &upstream).build().unwrap();
+        let endpoint = setup.token_endpoint().unwrap().clone();
         let mut b = Gateway::builder().upstream(&upstream).unwrap().workload_identity(setup);
+        if dpop {
+            // the composition the config crate makes for a `dpop` section beside the AS
+            let validator =
+                mcp_enterprise_config::compose::issued_token_validator(endpoint.issued_tokens(), &resource, None);
+            let origin = mcp_enterprise_dpop::ExternalOrigin::Fixed(issuer.clone());
+            b = b.dpop(mcp_enterprise_dpop::DpopLayer::builder(validator, origin).build().unwrap());
+        }
         b = b.propagation(Propagation::SignedAssertion(minter));
         if i == 0 {
             let (audit, trail) = AuditLayer::builder()
@@ -245,6 +263,20 @@ impl Fixture {
         pairs.extend_from_slice(extra);
         let url = format!("{}/oauth/token", self.gateways[i].mcp_url().trim_end_matches("/mcp"));
         post(&url, form(&pairs), Some(&basic(CLIENT, SECRET)), "application/x-www-form-urlencoded").await
+    }
+
+    /// The jwt-bearer grant at replica 0 with a `DPoP` header.
+    async fn grant_with_proof(&self, assertion: &str, proof: &str) -> (StatusCode, Value) {
+        let req = Request::post(self.token_url())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::AUTHORIZATION, basic(CLIENT, SECRET))
+            .header("dpop", proof)
+            .body(Full::new(Bytes::from(form(&[("grant_type", JWT_BEARER), ("assertion", assertion)]))))
+            .unwrap();
+        let res = common::send(req).await;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// A genuine ID-JAG for alice (engineering).
@@ -642,4 +674,96 @@ async fn the_token_source_caches_and_never_retries_a_refusal() {
         (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
     );
     assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}
+
+/// RFC 9449 §5 at the gateway's authorization server, proofs by npm `dpop` (and hostile ones by
+/// npm `jose`): a grant request with a valid proof (htm POST, htu the token endpoint, fresh iat,
+/// a jti never seen) gets a `DPoP` token carrying `cnf.jkt`; the gateway's DPoP layer then takes
+/// it with proofs of that key only, and refuses it as a bearer token. Every bad proof at the token
+/// endpoint is `invalid_dpop_proof`, before the ID-JAG is looked at (so it is not spent).
+#[tokio::test]
+async fn a_dpop_proof_at_the_token_endpoint_binds_the_issued_token() {
+    use mcp_enterprise_tests::dpop_peer::DpopBatch;
+
+    let f = fixture_opts(None, 1, true).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    assert!(meta["dpop_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")), "{meta}");
+    let keys = SigningKey::generate_many(&f.peers, &[SigningAlg::Es256, SigningAlg::Es256]).await.unwrap();
+    let (key, other) = (&keys[0], &keys[1]);
+    let token_url = f.token_url();
+    let jwk = {
+        let mut j = key.public_jwk();
+        j.as_object_mut().unwrap().retain(|k, _| matches!(k.as_str(), "kty" | "crv" | "x" | "y"));
+        j
+    };
+    let hostile = |claims: Value| (json!({"typ": "dpop+jwt", "jwk": jwk.clone()}), claims);
+    let mut batch = DpopBatch::new();
+    let good = batch.npm_dpop_proof(key, &token_url, "POST", None, None);
+    let wrong_htu = batch.npm_dpop_proof(key, &f.resource, "POST", None, None);
+    let wrong_htm = batch.npm_dpop_proof(key, &token_url, "GET", None, None);
+    let (h, c) = hostile(json!({"jti": "stale-1", "htm": "POST", "htu": token_url, "iat": now() - 600}));
+    let stale = batch.sign_claims(key, &h, &c);
+    let (h, c) = hostile(json!({"jti": "future-1", "htm": "POST", "htu": token_url, "iat": now() + 600}));
+    let future = batch.sign_claims(key, &h, &c);
+    let (mut h, c) = hostile(json!({"jti": "typ-1", "htm": "POST", "htu": token_url, "iat": now()}));
+    h["typ"] = json!("JWT");
+    let bad_typ = batch.sign_claims(key, &h, &c);
+    let (_, c) = hostile(json!({"jti": "other-key-1", "htm": "POST", "htu": token_url, "iat": now()}));
+    // the header names `key`, the signature is `other`'s
+    let foreign = batch.sign_claims(other, &json!({"typ": "dpop+jwt", "jwk": jwk.clone()}), &c);
+    let r = batch.run(&f.peers).await.unwrap();
+
+    let jag = f.alice_jag().await;
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_dpop_proof"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("invalid DPoP proof: {desc}")), "{body}");
+    };
+    refused("htu does not match the request URI", f.grant_with_proof(&jag, &r.string(wrong_htu).unwrap()).await);
+    refused("htm does not match the request method", f.grant_with_proof(&jag, &r.string(wrong_htm).unwrap()).await);
+    refused("iat is too old", f.grant_with_proof(&jag, &r.string(stale).unwrap()).await);
+    refused("iat is in the future", f.grant_with_proof(&jag, &r.string(future).unwrap()).await);
+    refused("typ must be dpop+jwt", f.grant_with_proof(&jag, &r.string(bad_typ).unwrap()).await);
+    refused("the signature does not verify with the jwk", f.grant_with_proof(&jag, &r.string(foreign).unwrap()).await);
+    refused("not a compact JWS", f.grant_with_proof(&jag, "not-a-proof").await);
+
+    // the good proof: a DPoP token bound to the key (the ID-JAG was not spent by the refusals)
+    let proof = r.string(good).unwrap();
+    let (status, body) = f.grant_with_proof(&jag, &proof).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], json!("DPoP"));
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let jkt = mcp_enterprise_dpop::jwk_thumbprint(&jwk).unwrap();
+    assert_eq!(claims_of(&token)["cnf"], json!({"jkt": jkt}));
+    // the same proof again (with a fresh ID-JAG): its jti is spent
+    let jag2 = f.alice_jag().await;
+    refused("replayed jti", f.grant_with_proof(&jag2, &proof).await);
+
+    // at the MCP endpoint: proofs of the bound key pass, another key's fail, bearer use fails
+    let mcp = f.gateways[0].mcp_url();
+    let mut batch = DpopBatch::new();
+    let mine = batch.npm_dpop_proof(key, &mcp, "POST", None, Some(&token));
+    let theirs = batch.npm_dpop_proof(other, &mcp, "POST", None, Some(&token));
+    let r = batch.run(&f.peers).await.unwrap();
+    let with = |proof: Option<String>, scheme: &str| {
+        let mut req = whoami(&mcp, &token);
+        req.headers_mut().insert("authorization", format!("{scheme} {token}").parse().unwrap());
+        if let Some(p) = proof {
+            req.headers_mut().insert("dpop", p.parse().unwrap());
+        }
+        req
+    };
+    let (status, _, msg) = call(with(Some(r.string(mine).unwrap()), "DPoP")).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let who = &msg["result"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("alice")), "{msg}");
+
+    let res = common::send(with(Some(r.string(theirs).unwrap()), "DPoP")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("DPoP ") && challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("bound to another key"), "{challenge}");
+
+    let res = common::send(with(None, "Bearer")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a DPoP-bound token is no bearer token");
 }

@@ -201,6 +201,9 @@ pub struct AuthorizationServerConfig {
     /// Enterprise-Managed Authorization (SEP-990): ID-JAGs from enterprise IdPs at this token
     /// endpoint; absent: off.
     pub id_jag: Option<IdJagConfig>,
+    /// How far the `iat` of a token request's DPoP proof (RFC 9449 §5: the issued token is then
+    /// bound to the proof's key) may be from now, seconds. Default 60, at most 300.
+    pub dpop_proof_window_secs: Option<u64>,
 }
 
 /// Enterprise-Managed Authorization: which enterprise IdPs' ID-JAGs are accepted, for which
@@ -458,6 +461,12 @@ impl WorkloadIdentitySetup {
                 }
                 if let Some(j) = &a.id_jag {
                     e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone())?);
+                }
+                if let Some(secs) = a.dpop_proof_window_secs {
+                    e = e.dpop_iat_window(Duration::from_secs(secs));
+                }
+                if let Some(store) = &replay {
+                    e = e.dpop_replay_store(store.clone());
                 }
                 Some(e.build()?)
             }

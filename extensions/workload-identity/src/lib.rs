@@ -42,8 +42,13 @@
 //!    shares its trust machinery (issuers, key caches, rules, replay store, signing key);
 //!    extensions never depend on each other, so a separate crate could not grow this endpoint.
 //!
-//! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs (the `dpop` crate),
-//! `private_key_jwt` client authentication, refresh tokens.
+//! A token request with a DPoP proof (RFC 9449 §5, checked by core's `dpop` module: `htm` POST,
+//! `htu` the token endpoint, fresh `iat`, single-use `jti`) gets a `DPoP` token bound to the
+//! proof's key (`cnf.jkt`); the server layer refuses such a token as a bearer token, and
+//! [`IssuedTokens::verify_bound`] lets a DPoP layer judge it.
+//!
+//! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs at the resource (the
+//! `dpop` crate), `private_key_jwt` client authentication, refresh tokens.
 //!
 //! ```
 //! use std::time::Duration;

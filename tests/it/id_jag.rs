@@ -767,3 +767,105 @@ async fn a_dpop_proof_at_the_token_endpoint_binds_the_issued_token() {
     let res = common::send(with(None, "Bearer")).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a DPoP-bound token is no bearer token");
 }
+
+/// Routes (a configuration document): the top level's authorization server issues tokens for
+/// every route's resource with no `resources` list, and a route without a `workload_identity`
+/// section names that server in its RFC 9728 document and accepts its tokens (for its own
+/// resource only). ID-JAGs signed by npm `jose` with the IdP's key.
+#[tokio::test]
+async fn every_route_is_served_by_the_top_level_authorization_server() {
+    use mcp_enterprise_config::{Format, Loader};
+    use mcp_enterprise_demo_server::DemoServer;
+    use mcp_enterprise_gateway::configured::ConfiguredGateway;
+
+    const ISSUER: &str = "http://127.0.0.1:8787";
+    const GITHUB: &str = "http://127.0.0.1:8787/github/mcp";
+    const JIRA: &str = "http://127.0.0.1:8787/jira/mcp";
+    const IDP: &str = "https://idp.routes.test";
+    let peers = Peers::require();
+    let key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let up_a = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let up_b = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let doc = json!({
+        "version": 1,
+        "resource": GITHUB,
+        "upstream": {"url": up_a.url},
+        "listen": {"address": "127.0.0.1:0"},
+        "workload_identity": {"authorization_server": {
+            "issuer": ISSUER, "insecure_http_loopback": true,
+            "id_jag": {
+                "idps": [{"issuer": IDP, "jwks": {"keys": [key.public_jwk()]}, "algorithms": ["ES256"],
+                          "rules": [{"name": "everyone", "subject": "any", "scopes": ["mcp:tools"]}]}],
+                "clients": [{"client_id": CLIENT, "client_secret": SECRET}]
+            }
+        }},
+        "routes": [{"resource": JIRA, "upstream": {"url": up_b.url}}],
+    });
+    let loader = Loader::new().text("routes.json", Format::Json, &doc.to_string()).env(Vec::<(String, String)>::new());
+    let gw = ConfiguredGateway::start(loader).await.unwrap();
+    let base = format!("http://{}", gw.running().local_addr());
+
+    // discovery: both routes name the authorization server
+    let prm = get_json(&format!("{base}/.well-known/oauth-protected-resource/jira/mcp")).await;
+    assert_eq!((prm["resource"].as_str(), &prm["authorization_servers"]), (Some(JIRA), &json!([ISSUER])), "{prm}");
+    let prm = get_json(&format!("{base}/.well-known/oauth-protected-resource/github/mcp")).await;
+    assert_eq!(prm["authorization_servers"], json!([ISSUER]), "{prm}");
+    let meta = get_json(&format!("{base}/.well-known/oauth-authorization-server")).await;
+    assert_eq!(meta["issuer"], json!(ISSUER));
+
+    let jag = |resource: &str, jti: &str| {
+        json!({"iss": IDP, "sub": "alice", "aud": ISSUER, "resource": resource, "client_id": CLIENT,
+            "scope": "mcp:tools", "iat": now(), "exp": now() + 120, "jti": jti})
+    };
+    let head = json!({"kid": key.kid(), "typ": "oauth-id-jag+jwt"});
+    let jags = jose_sign_jwts(
+        &peers,
+        &[
+            (&key, head.clone(), jag(JIRA, "route-1")),
+            (&key, head.clone(), jag(GITHUB, "route-2")),
+            (&key, head, jag("http://127.0.0.1:8787/elsewhere/mcp", "route-3")),
+        ],
+    )
+    .await
+    .unwrap();
+    let grant = |assertion: String| {
+        let url = format!("{base}/oauth/token");
+        async move {
+            post(
+                &url,
+                form(&[("grant_type", JWT_BEARER), ("assertion", &assertion)]),
+                Some(&basic(CLIENT, SECRET)),
+                "application/x-www-form-urlencoded",
+            )
+            .await
+        }
+    };
+    // the route's resource is served without being listed; a resource of no route is not
+    let (status, body) = grant(jags[0].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jira_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&jira_token)["aud"], json!(JIRA));
+    let (status, body) = grant(jags[1].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let github_token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = grant(jags[2].clone()).await;
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid ID-JAG: resource is not served by this authorization server"))
+    );
+
+    // the route without a section of its own accepts the server's tokens for itself only
+    let echo = |url: String, token: &str| {
+        let mut req = modern(&url, 1, "tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}), json!({}));
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let (status, _, msg) = call(echo(format!("{base}/jira/mcp"), &jira_token)).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let (status, _, msg) = call(echo(format!("{base}/github/mcp"), &github_token)).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let (status, _, _) = call(echo(format!("{base}/jira/mcp"), &github_token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a token for the other route");
+    let (status, _, _) = call(echo(format!("{base}/jira/mcp"), "not-a-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

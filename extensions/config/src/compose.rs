@@ -168,8 +168,8 @@ fn dpop_with_replay(
         section.resource_metadata = sso.map(|s| s.resource_metadata_url().to_owned());
     }
     let mut validator = sso.map(sso_token_validator);
-    if let Some(endpoint) = wi.and_then(WorkloadIdentitySetup::token_endpoint) {
-        validator = Some(issued_token_validator(endpoint.issued_tokens(), wi_resource(config), validator));
+    if let Some(issued) = wi.and_then(WorkloadIdentitySetup::issued_tokens) {
+        validator = Some(issued_token_validator(issued, wi_resource(config), validator));
     }
     DpopLayer::from_config_with_replay(&section, validator, replay).map(Some).map_err(|e| start_error("dpop", e))
 }
@@ -197,6 +197,23 @@ fn workload_identity_with_replay(
                 .map_err(|e| start_error("workload_identity", e))
         })
         .transpose()
+}
+
+/// A route's workload identity setup when the route has no `workload_identity` section but the
+/// top level (`primary`) runs an authorization server: the route accepts that server's access
+/// tokens for its own resource and names it in its RFC 9728 document (every route's resource is
+/// one the server issues tokens for, see [`PackConfig::route_documents`]).
+pub fn route_workload_identity(
+    route: &PackConfig,
+    primary: Option<&WorkloadIdentitySetup>,
+) -> Result<Option<WorkloadIdentitySetup>, ConfigError> {
+    if route.workload_identity.is_some() {
+        return Ok(None);
+    }
+    let Some(endpoint) = primary.and_then(WorkloadIdentitySetup::token_endpoint) else { return Ok(None) };
+    WorkloadIdentitySetup::for_issued_tokens(&route.resource, endpoint.issued_tokens())
+        .map(Some)
+        .map_err(|e| start_error("workload_identity", e))
 }
 
 /// The one Redis client of the `redis` section (nothing connects yet), when present.

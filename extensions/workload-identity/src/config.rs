@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::WorkloadTokenSource;
-use crate::endpoint::TokenEndpoint;
+use crate::endpoint::{IssuedTokens, TokenEndpoint};
 use crate::error::WorkloadConfigError;
 use crate::grant::GrantValidator;
 use crate::id_jag::{IdJagValidator, RegisteredClient};
@@ -194,8 +194,10 @@ pub struct AuthorizationServerConfig {
     /// **Insecure**: allow a plain-http issuer on `127.0.0.1` (tests).
     #[serde(default)]
     pub insecure_http_loopback: bool,
-    /// More resources tokens may be issued for (the canonical URIs of the other routes this
-    /// authorization server serves); `resource` always is one.
+    /// More resources tokens may be issued for; `resource` always is one, and so is every
+    /// route's resource when this is the top level's authorization server (routes need not be
+    /// listed: a route without a `workload_identity` section accepts this server's tokens and
+    /// names it in its RFC 9728 document).
     #[serde(default)]
     pub resources: Vec<String>,
     /// Enterprise-Managed Authorization (SEP-990): ID-JAGs from enterprise IdPs at this token
@@ -490,6 +492,20 @@ impl WorkloadIdentitySetup {
             b = b.accept_issued_tokens(e.issued_tokens());
         }
         Ok(Self { layer: b.build()?, token_endpoint })
+    }
+
+    /// For a server without a section of its own that another server's authorization server
+    /// issues tokens for (a route of the same gateway): a layer accepting that server's access
+    /// tokens for `resource` (and naming it in the RFC 9728 metadata), no token endpoint.
+    pub fn for_issued_tokens(resource: &str, issued: IssuedTokens) -> Result<Self, WorkloadConfigError> {
+        let layer = WorkloadIdentityLayer::builder(resource).accept_issued_tokens(issued).build()?;
+        Ok(Self { layer, token_endpoint: None })
+    }
+
+    /// The authorization server whose access tokens the layer accepts (its own token endpoint's,
+    /// or another server's), when it accepts any.
+    pub fn issued_tokens(&self) -> Option<IssuedTokens> {
+        self.layer.inner.issued.clone()
     }
 
     /// The server layer.

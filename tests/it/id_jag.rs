@@ -33,6 +33,8 @@ use tokio::sync::oneshot;
 use crate::common::{self, call, modern};
 
 const CLIENT: &str = "mcp-agent";
+/// A client authenticating with `private_key_jwt` (its key: [`Fixture::client_key`]).
+const JWT_CLIENT: &str = "jwt-agent";
 const SECRET: &str = "agent-secret-at-both";
 /// An IdP client whose ID-JAGs name another client at the AS.
 const OTHER: &str = "other-agent";
@@ -85,6 +87,8 @@ struct Fixture {
     peers: Peers,
     idp: OidcProvider,
     idp_key: SigningKey,
+    /// The key `JWT_CLIENT` signs its client assertions with (npm jose).
+    client_key: SigningKey,
     gateways: Vec<RunningGateway>,
     /// The authorization server's issuer (the gateway's origin).
     issuer: String,
@@ -103,7 +107,7 @@ impl Drop for Fixture {
 }
 
 /// The gateway's workload-identity section: only the ID-JAG authorization server.
-fn as_config(issuer: &str, resource: &str, idp: &str) -> WorkloadIdentityConfig {
+fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -> WorkloadIdentityConfig {
     serde_json::from_value(json!({
         "resource": resource,
         "authorization_server": {
@@ -115,7 +119,8 @@ fn as_config(issuer: &str, resource: &str, idp: &str) -> WorkloadIdentityConfig 
                                      "claims": {"/groups": {"exact": "engineering"}},
                                      "scopes": ["mcp:tools", "mcp:tools:read"]}]}],
                 "clients": [{"client_id": CLIENT, "client_secret": SECRET},
-                            {"client_id": OTHER, "client_secret": SECRET}],
+                            {"client_id": OTHER, "client_secret": SECRET},
+                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}}],
                 "max_lifetime_secs": 300
             }
         }
@@ -141,6 +146,7 @@ async fn fixture_opts(
 ) -> Fixture {
     let peers = Peers::require();
     let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let client_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
     te_client["grant_types"] = json!([TOKEN_EXCHANGE]);
     let mut other = token_exchange_client(OTHER, SECRET, "client_secret_basic", None);
@@ -178,7 +184,7 @@ async fn fixture_opts(
         .await
     });
     let audit_dir = tempfile::tempdir().unwrap();
-    let cfg = as_config(&issuer, &resource, idp.issuer());
+    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key);
     let mut gateways = Vec::new();
     let mut trails = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -205,7 +211,7 @@ async fn fixture_opts(
         }
         gateways.push(b.build().unwrap().serve_on(listener).unwrap());
     }
-    Fixture { peers, idp, idp_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
+    Fixture { peers, idp, idp_key, client_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
 }
 
 async fn futures_listeners(n: usize) -> Vec<TcpListener> {
@@ -868,4 +874,93 @@ async fn every_route_is_served_by_the_top_level_authorization_server() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a token for the other route");
     let (status, _, _) = call(echo(format!("{base}/jira/mcp"), "not-a-token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `private_key_jwt` client authentication (RFC 7523 §2.2) with keys and assertions made by npm
+/// `jose`: a registered client's assertion (aud the issuer or the token endpoint) authenticates
+/// it; every bad assertion is `401 invalid_client` with its reason, before the ID-JAG is spent.
+#[tokio::test]
+async fn private_key_jwt_client_authentication() {
+    let f = fixture_with(None, 1).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    assert!(meta["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("private_key_jwt")));
+    let key = f.client_key.clone();
+    let foreign = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+    let oct = SigningKey::from_private_jwk(
+        json!({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "alg": "HS256", "kid": key.kid()}),
+    )
+    .unwrap();
+    let token_url = f.token_url();
+    let claims = |aud: &str, jti: &str| json!({"iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": aud, "iat": now(), "exp": now() + 60, "jti": jti});
+    let head = json!({"kid": key.kid(), "typ": "JWT"});
+    let with = |mut c: Value, k: &str, v: Value| {
+        c[k] = v;
+        c
+    };
+    let jag = |n: u32| {
+        let mut c = f.jag_claims();
+        c["client_id"] = json!(JWT_CLIENT);
+        c["jti"] = json!(format!("pkjwt-jag-{n}-{}", now_nanos()));
+        (f.idp_key.clone(), json!({"kid": f.idp_key.kid(), "typ": "oauth-id-jag+jwt"}), c)
+    };
+    let (j1, j2) = (jag(1), jag(2));
+    let requests = vec![
+        (&key, head.clone(), claims(&f.issuer, "a-1")),
+        (&key, head.clone(), claims(&token_url, "a-2")),
+        (&key, head.clone(), claims("http://127.0.0.1:1", "a-3")),
+        (
+            &key,
+            head.clone(),
+            with(with(claims(&f.issuer, "a-4"), "iat", json!(now() - 600)), "exp", json!(now() - 300)),
+        ),
+        (&key, head.clone(), with(claims(&f.issuer, "a-5"), "exp", json!(now() + 3600))),
+        (&foreign, head.clone(), claims(&f.issuer, "a-6")),
+        (&oct, head.clone(), claims(&f.issuer, "a-7")),
+        (&key, head.clone(), with(with(claims(&f.issuer, "a-8"), "iss", json!(CLIENT)), "sub", json!(CLIENT))),
+        (&key, head.clone(), with(claims(&f.issuer, "a-9"), "jti", Value::Null)),
+        (&j1.0, j1.1.clone(), j1.2.clone()),
+        (&j2.0, j2.1.clone(), j2.2.clone()),
+    ];
+    let signed = jose_sign_jwts(&f.peers, &requests).await.unwrap();
+    let (jag1, jag2) = (&signed[9], &signed[10]);
+    let grant = |jag: &str, assertion: &str, kind: &str, auth: Option<String>| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", jag),
+            ("client_assertion_type", kind),
+            ("client_assertion", assertion),
+        ]);
+        let url = token_url.clone();
+        async move { post(&url, body, auth.as_deref(), "application/x-www-form-urlencoded").await }
+    };
+    const KIND: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+    refused("the client assertion's aud is not this authorization server", grant(jag1, &signed[2], KIND, None).await);
+    refused("the client assertion has expired", grant(jag1, &signed[3], KIND, None).await);
+    refused("the client assertion lives longer than 300 s", grant(jag1, &signed[4], KIND, None).await);
+    refused(
+        "the client assertion's signature does not verify with the client's keys",
+        grant(jag1, &signed[5], KIND, None).await,
+    );
+    refused(
+        "the client assertion's algorithm is not an allowed asymmetric one",
+        grant(jag1, &signed[6], KIND, None).await,
+    );
+    refused("unknown client or no registered keys", grant(jag1, &signed[7], KIND, None).await);
+    refused("the client assertion has no jti", grant(jag1, &signed[8], KIND, None).await);
+    refused("unsupported client_assertion_type", grant(jag1, &signed[0], "urn:example:other", None).await);
+    let (status, body) = grant(jag1, &signed[0], KIND, Some(basic(CLIENT, SECRET))).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{body}");
+
+    // the good assertions (aud the issuer, then the token endpoint); each once
+    let (status, body) = grant(jag1, &signed[0], KIND, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(JWT_CLIENT));
+    refused("the client assertion was already used (replayed jti)", grant(jag2, &signed[0], KIND, None).await);
+    let (status, body) = grant(jag2, &signed[1], KIND, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -236,9 +236,14 @@ pub struct IdJagConfig {
 pub struct IdJagClientConfig {
     /// The client id (the ID-JAG's `client_id` must equal it).
     pub client_id: String,
-    /// Its secret (use a `${env:…}` or `${file:…}` reference; only a digest is kept).
+    /// Its secret, for `client_secret_basic` / `client_secret_post` (use a `${env:…}` or
+    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret` and `jwks`.
     #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
-    pub client_secret: String,
+    pub client_secret: Option<String>,
+    /// Its public keys (a JWK Set), for `private_key_jwt` (RFC 7523 §2.2): the client signs a
+    /// short-lived assertion (`iss` = `sub` = the client id, `aud` this issuer or the token
+    /// endpoint, `exp` at most 300 s after `iat`, a single-use `jti`).
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for IdJagClientConfig {
@@ -565,8 +570,19 @@ fn id_jag_validator(
         v = v.resource(r);
     }
     for c in &j.clients {
-        v = v.client(RegisteredClient::with_secret(&c.client_id, &c.client_secret));
+        v = v.client(match (&c.client_secret, &c.jwks) {
+            (Some(secret), None) => RegisteredClient::with_secret(&c.client_id, secret),
+            (None, Some(jwks)) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
+            _ => {
+                return Err(WorkloadConfigError::Rule {
+                    rule: c.client_id.clone(),
+                    reason: "a client has exactly one of client_secret and jwks".into(),
+                });
+            }
+        });
     }
+    let token_path = a.token_path.as_deref().unwrap_or("/oauth/token");
+    v = v.token_endpoint(format!("{}{token_path}", a.issuer.trim_end_matches('/')));
     if let Some(store) = replay {
         v = v.replay_store(store);
     } else if let Some(n) = j.replay_capacity {

@@ -584,7 +584,9 @@ impl TokenEndpointBuilder {
             }
             metadata["authorization_grant_profiles_supported"] = json!([ID_JAG_GRANT_PROFILE]);
             metadata["token_endpoint_auth_methods_supported"] =
-                json!(["none", "client_secret_basic", "client_secret_post"]);
+                json!(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]);
+            metadata["token_endpoint_auth_signing_alg_values_supported"] =
+                json!(["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"]);
         }
         if !scopes.is_empty() {
             metadata["scopes_supported"] = json!(scopes);

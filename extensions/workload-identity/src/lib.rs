@@ -114,6 +114,7 @@
 pub struct ReadmeDoctests;
 
 mod client;
+mod client_auth;
 mod config;
 mod endpoint;
 mod error;
@@ -134,6 +135,7 @@ pub use client::{
     AccessToken, AssertionFile, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
+pub use client_auth::JWT_CLIENT_ASSERTION_TYPE;
 pub use config::{
     AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
     RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,

@@ -534,7 +534,9 @@ async fn the_conformance_suite_enterprise_managed_authorization_client_scenario_
 /// `response_types_supported: [code]` and `code_challenge_methods_supported: [S256]` are claims an
 /// ID-JAG/jwt-bearer-only server must not make (it has no authorization endpoint), so exactly
 /// those are reported missing; everything else (200, JSON, issuer = the metadata URL's issuer,
-/// token_endpoint) must hold.
+/// token_endpoint) must hold. Re-checked against the newest release (`npm view
+/// @modelcontextprotocol/conformance`: 0.2.0-alpha.12, the `conformance-next` peer; latest stable
+/// 0.1.16): the scenario still requires all three, so the expectation stands.
 #[tokio::test]
 async fn the_conformance_suite_authorization_metadata_scenario_against_the_gateway() {
     let f = fixture_with(None, 1).await;

@@ -4,7 +4,7 @@
 //! The employee signed in at the enterprise IdP; the client exchanged that sign-in (RFC 8693) for
 //! an ID-JAG naming this authorization server as audience, and presents it here with
 //! `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`, `assertion=<ID-JAG>`, authenticating
-//! as a registered client (`client_secret_basic` or `client_secret_post`). [`IdJagValidator`]
+//! as a registered client (`client_secret_basic`, `client_secret_post` or `private_key_jwt`). [`IdJagValidator`]
 //! makes every check of the extension's authorization-server MUSTs:
 //!
 //! - `typ` exactly `oauth-id-jag+jwt`; an asymmetric algorithm on the IdP's allow-list (never

@@ -47,8 +47,11 @@
 //! proof's key (`cnf.jkt`); the server layer refuses such a token as a bearer token, and
 //! [`IssuedTokens::verify_bound`] lets a DPoP layer judge it.
 //!
+//! Registered clients authenticate with a secret or with `private_key_jwt` (RFC 7523 §2.2, their
+//! public keys registered as a JWKS; [`JWT_CLIENT_ASSERTION_TYPE`]).
+//!
 //! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs at the resource (the
-//! `dpop` crate), `private_key_jwt` client authentication, refresh tokens.
+//! `dpop` crate), CIMD (URL) client ids, refresh tokens.
 //!
 //! ```
 //! use std::time::Duration;

@@ -131,6 +131,7 @@ mod replay;
 mod rules;
 mod service;
 mod signing;
+mod token_cache;
 mod trust;
 mod verify;
 

@@ -421,7 +421,7 @@ impl IdJagTokenSourceBuilder {
                 insecure_http_loopback: insecure,
                 transport,
                 clock: self.clock,
-                state: Mutex::new(State { id_token: self.id_token, server: self.server, ..State::default() }),
+                state: Mutex::new(State { id_token: self.id_token, server: self.server }),
             }),
         })
     }

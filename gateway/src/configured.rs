@@ -151,6 +151,7 @@ impl Parts {
         catalog: Catalog,
         redis_client: Option<&RedisClient>,
         pre_auth_limit_layer: Option<&PreAuthLimitLayer>,
+        primary_workload_identity: Option<&WorkloadIdentitySetup>,
     ) -> Result<(Self, Option<AuditTrail>), ConfiguredError> {
         let core = fingerprint(&config.core);
         // the egress section reaches every identity provider and token endpoint
@@ -184,13 +185,26 @@ impl Parts {
             Some(p) if p.sso == sso => p.sso_layer.clone(),
             _ => compose::sso(config)?,
         };
-        let dpop_layer = match previous {
-            Some(p) if p.dpop == dpop => p.dpop_layer.clone(),
-            _ => compose::dpop_shared(config, sso_layer.as_ref(), redis_client)?,
-        };
+        // a route without its own section accepts the top level's authorization server's tokens
+        // (made anew: the top level's may have been rebuilt)
+        let derived = compose::route_workload_identity(config, primary_workload_identity)?;
+        let from_primary = derived.is_some();
         let workload_identity_setup = match previous {
+            _ if from_primary => derived,
             Some(p) if p.workload_identity == workload_identity => p.workload_identity_setup.clone(),
             _ => compose::workload_identity_shared(config, redis_client)?,
+        };
+        // the DPoP layer also judges the DPoP-bound tokens of the workload identity token endpoint
+        let dpop_layer = match previous {
+            Some(p) if p.dpop == dpop && p.workload_identity == workload_identity && !from_primary => {
+                p.dpop_layer.clone()
+            }
+            _ => compose::dpop_shared_with_issued(
+                config,
+                sso_layer.as_ref(),
+                workload_identity_setup.as_ref(),
+                redis_client,
+            )?,
         };
         let policy_layer = match previous {
             Some(p) if p.policy == policy => p.policy_layer.clone(),
@@ -408,6 +422,7 @@ fn build_all(
     };
     for (i, document) in config.route_documents().iter().enumerate() {
         let shared = all.first().and_then(|primary| primary.audit_layer.as_ref());
+        let primary_workload_identity = all.first().and_then(|primary| primary.workload_identity_setup.as_ref());
         let catalog = catalogs.next().unwrap_or_default();
         let (parts, started) = Parts::build(
             document,
@@ -416,6 +431,7 @@ fn build_all(
             catalog,
             redis_client.as_ref(),
             pre_auth_limit.as_ref(),
+            primary_workload_identity,
         )?;
         trail = trail.or(started);
         all.push(parts);

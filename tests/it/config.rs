@@ -133,7 +133,7 @@ hmac_key_file = "${{file:missing-hmac.key}}"
     let y = yaml.display();
     let expect = [
         format!(
-            "{y}:8:1: dpop: expected a token validator for DPoP-bound tokens: an `sso` section (its issuers judge the tokens) or `dpop.static_validator`, found a dpop section with neither"
+            "{y}:8:1: dpop: expected a token validator for DPoP-bound tokens: an `sso` section (its issuers judge the tokens), a `workload_identity.authorization_server` (its own tokens) or `dpop.static_validator`, found a dpop section with neither"
         ),
         format!("{y}:9:3: dpop.nonce.keys: expected at least one nonce key for nonce mode \"required\""),
         format!(

@@ -33,6 +33,8 @@ use tokio::sync::oneshot;
 use crate::common::{self, call, modern};
 
 const CLIENT: &str = "mcp-agent";
+/// A client authenticating with `private_key_jwt` (its key: [`Fixture::client_key`]).
+const JWT_CLIENT: &str = "jwt-agent";
 const SECRET: &str = "agent-secret-at-both";
 /// An IdP client whose ID-JAGs name another client at the AS.
 const OTHER: &str = "other-agent";
@@ -85,6 +87,8 @@ struct Fixture {
     peers: Peers,
     idp: OidcProvider,
     idp_key: SigningKey,
+    /// The key `JWT_CLIENT` signs its client assertions with (npm jose).
+    client_key: SigningKey,
     gateways: Vec<RunningGateway>,
     /// The authorization server's issuer (the gateway's origin).
     issuer: String,
@@ -103,7 +107,7 @@ impl Drop for Fixture {
 }
 
 /// The gateway's workload-identity section: only the ID-JAG authorization server.
-fn as_config(issuer: &str, resource: &str, idp: &str) -> WorkloadIdentityConfig {
+fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -> WorkloadIdentityConfig {
     serde_json::from_value(json!({
         "resource": resource,
         "authorization_server": {
@@ -115,7 +119,8 @@ fn as_config(issuer: &str, resource: &str, idp: &str) -> WorkloadIdentityConfig 
                                      "claims": {"/groups": {"exact": "engineering"}},
                                      "scopes": ["mcp:tools", "mcp:tools:read"]}]}],
                 "clients": [{"client_id": CLIENT, "client_secret": SECRET},
-                            {"client_id": OTHER, "client_secret": SECRET}],
+                            {"client_id": OTHER, "client_secret": SECRET},
+                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}}],
                 "max_lifetime_secs": 300
             }
         }
@@ -129,8 +134,19 @@ async fn fixture_with(
     replay: Option<std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore>>,
     replicas: usize,
 ) -> Fixture {
+    fixture_opts(replay, replicas, false).await
+}
+
+/// [`fixture_with`], with the gateway's DPoP layer (`dpop`) judging the authorization server's
+/// DPoP-bound tokens.
+async fn fixture_opts(
+    replay: Option<std::sync::Arc<dyn mcp_enterprise_workload_identity::ReplayStore>>,
+    replicas: usize,
+    dpop: bool,
+) -> Fixture {
     let peers = Peers::require();
     let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let client_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
     te_client["grant_types"] = json!([TOKEN_EXCHANGE]);
     let mut other = token_exchange_client(OTHER, SECRET, "client_secret_basic", None);
@@ -168,13 +184,21 @@ async fn fixture_with(
         .await
     });
     let audit_dir = tempfile::tempdir().unwrap();
-    let cfg = as_config(&issuer, &resource, idp.issuer());
+    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key);
     let mut gateways = Vec::new();
     let mut trails = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let setup = WorkloadIdentitySetup::from_config_with_replay(&cfg, replay.clone()).unwrap();
         let minter = SignedAssertion::builder(&assertions, &upstream).build().unwrap();
+        let endpoint = setup.token_endpoint().unwrap().clone();
         let mut b = Gateway::builder().upstream(&upstream).unwrap().workload_identity(setup);
+        if dpop {
+            // the composition the config crate makes for a `dpop` section beside the AS
+            let validator =
+                mcp_enterprise_config::compose::issued_token_validator(endpoint.issued_tokens(), &resource, None);
+            let origin = mcp_enterprise_dpop::ExternalOrigin::Fixed(issuer.clone());
+            b = b.dpop(mcp_enterprise_dpop::DpopLayer::builder(validator, origin).build().unwrap());
+        }
         b = b.propagation(Propagation::SignedAssertion(minter));
         if i == 0 {
             let (audit, trail) = AuditLayer::builder()
@@ -187,7 +211,7 @@ async fn fixture_with(
         }
         gateways.push(b.build().unwrap().serve_on(listener).unwrap());
     }
-    Fixture { peers, idp, idp_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
+    Fixture { peers, idp, idp_key, client_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
 }
 
 async fn futures_listeners(n: usize) -> Vec<TcpListener> {
@@ -245,6 +269,20 @@ impl Fixture {
         pairs.extend_from_slice(extra);
         let url = format!("{}/oauth/token", self.gateways[i].mcp_url().trim_end_matches("/mcp"));
         post(&url, form(&pairs), Some(&basic(CLIENT, SECRET)), "application/x-www-form-urlencoded").await
+    }
+
+    /// The jwt-bearer grant at replica 0 with a `DPoP` header.
+    async fn grant_with_proof(&self, assertion: &str, proof: &str) -> (StatusCode, Value) {
+        let req = Request::post(self.token_url())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::AUTHORIZATION, basic(CLIENT, SECRET))
+            .header("dpop", proof)
+            .body(Full::new(Bytes::from(form(&[("grant_type", JWT_BEARER), ("assertion", assertion)]))))
+            .unwrap();
+        let res = common::send(req).await;
+        let status = res.status();
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     /// A genuine ID-JAG for alice (engineering).
@@ -496,7 +534,9 @@ async fn the_conformance_suite_enterprise_managed_authorization_client_scenario_
 /// `response_types_supported: [code]` and `code_challenge_methods_supported: [S256]` are claims an
 /// ID-JAG/jwt-bearer-only server must not make (it has no authorization endpoint), so exactly
 /// those are reported missing; everything else (200, JSON, issuer = the metadata URL's issuer,
-/// token_endpoint) must hold.
+/// token_endpoint) must hold. Re-checked against the newest release (`npm view
+/// @modelcontextprotocol/conformance`: 0.2.0-alpha.12, the `conformance-next` peer; latest stable
+/// 0.1.16): the scenario still requires all three, so the expectation stands.
 #[tokio::test]
 async fn the_conformance_suite_authorization_metadata_scenario_against_the_gateway() {
     let f = fixture_with(None, 1).await;
@@ -642,4 +682,287 @@ async fn the_token_source_caches_and_never_retries_a_refusal() {
         (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
     );
     assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}
+
+/// RFC 9449 §5 at the gateway's authorization server, proofs by npm `dpop` (and hostile ones by
+/// npm `jose`): a grant request with a valid proof (htm POST, htu the token endpoint, fresh iat,
+/// a jti never seen) gets a `DPoP` token carrying `cnf.jkt`; the gateway's DPoP layer then takes
+/// it with proofs of that key only, and refuses it as a bearer token. Every bad proof at the token
+/// endpoint is `invalid_dpop_proof`, before the ID-JAG is looked at (so it is not spent).
+#[tokio::test]
+async fn a_dpop_proof_at_the_token_endpoint_binds_the_issued_token() {
+    use mcp_enterprise_tests::dpop_peer::DpopBatch;
+
+    let f = fixture_opts(None, 1, true).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    assert!(meta["dpop_signing_alg_values_supported"].as_array().unwrap().contains(&json!("ES256")), "{meta}");
+    let keys = SigningKey::generate_many(&f.peers, &[SigningAlg::Es256, SigningAlg::Es256]).await.unwrap();
+    let (key, other) = (&keys[0], &keys[1]);
+    let token_url = f.token_url();
+    let jwk = {
+        let mut j = key.public_jwk();
+        j.as_object_mut().unwrap().retain(|k, _| matches!(k.as_str(), "kty" | "crv" | "x" | "y"));
+        j
+    };
+    let hostile = |claims: Value| (json!({"typ": "dpop+jwt", "jwk": jwk.clone()}), claims);
+    let mut batch = DpopBatch::new();
+    let good = batch.npm_dpop_proof(key, &token_url, "POST", None, None);
+    let wrong_htu = batch.npm_dpop_proof(key, &f.resource, "POST", None, None);
+    let wrong_htm = batch.npm_dpop_proof(key, &token_url, "GET", None, None);
+    let (h, c) = hostile(json!({"jti": "stale-1", "htm": "POST", "htu": token_url, "iat": now() - 600}));
+    let stale = batch.sign_claims(key, &h, &c);
+    let (h, c) = hostile(json!({"jti": "future-1", "htm": "POST", "htu": token_url, "iat": now() + 600}));
+    let future = batch.sign_claims(key, &h, &c);
+    let (mut h, c) = hostile(json!({"jti": "typ-1", "htm": "POST", "htu": token_url, "iat": now()}));
+    h["typ"] = json!("JWT");
+    let bad_typ = batch.sign_claims(key, &h, &c);
+    let (_, c) = hostile(json!({"jti": "other-key-1", "htm": "POST", "htu": token_url, "iat": now()}));
+    // the header names `key`, the signature is `other`'s
+    let foreign = batch.sign_claims(other, &json!({"typ": "dpop+jwt", "jwk": jwk.clone()}), &c);
+    let r = batch.run(&f.peers).await.unwrap();
+
+    let jag = f.alice_jag().await;
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_dpop_proof"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("invalid DPoP proof: {desc}")), "{body}");
+    };
+    refused("htu does not match the request URI", f.grant_with_proof(&jag, &r.string(wrong_htu).unwrap()).await);
+    refused("htm does not match the request method", f.grant_with_proof(&jag, &r.string(wrong_htm).unwrap()).await);
+    refused("iat is too old", f.grant_with_proof(&jag, &r.string(stale).unwrap()).await);
+    refused("iat is in the future", f.grant_with_proof(&jag, &r.string(future).unwrap()).await);
+    refused("typ must be dpop+jwt", f.grant_with_proof(&jag, &r.string(bad_typ).unwrap()).await);
+    refused("the signature does not verify with the jwk", f.grant_with_proof(&jag, &r.string(foreign).unwrap()).await);
+    refused("not a compact JWS", f.grant_with_proof(&jag, "not-a-proof").await);
+
+    // the good proof: a DPoP token bound to the key (the ID-JAG was not spent by the refusals)
+    let proof = r.string(good).unwrap();
+    let (status, body) = f.grant_with_proof(&jag, &proof).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["token_type"], json!("DPoP"));
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let jkt = mcp_enterprise_dpop::jwk_thumbprint(&jwk).unwrap();
+    assert_eq!(claims_of(&token)["cnf"], json!({"jkt": jkt}));
+    // the same proof again (with a fresh ID-JAG): its jti is spent
+    let jag2 = f.alice_jag().await;
+    refused("replayed jti", f.grant_with_proof(&jag2, &proof).await);
+
+    // at the MCP endpoint: proofs of the bound key pass, another key's fail, bearer use fails
+    let mcp = f.gateways[0].mcp_url();
+    let mut batch = DpopBatch::new();
+    let mine = batch.npm_dpop_proof(key, &mcp, "POST", None, Some(&token));
+    let theirs = batch.npm_dpop_proof(other, &mcp, "POST", None, Some(&token));
+    let r = batch.run(&f.peers).await.unwrap();
+    let with = |proof: Option<String>, scheme: &str| {
+        let mut req = whoami(&mcp, &token);
+        req.headers_mut().insert("authorization", format!("{scheme} {token}").parse().unwrap());
+        if let Some(p) = proof {
+            req.headers_mut().insert("dpop", p.parse().unwrap());
+        }
+        req
+    };
+    let (status, _, msg) = call(with(Some(r.string(mine).unwrap()), "DPoP")).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let who = &msg["result"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("alice")), "{msg}");
+
+    let res = common::send(with(Some(r.string(theirs).unwrap()), "DPoP")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let challenge = res.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().to_owned();
+    assert!(challenge.starts_with("DPoP ") && challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains("bound to another key"), "{challenge}");
+
+    let res = common::send(with(None, "Bearer")).await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a DPoP-bound token is no bearer token");
+}
+
+/// Routes (a configuration document): the top level's authorization server issues tokens for
+/// every route's resource with no `resources` list, and a route without a `workload_identity`
+/// section names that server in its RFC 9728 document and accepts its tokens (for its own
+/// resource only). ID-JAGs signed by npm `jose` with the IdP's key.
+#[tokio::test]
+async fn every_route_is_served_by_the_top_level_authorization_server() {
+    use mcp_enterprise_config::{Format, Loader};
+    use mcp_enterprise_demo_server::DemoServer;
+    use mcp_enterprise_gateway::configured::ConfiguredGateway;
+
+    const ISSUER: &str = "http://127.0.0.1:8787";
+    const GITHUB: &str = "http://127.0.0.1:8787/github/mcp";
+    const JIRA: &str = "http://127.0.0.1:8787/jira/mcp";
+    const IDP: &str = "https://idp.routes.test";
+    let peers = Peers::require();
+    let key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let up_a = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let up_b = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let doc = json!({
+        "version": 1,
+        "resource": GITHUB,
+        "upstream": {"url": up_a.url},
+        "listen": {"address": "127.0.0.1:0"},
+        "workload_identity": {"authorization_server": {
+            "issuer": ISSUER, "insecure_http_loopback": true,
+            "id_jag": {
+                "idps": [{"issuer": IDP, "jwks": {"keys": [key.public_jwk()]}, "algorithms": ["ES256"],
+                          "rules": [{"name": "everyone", "subject": "any", "scopes": ["mcp:tools"]}]}],
+                "clients": [{"client_id": CLIENT, "client_secret": SECRET}]
+            }
+        }},
+        "routes": [{"resource": JIRA, "upstream": {"url": up_b.url}}],
+    });
+    let loader = Loader::new().text("routes.json", Format::Json, &doc.to_string()).env(Vec::<(String, String)>::new());
+    let gw = ConfiguredGateway::start(loader).await.unwrap();
+    let base = format!("http://{}", gw.running().local_addr());
+
+    // discovery: both routes name the authorization server
+    let prm = get_json(&format!("{base}/.well-known/oauth-protected-resource/jira/mcp")).await;
+    assert_eq!((prm["resource"].as_str(), &prm["authorization_servers"]), (Some(JIRA), &json!([ISSUER])), "{prm}");
+    let prm = get_json(&format!("{base}/.well-known/oauth-protected-resource/github/mcp")).await;
+    assert_eq!(prm["authorization_servers"], json!([ISSUER]), "{prm}");
+    let meta = get_json(&format!("{base}/.well-known/oauth-authorization-server")).await;
+    assert_eq!(meta["issuer"], json!(ISSUER));
+
+    let jag = |resource: &str, jti: &str| {
+        json!({"iss": IDP, "sub": "alice", "aud": ISSUER, "resource": resource, "client_id": CLIENT,
+            "scope": "mcp:tools", "iat": now(), "exp": now() + 120, "jti": jti})
+    };
+    let head = json!({"kid": key.kid(), "typ": "oauth-id-jag+jwt"});
+    let jags = jose_sign_jwts(
+        &peers,
+        &[
+            (&key, head.clone(), jag(JIRA, "route-1")),
+            (&key, head.clone(), jag(GITHUB, "route-2")),
+            (&key, head, jag("http://127.0.0.1:8787/elsewhere/mcp", "route-3")),
+        ],
+    )
+    .await
+    .unwrap();
+    let grant = |assertion: String| {
+        let url = format!("{base}/oauth/token");
+        async move {
+            post(
+                &url,
+                form(&[("grant_type", JWT_BEARER), ("assertion", &assertion)]),
+                Some(&basic(CLIENT, SECRET)),
+                "application/x-www-form-urlencoded",
+            )
+            .await
+        }
+    };
+    // the route's resource is served without being listed; a resource of no route is not
+    let (status, body) = grant(jags[0].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let jira_token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims_of(&jira_token)["aud"], json!(JIRA));
+    let (status, body) = grant(jags[1].clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let github_token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, body) = grant(jags[2].clone()).await;
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid ID-JAG: resource is not served by this authorization server"))
+    );
+
+    // the route without a section of its own accepts the server's tokens for itself only
+    let echo = |url: String, token: &str| {
+        let mut req = modern(&url, 1, "tools/call", json!({"name": "echo", "arguments": {"text": "hi"}}), json!({}));
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        req
+    };
+    let (status, _, msg) = call(echo(format!("{base}/jira/mcp"), &jira_token)).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let (status, _, msg) = call(echo(format!("{base}/github/mcp"), &github_token)).await;
+    assert_eq!(status, StatusCode::OK, "{msg}");
+    let (status, _, _) = call(echo(format!("{base}/jira/mcp"), &github_token)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a token for the other route");
+    let (status, _, _) = call(echo(format!("{base}/jira/mcp"), "not-a-token")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `private_key_jwt` client authentication (RFC 7523 §2.2) with keys and assertions made by npm
+/// `jose`: a registered client's assertion (aud the issuer or the token endpoint) authenticates
+/// it; every bad assertion is `401 invalid_client` with its reason, before the ID-JAG is spent.
+#[tokio::test]
+async fn private_key_jwt_client_authentication() {
+    let f = fixture_with(None, 1).await;
+    let meta = get_json(&format!("{}/.well-known/oauth-authorization-server", f.issuer)).await;
+    assert!(meta["token_endpoint_auth_methods_supported"].as_array().unwrap().contains(&json!("private_key_jwt")));
+    let key = f.client_key.clone();
+    let foreign = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+    let oct = SigningKey::from_private_jwk(
+        json!({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA", "alg": "HS256", "kid": key.kid()}),
+    )
+    .unwrap();
+    let token_url = f.token_url();
+    let claims = |aud: &str, jti: &str| json!({"iss": JWT_CLIENT, "sub": JWT_CLIENT, "aud": aud, "iat": now(), "exp": now() + 60, "jti": jti});
+    let head = json!({"kid": key.kid(), "typ": "JWT"});
+    let with = |mut c: Value, k: &str, v: Value| {
+        c[k] = v;
+        c
+    };
+    let jag = |n: u32| {
+        let mut c = f.jag_claims();
+        c["client_id"] = json!(JWT_CLIENT);
+        c["jti"] = json!(format!("pkjwt-jag-{n}-{}", now_nanos()));
+        (f.idp_key.clone(), json!({"kid": f.idp_key.kid(), "typ": "oauth-id-jag+jwt"}), c)
+    };
+    let (j1, j2) = (jag(1), jag(2));
+    let requests = vec![
+        (&key, head.clone(), claims(&f.issuer, "a-1")),
+        (&key, head.clone(), claims(&token_url, "a-2")),
+        (&key, head.clone(), claims("http://127.0.0.1:1", "a-3")),
+        (
+            &key,
+            head.clone(),
+            with(with(claims(&f.issuer, "a-4"), "iat", json!(now() - 600)), "exp", json!(now() - 300)),
+        ),
+        (&key, head.clone(), with(claims(&f.issuer, "a-5"), "exp", json!(now() + 3600))),
+        (&foreign, head.clone(), claims(&f.issuer, "a-6")),
+        (&oct, head.clone(), claims(&f.issuer, "a-7")),
+        (&key, head.clone(), with(with(claims(&f.issuer, "a-8"), "iss", json!(CLIENT)), "sub", json!(CLIENT))),
+        (&key, head.clone(), with(claims(&f.issuer, "a-9"), "jti", Value::Null)),
+        (&j1.0, j1.1.clone(), j1.2.clone()),
+        (&j2.0, j2.1.clone(), j2.2.clone()),
+    ];
+    let signed = jose_sign_jwts(&f.peers, &requests).await.unwrap();
+    let (jag1, jag2) = (&signed[9], &signed[10]);
+    let grant = |jag: &str, assertion: &str, kind: &str, auth: Option<String>| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", jag),
+            ("client_assertion_type", kind),
+            ("client_assertion", assertion),
+        ]);
+        let url = token_url.clone();
+        async move { post(&url, body, auth.as_deref(), "application/x-www-form-urlencoded").await }
+    };
+    const KIND: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+    refused("the client assertion's aud is not this authorization server", grant(jag1, &signed[2], KIND, None).await);
+    refused("the client assertion has expired", grant(jag1, &signed[3], KIND, None).await);
+    refused("the client assertion lives longer than 300 s", grant(jag1, &signed[4], KIND, None).await);
+    refused(
+        "the client assertion's signature does not verify with the client's keys",
+        grant(jag1, &signed[5], KIND, None).await,
+    );
+    refused(
+        "the client assertion's algorithm is not an allowed asymmetric one",
+        grant(jag1, &signed[6], KIND, None).await,
+    );
+    refused("unknown client or no registered keys", grant(jag1, &signed[7], KIND, None).await);
+    refused("the client assertion has no jti", grant(jag1, &signed[8], KIND, None).await);
+    refused("unsupported client_assertion_type", grant(jag1, &signed[0], "urn:example:other", None).await);
+    let (status, body) = grant(jag1, &signed[0], KIND, Some(basic(CLIENT, SECRET))).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")), "{body}");
+
+    // the good assertions (aud the issuer, then the token endpoint); each once
+    let (status, body) = grant(jag1, &signed[0], KIND, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(JWT_CLIENT));
+    refused("the client assertion was already used (replayed jti)", grant(jag2, &signed[0], KIND, None).await);
+    let (status, body) = grant(jag2, &signed[1], KIND, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -16,7 +16,7 @@ use mcp_enterprise_integrity::IntegrityLayer;
 use mcp_enterprise_policy::{Catalog, PolicyLayer};
 use mcp_enterprise_sso::SsoLayer;
 use mcp_enterprise_stack::{Pack, PackBuilder};
-use mcp_enterprise_workload_identity::WorkloadIdentitySetup;
+use mcp_enterprise_workload_identity::{IssuedTokens, WorkloadIdentitySetup};
 use serde_json::Value;
 
 use mcp_enterprise_core::outbound;
@@ -55,6 +55,66 @@ impl TokenValidator for SsoValidator {
     }
 }
 
+/// Lets the DPoP layer judge the (DPoP-bound) access tokens the co-located token endpoint minted
+/// for `resource`, and every other token with `others` (the SSO layer's, when present).
+pub fn issued_token_validator(
+    issued: IssuedTokens,
+    resource: &str,
+    others: Option<Arc<dyn TokenValidator>>,
+) -> Arc<dyn TokenValidator> {
+    Arc::new(IssuedValidator { issued, resource: resource.to_owned(), others })
+}
+
+#[derive(Debug)]
+struct IssuedValidator {
+    issued: IssuedTokens,
+    resource: String,
+    others: Option<Arc<dyn TokenValidator>>,
+}
+
+impl IssuedValidator {
+    fn ours(&self, token: &str) -> Result<BoundToken, TokenError> {
+        match self.issued.verify_bound(token, &self.resource) {
+            Ok((principal, jkt)) => Ok(BoundToken::new(principal, jkt)),
+            Err(e) => Err(TokenError::Invalid(e.to_string())),
+        }
+    }
+}
+
+impl TokenValidator for IssuedValidator {
+    fn validate<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<BoundToken, TokenError>> {
+        Box::pin(async move {
+            match &self.others {
+                Some(others) if !self.issued.is_ours(token) => others.validate(token).await,
+                _ => self.ours(token),
+            }
+        })
+    }
+
+    fn validate_hashed<'a>(
+        &'a self,
+        token: &'a str,
+        sha256: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<BoundToken, TokenError>> {
+        Box::pin(async move {
+            match &self.others {
+                Some(others) if !self.issued.is_ours(token) => others.validate_hashed(token, sha256).await,
+                _ => self.ours(token),
+            }
+        })
+    }
+
+    fn issuers(&self) -> Vec<String> {
+        let mut issuers = vec![self.issued.issuer().to_owned()];
+        for i in self.others.iter().flat_map(|o| o.issuers()) {
+            if !issuers.contains(&i) {
+                issuers.push(i);
+            }
+        }
+        issuers
+    }
+}
+
 fn bound(
     validated: Result<mcp_enterprise_sso::ValidatedToken, mcp_enterprise_sso::AuthError>,
 ) -> Result<BoundToken, TokenError> {
@@ -83,12 +143,23 @@ pub fn sso(config: &PackConfig) -> Result<Option<SsoLayer>, ConfigError> {
 /// the section has a static validator; challenges name the SSO layer's metadata URL by default.
 /// Proof `jti`s are remembered in memory; see [`dpop_shared`] for Redis.
 pub fn dpop(config: &PackConfig, sso: Option<&SsoLayer>) -> Result<Option<DpopLayer>, ConfigError> {
-    dpop_with_replay(config, sso, None)
+    dpop_with_replay(config, sso, None, None)
+}
+
+/// [`dpop`], also accepting the DPoP-bound access tokens of the workload identity section's token
+/// endpoint (`wi`), for the document's `resource`.
+pub fn dpop_with_issued(
+    config: &PackConfig,
+    sso: Option<&SsoLayer>,
+    wi: Option<&WorkloadIdentitySetup>,
+) -> Result<Option<DpopLayer>, ConfigError> {
+    dpop_with_replay(config, sso, wi, None)
 }
 
 fn dpop_with_replay(
     config: &PackConfig,
     sso: Option<&SsoLayer>,
+    wi: Option<&WorkloadIdentitySetup>,
     replay: Option<Arc<dyn ReplayStore>>,
 ) -> Result<Option<DpopLayer>, ConfigError> {
     let Some(section) = &config.dpop else { return Ok(None) };
@@ -96,9 +167,16 @@ fn dpop_with_replay(
     if section.resource_metadata.is_none() {
         section.resource_metadata = sso.map(|s| s.resource_metadata_url().to_owned());
     }
-    DpopLayer::from_config_with_replay(&section, sso.map(sso_token_validator), replay)
-        .map(Some)
-        .map_err(|e| start_error("dpop", e))
+    let mut validator = sso.map(sso_token_validator);
+    if let Some(issued) = wi.and_then(WorkloadIdentitySetup::issued_tokens) {
+        validator = Some(issued_token_validator(issued, wi_resource(config), validator));
+    }
+    DpopLayer::from_config_with_replay(&section, validator, replay).map(Some).map_err(|e| start_error("dpop", e))
+}
+
+/// The resource the workload identity section serves (the document's).
+fn wi_resource(config: &PackConfig) -> &str {
+    config.workload_identity.as_ref().map_or(config.resource.as_str(), |w| w.resource.as_str())
 }
 
 /// The workload identity setup (layer and token endpoint), when the section is present; `jti`s
@@ -119,6 +197,23 @@ fn workload_identity_with_replay(
                 .map_err(|e| start_error("workload_identity", e))
         })
         .transpose()
+}
+
+/// A route's workload identity setup when the route has no `workload_identity` section but the
+/// top level (`primary`) runs an authorization server: the route accepts that server's access
+/// tokens for its own resource and names it in its RFC 9728 document (every route's resource is
+/// one the server issues tokens for, see [`PackConfig::route_documents`]).
+pub fn route_workload_identity(
+    route: &PackConfig,
+    primary: Option<&WorkloadIdentitySetup>,
+) -> Result<Option<WorkloadIdentitySetup>, ConfigError> {
+    if route.workload_identity.is_some() {
+        return Ok(None);
+    }
+    let Some(endpoint) = primary.and_then(WorkloadIdentitySetup::token_endpoint) else { return Ok(None) };
+    WorkloadIdentitySetup::for_issued_tokens(&route.resource, endpoint.issued_tokens())
+        .map(Some)
+        .map_err(|e| start_error("workload_identity", e))
 }
 
 /// The one Redis client of the `redis` section (nothing connects yet), when present.
@@ -165,8 +260,19 @@ pub fn dpop_shared(
     sso: Option<&SsoLayer>,
     client: Option<&RedisClient>,
 ) -> Result<Option<DpopLayer>, ConfigError> {
+    dpop_shared_with_issued(config, sso, None, client)
+}
+
+/// [`dpop_shared`] also accepting the token endpoint's DPoP-bound tokens (see [`dpop_with_issued`]).
+#[cfg(feature = "redis")]
+pub fn dpop_shared_with_issued(
+    config: &PackConfig,
+    sso: Option<&SsoLayer>,
+    wi: Option<&WorkloadIdentitySetup>,
+    client: Option<&RedisClient>,
+) -> Result<Option<DpopLayer>, ConfigError> {
     let use_ = config.redis.as_ref().and_then(|r| r.dpop_replay.as_ref());
-    dpop_with_replay(config, sso, shared_replay(client, use_, mcp_enterprise_core::redis::DPOP_REPLAY_PREFIX))
+    dpop_with_replay(config, sso, wi, shared_replay(client, use_, mcp_enterprise_core::redis::DPOP_REPLAY_PREFIX))
 }
 
 /// [`workload_identity`], with `jti`s in Redis when `redis.workload_identity_replay` is
@@ -223,10 +329,14 @@ pub fn pack(config: &PackConfig, catalog: Catalog, own: &[&str]) -> Result<(Pack
     #[cfg(feature = "redis")]
     let (dpop, workload_identity) = {
         let redis = redis_client(config)?;
-        (dpop_shared(config, sso.as_ref(), redis.as_ref())?, workload_identity_shared(config, redis.as_ref())?)
+        let wi = workload_identity_shared(config, redis.as_ref())?;
+        (dpop_shared_with_issued(config, sso.as_ref(), wi.as_ref(), redis.as_ref())?, wi)
     };
     #[cfg(not(feature = "redis"))]
-    let (dpop, workload_identity) = (dpop(config, sso.as_ref())?, workload_identity(config)?);
+    let (dpop, workload_identity) = {
+        let wi = workload_identity(config)?;
+        (dpop_with_issued(config, sso.as_ref(), wi.as_ref())?, wi)
+    };
     let policy = policy(config, catalog)?;
     let integrity = integrity(config)?;
     let mut builder = base(config, own)?.inspect(inspect(&config.core)?);
@@ -290,12 +400,13 @@ pub(crate) fn offered_extensions(doc: &Value) -> Option<Vec<String>> {
     let integrity = config.integrity.take().is_some();
     config.core.required_extensions.clear();
     let sso = sso(&config).ok()?;
-    let dpop = if config.dpop.as_ref().is_some_and(|d| d.static_validator.is_some() || sso.is_some()) {
-        dpop(&config, sso.as_ref()).ok()?
+    let wi = workload_identity(&config).ok()?;
+    let issued = wi.as_ref().is_some_and(|w| w.token_endpoint().is_some());
+    let dpop = if config.dpop.as_ref().is_some_and(|d| d.static_validator.is_some() || sso.is_some() || issued) {
+        dpop_with_issued(&config, sso.as_ref(), wi.as_ref()).ok()?
     } else {
         None
     };
-    let wi = workload_identity(&config).ok()?;
     let mut own = vec![GATEWAY_EXTENSION];
     if audit {
         own.push("audit");

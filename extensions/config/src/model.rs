@@ -551,9 +551,19 @@ impl PackConfig {
 
     /// One document per served MCP server: this one without its routes (the first), then one per
     /// route — this document with the route's sections in place of its own, sharing `listen` and
-    /// `audit` (each route's own `sso.resource` and `dpop.origin` are filled in when loaded).
+    /// `audit` (each route's own `sso.resource` and `dpop.origin` are filled in when loaded). The
+    /// top level's authorization server (`workload_identity.authorization_server`) serves every
+    /// route's resource: they are added to its `resources`.
     pub fn route_documents(&self) -> Vec<PackConfig> {
-        let primary = Self { routes: Vec::new(), ..self.clone() };
+        let mut primary = Self { routes: Vec::new(), ..self.clone() };
+        // the top level's authorization server issues tokens for every route's resource
+        if let Some(server) = primary.workload_identity.as_mut().and_then(|w| w.authorization_server.as_mut()) {
+            for route in &self.routes {
+                if !server.resources.contains(&route.resource) {
+                    server.resources.push(route.resource.clone());
+                }
+            }
+        }
         let mut documents = vec![primary.clone()];
         for (i, route) in self.routes.iter().enumerate() {
             let secrets = crate::routes::to_route(i, &self.secret_paths.0);

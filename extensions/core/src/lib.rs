@@ -74,6 +74,9 @@ pub mod client_address;
 pub mod clock;
 pub mod config;
 pub mod denial;
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub mod dpop;
 pub mod error;
 pub mod event;
 pub mod extensions;

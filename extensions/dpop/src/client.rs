@@ -256,7 +256,7 @@ mod tests {
                 method: "POST",
                 htu: "https://mcp.example.com/mcp",
                 htu_normalised: true,
-                access_token_sha256: &sha256,
+                access_token_sha256: Some(&sha256),
                 now,
                 iat_window: std::time::Duration::from_secs(300),
                 max_bytes: 4096,
@@ -276,7 +276,7 @@ mod tests {
             let forged = format!("{head}.{payload}.{}", String::from_utf8(bad_sig).expect("ascii"));
             assert!(validate(&forged, &ProofAlg::ALL, &expect, Some(&cache)).is_err(), "signature checked on a hit");
             let other = crate::proof::sha256(b"other");
-            let wrong_token = Expect { access_token_sha256: &other, ..expect };
+            let wrong_token = Expect { access_token_sha256: Some(&other), ..expect };
             assert!(validate(&again, &ProofAlg::ALL, &wrong_token, Some(&cache)).is_err(), "ath checked on a hit");
             let elsewhere = Expect { htu: "https://mcp.example.com/other", ..expect };
             assert!(validate(&again, &ProofAlg::ALL, &elsewhere, Some(&cache)).is_err(), "htu checked on a hit");

@@ -54,8 +54,14 @@ mod clock;
 mod config;
 mod error;
 mod future;
-mod htu;
-mod jwk;
+/// `htu` normalisation: core's.
+mod htu {
+    pub(crate) use mcp_enterprise_core::dpop::htu::{is_normal_origin, is_plain_path, normalize};
+}
+/// Proof keys: core's.
+mod jwk {
+    pub(crate) use mcp_enterprise_core::dpop::jwk::{ProofAlg, ProofKey, jwk_thumbprint};
+}
 mod layer;
 mod nonce;
 mod proof;
@@ -67,12 +73,12 @@ pub use client::{ClientKeyAlg, DpopClient, DpopClientLayer, DpopSigner, SignErro
 pub use config::{DpopConfig, NonceConfig, NonceModeConfig, StaticValidatorConfig};
 pub use error::{DpopConfigError, DpopError};
 pub use future::ResponseFuture;
-pub use htu::{matches as htu_matches, normalize as normalize_htu};
-pub use jwk::{ProofAlg, jwk_thumbprint};
 pub use layer::{
     BearerMode, DEFAULT_EXTENSION_ID, DEFAULT_REPLAY_CAPACITY, DpopLayer, DpopLayerBuilder, ExternalOrigin, NonceMode,
 };
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};
+pub use mcp_enterprise_core::dpop::htu::{matches as htu_matches, normalize as normalize_htu};
+pub use mcp_enterprise_core::dpop::jwk::{ProofAlg, jwk_thumbprint};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use mcp_enterprise_core::redis::{

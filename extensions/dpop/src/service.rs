@@ -108,7 +108,7 @@ impl Inner {
             method: req.method.as_str(),
             htu: &htu,
             htu_normalised: self.origin_normalised && crate::htu::is_plain_path(req.uri.path()),
-            access_token_sha256: &token_sha256,
+            access_token_sha256: Some(&token_sha256),
             now,
             iat_window: self.iat_window,
             max_bytes: self.max_proof_bytes,

@@ -30,7 +30,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -48,6 +48,7 @@ use tower_service::Service;
 use crate::error::WorkloadConfigError;
 use crate::grant::JWT_BEARER_GRANT_TYPE;
 use crate::replay::BoxFuture;
+use crate::token_cache::TokenCache;
 use crate::trust::check_url;
 
 /// Largest assertion file read.
@@ -184,38 +185,15 @@ impl AccessToken {
     }
 }
 
-#[derive(Debug)]
-struct Cached {
-    token: AccessToken,
-    refresh_at: Duration,
-}
-
-#[derive(Debug)]
-struct Failure {
-    error: TokenSourceError,
-    /// SHA-256 of the assertion that was refused (a new assertion may be tried at once).
-    assertion: [u8; 32],
-    /// Transport failures: retry after this time; refusals: `None` (only a new assertion helps).
-    until: Option<Duration>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    cached: Option<Cached>,
-    failure: Option<Failure>,
-}
-
 struct SourceInner {
     file: AssertionFile,
     token_endpoint: String,
     resource: String,
     scope: Option<String>,
     refresh_margin: Duration,
-    retry_pause: Duration,
     transport: Arc<dyn TokenTransport>,
     clock: Arc<dyn Clock>,
-    state: Mutex<State>,
-    fetch: tokio::sync::Mutex<()>,
+    cache: TokenCache,
 }
 
 /// The platform's workload JWT file (a Kubernetes projected service-account token, a SPIFFE
@@ -325,57 +303,23 @@ impl WorkloadTokenSource {
 
     /// An access token: the cached one while it is fresh, otherwise a new grant (one at a time).
     pub async fn token(&self) -> Result<AccessToken, TokenSourceError> {
-        if let Some(t) = self.fresh() {
-            return Ok(t);
-        }
-        let _single_flight = self.inner.fetch.lock().await;
-        if let Some(t) = self.fresh() {
-            return Ok(t);
-        }
-        let assertion = self.read_assertion().await?;
-        let digest = jwks::sha256(assertion.as_bytes());
-        let now = self.inner.clock.now();
-        if let Some(f) = &self.lock().failure
-            && f.assertion == digest
-            && f.until.is_none_or(|until| now < until)
-        {
-            return Err(f.error.clone());
-        }
-        match self.grant(&assertion).await {
-            Ok((token, refresh_at)) => {
-                let mut st = self.lock();
-                st.failure = None;
-                st.cached = Some(Cached { token: token.clone(), refresh_at });
-                Ok(token)
-            }
-            Err(error) => {
-                let until = match error {
-                    TokenSourceError::Rejected { .. } => None,
-                    _ => Some(now + self.inner.retry_pause),
-                };
-                tracing::warn!(%error, token_endpoint = %self.inner.token_endpoint, "workload token grant failed");
-                self.lock().failure = Some(Failure { error: error.clone(), assertion: digest, until });
-                Err(error)
-            }
-        }
+        let endpoint = &self.inner.token_endpoint;
+        self.inner
+            .cache
+            .get(
+                self.read_assertion(),
+                |assertion| async move { self.grant(&assertion).await },
+                |error| {
+                    tracing::warn!(%error, token_endpoint = %endpoint, "workload token grant failed");
+                },
+            )
+            .await
     }
 
     /// Forgets the cached access token if it is `token` (e.g. after the server answered
     /// `invalid_token`), so the next request makes a new grant.
     pub fn invalidate(&self, token: &AccessToken) {
-        let mut st = self.lock();
-        if st.cached.as_ref().is_some_and(|c| c.token == *token) {
-            st.cached = None;
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn fresh(&self) -> Option<AccessToken> {
-        let now = self.inner.clock.now();
-        self.lock().cached.as_ref().filter(|c| now < c.refresh_at).map(|c| c.token.clone())
+        self.inner.cache.invalidate(token);
     }
 
     async fn read_assertion(&self) -> Result<String, TokenSourceError> {
@@ -546,11 +490,9 @@ impl WorkloadTokenSourceBuilder {
                 resource: self.resource,
                 scope,
                 refresh_margin: self.refresh_margin,
-                retry_pause: self.retry_pause,
                 transport,
+                cache: TokenCache::new(self.clock.clone(), self.retry_pause),
                 clock: self.clock,
-                state: Mutex::new(State::default()),
-                fetch: tokio::sync::Mutex::new(()),
             }),
         })
     }

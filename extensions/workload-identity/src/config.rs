@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::client::WorkloadTokenSource;
-use crate::endpoint::TokenEndpoint;
+use crate::endpoint::{IssuedTokens, TokenEndpoint};
 use crate::error::WorkloadConfigError;
 use crate::grant::GrantValidator;
 use crate::id_jag::{IdJagValidator, RegisteredClient};
@@ -198,13 +198,18 @@ pub struct AuthorizationServerConfig {
     /// **Insecure**: allow a plain-http issuer on `127.0.0.1` (tests).
     #[serde(default)]
     pub insecure_http_loopback: bool,
-    /// More resources tokens may be issued for (the canonical URIs of the other routes this
-    /// authorization server serves); `resource` always is one.
+    /// More resources tokens may be issued for; `resource` always is one, and so is every
+    /// route's resource when this is the top level's authorization server (routes need not be
+    /// listed: a route without a `workload_identity` section accepts this server's tokens and
+    /// names it in its RFC 9728 document).
     #[serde(default)]
     pub resources: Vec<String>,
     /// Enterprise-Managed Authorization (SEP-990): ID-JAGs from enterprise IdPs at this token
     /// endpoint; absent: off.
     pub id_jag: Option<IdJagConfig>,
+    /// How far the `iat` of a token request's DPoP proof (RFC 9449 §5: the issued token is then
+    /// bound to the proof's key) may be from now, seconds. Default 60, at most 300.
+    pub dpop_proof_window_secs: Option<u64>,
 }
 
 /// Enterprise-Managed Authorization: which enterprise IdPs' ID-JAGs are accepted, for which
@@ -235,9 +240,14 @@ pub struct IdJagConfig {
 pub struct IdJagClientConfig {
     /// The client id (the ID-JAG's `client_id` must equal it).
     pub client_id: String,
-    /// Its secret (use a `${env:…}` or `${file:…}` reference; only a digest is kept).
+    /// Its secret, for `client_secret_basic` / `client_secret_post` (use a `${env:…}` or
+    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret` and `jwks`.
     #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
-    pub client_secret: String,
+    pub client_secret: Option<String>,
+    /// Its public keys (a JWK Set), for `private_key_jwt` (RFC 7523 §2.2): the client signs a
+    /// short-lived assertion (`iss` = `sub` = the client id, `aud` this issuer or the token
+    /// endpoint, `exp` at most 300 s after `iat`, a single-use `jti`).
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for IdJagClientConfig {
@@ -497,6 +507,12 @@ impl WorkloadIdentitySetup {
                 if let Some(j) = &a.id_jag {
                     e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
                 }
+                if let Some(secs) = a.dpop_proof_window_secs {
+                    e = e.dpop_iat_window(Duration::from_secs(secs));
+                }
+                if let Some(store) = &replay {
+                    e = e.dpop_replay_store(store.clone());
+                }
                 Some(e.build()?)
             }
         };
@@ -519,6 +535,20 @@ impl WorkloadIdentitySetup {
             b = b.accept_issued_tokens(e.issued_tokens());
         }
         Ok(Self { layer: b.build()?, token_endpoint })
+    }
+
+    /// For a server without a section of its own that another server's authorization server
+    /// issues tokens for (a route of the same gateway): a layer accepting that server's access
+    /// tokens for `resource` (and naming it in the RFC 9728 metadata), no token endpoint.
+    pub fn for_issued_tokens(resource: &str, issued: IssuedTokens) -> Result<Self, WorkloadConfigError> {
+        let layer = WorkloadIdentityLayer::builder(resource).accept_issued_tokens(issued).build()?;
+        Ok(Self { layer, token_endpoint: None })
+    }
+
+    /// The authorization server whose access tokens the layer accepts (its own token endpoint's,
+    /// or another server's), when it accepts any.
+    pub fn issued_tokens(&self) -> Option<IssuedTokens> {
+        self.layer.inner.issued.clone()
     }
 
     /// The server layer.
@@ -579,8 +609,19 @@ fn id_jag_validator(
         v = v.resource(r);
     }
     for c in &j.clients {
-        v = v.client(RegisteredClient::with_secret(&c.client_id, &c.client_secret));
+        v = v.client(match (&c.client_secret, &c.jwks) {
+            (Some(secret), None) => RegisteredClient::with_secret(&c.client_id, secret),
+            (None, Some(jwks)) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
+            _ => {
+                return Err(WorkloadConfigError::Rule {
+                    rule: c.client_id.clone(),
+                    reason: "a client has exactly one of client_secret and jwks".into(),
+                });
+            }
+        });
     }
+    let token_path = a.token_path.as_deref().unwrap_or("/oauth/token");
+    v = v.token_endpoint(format!("{}{token_path}", a.issuer.trim_end_matches('/')));
     if let Some(store) = replay {
         v = v.replay_store(store);
     } else if let Some(n) = j.replay_capacity {

@@ -37,9 +37,10 @@ use tower_service::Service;
 use crate::error::{GrantError, WorkloadConfigError, WorkloadError};
 use crate::grant::{GrantDecision, GrantValidator, JWT_BEARER_GRANT_TYPE};
 use crate::id_jag::{EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, IdJagDecision, IdJagValidator, is_id_jag_request};
-use crate::replay::BoxFuture;
+use crate::replay::{BoxFuture, MemoryReplayStore, ReplayStore};
 use crate::signing::SigningKey;
 use crate::verify::{check_times, single_audience};
+use mcp_enterprise_core::dpop::{Expect as ProofExpect, ProofAlg};
 
 /// The de-facto extension id the conformance suite and the TypeScript SDK use for SEP-1933.
 pub const DEFAULT_WIF_EXTENSION_ID: &str = "io.modelcontextprotocol/auth/wif";
@@ -47,8 +48,20 @@ pub const DEFAULT_WIF_EXTENSION_ID: &str = "io.modelcontextprotocol/auth/wif";
 /// The RFC 8414 well-known prefix.
 const AS_METADATA_PREFIX: &str = "/.well-known/oauth-authorization-server";
 
+/// DPoP at the token endpoint (RFC 9449 §5): a request with a valid proof gets a token bound to
+/// the proof's key.
+struct DpopBinding {
+    algorithms: Vec<ProofAlg>,
+    iat_window: Duration,
+    replay: Arc<dyn ReplayStore>,
+}
+
+/// Longest DPoP proof accepted at the token endpoint.
+const MAX_PROOF_BYTES: usize = 8 * 1024;
+
 struct EndpointInner {
     validator: GrantValidator,
+    dpop: DpopBinding,
     id_jag: Option<IdJagValidator>,
     key: SigningKey,
     issued: IssuedTokens,
@@ -99,6 +112,8 @@ impl TokenEndpoint {
             ttl: Duration::from_secs(300),
             extension_id: DEFAULT_WIF_EXTENSION_ID.to_owned(),
             max_body_bytes: 64 * 1024,
+            dpop_iat_window: Duration::from_secs(60),
+            dpop_replay: None,
         }
     }
 
@@ -153,7 +168,7 @@ impl TokenEndpoint {
         MetadataContribution::new().authorization_server(self.issuer())
     }
 
-    fn mint(&self, decision: &GrantDecision) -> Result<(String, u64), WorkloadConfigError> {
+    fn mint(&self, decision: &GrantDecision, jkt: Option<&str>) -> Result<(String, u64), WorkloadConfigError> {
         let now = self.inner.validator.inner.trust.clock().now().as_secs();
         let ttl = self.inner.ttl.as_secs();
         let mut jti = [0u8; 16];
@@ -173,12 +188,15 @@ impl TokenEndpoint {
         if !decision.scopes.is_empty() {
             claims["scope"] = json!(decision.scopes.join(" "));
         }
+        if let Some(jkt) = jkt {
+            claims["cnf"] = json!({ "jkt": jkt });
+        }
         Ok((self.inner.key.sign(&json!({"typ": "at+jwt"}), &claims)?, ttl))
     }
 
     /// An access token for the employee of an ID-JAG: `sub` the user, `aud` the resource,
     /// `client_id` the client, `idp` the enterprise IdP, the user claims (`email`, groups...).
-    fn mint_user(&self, decision: &IdJagDecision) -> Result<(String, u64), WorkloadConfigError> {
+    fn mint_user(&self, decision: &IdJagDecision, jkt: Option<&str>) -> Result<(String, u64), WorkloadConfigError> {
         let now = self.inner.validator.inner.trust.clock().now().as_secs();
         let ttl = self.inner.ttl.as_secs();
         let mut jti = [0u8; 16];
@@ -204,13 +222,22 @@ impl TokenEndpoint {
         if !decision.scopes.is_empty() {
             claims.insert("scope".to_owned(), json!(decision.scopes.join(" ")));
         }
+        if let Some(jkt) = jkt {
+            claims.insert("cnf".to_owned(), json!({ "jkt": jkt }));
+        }
         Ok((self.inner.key.sign(&json!({"typ": "at+jwt"}), &Value::Object(claims))?, ttl))
     }
 
-    fn issued(&self, token: Result<(String, u64), WorkloadConfigError>, scopes: &[String]) -> Response<Full<Bytes>> {
+    fn issued(
+        &self,
+        token: Result<(String, u64), WorkloadConfigError>,
+        scopes: &[String],
+        bound: bool,
+    ) -> Response<Full<Bytes>> {
         match token {
             Ok((token, ttl)) => {
-                let mut body = json!({"access_token": token, "token_type": "Bearer", "expires_in": ttl});
+                let token_type = if bound { "DPoP" } else { "Bearer" };
+                let mut body = json!({"access_token": token, "token_type": token_type, "expires_in": ttl});
                 if !scopes.is_empty() {
                     body["scope"] = json!(scopes.join(" "));
                 }
@@ -246,12 +273,17 @@ impl TokenEndpoint {
         let Some(form) = form_decode(&body) else {
             return grant_error(GrantError::InvalidRequest("the body is not a valid form"));
         };
+        let jkt = match self.dpop_proof(&parts).await {
+            Ok(jkt) => jkt,
+            Err(e) => return grant_error(e),
+        };
+        let jkt = jkt.as_deref();
         if let Some(id_jag) = &self.inner.id_jag
             && is_id_jag_request(&parts.headers, &form)
         {
             return match id_jag.validate_form(&parts.headers, &form).await {
                 Ok(decision) => {
-                    let mut res = self.issued(self.mint_user(&decision), &decision.scopes);
+                    let mut res = self.issued(self.mint_user(&decision, jkt), &decision.scopes, jkt.is_some());
                     res.extensions_mut().insert(decision);
                     res
                 }
@@ -262,9 +294,51 @@ impl TokenEndpoint {
             Ok(d) => d,
             Err(e) => return grant_error(e),
         };
-        let mut res = self.issued(self.mint(&decision), &decision.scopes);
+        let mut res = self.issued(self.mint(&decision, jkt), &decision.scopes, jkt.is_some());
         res.extensions_mut().insert(decision);
         res
+    }
+}
+
+impl TokenEndpoint {
+    /// The key thumbprint of the request's DPoP proof (RFC 9449 §5), `None` without one: exactly
+    /// one proof, `htm` POST, `htu` the token endpoint, `iat` within the window, an allowed
+    /// asymmetric key, its `jti` never seen before.
+    async fn dpop_proof(&self, parts: &http::request::Parts) -> Result<Option<String>, GrantError> {
+        use GrantError::InvalidDpopProof as Bad;
+        let mut proofs = parts.headers.get_all(mcp_enterprise_core::headers::DPOP).iter();
+        let proof = match (proofs.next(), proofs.next()) {
+            (None, _) => return Ok(None),
+            (Some(p), None) => p,
+            (Some(_), Some(_)) => return Err(Bad("exactly one DPoP header is required")),
+        };
+        let proof = proof.to_str().map_err(|_| Bad("the DPoP header is not ASCII"))?;
+        if proof.contains(',') {
+            return Err(Bad("exactly one DPoP header is required"));
+        }
+        let binding = &self.inner.dpop;
+        let now = self.inner.validator.inner.trust.clock().now();
+        let expect = ProofExpect {
+            method: "POST",
+            htu: self.token_endpoint_url(),
+            htu_normalised: false,
+            access_token_sha256: None,
+            now,
+            iat_window: binding.iat_window,
+            max_bytes: MAX_PROOF_BYTES,
+        };
+        let valid = mcp_enterprise_core::dpop::validate(proof, &binding.algorithms, &expect, None)
+            .map_err(|e| Bad(e.reason()))?;
+        let key = format!("dpop-as:{}:{}", valid.jkt, valid.jti);
+        let until = Duration::from_secs(valid.iat) + binding.iat_window + Duration::from_secs(1);
+        match binding.replay.check_and_insert(&key, now, until).await {
+            Ok(true) => Ok(Some(valid.jkt)),
+            Ok(false) => Err(Bad("replayed jti")),
+            Err(e) => {
+                tracing::warn!(error = %e, "DPoP replay store refused at the token endpoint; failing closed");
+                Err(GrantError::Unavailable)
+            }
+        }
     }
 }
 
@@ -355,6 +429,8 @@ pub struct TokenEndpointBuilder {
     ttl: Duration,
     extension_id: String,
     max_body_bytes: usize,
+    dpop_iat_window: Duration,
+    dpop_replay: Option<Arc<dyn ReplayStore>>,
 }
 
 impl fmt::Debug for TokenEndpointBuilder {
@@ -393,6 +469,20 @@ impl TokenEndpointBuilder {
     /// The advertised extension id (default `io.modelcontextprotocol/auth/wif`).
     pub fn extension_id(mut self, id: impl Into<String>) -> Self {
         self.extension_id = id.into();
+        self
+    }
+
+    /// How far a DPoP proof's `iat` may be from now at the token endpoint (default 60 seconds,
+    /// at most 300).
+    pub fn dpop_iat_window(mut self, window: Duration) -> Self {
+        self.dpop_iat_window = window;
+        self
+    }
+
+    /// Where DPoP proof `jti`s are remembered (each single use; default a memory store of
+    /// 100 000), e.g. the replicas' shared Redis store.
+    pub fn dpop_replay_store(mut self, store: Arc<dyn ReplayStore>) -> Self {
+        self.dpop_replay = Some(store);
         self
     }
 
@@ -445,6 +535,12 @@ impl TokenEndpointBuilder {
                 reason: "must be between 10 seconds and 1 hour",
             });
         }
+        if self.dpop_iat_window < Duration::from_secs(1) || self.dpop_iat_window > Duration::from_secs(300) {
+            return Err(WorkloadConfigError::Limit {
+                what: "dpop_iat_window",
+                reason: "must be between 1 and 300 seconds",
+            });
+        }
         if self.max_body_bytes < 1024 {
             return Err(WorkloadConfigError::Limit { what: "max_body_bytes", reason: "must be at least 1024" });
         }
@@ -475,6 +571,7 @@ impl TokenEndpointBuilder {
             "jwks_uri": format!("{origin}{}", self.jwks_path),
             "grant_types_supported": [JWT_BEARER_GRANT_TYPE],
             "token_endpoint_auth_methods_supported": ["none"],
+            "dpop_signing_alg_values_supported": ProofAlg::ALL.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
         });
         if let Some(id_jag) = &self.id_jag {
             if id_jag.issuer() != issuer {
@@ -487,7 +584,9 @@ impl TokenEndpointBuilder {
             }
             metadata["authorization_grant_profiles_supported"] = json!([ID_JAG_GRANT_PROFILE]);
             metadata["token_endpoint_auth_methods_supported"] =
-                json!(["none", "client_secret_basic", "client_secret_post"]);
+                json!(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]);
+            metadata["token_endpoint_auth_signing_alg_values_supported"] =
+                json!(["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"]);
         }
         if !scopes.is_empty() {
             metadata["scopes_supported"] = json!(scopes);
@@ -504,6 +603,11 @@ impl TokenEndpointBuilder {
         Ok(TokenEndpoint {
             inner: Arc::new(EndpointInner {
                 validator: self.validator,
+                dpop: DpopBinding {
+                    algorithms: ProofAlg::ALL.to_vec(),
+                    iat_window: self.dpop_iat_window,
+                    replay: self.dpop_replay.unwrap_or_else(|| Arc::new(MemoryReplayStore::new(100_000))),
+                },
                 id_jag: self.id_jag,
                 key,
                 issued,
@@ -549,9 +653,32 @@ impl IssuedTokens {
         &self.inner.issuer
     }
 
-    /// Judges one of our access tokens for `resource`: ES256 under our key, `at+jwt`, our `iss`,
-    /// `aud` = `resource`, inside its lifetime.
+    /// Judges one of our access tokens presented as a bearer token for `resource`: ES256 under
+    /// our key, `at+jwt`, our `iss`, `aud` = `resource`, inside its lifetime, and not DPoP-bound
+    /// (a token with `cnf` is refused: RFC 9449 §7.2, no downgrade to bearer use).
     pub(crate) fn verify(&self, token: &str, resource: &str) -> Result<Principal, WorkloadError> {
+        match self.judge(token, resource)? {
+            (principal, None) => Ok(principal),
+            // sender-constrained tokens are judged by the DPoP layer, never as bearer tokens here
+            (_, Some(_)) => Err(WorkloadError::Jwt(JwtError::BadClaim("cnf"))),
+        }
+    }
+
+    /// Whether `token` names this authorization server as its issuer (unverified: which verifier
+    /// to ask).
+    pub fn is_ours(&self, token: &str) -> bool {
+        crate::verify::peek_claims(token)
+            .is_some_and(|c| c.get("iss").and_then(Value::as_str) == Some(self.inner.issuer.as_str()))
+    }
+
+    /// Judges one of our access tokens presented with a DPoP proof for `resource` (the checks of
+    /// bearer use, bound or not): the principal and the `cnf.jkt` the proof key must have, which
+    /// the DPoP layer compares (`None`: not bound, which that layer refuses).
+    pub fn verify_bound(&self, token: &str, resource: &str) -> Result<(Principal, Option<String>), WorkloadError> {
+        self.judge(token, resource)
+    }
+
+    fn judge(&self, token: &str, resource: &str) -> Result<(Principal, Option<String>), WorkloadError> {
         let parts = jwks::split_compact(token).map_err(JwtError::Malformed)?;
         let header = jwks::decode_object(parts.header, "header is not base64url", "header is not a JSON object")
             .map_err(JwtError::Malformed)?;
@@ -585,10 +712,12 @@ impl IssuedTokens {
         let text = |name| claims.get(name).and_then(Value::as_str);
         let subject = text("sub").filter(|s| !s.is_empty()).ok_or(JwtError::MissingSubject)?;
         let scopes = text("scope").map(|s| s.split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>());
-        if claims.contains_key("cnf") {
-            // sender-constrained tokens are judged by the DPoP layer, never as bearer tokens here
-            return Err(WorkloadError::Jwt(JwtError::BadClaim("cnf")));
-        }
+        let jkt = match claims.get("cnf") {
+            None => None,
+            Some(cnf) => Some(
+                cnf.get("jkt").and_then(Value::as_str).filter(|j| !j.is_empty()).ok_or(JwtError::BadClaim("cnf"))?,
+            ),
+        };
         // a token minted from an ID-JAG is the employee's (`idp` names the enterprise IdP)
         let kind =
             if claims.get("idp").is_some_and(Value::is_string) { PrincipalKind::User } else { PrincipalKind::Workload };
@@ -600,10 +729,13 @@ impl IssuedTokens {
         }
         // everything but the registered claims: `workload_issuer`, or `idp`, `email`, groups...
         for (name, value) in &claims {
-            if !matches!(name.as_str(), "iss" | "sub" | "aud" | "exp" | "iat" | "nbf" | "jti" | "scope" | "client_id") {
+            if !matches!(
+                name.as_str(),
+                "iss" | "sub" | "aud" | "exp" | "iat" | "nbf" | "jti" | "scope" | "client_id" | "cnf"
+            ) {
                 builder = builder.claim(name.clone(), value.clone());
             }
         }
-        Ok(builder.build())
+        Ok((builder.build(), jkt.map(str::to_owned)))
     }
 }

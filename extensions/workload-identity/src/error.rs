@@ -198,6 +198,10 @@ pub enum GrantError {
     /// The client did not authenticate, or its credentials are wrong (`invalid_client`, 401).
     #[error("client authentication failed: {0}")]
     InvalidClient(&'static str),
+    /// The request's DPoP proof (RFC 9449 §5) is not acceptable (`invalid_dpop_proof`), with the
+    /// reason; never the proof itself.
+    #[error("invalid DPoP proof: {0}")]
+    InvalidDpopProof(&'static str),
 }
 
 impl GrantError {
@@ -213,6 +217,7 @@ impl GrantError {
             Self::Unavailable => "temporarily_unavailable",
             Self::InvalidIdJag(_) => "invalid_grant",
             Self::InvalidClient(_) => "invalid_client",
+            Self::InvalidDpopProof(_) => "invalid_dpop_proof",
         }
     }
 

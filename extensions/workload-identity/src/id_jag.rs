@@ -4,7 +4,7 @@
 //! The employee signed in at the enterprise IdP; the client exchanged that sign-in (RFC 8693) for
 //! an ID-JAG naming this authorization server as audience, and presents it here with
 //! `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`, `assertion=<ID-JAG>`, authenticating
-//! as a registered client (`client_secret_basic` or `client_secret_post`). [`IdJagValidator`]
+//! as a registered client (`client_secret_basic`, `client_secret_post` or `private_key_jwt`). [`IdJagValidator`]
 //! makes every check of the extension's authorization-server MUSTs:
 //!
 //! - `typ` exactly `oauth-id-jag+jwt`; an asymmetric algorithm on the IdP's allow-list (never
@@ -33,6 +33,7 @@ use mcp_enterprise_core::TokenFingerprint;
 use mcp_enterprise_core::jwks;
 use serde_json::{Map, Value};
 
+use crate::client_auth::{AssertionExpect, ClientKeys, JWT_CLIENT_ASSERTION_TYPE, check_client_assertion};
 use crate::error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
 use crate::replay::{MemoryReplayStore, ReplayStore};
 use crate::trust::{TrustPolicy, check_url};
@@ -52,11 +53,12 @@ pub(crate) const RESERVED_CLAIMS: &[&str] =
     &["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "cnf", "idp", "workload_issuer"];
 
 /// A client registered at this authorization server, authenticating with a secret (only its
-/// SHA-256 digest is kept).
-#[derive(Clone, PartialEq, Eq)]
+/// SHA-256 digest is kept) or with `private_key_jwt` (its public keys).
+#[derive(Clone)]
 pub struct RegisteredClient {
     id: String,
-    secret_digest: [u8; 32],
+    secret_digest: Option<[u8; 32]>,
+    keys: Option<ClientKeys>,
 }
 
 impl fmt::Debug for RegisteredClient {
@@ -68,7 +70,15 @@ impl fmt::Debug for RegisteredClient {
 impl RegisteredClient {
     /// The client `id` with the secret `secret` (`client_secret_basic` or `client_secret_post`).
     pub fn with_secret(id: impl Into<String>, secret: &str) -> Self {
-        Self { id: id.into(), secret_digest: jwks::sha256(secret.as_bytes()) }
+        Self { id: id.into(), secret_digest: Some(jwks::sha256(secret.as_bytes())), keys: None }
+    }
+
+    /// The client `id` authenticating with `private_key_jwt` (RFC 7523 §2.2) under a key of
+    /// `jwks` (a JWK Set of public keys).
+    pub fn with_jwks(id: impl Into<String>, jwks: &Value) -> Result<Self, WorkloadConfigError> {
+        let id = id.into();
+        let keys = ClientKeys::from_jwks(&id, jwks)?;
+        Ok(Self { id, secret_digest: None, keys: Some(keys) })
     }
 
     /// The client id.
@@ -108,6 +118,8 @@ pub(crate) struct IdJagInner {
     audiences: Vec<String>,
     pub(crate) resources: Vec<String>,
     clients: Vec<RegisteredClient>,
+    /// What a client assertion's `aud` may be: the issuer, and the token endpoint when known.
+    client_assertion_audiences: Vec<String>,
     max_lifetime: Duration,
     leeway: Duration,
     replay: Arc<dyn ReplayStore>,
@@ -163,6 +175,7 @@ impl IdJagValidator {
             max_lifetime: Duration::from_secs(300),
             leeway: Duration::from_secs(60),
             replay: None,
+            token_endpoint: None,
             insecure_http_loopback: false,
         }
     }
@@ -237,10 +250,60 @@ impl IdJagValidator {
         let mut ok = false;
         for client in &self.inner.clients {
             // every registered secret is compared, in constant time
-            let same_secret = aws_lc_rs::constant_time::verify_slices_are_equal(&client.secret_digest, &digest).is_ok();
+            let Some(registered) = &client.secret_digest else { continue };
+            let same_secret = aws_lc_rs::constant_time::verify_slices_are_equal(registered, &digest).is_ok();
             ok |= client.id == id && same_secret;
         }
         if ok { Ok(id) } else { Err(GrantError::InvalidClient("unknown client or wrong secret")) }
+    }
+
+    /// Authenticates the client of a token request by `private_key_jwt` (RFC 7523 §2.2):
+    /// `client_assertion_type` the JWT type, one `client_assertion` signed by a registered key of
+    /// the client its `iss`/`sub` name, `aud` this issuer or token endpoint, a short `exp`, a
+    /// `jti` never seen before; no other authentication method beside it. Returns the client id.
+    pub async fn authenticate_client_assertion(
+        &self,
+        headers: &HeaderMap,
+        form: &[(String, String)],
+    ) -> Result<String, GrantError> {
+        let all = |name: &str| form.iter().filter(|(n, _)| n == name).map(|(_, v)| v.as_str()).collect::<Vec<_>>();
+        if headers.contains_key(http::header::AUTHORIZATION) || !all("client_secret").is_empty() {
+            return Err(GrantError::InvalidRequest("more than one client authentication method"));
+        }
+        let (types, assertions) = (all("client_assertion_type"), all("client_assertion"));
+        let ([kind], [assertion]) = (types.as_slice(), assertions.as_slice()) else {
+            return Err(GrantError::InvalidRequest(
+                "exactly one client_assertion_type and client_assertion are required",
+            ));
+        };
+        if *kind != JWT_CLIENT_ASSERTION_TYPE {
+            return Err(GrantError::InvalidClient("unsupported client_assertion_type"));
+        }
+        // the client named by the assertion (verified below), or by client_id
+        let claimed = jwks::split_compact(assertion)
+            .ok()
+            .and_then(|p| jwks::decode_object(p.payload, "", "").ok())
+            .and_then(|c| c.get("sub").and_then(Value::as_str).map(str::to_owned))
+            .ok_or(GrantError::InvalidClient("the client assertion is not a JWT"))?;
+        if let [id] = all("client_id").as_slice()
+            && *id != claimed
+        {
+            return Err(GrantError::InvalidRequest("client_id differs from the authenticated client"));
+        }
+        let keys = self
+            .inner
+            .clients
+            .iter()
+            .find(|c| c.id == claimed)
+            .and_then(|c| c.keys.as_ref())
+            .ok_or(GrantError::InvalidClient("unknown client or no registered keys"))?;
+        let expect = AssertionExpect {
+            audiences: &self.inner.client_assertion_audiences,
+            now: self.inner.idps.clock().now(),
+            leeway: self.inner.leeway,
+        };
+        check_client_assertion(assertion, &claimed, keys, expect, self.inner.replay.as_ref()).await?;
+        Ok(claimed)
     }
 
     /// Judges a token request's form (with its headers, for client authentication): one
@@ -251,8 +314,12 @@ impl IdJagValidator {
         form: &[(String, String)],
     ) -> Result<IdJagDecision, GrantError> {
         crate::grant::check_form_shape(form)?;
-        let client_id = self.authenticate_client(headers, form)?;
         let get = |name: &str| form.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let client_id = if get("client_assertion_type").is_some() || get("client_assertion").is_some() {
+            self.authenticate_client_assertion(headers, form).await?
+        } else {
+            self.authenticate_client(headers, form)?
+        };
         let assertion =
             get("assertion").filter(|a| !a.is_empty()).ok_or(GrantError::InvalidRequest("assertion is required"))?;
         self.validate(assertion, &client_id, get("resource"), get("scope")).await
@@ -378,6 +445,7 @@ pub struct IdJagValidatorBuilder {
     leeway: Duration,
     replay: Option<Arc<dyn ReplayStore>>,
     insecure_http_loopback: bool,
+    token_endpoint: Option<String>,
 }
 
 impl fmt::Debug for IdJagValidatorBuilder {
@@ -408,6 +476,12 @@ impl IdJagValidatorBuilder {
     /// Clock skew tolerated, default 60 s, at most 300 s.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
+        self
+    }
+
+    /// The token endpoint URL, also accepted as a client assertion's `aud`.
+    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.token_endpoint = Some(url.into());
         self
     }
 
@@ -474,6 +548,7 @@ impl IdJagValidatorBuilder {
             inner: Arc::new(IdJagInner {
                 idps: self.idps,
                 audiences: vec![self.issuer.clone()],
+                client_assertion_audiences: std::iter::once(self.issuer.clone()).chain(self.token_endpoint).collect(),
                 issuer: self.issuer,
                 resources: self.resources,
                 clients: self.clients,

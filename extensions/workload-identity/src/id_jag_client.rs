@@ -41,6 +41,7 @@ use crate::error::WorkloadConfigError;
 use crate::grant::JWT_BEARER_GRANT_TYPE;
 use crate::id_jag::ID_JAG_TOKEN_TYPE;
 use crate::replay::BoxFuture;
+use crate::token_cache::TokenCache;
 
 /// An https URL; with the insecure switch also plain http on a loopback name (`127.0.0.1`,
 /// `localhost`, `[::1]`), as local test servers are reached.
@@ -114,10 +115,6 @@ struct AuthorizationServer {
 struct State {
     id_token: Option<String>,
     server: Option<AuthorizationServer>,
-    cached: Option<(AccessToken, Duration)>,
-    /// The last failure, the ID token it was for, and until when it stands (`None`: until a new
-    /// ID token).
-    failure: Option<(TokenSourceError, [u8; 32], Option<Duration>)>,
 }
 
 struct Inner {
@@ -127,12 +124,11 @@ struct Inner {
     resource: String,
     scope: Option<String>,
     refresh_margin: Duration,
-    retry_pause: Duration,
     insecure_http_loopback: bool,
     transport: Arc<dyn TokenTransport>,
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
-    fetch: tokio::sync::Mutex<()>,
+    cache: TokenCache,
 }
 
 /// Obtains access tokens through ID-JAGs (see the module documentation). Cheap to clone.
@@ -181,66 +177,37 @@ impl IdJagTokenSource {
     /// The employee signed in (again): the ID token to exchange from now on. Forgets the cached
     /// access token and any refusal.
     pub fn set_id_token(&self, id_token: impl Into<String>) {
-        let mut st = self.lock();
-        st.id_token = Some(id_token.into());
-        st.cached = None;
-        st.failure = None;
+        self.lock().id_token = Some(id_token.into());
+        self.inner.cache.clear();
     }
 
     /// An access token: the cached one while it is fresh, otherwise a new exchange and grant.
     pub async fn token(&self) -> Result<AccessToken, TokenSourceError> {
-        if let Some(t) = self.fresh() {
-            return Ok(t);
-        }
-        let _single_flight = self.inner.fetch.lock().await;
-        if let Some(t) = self.fresh() {
-            return Ok(t);
-        }
-        let id_token = self.lock().id_token.clone().ok_or_else(|| {
-            TokenSourceError::Assertion("no ID token: the employee has not signed in at the IdP".into())
-        })?;
-        let digest = jwks::sha256(id_token.as_bytes());
-        let now = self.inner.clock.now();
-        if let Some((error, for_token, until)) = &self.lock().failure
-            && *for_token == digest
-            && until.is_none_or(|u| now < u)
-        {
-            return Err(error.clone());
-        }
-        match self.obtain(&id_token).await {
-            Ok((token, refresh_at)) => {
-                let mut st = self.lock();
-                st.failure = None;
-                st.cached = Some((token.clone(), refresh_at));
-                Ok(token)
-            }
-            Err(error) => {
-                let until = match error {
-                    TokenSourceError::Rejected { .. } => None,
-                    _ => Some(now + self.inner.retry_pause),
-                };
-                tracing::warn!(%error, resource = %self.inner.resource, "ID-JAG token source failed");
-                self.lock().failure = Some((error.clone(), digest, until));
-                Err(error)
-            }
-        }
+        let id_token = async {
+            self.lock().id_token.clone().ok_or_else(|| {
+                TokenSourceError::Assertion("no ID token: the employee has not signed in at the IdP".into())
+            })
+        };
+        let resource = &self.inner.resource;
+        self.inner
+            .cache
+            .get(
+                id_token,
+                |id_token| async move { self.obtain(&id_token).await },
+                |error| {
+                    tracing::warn!(%error, resource = %resource, "ID-JAG token source failed");
+                },
+            )
+            .await
     }
 
     /// Forgets the cached access token if it is `token`.
     pub fn invalidate(&self, token: &AccessToken) {
-        let mut st = self.lock();
-        if st.cached.as_ref().is_some_and(|(t, _)| t == token) {
-            st.cached = None;
-        }
+        self.inner.cache.invalidate(token);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn fresh(&self) -> Option<AccessToken> {
-        let now = self.inner.clock.now();
-        self.lock().cached.as_ref().filter(|(_, refresh_at)| now < *refresh_at).map(|(t, _)| t.clone())
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, TokenSourceError> {
@@ -450,12 +417,11 @@ impl IdJagTokenSourceBuilder {
                 resource: self.resource,
                 scope: (!self.scopes.is_empty()).then(|| self.scopes.join(" ")),
                 refresh_margin: self.refresh_margin,
-                retry_pause: self.retry_pause,
+                cache: TokenCache::new(self.clock.clone(), self.retry_pause),
                 insecure_http_loopback: insecure,
                 transport,
                 clock: self.clock,
-                state: Mutex::new(State { id_token: self.id_token, server: self.server, ..State::default() }),
-                fetch: tokio::sync::Mutex::new(()),
+                state: Mutex::new(State { id_token: self.id_token, server: self.server }),
             }),
         })
     }

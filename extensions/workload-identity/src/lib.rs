@@ -42,8 +42,16 @@
 //!    shares its trust machinery (issuers, key caches, rules, replay store, signing key);
 //!    extensions never depend on each other, so a separate crate could not grow this endpoint.
 //!
-//! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs (the `dpop` crate),
-//! `private_key_jwt` client authentication, refresh tokens.
+//! A token request with a DPoP proof (RFC 9449 §5, checked by core's `dpop` module: `htm` POST,
+//! `htu` the token endpoint, fresh `iat`, single-use `jti`) gets a `DPoP` token bound to the
+//! proof's key (`cnf.jkt`); the server layer refuses such a token as a bearer token, and
+//! [`IssuedTokens::verify_bound`] lets a DPoP layer judge it.
+//!
+//! Registered clients authenticate with a secret or with `private_key_jwt` (RFC 7523 §2.2, their
+//! public keys registered as a JWKS; [`JWT_CLIENT_ASSERTION_TYPE`]).
+//!
+//! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs at the resource (the
+//! `dpop` crate), CIMD (URL) client ids, refresh tokens.
 //!
 //! ```
 //! use std::time::Duration;
@@ -109,6 +117,7 @@
 pub struct ReadmeDoctests;
 
 mod client;
+mod client_auth;
 mod config;
 mod endpoint;
 mod error;
@@ -122,6 +131,7 @@ mod replay;
 mod rules;
 mod service;
 mod signing;
+mod token_cache;
 mod trust;
 mod verify;
 
@@ -129,6 +139,7 @@ pub use client::{
     AccessToken, AssertionFile, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
+pub use client_auth::JWT_CLIENT_ASSERTION_TYPE;
 pub use config::{
     AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
     RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,

@@ -261,11 +261,13 @@ impl<'a> Checker<'a> {
             return;
         }
         let has_sso = self.get("sso").is_some();
-        if !has_sso && self.get("dpop.static_validator").is_none() {
+        // the co-located authorization server judges the DPoP-bound tokens it issues
+        let has_as = self.get("workload_identity.authorization_server").is_some();
+        if !has_sso && !has_as && self.get("dpop.static_validator").is_none() {
             self.problem(
                 DiagnosticKind::Conflict,
                 p("dpop"),
-                "a token validator for DPoP-bound tokens: an `sso` section (its issuers judge the tokens) or `dpop.static_validator`",
+                "a token validator for DPoP-bound tokens: an `sso` section (its issuers judge the tokens), a `workload_identity.authorization_server` (its own tokens) or `dpop.static_validator`",
                 "a dpop section with neither",
             );
         }

@@ -284,7 +284,7 @@ async fn discovery_advertises_the_id_jag_profile() {
     assert_eq!(m["authorization_grant_profiles_supported"], json!(["urn:ietf:params:oauth:grant-profile:id-jag"]));
     assert_eq!(
         m["token_endpoint_auth_methods_supported"],
-        json!(["none", "client_secret_basic", "client_secret_post"])
+        json!(["none", "client_secret_basic", "client_secret_post", "private_key_jwt"])
     );
     let set = ep.add_extensions(mcp_enterprise_core::ExtensionSet::builder()).expect("ids").build();
     assert_eq!(set.advertised().get(EMA_EXTENSION_ID), Some(&json!({})));

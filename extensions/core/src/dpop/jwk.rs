@@ -75,14 +75,14 @@ impl ProofAlg {
 
 /// A proof's public key, checked.
 #[derive(Debug, Clone)]
-pub(crate) struct ProofKey {
+pub struct ProofKey {
     kind: KeyKind,
     thumbprint: String,
 }
 
 /// A [`ProofKey`] parsed once for the algorithm it is used with (EC and Ed25519 keys: the curve
 /// point is decoded and checked once, not on every verification), for keys seen again.
-pub(crate) struct ReadyKey {
+pub struct ReadyKey {
     key: ProofKey,
     parsed: Option<signature::ParsedPublicKey>,
 }
@@ -95,7 +95,7 @@ impl std::fmt::Debug for ReadyKey {
 
 impl ReadyKey {
     /// `key`, parsed for `alg` when it is an EC or Ed25519 key that fits it.
-    pub(crate) fn new(key: ProofKey, alg: ProofAlg) -> Self {
+    pub fn new(key: ProofKey, alg: ProofAlg) -> Self {
         let algorithm: Option<&'static dyn VerificationAlgorithm> = match (&key.kind, alg) {
             (KeyKind::Ec { .. }, ProofAlg::Es256) => Some(&signature::ECDSA_P256_SHA256_FIXED),
             (KeyKind::Ec { .. }, ProofAlg::Es384) => Some(&signature::ECDSA_P384_SHA384_FIXED),
@@ -113,12 +113,12 @@ impl ReadyKey {
     }
 
     /// The key.
-    pub(crate) fn key(&self) -> &ProofKey {
+    pub fn key(&self) -> &ProofKey {
         &self.key
     }
 
     /// Verifies a JWS signature over `message` with `alg` (the one the key was made ready for).
-    pub(crate) fn verify(&self, alg: ProofAlg, message: &[u8], sig: &[u8]) -> bool {
+    pub fn verify(&self, alg: ProofAlg, message: &[u8], sig: &[u8]) -> bool {
         match &self.parsed {
             Some(parsed) => parsed.verify_sig(message, sig).is_ok(),
             None => self.key.verify(alg, message, sig),
@@ -135,9 +135,13 @@ enum KeyKind {
 
 /// Why a `jwk` header is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JwkError {
+#[non_exhaustive]
+pub enum JwkError {
+    /// It holds private key material.
     Private,
+    /// A key type or curve not supported.
     Unsupported,
+    /// Missing or badly encoded members.
     Malformed,
 }
 
@@ -177,7 +181,7 @@ fn thumbprint(members: &[(&str, &str)]) -> String {
 
 impl ProofKey {
     /// Parses the `jwk` header of a proof.
-    pub(crate) fn parse(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
+    pub fn parse(jwk: &Map<String, Value>) -> Result<Self, JwkError> {
         if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m)) {
             return Err(JwkError::Private);
         }
@@ -230,12 +234,12 @@ impl ProofKey {
     }
 
     /// The RFC 7638 SHA-256 thumbprint, base64url.
-    pub(crate) fn thumbprint(&self) -> &str {
+    pub fn thumbprint(&self) -> &str {
         &self.thumbprint
     }
 
     /// Whether the key type fits the algorithm.
-    pub(crate) fn fits(&self, alg: ProofAlg) -> bool {
+    pub fn fits(&self, alg: ProofAlg) -> bool {
         match (&self.kind, alg) {
             (KeyKind::Ec { crv, .. }, ProofAlg::Es256) => *crv == "P-256",
             (KeyKind::Ec { crv, .. }, ProofAlg::Es384) => *crv == "P-384",
@@ -255,7 +259,7 @@ impl ProofKey {
     }
 
     /// Verifies a JWS signature over `message`.
-    pub(crate) fn verify(&self, alg: ProofAlg, message: &[u8], sig: &[u8]) -> bool {
+    pub fn verify(&self, alg: ProofAlg, message: &[u8], sig: &[u8]) -> bool {
         match &self.kind {
             KeyKind::Ec { point, .. } => {
                 let algorithm: &dyn VerificationAlgorithm = match alg {

@@ -73,14 +73,14 @@ fn normalize_path(path: &str) -> Option<String> {
 
 /// Whether `path` (of a parsed request URI) is its own normal form: no percent-encoding and no
 /// dot segments, so an origin in normal form followed by it needs no normalising.
-pub(crate) fn is_plain_path(path: &str) -> bool {
+pub fn is_plain_path(path: &str) -> bool {
     path.starts_with('/')
         && !path.bytes().any(|b| b == b'%' || b.is_ascii_control() || b == b' ' || !b.is_ascii())
         && !path.split('/').any(|seg| seg == "." || seg == "..")
 }
 
 /// Whether `origin` (`scheme://host[:port]`) is its own normal form.
-pub(crate) fn is_normal_origin(origin: &str) -> bool {
+pub fn is_normal_origin(origin: &str) -> bool {
     let with_root = format!("{origin}/");
     normalize(&with_root).is_some_and(|n| n == with_root)
 }

@@ -1,0 +1,203 @@
+//! Validation of one DPoP proof (RFC 9449 §4.3), everything but the nonce, the `jti` replay store
+//! and the token binding, which the caller checks with its own state.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+
+use super::htu;
+use super::jwk::{JwkError, ProofAlg, ProofKey, ReadyKey};
+
+/// Why a proof was refused: a fixed description that never contains proof contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid DPoP proof: {0}")]
+pub struct ProofError(pub &'static str);
+
+impl ProofError {
+    /// The description.
+    pub fn reason(&self) -> &'static str {
+        self.0
+    }
+}
+
+/// Proof headers already checked (`typ`, `alg`, no `crit`, a public `jwk` that fits `alg`), by
+/// their exact base64url text, with the key parsed: a client signs every proof with one key, so
+/// its header repeats and is parsed once. Entered only after a signature verified with it; the
+/// checks are a function of the header text and the layer's fixed algorithms, so a hit decides
+/// exactly as parsing again would.
+pub type HeaderCache = quick_cache::sync::Cache<Box<str>, std::sync::Arc<CheckedHeader>>;
+
+/// How many proof headers (client keys) [`HeaderCache`] holds.
+pub const HEADER_CACHE_CAPACITY: usize = 4096;
+
+/// Longest header text cached (a header with an RSA-4096 key is about 1 KiB).
+const MAX_CACHED_HEADER: usize = 2048;
+
+/// A proof header that passed every check.
+#[derive(Debug)]
+pub struct CheckedHeader {
+    alg: ProofAlg,
+    key: ReadyKey,
+}
+
+/// What the request says the proof must match.
+#[derive(Debug)]
+pub struct Expect<'a> {
+    /// The request method (`htm`).
+    pub method: &'a str,
+    /// The request URI, without query and fragment (`htu`).
+    pub htu: &'a str,
+    /// `htu` is already in normal form: a claim equal to it matches without normalising either.
+    pub htu_normalised: bool,
+    /// The SHA-256 of the access token presented with the proof (its `ath` before encoding);
+    /// `None` where no token is presented (the token endpoint, RFC 9449 §5), so `ath` is not
+    /// required.
+    pub access_token_sha256: Option<&'a [u8; 32]>,
+    /// The time now, since the epoch.
+    pub now: Duration,
+    /// How far `iat` may be from `now`, either side.
+    pub iat_window: Duration,
+    /// The longest proof accepted.
+    pub max_bytes: usize,
+}
+
+/// A proof that passed every stateless check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidProof {
+    /// The RFC 7638 thumbprint of the proof key, base64url.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+    /// The proof's `iat`.
+    pub iat: u64,
+    /// The proof's `nonce`, when it has one.
+    pub nonce: Option<String>,
+}
+
+/// The SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+    out
+}
+
+/// Base64url SHA-256 of the access token (`ath`).
+pub fn access_token_hash(token: &str) -> String {
+    URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()))
+}
+
+fn object(part: &str, what: &'static str) -> Result<Map<String, Value>, ProofError> {
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| ProofError(what))?;
+    crate::json::unambiguous_object(&bytes).map_err(|e| match e {
+        crate::json::ObjectError::DuplicateMember => {
+            ProofError("a member name appears twice in the proof's header or claims")
+        }
+        _ => ProofError(what),
+    })
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+fn check_header(h: &str, allowed: &[ProofAlg]) -> Result<CheckedHeader, ProofError> {
+    use ProofError as Bad;
+    let header = object(h, "the header is not a JSON object")?;
+    let text = |k: &str| header.get(k).and_then(Value::as_str);
+    if !text("typ").is_some_and(|t| t.eq_ignore_ascii_case("dpop+jwt")) {
+        return Err(Bad("typ must be dpop+jwt"));
+    }
+    let alg_name = text("alg").ok_or(Bad("no alg"))?;
+    let alg = ProofAlg::parse(alg_name)
+        .filter(|a| allowed.contains(a))
+        .ok_or(Bad("alg is not an allowed asymmetric algorithm"))?;
+    if header.contains_key("crit") {
+        return Err(Bad("crit is not supported"));
+    }
+    let jwk = header.get("jwk").and_then(Value::as_object).ok_or(Bad("no jwk"))?;
+    let key = ProofKey::parse(jwk).map_err(|e| match e {
+        JwkError::Private => Bad("the jwk contains private key material"),
+        JwkError::Unsupported => Bad("unsupported jwk"),
+        JwkError::Malformed => Bad("malformed jwk"),
+    })?;
+    if !key.fits(alg) {
+        return Err(Bad("the jwk does not fit alg"));
+    }
+    Ok(CheckedHeader { alg, key: ReadyKey::new(key, alg) })
+}
+
+/// Checks one proof against what the request says (see the module documentation); `cache`
+/// remembers checked headers.
+pub fn validate(
+    proof: &str,
+    allowed: &[ProofAlg],
+    e: &Expect<'_>,
+    cache: Option<&HeaderCache>,
+) -> Result<ValidProof, ProofError> {
+    use ProofError as Bad;
+    if proof.len() > e.max_bytes {
+        return Err(Bad("the proof is too large"));
+    }
+    let mut parts = proof.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Bad("not a compact JWS"));
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(Bad("not a compact JWS"));
+    }
+    let cacheable = cache.filter(|_| h.len() <= MAX_CACHED_HEADER);
+    let cached = cacheable.and_then(|c| c.get(h));
+    let fresh = match cached {
+        Some(_) => None,
+        None => Some(check_header(h, allowed)?),
+    };
+    let header = cached.as_deref().or(fresh.as_ref()).ok_or(Bad("no header"))?;
+    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| Bad("the signature is not base64url"))?;
+    if !header.key.verify(header.alg, &proof.as_bytes()[..h.len() + 1 + p.len()], &sig) {
+        return Err(Bad("the signature does not verify with the jwk"));
+    }
+    let text = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+    let claims = object(p, "the payload is not a JSON object")?;
+    let jti = text(&claims, "jti").filter(|j| !j.is_empty() && j.len() <= 256).ok_or(Bad("missing or invalid jti"))?;
+    let htm = text(&claims, "htm").ok_or(Bad("missing htm"))?;
+    let htu_claim = text(&claims, "htu").ok_or(Bad("missing htu"))?;
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_f64)
+        .filter(|f| f.is_finite() && *f >= 0.0)
+        .ok_or(Bad("missing or invalid iat"))? as u64;
+    let ath = text(&claims, "ath");
+    if htm != e.method {
+        return Err(Bad("htm does not match the request method"));
+    }
+    // the usual case first: the claim is the expected URI already in normal form
+    let htu_ok = (e.htu_normalised && htu_claim == e.htu) || htu::matches(&htu_claim, e.htu);
+    if !htu_ok {
+        return Err(Bad("htu does not match the request URI"));
+    }
+    let now = e.now.as_secs();
+    if iat > now.saturating_add(e.iat_window.as_secs()) {
+        return Err(Bad("iat is in the future"));
+    }
+    if iat.saturating_add(e.iat_window.as_secs()) < now {
+        return Err(Bad("iat is too old"));
+    }
+    if let Some(token_sha256) = e.access_token_sha256 {
+        let ath = ath.ok_or(Bad("missing ath"))?;
+        if !constant_time_eq(&ath, &URL_SAFE_NO_PAD.encode(token_sha256)) {
+            return Err(Bad("ath does not match the access token"));
+        }
+    }
+    let nonce = match claims.get("nonce") {
+        None => None,
+        Some(Value::String(n)) => Some(n.clone()),
+        Some(_) => return Err(Bad("nonce must be a string")),
+    };
+    let jkt = header.key.key().thumbprint().to_owned();
+    if let (Some(c), Some(fresh)) = (cacheable, fresh) {
+        c.insert(h.into(), std::sync::Arc::new(fresh));
+    }
+    Ok(ValidProof { jkt, jti, iat, nonce })
+}

@@ -7,7 +7,8 @@
 //! - `plain_service_call`: the same request to the same service without the layer;
 //! - `floor_governor_check`: governor's bare keyed check with a ready-made key (the GCRA alone);
 //! - `floor_two_governor_checks`: two of them, in two tables (what the layer's two limits cost
-//!   at the least);
+//!   at the least), keyed by what identifies the caller — issuer and subject, and the tool — as
+//!   the layer's keys must be (a subject alone is not unique across issuers);
 //! - `floor_hashmap_atomic`: one `HashMap` lookup and one atomic add (what any counter pays).
 //!
 //! The rates are high enough that nothing is refused during the run.
@@ -121,7 +122,9 @@ fn ratelimit(c: &mut Criterion) {
     let quota = Quota::per_second(NonZeroU32::new(1_000_000).expect("non-zero"))
         .allow_burst(NonZeroU32::new(1_000_000_000).expect("non-zero"));
     let bare = RateLimiter::<Box<[u8]>, _, _>::dashmap(quota);
-    let keys: Vec<Box<[u8]>> = (0..PRINCIPALS).map(|i| format!("user-{i}").into_bytes().into_boxed_slice()).collect();
+    let keys: Vec<Box<[u8]>> = (0..PRINCIPALS)
+        .map(|i| format!("https://login.example.com\u{0}user-{i}").into_bytes().into_boxed_slice())
+        .collect();
     g.bench_function("floor_governor_check", |b| {
         b.iter(|| {
             i = (i + 1) % PRINCIPALS;
@@ -130,8 +133,9 @@ fn ratelimit(c: &mut Criterion) {
     });
 
     let per_tool = RateLimiter::<Box<[u8]>, _, _>::dashmap(quota);
-    let tool_keys: Vec<Box<[u8]>> =
-        (0..PRINCIPALS).map(|i| format!("user-{i}\u{0}echo").into_bytes().into_boxed_slice()).collect();
+    let tool_keys: Vec<Box<[u8]>> = (0..PRINCIPALS)
+        .map(|i| format!("https://login.example.com\u{0}user-{i}\u{0}search").into_bytes().into_boxed_slice())
+        .collect();
     g.bench_function("floor_two_governor_checks", |b| {
         b.iter(|| {
             i = (i + 1) % PRINCIPALS;

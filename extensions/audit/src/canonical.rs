@@ -64,6 +64,7 @@ impl<'a> Members<'a> {
     }
 
     /// A string member, `null` when absent.
+    #[cfg(test)]
     pub(crate) fn opt_str(&mut self, key: &'a str, value: Option<&str>) {
         self.member(key, |buf| match value {
             Some(v) => write_string(v, buf),
@@ -95,13 +96,14 @@ impl<'a> Members<'a> {
     }
 
     /// A member holding a nested object built the same way.
+    #[cfg(test)]
     pub(crate) fn object(&mut self, key: &'a str, mut object: Members<'_>) {
         object.sort();
         self.member(key, |buf| object.write(&[], &[], buf));
     }
 
     /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
-    fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         if !self.sorted {
             self.members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             self.sorted = true;
@@ -112,10 +114,77 @@ impl<'a> Members<'a> {
     /// The serialised value of member `key`.
     pub(crate) fn raw(&self, key: &str) -> Option<&[u8]> {
         let (k, range) = self.members.iter().find(|(k, _)| k == key)?;
-        // past `"key":` (the key needs no escaping when it equals `key` as written by write_string)
-        let mut quoted = Vec::with_capacity(k.len() + 3);
-        write_string(k, &mut quoted);
-        self.buf.get(range.start + quoted.len() + 1..range.end)
+        // past `"key":` (a key without quotes, backslashes or control characters is written as is)
+        let plain = k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        let written = if plain {
+            k.len() + 2
+        } else {
+            let mut quoted = Vec::with_capacity(k.len() + 8);
+            write_string(k, &mut quoted);
+            quoted.len()
+        };
+        self.buf.get(range.start + written + 1..range.end)
+    }
+
+    /// A member holding a nested object written straight into this object's bytes by `build`
+    /// (no buffer of its own; see [`Object`]).
+    pub(crate) fn object_with<'k>(&mut self, key: &'a str, build: impl FnOnce(&mut Object<'_, 'k>)) {
+        self.member(key, |buf| {
+            let mut object = Object::open(buf);
+            build(&mut object);
+            object.close();
+        });
+    }
+
+    /// Writes the object without `hash` and `signature` to `out`, hashes those bytes, and inserts
+    /// `hash` (and `signature`, when `sign` makes one from the hash) where they belong: the sealed
+    /// line, written once. Returns the hash (hex) and the signature.
+    pub(crate) fn write_sealed(
+        &mut self,
+        out: &mut Vec<u8>,
+        sign: impl FnOnce(&Self, &str) -> Option<String>,
+    ) -> (String, Option<String>) {
+        self.sort();
+        let start = out.len();
+        let [hash_at, signature_at] = self.write_marking(&crate::chain::UNHASHED, out);
+        let hash = crate::time::hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &out[start..]).as_ref());
+        let signature = sign(self, &hash);
+        // the later position first, so the earlier one stays where it was
+        if let Some(sig) = &signature {
+            insert_member(out, start, signature_at, "signature", sig);
+        }
+        insert_member(out, start, hash_at, "hash", &hash);
+        (hash, signature)
+    }
+
+    /// Writes the object without the members named in `marks`, returning for each mark the
+    /// offset in `out` where a member of that name belongs.
+    fn write_marking<const N: usize>(&self, marks: &[&str; N], out: &mut Vec<u8>) -> [usize; N] {
+        debug_assert!(self.sorted, "members are written in canonical order");
+        let mut at = [usize::MAX; N];
+        out.push(b'{');
+        let mut first = true;
+        for (key, range) in &self.members {
+            for (mark, at) in marks.iter().zip(at.iter_mut()) {
+                if *at == usize::MAX && mark.as_bytes() < key.as_bytes() {
+                    *at = out.len();
+                }
+            }
+            if marks.contains(&key.as_ref()) {
+                continue;
+            }
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+            out.extend_from_slice(&self.buf[range.clone()]);
+        }
+        for at in &mut at {
+            if *at == usize::MAX {
+                *at = out.len();
+            }
+        }
+        out.push(b'}');
+        at
     }
 
     /// Writes the object without members named in `skip`, with `extra` members (any order) added.
@@ -153,9 +222,133 @@ impl<'a> Members<'a> {
     }
 
     /// [`write`](Self::write) after putting the members in canonical order.
+    #[cfg(test)]
     pub(crate) fn write_sorted(&mut self, skip: &[&str], extra: &[(&str, &Value)], out: &mut Vec<u8>) {
         self.sort();
         self.write(skip, extra, out);
+    }
+}
+
+/// Inserts member `key` with string `value` at `at` of the object written from `start`.
+fn insert_member(out: &mut Vec<u8>, start: usize, at: usize, key: &str, value: &str) {
+    let mut member = Vec::with_capacity(key.len() + value.len() + 8);
+    let after_open = at == start + 1;
+    if !after_open {
+        member.push(b',');
+    }
+    write_string(key, &mut member);
+    member.push(b':');
+    write_string(value, &mut member);
+    if after_open && out.get(at) != Some(&b'}') {
+        member.push(b',');
+    }
+    out.splice(at..at, member);
+}
+
+/// Members kept inline by an [`Object`] before it needs a vector.
+const INLINE: usize = 8;
+
+/// A nested object written straight into its parent's bytes. Members are appended as they come;
+/// when the object closes they are put in canonical order if they did not come in it (the
+/// record's fixed members are added in order, so that is for client-chosen names only).
+pub(crate) struct Object<'b, 'k> {
+    buf: &'b mut Vec<u8>,
+    start: usize,
+    inline: [(&'k str, usize, usize); INLINE],
+    len: usize,
+    more: Vec<(&'k str, usize, usize)>,
+    sorted: bool,
+}
+
+impl<'b, 'k> Object<'b, 'k> {
+    /// Starts an object at the end of `buf`.
+    pub(crate) fn open(buf: &'b mut Vec<u8>) -> Self {
+        buf.push(b'{');
+        let start = buf.len();
+        Self { buf, start, inline: [("", 0, 0); INLINE], len: 0, more: Vec::new(), sorted: true }
+    }
+
+    fn last_key(&self) -> Option<&'k str> {
+        match self.more.last() {
+            Some((k, _, _)) => Some(k),
+            None => self.len.checked_sub(1).map(|i| self.inline[i].0),
+        }
+    }
+
+    /// Adds member `key` (not already present) whose value `value` writes.
+    pub(crate) fn member(&mut self, key: &'k str, value: impl FnOnce(&mut Vec<u8>)) {
+        let last = self.last_key();
+        if last.is_some() {
+            self.buf.push(b',');
+        }
+        let at = self.buf.len();
+        write_string(key, self.buf);
+        self.buf.push(b':');
+        value(self.buf);
+        self.sorted &= last.is_none_or(|l| l.as_bytes() < key.as_bytes());
+        let span = (key, at, self.buf.len());
+        if self.len < INLINE {
+            self.inline[self.len] = span;
+            self.len += 1;
+        } else {
+            self.more.push(span);
+        }
+    }
+
+    /// A string member.
+    pub(crate) fn str(&mut self, key: &'k str, value: &str) {
+        self.member(key, |buf| write_string(value, buf));
+    }
+
+    /// A string member, `null` when absent.
+    pub(crate) fn opt_str(&mut self, key: &'k str, value: Option<&str>) {
+        self.member(key, |buf| match value {
+            Some(v) => write_string(v, buf),
+            None => buf.extend_from_slice(b"null"),
+        });
+    }
+
+    /// An integer member.
+    pub(crate) fn int(&mut self, key: &'k str, value: impl Into<i128>) {
+        self.member(key, |buf| write_int(value.into(), buf));
+    }
+
+    /// A literal member: `true`, `false` or `null`.
+    pub(crate) fn literal(&mut self, key: &'k str, value: &'static str) {
+        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    }
+
+    /// A member holding any JSON value.
+    pub(crate) fn value(&mut self, key: &'k str, value: &Value) {
+        self.member(key, |buf| write(value, buf));
+    }
+
+    /// A member holding a nested object built the same way.
+    pub(crate) fn object<'j>(&mut self, key: &'k str, build: impl FnOnce(&mut Object<'_, 'j>)) {
+        self.member(key, |buf| {
+            let mut object = Object::open(buf);
+            build(&mut object);
+            object.close();
+        });
+    }
+
+    /// Ends the object (in canonical order).
+    pub(crate) fn close(self) {
+        let Self { buf, start, inline, len, more, sorted } = self;
+        if !sorted {
+            let mut spans: Vec<(&str, usize, usize)> = inline[..len].iter().chain(&more).copied().collect();
+            spans.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            debug_assert!(spans.windows(2).all(|w| w[0].0 != w[1].0), "a member written twice");
+            let region = buf[start..].to_vec();
+            buf.truncate(start);
+            for (i, (_, from, to)) in spans.into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&region[from - start..to - start]);
+            }
+        }
+        buf.push(b'}');
     }
 }
 
@@ -200,6 +393,33 @@ mod tests {
         assert_eq!(m.raw("type"), Some(br#""mcp""#.as_slice()));
         assert_eq!(m.raw("code"), Some(b"-32602".as_slice()));
         assert_eq!(m.raw("missing"), None);
+    }
+
+    #[test]
+    fn nested_objects_in_any_order_are_canonical() {
+        let mut m = Members::new();
+        m.object_with("o", |o| {
+            o.str("z", "last");
+            o.int("a", -5);
+            o.object("n", |n| {
+                n.literal("y", "true");
+                n.str("b", "q\"");
+            });
+            for k in ["k9", "k1", "k5", "k3", "k7", "k2", "k8", "k4", "k6"] {
+                o.value(k, &json!([k]));
+            }
+        });
+        m.object_with("e", |_| {});
+        m.object_with("s", |o| {
+            o.opt_str("a", None);
+            o.str("b", "x");
+        });
+        let mut out = Vec::new();
+        m.write_sorted(&[], &[], &mut out);
+        let expected = json!({"o": {"z": "last", "a": -5, "n": {"y": true, "b": "q\""}, "k9": ["k9"], "k1": ["k1"],
+            "k5": ["k5"], "k3": ["k3"], "k7": ["k7"], "k2": ["k2"], "k8": ["k8"], "k4": ["k4"], "k6": ["k6"]},
+            "e": {}, "s": {"a": null, "b": "x"}});
+        assert_eq!(String::from_utf8(out).expect("utf8"), String::from_utf8(to_vec(&expected)).expect("utf8"));
     }
 
     #[test]
@@ -254,6 +474,26 @@ mod tests {
                     let mut members = Vec::new();
                     Members::of(map).write(&[], &[], &mut members);
                     prop_assert_eq!(members, bytes);
+                    // the sealed line written once equals the object written with the hash and
+                    // signature members added
+                    for signed in [false, true] {
+                        let mut sealed = b"prefix".to_vec();
+                        let mut of = Members::of(map);
+                        let (hash, signature) =
+                            of.write_sealed(&mut sealed, |_, h| signed.then(|| format!("sig-{h}")));
+                        let mut hashed = Vec::new();
+                        of.write(&["hash", "signature"], &[], &mut hashed);
+                        prop_assert_eq!(&hash, &crate::time::hex(
+                            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &hashed).as_ref()));
+                        let (h, s) = (Value::from(hash.clone()), signature.clone().map(Value::from));
+                        let mut extra = vec![("hash", &h)];
+                        if let Some(s) = &s {
+                            extra.push(("signature", s));
+                        }
+                        let mut expected = b"prefix".to_vec();
+                        of.write(&["hash", "signature"], &extra, &mut expected);
+                        prop_assert_eq!(sealed, expected);
+                    }
                 }
             }
         }

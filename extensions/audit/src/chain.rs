@@ -67,28 +67,31 @@ pub fn seal(
 /// `signature`): every member is serialised once, for the hash and for the line. Returns the
 /// line, the new head and the checkpoint signature, if one was made.
 pub(crate) fn seal_members(
-    mut members: canonical::Members<'_>,
+    members: canonical::Members<'_>,
     head: &ChainHead,
     signer: Option<&CheckpointSigner>,
 ) -> (Vec<u8>, ChainHead, Option<String>) {
+    let mut line = Vec::with_capacity(1024);
+    let (next, signature) = seal_into(members, head, signer, &mut line);
+    (line, next, signature)
+}
+
+/// [`seal_members`] appending the line to `out` (serialised once, hashed, the hash inserted).
+pub(crate) fn seal_into(
+    mut members: canonical::Members<'_>,
+    head: &ChainHead,
+    signer: Option<&CheckpointSigner>,
+    out: &mut Vec<u8>,
+) -> (ChainHead, Option<String>) {
     let seq = head.seq + 1;
     members.int("seq", seq);
     members.str("prev_hash", &head.hash);
-    let mut hashed = Vec::with_capacity(1024);
-    members.write_sorted(&UNHASHED, &[], &mut hashed);
-    let hash = hex(digest::digest(&digest::SHA256, &hashed).as_ref());
-    let signature =
-        (members.raw("type") == Some(br#""checkpoint""#.as_slice())).then(|| signer.map(|s| s.sign(&hash))).flatten();
-    let hash_value = Value::from(hash.clone());
-    let signature_value = signature.clone().map(Value::from);
-    let mut extra = vec![("hash", &hash_value)];
-    if let Some(sig) = &signature_value {
-        extra.push(("signature", sig));
-    }
-    let mut line = Vec::with_capacity(hashed.len() + 160);
-    members.write(&UNHASHED, &extra, &mut line);
-    line.push(b'\n');
-    (line, ChainHead { seq, hash }, signature)
+    let (hash, signature) = members.write_sealed(out, |members, hash| {
+        let checkpoint = members.raw("type") == Some(br#""checkpoint""#.as_slice());
+        signer.filter(|_| checkpoint).map(|s| s.sign(hash))
+    });
+    out.push(b'\n');
+    (ChainHead { seq, hash }, signature)
 }
 
 /// Ed25519 key that signs checkpoints.

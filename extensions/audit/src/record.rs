@@ -3,14 +3,15 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use http::{HeaderMap, HeaderValue, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use mcp_enterprise_core::trace::SpanIds;
 use mcp_enterprise_core::{AuditEvents, Denial, JsonRpcId, McpRequest, Principal};
 use serde_json::{Value, json};
 
-use crate::canonical::Members;
+use crate::canonical::{Members, Object};
 use crate::redact::Redaction;
-use crate::time::{rfc3339_millis, uuid_v7};
+use crate::service::X_REQUEST_ID;
+use crate::time::{uuid_v7, write_rfc3339_millis};
 
 /// `_meta` key of SEP-2817's client-asserted invocation context.
 pub const AI_INVOCATION_META: &str = "io.modelcontextprotocol/aiInvocation";
@@ -19,6 +20,9 @@ pub const AI_INVOCATION_META: &str = "io.modelcontextprotocol/aiInvocation";
 const MAX_TEXT: usize = 1024;
 /// Largest invocation context kept (canonical bytes); larger ones are replaced by a marker.
 const MAX_INVOCATION_BYTES: usize = 8 * 1024;
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// Longest correlation id accepted from a client.
 const MAX_CORRELATION_ID: usize = 128;
 
@@ -28,7 +32,8 @@ pub(crate) struct Arrival {
     pub(crate) started: Instant,
     now: std::time::Duration,
     event_id: String,
-    correlation_id: String,
+    /// The client's `X-Request-Id`, when it sent a usable one (else the event id is used).
+    correlation_id: Option<String>,
     method: http::Method,
     path: String,
     traceparent: Option<String>,
@@ -45,12 +50,13 @@ impl Arrival {
     pub(crate) fn new(now: std::time::Duration, method: &http::Method, path: &str, headers: &HeaderMap) -> Self {
         let event_id = uuid_v7(now);
         let correlation_id = headers
-            .get("x-request-id")
+            .get(&X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= MAX_CORRELATION_ID && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map_or_else(|| event_id.clone(), str::to_owned);
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| truncate(v).into_owned());
-        let correlation = HeaderValue::from_str(&correlation_id).ok();
+            .map(str::to_owned);
+        let header =
+            |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| truncate(v).into_owned());
+        let correlation = HeaderValue::from_str(correlation_id.as_deref().unwrap_or(&event_id)).ok();
         Self {
             started: Instant::now(),
             now,
@@ -58,8 +64,8 @@ impl Arrival {
             correlation_id,
             method: method.clone(),
             path: truncate(path).into_owned(),
-            traceparent: header("traceparent"),
-            tracestate: header("tracestate"),
+            traceparent: header(&TRACEPARENT),
+            tracestate: header(&TRACESTATE),
             span: None,
             correlation,
             client: None,
@@ -90,32 +96,34 @@ impl Arrival {
         let ext = response.extensions();
         let mcp = ext.get::<McpRequest>();
         let denial = ext.get::<Denial>();
+        let status = response.status();
+        // nested objects are written straight into the record, their members in canonical order
         let mut r = Members::new();
         r.int("v", 1);
         r.str("type", "mcp");
         r.str("event_id", &self.event_id);
-        r.str("occurred_at", &rfc3339_millis(self.now));
-        r.str("correlation_id", &self.correlation_id);
-        let mut http = Members::new();
-        http.str("method", self.method.as_str());
-        http.str("path", &self.path);
-        // keys in order (the members stay sorted)
-        if let Some(client) = self.client {
-            http.str("peer_ip", &client.peer.ip().to_canonical().to_string());
-            http.int("peer_port", client.peer.port());
-        }
-        http.int("status", response.status().as_u16());
-        r.object("http", http);
-        if let Some(client) = self.client {
-            let mut src = Members::new();
-            src.str("ip", &client.ip.to_canonical().to_string());
-            if client.is_forwarded() {
-                src.str("proxy_ip", &client.peer.ip().to_canonical().to_string());
+        r.member("occurred_at", |buf| write_rfc3339_millis(self.now, buf));
+        r.str("correlation_id", self.correlation_id.as_deref().unwrap_or(&self.event_id));
+        let client = self.client;
+        r.object_with("http", |http| {
+            http.str("method", self.method.as_str());
+            http.str("path", &self.path);
+            if let Some(client) = client {
+                http.member("peer_ip", |buf| write_ip(client.peer.ip(), buf));
+                http.int("peer_port", client.peer.port());
             }
-            r.object("src_endpoint", src);
+            http.int("status", status.as_u16());
+        });
+        if let Some(client) = client {
+            r.object_with("src_endpoint", |src| {
+                src.member("ip", |buf| write_ip(client.ip, buf));
+                if client.is_forwarded() {
+                    src.member("proxy_ip", |buf| write_ip(client.peer.ip(), buf));
+                }
+            });
         }
         match ext.get::<Principal>() {
-            Some(p) => r.object("principal", principal(p)),
+            Some(p) => r.object_with("principal", |m| principal(m, p)),
             None => r.literal("principal", "null"),
         }
         match mcp {
@@ -128,24 +136,23 @@ impl Arrival {
         let trace = mcp.map(McpRequest::trace);
         let traceparent = trace.and_then(|t| t.traceparent.as_deref()).or(self.traceparent.as_deref());
         let tracestate = trace.and_then(|t| t.tracestate.as_deref()).or(self.tracestate.as_deref());
-        let mut t = Members::new();
-        t.opt_str("traceparent", traceparent.map(truncate).as_deref());
-        t.opt_str("tracestate", tracestate.map(truncate).as_deref());
-        if let Some(span) = &self.span {
-            t.str("trace_id", &span.trace_id_hex());
-            t.str("span_id", &span.span_id_hex());
-        }
-        r.object("trace", t);
+        r.object_with("trace", |t| {
+            if let Some(span) = &self.span {
+                t.member("span_id", |buf| write_hex(&span.span_id(), buf));
+                t.member("trace_id", |buf| write_hex(&span.trace_id(), buf));
+            }
+            t.opt_str("traceparent", traceparent.map(truncate).as_deref());
+            t.opt_str("tracestate", tracestate.map(truncate).as_deref());
+        });
         if let Some(events) = ext.get::<AuditEvents>().filter(|e| !e.events().is_empty()) {
             r.value("events", &events_value(events));
         }
-        let status = response.status();
         let (outcome, code) = match denial {
             Some(d) => {
-                let mut by = Members::new();
-                by.str("layer", d.layer());
-                by.str("reason", &truncate(d.reason()));
-                r.object("denied_by", by);
+                r.object_with("denied_by", |by| {
+                    by.str("layer", d.layer());
+                    by.str("reason", &truncate(d.reason()));
+                });
                 (if status.is_server_error() { "error" } else { "denied" }, d.jsonrpc_code())
             }
             None => {
@@ -219,13 +226,11 @@ impl Departure {
 
 fn describe(r: &mut Members<'static>, mcp: &McpRequest, redaction: &Redaction, invocation: bool) {
     match mcp.client().and_then(|c| c.client_info()) {
-        Some(info) => {
-            let mut c = Members::new();
-            c.literal("unverified", "true");
+        Some(info) => r.object_with("client", |c| {
             c.opt_str("name", info.name().map(truncate).as_deref());
+            c.literal("unverified", "true");
             c.opt_str("version", info.version().map(truncate).as_deref());
-            r.object("client", c);
-        }
+        }),
         None => r.literal("client", "null"),
     }
     let target = match (mcp.method(), mcp.name(), mcp.uri()) {
@@ -234,30 +239,29 @@ fn describe(r: &mut Members<'static>, mcp: &McpRequest, redaction: &Redaction, i
         (_, Some(name), _) => Some(("tool", name)),
         _ => None,
     };
-    let mut j = Members::new();
-    j.opt_str("method", mcp.method().map(truncate).as_deref());
-    match mcp.id() {
-        Some(JsonRpcId::Number(n)) => j.int("id", *n),
-        Some(JsonRpcId::String(s)) => j.str("id", &truncate(s)),
-        Some(other) => j.str("id", &truncate(&other.to_string())),
-        None => j.literal("id", "null"),
-    }
-    match target {
-        Some((kind, name)) => {
-            let mut t = Members::new();
-            t.str("kind", kind);
-            t.str("name", &truncate(name));
-            j.object("target", t);
+    r.object_with("jsonrpc", |j| {
+        j.str("era", era(mcp));
+        match mcp.id() {
+            Some(JsonRpcId::Number(n)) => j.int("id", *n),
+            Some(JsonRpcId::String(s)) => j.str("id", &truncate(s)),
+            Some(other) => j.str("id", &truncate(&other.to_string())),
+            None => j.literal("id", "null"),
         }
-        None => j.literal("target", "null"),
+        j.opt_str("method", mcp.method().map(truncate).as_deref());
+        j.opt_str("protocol_version", mcp.protocol_version().map(truncate).as_deref());
+        match target {
+            Some((kind, name)) => j.object("target", |t| {
+                t.str("kind", kind);
+                t.str("name", &truncate(name));
+            }),
+            None => j.literal("target", "null"),
+        }
+    });
+    let params = mcp.params();
+    if let Some(arguments) = params.and_then(|p| p.get("arguments")).and_then(Value::as_object) {
+        r.object_with("arguments", |o| redaction.write_arguments(mcp.name(), arguments, o));
     }
-    j.str("era", era(mcp));
-    j.opt_str("protocol_version", mcp.protocol_version().map(truncate).as_deref());
-    r.object("jsonrpc", j);
-    if let Some(arguments) = mcp.arguments() {
-        r.object("arguments", redaction.arguments_members(mcp.name(), arguments));
-    }
-    if invocation && let Some(ctx) = mcp.params().and_then(|p| p.get("_meta")).and_then(|m| m.get(AI_INVOCATION_META)) {
+    if invocation && let Some(ctx) = params.and_then(|p| p.get("_meta")).and_then(|m| m.get(AI_INVOCATION_META)) {
         r.value("invocation", &invocation_context(ctx));
     }
 }
@@ -308,19 +312,33 @@ fn bounded(v: &Value, depth: usize) -> Value {
     }
 }
 
-fn principal(p: &Principal) -> Members<'static> {
-    let mut m = Members::new();
-    m.str("issuer", p.issuer());
-    m.str("subject", p.subject());
-    m.str("kind", p.kind().as_str());
-    m.opt_str("client_id", p.client_id());
+fn principal(m: &mut Object<'_, '_>, p: &Principal) {
     m.str("auth_method", p.auth_method().as_str());
-    m.opt_str("token_fingerprint", p.token_fingerprint().map(|f| f.to_string()).as_deref());
+    m.opt_str("client_id", p.client_id());
+    m.str("issuer", p.issuer());
+    m.str("kind", p.kind().as_str());
+    m.str("subject", p.subject());
     match p.claims().get("tenant") {
         Some(tenant) => m.value("tenant", tenant),
         None => m.literal("tenant", "null"),
     }
-    m
+    m.opt_str("token_fingerprint", p.token_fingerprint().map(|f| f.to_string()).as_deref());
+}
+
+/// An IP address as a JSON string (its text needs no escaping).
+fn write_ip(ip: std::net::IpAddr, buf: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = write!(buf, "\"{}\"", ip.to_canonical());
+}
+
+/// Bytes as a JSON string of lower-case hex.
+fn write_hex(bytes: &[u8], buf: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.push(b'"');
+    for b in bytes {
+        buf.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+    }
+    buf.push(b'"');
 }
 
 fn truncate(s: &str) -> Cow<'_, str> {

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
-use crate::canonical::{self, Members};
+use crate::canonical::{self, Object};
 use crate::time::hex;
 
 /// Argument names containing one of these (case-insensitive, ignoring `-` and `_`) are dropped
@@ -160,60 +160,83 @@ impl Redaction {
     #[cfg(test)]
     pub(crate) fn arguments(&self, tool: Option<&str>, arguments: &Map<String, Value>) -> Value {
         let mut out = Vec::new();
-        self.arguments_members(tool, arguments).write_sorted(&[], &[], &mut out);
+        let mut o = Object::open(&mut out);
+        self.write_arguments(tool, arguments, &mut o);
+        o.close();
         serde_json::from_slice(&out).unwrap_or(Value::Null)
     }
 
-    /// The record's `arguments` object for `tool`'s `arguments`, written in canonical form.
-    pub(crate) fn arguments_members(&self, tool: Option<&str>, arguments: &Map<String, Value>) -> Members<'static> {
+    /// Writes the members of the record's `arguments` object for `tool`'s `arguments`.
+    pub(crate) fn write_arguments<'k>(
+        &self,
+        tool: Option<&str>,
+        arguments: &'k Map<String, Value>,
+        out: &mut Object<'_, 'k>,
+    ) {
+        #[derive(Clone, Copy, PartialEq, Eq)]
+        enum Fate {
+            Dropped,
+            Clear,
+            Digest,
+            Name,
+        }
         let rule = tool.and_then(|t| self.tools.get(t));
-        let mut clear = Members::new();
-        let mut digests = Members::new();
-        let mut names = Vec::new();
-        let mut dropped = Vec::new();
-        let (mut any_clear, mut any_digest) = (false, false);
-        for (name, value) in arguments {
-            let denied =
-                is_secret_name(name) || self.drop_names.contains(name) || rule.is_some_and(|r| r.drop.contains(name));
-            if denied {
-                dropped.push(name.as_str());
-            } else if rule.is_some_and(|r| r.clear.contains(name)) {
-                clear.member(name.clone(), |buf| canonical::write(value, buf));
-                any_clear = true;
-            } else {
-                match self.mode {
-                    ArgumentMode::Digest => {
-                        let tag = self.tag(value);
-                        digests.member(name.clone(), |buf| {
-                            buf.extend_from_slice(b"\"hmac-sha256:");
-                            let mut encoded = [0u8; 22];
-                            let n = URL_SAFE_NO_PAD.encode_slice(&tag.as_ref()[..16], &mut encoded).unwrap_or(0);
-                            buf.extend_from_slice(&encoded[..n]);
-                            buf.push(b'"');
-                        });
-                        any_digest = true;
+        // each argument's fate decided once; the objects are then written in canonical order
+        let fates: Vec<Fate> = arguments
+            .keys()
+            .map(|name| {
+                if is_secret_name(name)
+                    || (!self.drop_names.is_empty() && self.drop_names.contains(name))
+                    || rule.is_some_and(|r| r.drop.contains(name))
+                {
+                    Fate::Dropped
+                } else if rule.is_some_and(|r| r.clear.contains(name)) {
+                    Fate::Clear
+                } else {
+                    match self.mode {
+                        ArgumentMode::Digest => Fate::Digest,
+                        ArgumentMode::NamesOnly => Fate::Name,
                     }
-                    ArgumentMode::NamesOnly => names.push(name.as_str()),
                 }
-            }
+            })
+            .collect();
+        let with = |fate: Fate| arguments.iter().zip(&fates).filter(move |(_, f)| **f == fate).map(|(kv, _)| kv);
+        let any = |fate: Fate| fates.contains(&fate);
+        if any(Fate::Clear) {
+            out.object("clear", |clear| {
+                for (name, value) in with(Fate::Clear) {
+                    clear.value(name, value);
+                }
+            });
         }
-        let mut out = Members::new();
-        out.str("mode", self.mode.as_str());
-        if any_digest {
+        if any(Fate::Digest) {
+            out.object("digests", |digests| {
+                let mut bytes = Vec::with_capacity(64);
+                for (name, value) in with(Fate::Digest) {
+                    bytes.clear();
+                    canonical::write(value, &mut bytes);
+                    let tag = hmac::sign(&self.key, &bytes);
+                    digests.member(name, |buf| {
+                        buf.extend_from_slice(b"\"hmac-sha256:");
+                        let mut encoded = [0u8; 22];
+                        let n = URL_SAFE_NO_PAD.encode_slice(&tag.as_ref()[..16], &mut encoded).unwrap_or(0);
+                        buf.extend_from_slice(&encoded[..n]);
+                        buf.push(b'"');
+                    });
+                }
+            });
+        }
+        let list = |fate: Fate| Value::Array(with(fate).map(|(name, _)| Value::from(name.as_str())).collect());
+        if any(Fate::Dropped) {
+            out.value("dropped", &list(Fate::Dropped));
+        }
+        if any(Fate::Digest) {
             out.str("key_id", &self.key_id);
-            out.object("digests", digests);
         }
-        let list = |items: &[&str]| Value::Array(items.iter().map(|n| Value::from(*n)).collect());
-        if !names.is_empty() {
-            out.value("names", &list(&names));
+        out.str("mode", self.mode.as_str());
+        if any(Fate::Name) {
+            out.value("names", &list(Fate::Name));
         }
-        if any_clear {
-            out.object("clear", clear);
-        }
-        if !dropped.is_empty() {
-            out.value("dropped", &list(&dropped));
-        }
-        out
     }
 
     /// The HMAC of a value's canonical form.
@@ -226,6 +249,21 @@ impl Redaction {
 
 /// Whether an argument name looks like it holds a secret.
 pub fn is_secret_name(name: &str) -> bool {
+    // the common case, a short ASCII name, folded on the stack
+    const SHORT: usize = 64;
+    if name.len() <= SHORT && name.is_ascii() {
+        let mut folded = [0u8; SHORT];
+        let mut len = 0;
+        for b in name.bytes().filter(|b| *b != b'_' && *b != b'-') {
+            folded[len] = b.to_ascii_lowercase();
+            len += 1;
+        }
+        let folded = &folded[..len];
+        return SECRET_NAME_PARTS.iter().any(|part| match *part {
+            "otp" | "pin" | "ssn" | "cvv" => folded == part.as_bytes(),
+            _ => folded.windows(part.len()).any(|w| w == part.as_bytes()),
+        });
+    }
     let folded: String = name.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
     SECRET_NAME_PARTS.iter().any(|part| match *part {
         // short parts only as whole names, so "spinner" or "options" keep their values

@@ -3,6 +3,13 @@
 
 use std::time::Duration;
 
+/// [`rfc3339_millis`] as a JSON string appended to `buf`.
+pub(crate) fn write_rfc3339_millis(since_epoch: Duration, buf: &mut Vec<u8>) {
+    buf.push(b'"');
+    buf.extend_from_slice(rfc3339_millis(since_epoch).as_bytes());
+    buf.push(b'"');
+}
+
 /// RFC 3339 UTC with milliseconds: `2026-11-25T09:30:00.123Z`.
 pub(crate) fn rfc3339_millis(since_epoch: Duration) -> String {
     let secs = since_epoch.as_secs();
@@ -53,13 +60,14 @@ pub(crate) fn uuid_v7(since_epoch: Duration) -> String {
     bytes[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
-    let h = hex(&bytes);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(36);
-    for (i, range) in [0..8, 8..12, 12..16, 16..20, 20..32].into_iter().enumerate() {
-        if i > 0 {
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
             out.push('-');
         }
-        out.push_str(&h[range]);
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::canonical::Members;
-use crate::chain::{ChainHead, CheckpointSigner, seal_members};
+use crate::chain::{ChainHead, CheckpointSigner, seal_into};
 use crate::error::AuditError;
 use crate::file::{FileSink, Recovery, Rotation};
 use crate::time::{rfc3339_millis, uuid_v7};
@@ -122,6 +122,9 @@ struct Queued {
 struct Queue {
     items: VecDeque<Queued>,
     closing: bool,
+    /// The writer waits on `ready` (a record must wake it; otherwise it finds the record when
+    /// it looks next, and the request path makes no wake-up system call).
+    waiting: bool,
 }
 
 /// What the layer and the writer thread share.
@@ -146,8 +149,11 @@ impl Shared {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.items.push_back(Queued { record, _permit: permit });
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let wake = q.waiting;
         drop(q);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -352,8 +358,10 @@ impl Writer {
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
+            q.waiting = true;
             let (guard, timeout) = self.shared.ready.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner);
             q = guard;
+            q.waiting = false;
             if timeout.timed_out() {
                 break;
             }
@@ -487,8 +495,7 @@ impl Writer {
         for record in records {
             let start = buf.len();
             let call = record.raw("type") == Some(br#""mcp""#.as_slice());
-            let (line, next, _) = seal_members(record, &head, self.signer.as_ref());
-            buf.extend_from_slice(&line);
+            let (next, _) = seal_into(record, &head, self.signer.as_ref(), &mut buf);
             sealed.push((call, start..buf.len()));
             head = next;
         }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
-use mcp_enterprise_core::{ExtensionSet, InspectLayer, McpBody, NegotiateLayer};
+use mcp_enterprise_core::{ExtensionSet, InspectLayer, McpBody, McpRequest, NegotiateLayer};
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -30,6 +30,12 @@ fn inspect(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(body.len() as u64));
         g.bench_function(format!("floor_serde_parse_{label}"), |b| {
             b.iter(|| black_box(serde_json::from_slice::<Value>(black_box(&body)).expect("json")))
+        });
+        // the parse and checks alone (what the layer adds to the parse: the members it reads,
+        // the header checks, the shared view)
+        let headers = http::HeaderMap::new();
+        g.bench_function(format!("mcp_request_parse_{label}"), |b| {
+            b.iter(|| black_box(McpRequest::parse(&headers, black_box(&body), |_| None).expect("valid")))
         });
         // the same request to the same service without the layer: what any tower stack pays
         let plain = tower::service_fn(|_req: Request<Full<Bytes>>| async {

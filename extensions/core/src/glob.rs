@@ -198,6 +198,23 @@ impl SegmentGlob {
 
 /// The engine: one linear pass per token over the set of positions reachable so far.
 fn run(tokens: &[Token], value: &str, separator: fn(char) -> bool) -> bool {
+    // the common shapes without the engine's buffers: a literal name, and a prefix followed by
+    // a run that may hold anything
+    match tokens {
+        [] => return value.is_empty(),
+        [Token::Run { min: 0, cross: true }] => return true,
+        [Token::Literal(lit)] => return value.chars().eq(lit.iter().copied()),
+        [Token::Literal(lit), Token::Run { min: 0, cross: true }] => {
+            let mut chars = value.chars();
+            return lit.iter().all(|l| chars.next() == Some(*l));
+        }
+        _ => {}
+    }
+    engine(tokens, value, separator)
+}
+
+/// The general matcher behind [`run`].
+fn engine(tokens: &[Token], value: &str, separator: fn(char) -> bool) -> bool {
     let chars: Vec<char> = value.chars().collect();
     let n = chars.len();
     let mut reach = vec![false; n + 1];
@@ -255,6 +272,22 @@ mod tests {
         assert!(Glob::new("echo").is_literal() && !Glob::new("e?ho").is_literal());
         assert!(Glob::new("*a*b*").matches("xxaxxbxx") && !Glob::new("*a*b*").matches("xxbxxaxx"));
         assert!(Glob::new("é?").matches("éà"));
+    }
+
+    #[test]
+    fn the_fast_shapes_agree_with_the_engine() {
+        let shapes = ["", "echo", "é", "delete_*", "delete_**", "a/**", "**", "*"];
+        let values = ["", "echo", "echo2", "ech", "é", "éé", "delete_", "delete_x/y", "delete", "a/", "a/b:c", "b"];
+        for pattern in shapes {
+            let glob = Glob::new(pattern);
+            let segments = seg(pattern);
+            for value in values {
+                let separator: fn(char) -> bool = |_| false;
+                assert_eq!(run(&glob.tokens, value, separator), engine(&glob.tokens, value, separator), "{pattern:?}");
+                let (tokens, separator) = (&segments.tokens, is_separator as fn(char) -> bool);
+                assert_eq!(run(tokens, value, separator), engine(tokens, value, separator), "{pattern:?} {value:?}");
+            }
+        }
     }
 
     fn seg(p: &str) -> SegmentGlob {

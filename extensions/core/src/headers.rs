@@ -48,6 +48,11 @@ pub enum HeaderValueError {
 /// Decodes one SEP-2243 header value: plain visible ASCII is returned as is, the
 /// `=?base64?…?=` sentinel form is decoded to its UTF-8 text.
 pub fn decode_value(raw: &[u8]) -> Result<String, HeaderValueError> {
+    decode_value_cow(raw).map(std::borrow::Cow::into_owned)
+}
+
+/// [`decode_value`] without a copy for the plain form (the common case): borrowed from `raw`.
+pub fn decode_value_cow(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, HeaderValueError> {
     if !raw.iter().all(|b| (0x20..=0x7e).contains(b)) {
         return Err(HeaderValueError::NotVisibleAscii);
     }
@@ -62,9 +67,9 @@ pub fn decode_value(raw: &[u8]) -> Result<String, HeaderValueError> {
                 .decode(payload)
                 .or_else(|_| STANDARD_NO_PAD.decode(payload))
                 .map_err(|_| HeaderValueError::InvalidBase64)?;
-            String::from_utf8(bytes).map_err(|_| HeaderValueError::InvalidUtf8)
+            String::from_utf8(bytes).map(std::borrow::Cow::Owned).map_err(|_| HeaderValueError::InvalidUtf8)
         }
-        None => Ok(text.to_owned()),
+        None => Ok(std::borrow::Cow::Borrowed(text)),
     }
 }
 

@@ -4,13 +4,14 @@
 //! request extensions; later layers (auth, audit, policy, negotiation) read it instead of parsing
 //! the body again. It is cheap to clone.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
 use crate::error::Rejection;
-use crate::headers::{self, decode_value};
+use crate::headers::{self, HeaderValueError, decode_value_cow};
 use crate::jsonrpc::JsonRpcId;
 
 /// The first protocol revision of the modern (per-request `_meta`) era.
@@ -153,14 +154,27 @@ impl McpRequest {
             Value::Array(_) => return Err(invalid("JSON-RPC batches are not supported by MCP", None)),
             _ => return Err(invalid("a JSON-RPC message must be an object", None)),
         };
-        let id = match obj.get("id") {
+        // the members looked at, in one pass over each object (a map's keys are unique, so this
+        // finds what lookups by key would, without hashing every key looked up)
+        let mut top = TopMembers::default();
+        for (key, value) in obj {
+            match key.as_str() {
+                "id" => top.id = Some(value),
+                "jsonrpc" => top.jsonrpc = Some(value),
+                "method" => top.method = Some(value),
+                "params" => top.params = Some(value),
+                "result" | "error" => top.answer = true,
+                _ => {}
+            }
+        }
+        let id = match top.id {
             None => None,
             Some(v) => Some(JsonRpcId::from_value(v).ok_or(invalid("the id must be a string or an integer", None))?),
         };
-        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        if top.jsonrpc.and_then(Value::as_str) != Some("2.0") {
             return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
         }
-        let method = match obj.get("method") {
+        let method = match top.method {
             None => None,
             Some(Value::String(m)) => Some(m.clone()),
             Some(_) => return Err(invalid("\"method\" must be a string", id)),
@@ -168,24 +182,52 @@ impl McpRequest {
         let kind = match (&method, &id) {
             (Some(_), Some(_)) => MessageKind::Request,
             (Some(_), None) => MessageKind::Notification,
-            (None, Some(_)) if obj.contains_key("result") || obj.contains_key("error") => MessageKind::Response,
+            (None, Some(_)) if top.answer => MessageKind::Response,
             _ => return Err(invalid("a message needs a method, or an id with a result or error", id)),
         };
-        let params = match obj.get("params") {
-            None => None,
-            Some(Value::Object(p)) => Some(p),
+        let mut p = ParamMembers::default();
+        match top.params {
+            None => {}
+            Some(Value::Object(params)) => {
+                for (key, value) in params {
+                    match key.as_str() {
+                        "name" => p.name = value.as_str(),
+                        "uri" => p.uri = value.as_str(),
+                        "_meta" => p.meta = Some(value),
+                        "protocolVersion" => p.protocol_version = value.as_str(),
+                        "capabilities" => p.capabilities = Some(value),
+                        "clientInfo" => p.client_info = Some(value),
+                        _ => {}
+                    }
+                }
+            }
             Some(_) => return Err(invalid("\"params\" must be an object", id)),
-        };
-        let meta = match params.and_then(|p| p.get("_meta")) {
-            None => None,
-            Some(Value::Object(m)) => Some(m),
+        }
+        let has_params = top.params.is_some();
+        let mut m = MetaMembers::default();
+        let has_meta = match p.meta {
+            None => false,
+            Some(Value::Object(meta)) => {
+                for (key, value) in meta {
+                    match key.as_str() {
+                        META_PROTOCOL_VERSION => m.protocol_version = value.as_str(),
+                        META_CLIENT_CAPABILITIES => m.capabilities = Some(value),
+                        META_CLIENT_INFO => m.client_info = Some(value),
+                        "traceparent" => m.traceparent = value.as_str(),
+                        "tracestate" => m.tracestate = value.as_str(),
+                        "baggage" => m.baggage = value.as_str(),
+                        _ => {}
+                    }
+                }
+                true
+            }
             Some(_) => return Err(invalid("\"params._meta\" must be an object", id)),
         };
-        let param_text = |key: &str| params.and_then(|p| p.get(key)).and_then(Value::as_str).map(str::to_owned);
-        let (name, uri) = (param_text("name"), param_text("uri"));
-        let meta_version = meta.and_then(|m| m.get(META_PROTOCOL_VERSION)).and_then(Value::as_str);
+        let (name, uri) = (p.name, p.uri);
+        let meta_version = m.protocol_version;
+        let h = McpHeaders::of(headers);
 
-        let header_version = single_header(headers, &headers::MCP_PROTOCOL_VERSION, id.as_ref())?;
+        let header_version = h.version.decode(&headers::MCP_PROTOCOL_VERSION, id.as_ref())?;
         let method_str = method.as_deref().unwrap_or("");
         let era = if method_str == "initialize" {
             Era::Legacy
@@ -198,9 +240,9 @@ impl McpRequest {
         };
 
         let protocol_version = match era {
-            Era::Modern => meta_version.map(str::to_owned).or_else(|| header_version.clone()),
-            Era::Legacy if method_str == "initialize" => param_text("protocolVersion"),
-            Era::Legacy => header_version.clone(),
+            Era::Modern => meta_version.map(str::to_owned).or_else(|| header_version.as_deref().map(str::to_owned)),
+            Era::Legacy if method_str == "initialize" => p.protocol_version.map(str::to_owned),
+            Era::Legacy => header_version.as_deref().map(str::to_owned),
         };
 
         let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.clone() };
@@ -220,7 +262,7 @@ impl McpRequest {
                 _ => {}
             }
         }
-        let header_method = single_header(headers, &headers::MCP_METHOD, id.as_ref())?;
+        let header_method = h.method.decode(&headers::MCP_METHOD, id.as_ref())?;
         match (&header_method, &method) {
             (Some(h), Some(m)) if h != m => {
                 return Err(mismatch(format!("Mcp-Method header {h:?} does not match the body method {m:?}")));
@@ -232,13 +274,13 @@ impl McpRequest {
             _ => {}
         }
         let body_name = match method_str {
-            "tools/call" | "prompts/get" => Some(("params.name", name.as_deref())),
-            "resources/read" => Some(("params.uri", uri.as_deref())),
+            "tools/call" | "prompts/get" => Some(("params.name", name)),
+            "resources/read" => Some(("params.uri", uri)),
             _ => None,
         };
-        let header_name = single_header(headers, &headers::MCP_NAME, id.as_ref())?;
+        let header_name = h.name.decode(&headers::MCP_NAME, id.as_ref())?;
         match (&header_name, body_name) {
-            (Some(h), Some((field, b))) if Some(h.as_str()) != b => {
+            (Some(h), Some((field, b))) if Some(h.as_ref()) != b => {
                 return Err(mismatch(match b {
                     Some(b) => format!("Mcp-Name header {h:?} does not match {field} {b:?}"),
                     None => format!("Mcp-Name header {h:?} is set but the body has no {field}"),
@@ -249,39 +291,30 @@ impl McpRequest {
             }
             _ => {}
         }
-        for (header_name, value) in headers {
-            if header_name.as_str().starts_with(headers::MCP_PARAM_PREFIX) {
-                decode_value(value.as_bytes())
-                    .map_err(|e| mismatch(format!("{} header is malformed: {e}", header_name.as_str())))?;
-            }
+        if let Some((header_name, e)) = h.bad_param {
+            return Err(mismatch(format!("{} header is malformed: {e}", header_name.as_str())));
         }
 
-        let session_id = headers
-            .get(&headers::MCP_SESSION_ID)
+        let session_id = h
+            .session_id
             .and_then(|v| v.to_str().ok())
             .filter(|s| !s.is_empty() && s.len() <= MAX_SESSION_ID_LEN)
             .map(str::to_owned);
         let client = match era {
-            Era::Modern => meta.map(|m| {
-                Arc::new(ClientDeclaration::new(
-                    m.get(META_CLIENT_CAPABILITIES).cloned().unwrap_or(Value::Null),
-                    m.get(META_CLIENT_INFO),
-                ))
+            Era::Modern => has_meta.then(|| {
+                Arc::new(ClientDeclaration::new(m.capabilities.cloned().unwrap_or(Value::Null), m.client_info))
             }),
-            Era::Legacy if method_str == "initialize" => params.map(|p| {
-                Arc::new(ClientDeclaration::new(
-                    p.get("capabilities").cloned().unwrap_or(Value::Null),
-                    p.get("clientInfo"),
-                ))
+            Era::Legacy if method_str == "initialize" => has_params.then(|| {
+                Arc::new(ClientDeclaration::new(p.capabilities.cloned().unwrap_or(Value::Null), p.client_info))
             }),
             Era::Legacy => session_id.as_deref().and_then(legacy_client),
         };
-        let meta_text = |key: &str| meta.and_then(|m| m.get(key)).and_then(Value::as_str).map(str::to_owned);
         let trace = TraceContext {
-            traceparent: meta_text("traceparent"),
-            tracestate: meta_text("tracestate"),
-            baggage: meta_text("baggage"),
+            traceparent: m.traceparent.map(str::to_owned),
+            tracestate: m.tracestate.map(str::to_owned),
+            baggage: m.baggage.map(str::to_owned),
         };
+        let (name, uri) = (name.map(str::to_owned), uri.map(str::to_owned));
         Ok(Self(Arc::new(Inner {
             kind,
             id,
@@ -394,21 +427,108 @@ pub fn is_modern_version(version: &str) -> bool {
         && version >= MODERN_PROTOCOL_VERSION
 }
 
-/// Reads a header that may appear at most once, decoding the SEP-2243 sentinel form.
-fn single_header(
-    headers: &HeaderMap,
-    name: &http::HeaderName,
-    id: Option<&JsonRpcId>,
-) -> Result<Option<String>, Rejection> {
-    let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else { return Ok(None) };
-    let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.cloned() };
-    if values.next().is_some() {
-        return Err(mismatch(format!("the {} header appears more than once", name.as_str())));
+/// The top-level members of a message that inspection reads.
+#[derive(Default)]
+struct TopMembers<'a> {
+    id: Option<&'a Value>,
+    jsonrpc: Option<&'a Value>,
+    method: Option<&'a Value>,
+    params: Option<&'a Value>,
+    /// A `result` or an `error` member is present.
+    answer: bool,
+}
+
+/// The members of `params` that inspection reads (strings only where only strings count).
+#[derive(Default)]
+struct ParamMembers<'a> {
+    name: Option<&'a str>,
+    uri: Option<&'a str>,
+    meta: Option<&'a Value>,
+    protocol_version: Option<&'a str>,
+    capabilities: Option<&'a Value>,
+    client_info: Option<&'a Value>,
+}
+
+/// The members of `params._meta` that inspection reads.
+#[derive(Default)]
+struct MetaMembers<'a> {
+    protocol_version: Option<&'a str>,
+    capabilities: Option<&'a Value>,
+    client_info: Option<&'a Value>,
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
+    baggage: Option<&'a str>,
+}
+
+/// A header that may appear at most once, as found.
+#[derive(Default, Clone, Copy)]
+enum Single<'a> {
+    #[default]
+    Absent,
+    Once(&'a http::HeaderValue),
+    Repeated,
+}
+
+impl<'a> Single<'a> {
+    fn see(&mut self, value: &'a http::HeaderValue) {
+        *self = match self {
+            Self::Absent => Self::Once(value),
+            _ => Self::Repeated,
+        };
     }
-    decode_value(first.as_bytes())
-        .map(Some)
-        .map_err(|e| mismatch(format!("the {} header is malformed: {e}", name.as_str())))
+
+    /// The value, decoding the SEP-2243 sentinel form; a repeated or malformed header is refused.
+    fn decode(self, name: &http::HeaderName, id: Option<&JsonRpcId>) -> Result<Option<Cow<'a, str>>, Rejection> {
+        let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.cloned() };
+        match self {
+            Self::Absent => Ok(None),
+            Self::Repeated => Err(mismatch(format!("the {} header appears more than once", name.as_str()))),
+            Self::Once(value) => decode_value_cow(value.as_bytes())
+                .map(Some)
+                .map_err(|e| mismatch(format!("the {} header is malformed: {e}", name.as_str()))),
+        }
+    }
+}
+
+/// The MCP headers of a request, found in one pass over the header map.
+#[derive(Default)]
+struct McpHeaders<'a> {
+    version: Single<'a>,
+    method: Single<'a>,
+    name: Single<'a>,
+    /// The first `Mcp-Session-Id`.
+    session_id: Option<&'a http::HeaderValue>,
+    /// The first `Mcp-Param-*` header that does not decode.
+    bad_param: Option<(&'a http::HeaderName, HeaderValueError)>,
+}
+
+impl<'a> McpHeaders<'a> {
+    fn of(map: &'a HeaderMap) -> Self {
+        let mut found = Self::default();
+        for (name, value) in map {
+            let text = name.as_str();
+            if !text.starts_with("mcp-") {
+                continue;
+            }
+            match text {
+                "mcp-protocol-version" => found.version.see(value),
+                "mcp-method" => found.method.see(value),
+                "mcp-name" => found.name.see(value),
+                "mcp-session-id" => {
+                    found.session_id.get_or_insert(value);
+                }
+                _ => {
+                    if text.starts_with(headers::MCP_PARAM_PREFIX)
+                        && found.bad_param.is_none()
+                        && let Err(e) = decode_value_cow(value.as_bytes())
+                    {
+                        found.bad_param = Some((name, e));
+                    }
+                }
+            }
+        }
+        found
+    }
 }
 
 /// A parser message that says where, not what (never echo body content).

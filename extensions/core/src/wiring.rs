@@ -24,32 +24,67 @@ use crate::denial::Denial;
 use crate::jsonrpc::{JsonRpcError, codes};
 
 /// The pack layers a request has passed so far, outermost first (a request extension).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Visited(Vec<&'static str>);
+#[derive(Debug, Clone, Default)]
+pub struct Visited {
+    /// The first [`INLINE_LAYERS`] layers, without an allocation of their own.
+    inline: [&'static str; INLINE_LAYERS],
+    len: usize,
+    /// Layers past the inline ones (a stack deeper than the pack's own).
+    more: Vec<&'static str>,
+}
+
+impl PartialEq for Visited {
+    fn eq(&self, other: &Self) -> bool {
+        self.layers() == other.layers()
+    }
+}
+
+impl Eq for Visited {}
+
+/// Layers a [`Visited`] holds inline: more than the pack has.
+const INLINE_LAYERS: usize = 16;
 
 impl Visited {
+    fn of(layer: &'static str) -> Self {
+        let mut visited = Self::default();
+        visited.push(layer);
+        visited
+    }
+
+    fn push(&mut self, layer: &'static str) {
+        if self.len < INLINE_LAYERS && self.more.is_empty() {
+            self.inline[self.len] = layer;
+            self.len += 1;
+        } else {
+            if self.more.is_empty() {
+                self.more.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.more.push(layer);
+        }
+    }
+
     /// Whether `layer` has been passed.
     pub fn contains(&self, layer: &str) -> bool {
-        self.0.contains(&layer)
+        self.layers().contains(&layer)
     }
 
     /// The layers, outermost first.
     pub fn layers(&self) -> &[&'static str] {
-        &self.0
+        if self.more.is_empty() { &self.inline[..self.len] } else { &self.more }
     }
 
     /// Whether no pack layer has been passed.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.layers().is_empty()
     }
 }
 
 /// Records that `layer` passes `req` inward.
 pub fn visit<B>(req: &mut Request<B>, layer: &'static str) {
     match req.extensions_mut().get_mut::<Visited>() {
-        Some(visited) => visited.0.push(layer),
+        Some(visited) => visited.push(layer),
         None => {
-            req.extensions_mut().insert(Visited(vec![layer]));
+            req.extensions_mut().insert(Visited::of(layer));
         }
     }
 }
@@ -132,6 +167,17 @@ fn log_once(m: &Miswired) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn visited_keeps_every_layer_in_order_past_the_inline_ones() {
+        let names: Vec<&'static str> = (0..40).map(|i| &*Box::leak(format!("layer-{i}").into_boxed_str())).collect();
+        let mut req = http::Request::new(());
+        for (i, name) in names.iter().enumerate() {
+            super::visit(&mut req, name);
+            assert_eq!(super::visited(&req), &names[..=i]);
+        }
+        assert!(super::has_visited(&req, "layer-39") && !super::has_visited(&req, "layer-40"));
+    }
+
     use super::*;
 
     #[test]

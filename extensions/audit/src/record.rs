@@ -131,7 +131,8 @@ impl Arrival {
         let mut t = Members::new();
         t.opt_str("traceparent", traceparent.map(truncate).as_deref());
         t.opt_str("tracestate", tracestate.map(truncate).as_deref());
-        if let Some(span) = &self.span {
+        // the server span starts inside (after inspection): its ids come back with the response
+        if let Some(span) = self.span.as_ref().or_else(|| ext.get::<SpanIds>()) {
             t.str("trace_id", &span.trace_id_hex());
             t.str("span_id", &span.span_id_hex());
         }

@@ -23,8 +23,10 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 pub use server::{TraceLayer, TraceService};
+use tracing::subscriber::Interest;
 use tracing_subscriber::Layer;
-use tracing_subscriber::filter::Targets;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Filter};
 use tracing_subscriber::registry::LookupSpan;
 
 /// The instrumentation scope of the gateway's spans.
@@ -47,18 +49,27 @@ pub enum TelemetryError {
     Exporter(String),
 }
 
-/// What the server spans carry, besides the MCP attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which requests are traced and what the server spans carry, besides the MCP attributes.
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct TraceSettings {
     /// Which of the caller's identity the server span carries.
     pub principal: TracePrincipal,
+    /// The share of the requests without a caller's context that are traced (0.0 to 1.0); a
+    /// request with one follows its sampled flag.
+    pub sampling_ratio: f64,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self { principal: TracePrincipal::default(), sampling_ratio: 1.0 }
+    }
 }
 
 impl TraceSettings {
     /// The settings of a `traces` section.
     pub fn from_config(config: &TracesConfig) -> Self {
-        Self { principal: config.principal }
+        Self { principal: config.principal, sampling_ratio: config.sampling_ratio }
     }
 }
 
@@ -95,7 +106,9 @@ pub fn tracer_provider(config: &TracesConfig) -> Result<Option<SdkTracerProvider
         .build();
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
+        // the same rule the server span's decision follows first (see `server`), on the same trace id
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sampling_ratio))))
+        .with_id_generator(server::Ids::default())
         .with_resource(resource)
         .build();
     Ok(Some(provider))
@@ -103,7 +116,9 @@ pub fn tracer_provider(config: &TracesConfig) -> Result<Option<SdkTracerProvider
 
 /// The `tracing` layer exporting the pack's trace spans (target
 /// [`mcp_enterprise_core::trace::TARGET`], every level) through `provider`; other spans and events
-/// (the log lines) are not its business.
+/// (the log lines) are not its business. Only the server span of a sampled request (started by
+/// [`TraceLayer`]) and the spans inside it are kept: outside one, a layer's span is disabled and
+/// costs one look at the current span.
 pub fn subscriber_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S> + Send + Sync + 'static
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -115,5 +130,33 @@ where
         .with_target(false)
         .with_level(false)
         .with_tracked_inactivity(false)
-        .with_filter(Targets::new().with_target(mcp_enterprise_core::trace::TARGET, tracing::Level::TRACE))
+        .with_filter(Kept)
+}
+
+/// The filter of [`subscriber_layer`]: spans of the trace target, the server span or inside it.
+#[derive(Debug, Clone, Copy)]
+struct Kept;
+
+impl<S> Filter<S> for Kept
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        meta.target() == mcp_enterprise_core::trace::TARGET
+            && meta.is_span()
+            && (meta.name() == server::SERVER || cx.lookup_current().is_some())
+    }
+
+    fn callsite_enabled(&self, meta: &'static tracing::Metadata<'static>) -> Interest {
+        if meta.target() == mcp_enterprise_core::trace::TARGET && meta.is_span() {
+            // decided per span: inside a kept span or not
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
 }

@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use crate::common;
 
 /// What the upstream received: each request's headers and JSON body.
-type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
 
 /// An upstream answering every JSON-RPC request with an empty tool result, keeping what it got.
-async fn recording_upstream() -> (String, Received) {
+pub(crate) async fn recording_upstream() -> (String, Received) {
     let received: Received = Arc::default();
     let kept = received.clone();
     let app = axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
@@ -44,7 +44,7 @@ async fn recording_upstream() -> (String, Received) {
 }
 
 /// Starts the OTLP receiver peer; returns its base URL (`http://127.0.0.1:<port>`).
-fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
+pub(crate) fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
     let peers = Peers::default_dir();
     let mut child = std::process::Command::new("python3")
         .arg(peers.join("otlp-receiver.py"))
@@ -61,12 +61,12 @@ fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
     (guard, format!("http://127.0.0.1:{port}"))
 }
 
-fn lines(path: &Path) -> Vec<Value> {
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A modern `tools/call` of `echo` (SEP-2243 headers), with more `_meta` members.
-fn tool_call(
+pub(crate) fn tool_call(
     url: &str,
     id: i64,
     token: Option<&str>,

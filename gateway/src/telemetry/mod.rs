@@ -17,6 +17,7 @@ use std::time::Duration;
 
 pub use client::OtlpHttpClient;
 use mcp_enterprise_config::{TracePrincipal, TracesConfig};
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -74,9 +75,11 @@ impl TraceSettings {
 }
 
 /// The tracer provider a `traces` section describes: OTLP/HTTP protobuf to `endpoint` with its
-/// headers, parent-based ratio sampling, batched export (with the SDK's retries). `None` when the
-/// section says `enabled = false`. Shut it down when the process stops (pending spans are sent).
-pub fn tracer_provider(config: &TracesConfig) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+/// headers, trusting `ca_file` besides the system's roots, through `egress` (the `egress`
+/// section's proxy unless the collector is in its `no_proxy`), parent-based ratio sampling,
+/// batched export (with the SDK's retries). `None` when the section says `enabled = false`. Shut
+/// it down when the process stops (pending spans are sent).
+pub fn tracer_provider(config: &TracesConfig, egress: &Egress) -> Result<Option<SdkTracerProvider>, TelemetryError> {
     if !config.enabled {
         return Ok(None);
     }
@@ -84,7 +87,13 @@ pub fn tracer_provider(config: &TracesConfig) -> Result<Option<SdkTracerProvider
         return Err(TelemetryError::Config { key, reason });
     }
     let timeout = Duration::from_secs(config.timeout_secs);
-    let client = OtlpHttpClient::new(timeout).map_err(|e| TelemetryError::Exporter(e.to_string()))?;
+    let mut tls = TlsSettings::new();
+    if let Some(ca) = &config.ca_file {
+        tls = tls
+            .with_ca_file(std::path::Path::new(ca))
+            .map_err(|e| TelemetryError::Config { key: "ca_file", reason: e.to_string() })?;
+    }
+    let client = OtlpHttpClient::new(timeout, egress, &tls).map_err(|e| TelemetryError::Exporter(e.to_string()))?;
     let headers: HashMap<String, String> = config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()

@@ -375,10 +375,11 @@ fn init_logging(cli: &Cli) -> Option<SdkTracerProvider> {
         _ => fmt.with_ansi(output::stderr_colour()).boxed(),
     };
     // a `traces` section the gateway refuses is reported when it starts
-    let provider = config
-        .as_ref()
-        .and_then(|c| c.traces.as_ref())
-        .and_then(|t| mcp_enterprise_gateway::telemetry::tracer_provider(t).ok().flatten());
+    let provider = config.as_ref().and_then(|c| {
+        // the exporter goes out through the `egress` section's proxy, as every outbound call
+        let egress = mcp_enterprise_config::compose::egress(c).ok()?;
+        mcp_enterprise_gateway::telemetry::tracer_provider(c.traces.as_ref()?, &egress).ok().flatten()
+    });
     let traces = provider.as_ref().map(mcp_enterprise_gateway::telemetry::subscriber_layer);
     tracing_subscriber::registry().with(fmt.with_filter(filter)).with(traces).init();
     provider

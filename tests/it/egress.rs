@@ -33,14 +33,14 @@ const RESOURCE: &str = "http://localhost/mcp";
 const PROXY_OUT: [u8; 4] = [127, 0, 0, 3];
 
 /// tinyproxy on 127.0.0.1, its outgoing connections from 127.0.0.3, requiring `user:password`.
-struct Tinyproxy {
+pub(crate) struct Tinyproxy {
     child: std::process::Child,
     port: u16,
     log: std::path::PathBuf,
 }
 
 impl Tinyproxy {
-    fn start(dir: &Path, user: &str, password: &str) -> Self {
+    pub(crate) fn start(dir: &Path, user: &str, password: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let log = dir.join("tinyproxy.log");
         let conf = dir.join("tinyproxy.conf");
@@ -66,7 +66,7 @@ impl Tinyproxy {
         Self { child, port, log }
     }
 
-    async fn ready(&self) {
+    pub(crate) async fn ready(&self) {
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
                 return;
@@ -76,11 +76,11 @@ impl Tinyproxy {
         panic!("tinyproxy did not start listening");
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

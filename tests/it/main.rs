@@ -28,6 +28,7 @@ mod integrity;
 mod negotiation;
 mod oidc_peer;
 mod operability;
+mod otlp_outbound;
 mod policy;
 mod preauth;
 mod propagation;

@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 use crate::common;
 
 /// What the upstream received: each request's headers and JSON body.
-type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
+pub(crate) type Received = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
 
 /// An upstream answering every JSON-RPC request with an empty tool result, keeping what it got.
-async fn recording_upstream() -> (String, Received) {
+pub(crate) async fn recording_upstream() -> (String, Received) {
     let received: Received = Arc::default();
     let kept = received.clone();
     let app = axum::Router::new().fallback(move |headers: HeaderMap, body: axum::body::Bytes| {
@@ -44,7 +44,7 @@ async fn recording_upstream() -> (String, Received) {
 }
 
 /// Starts the OTLP receiver peer; returns its base URL (`http://127.0.0.1:<port>`).
-fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
+pub(crate) fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
     let peers = Peers::default_dir();
     let mut child = std::process::Command::new("python3")
         .arg(peers.join("otlp-receiver.py"))
@@ -61,12 +61,12 @@ fn otlp_receiver(out: &Path) -> (ChildGuard, String) {
     (guard, format!("http://127.0.0.1:{port}"))
 }
 
-fn lines(path: &Path) -> Vec<Value> {
+pub(crate) fn lines(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// A modern `tools/call` of `echo` (SEP-2243 headers), with more `_meta` members.
-fn tool_call(
+pub(crate) fn tool_call(
     url: &str,
     id: i64,
     token: Option<&str>,
@@ -286,4 +286,86 @@ async fn one_call_through_the_full_pack_exports_the_span_tree_and_continues_the_
     let denied = records.iter().find(|r| r["jsonrpc"]["id"] == 8).expect("record of the refusal");
     assert_eq!(denied["trace"]["trace_id"], OTHER_TRACE, "{denied}");
     assert_eq!(denied["trace"]["span_id"], refused["span_id"], "{denied}");
+}
+
+/// Sampling is decided before any span is kept: at ratio 0.0, a call without a caller's context
+/// and one whose context says "not sampled" export nothing and reach the upstream untouched (the
+/// `_meta` context also in the headers), while a caller's sampled context is followed
+/// (parent-based) and its call traced and continued as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_calls_keep_no_span_and_reach_the_upstream_untouched() {
+    let (upstream, received) = recording_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("otlp");
+    let (_receiver, collector) = otlp_receiver(&out);
+    let config = json!({
+        "version": 1,
+        "resource": DEFAULT_JWT_RESOURCE,
+        "upstream": {"url": upstream},
+        "listen": {"address": "127.0.0.1:0", "allowed_hosts": ["mcp.test"]},
+        "audit": {"directory": dir.path().join("trail")},
+        "traces": {"endpoint": format!("{collector}/v1/traces"), "sampling_ratio": 0.0},
+    });
+    let file = dir.path().join("gateway.json");
+    std::fs::write(&file, config.to_string()).unwrap();
+    let gw = GatewayProcess::start_args(dir.path(), &["serve", "--config", file.to_str().unwrap()], "info")
+        .await
+        .expect("gateway");
+    let url = gw.mcp_url().to_owned();
+
+    // 1. no context: the ratio says no
+    let req = tool_call(&url, 1, None, None);
+    let sent: Value = serde_json::from_slice(&futures_body(&req)).unwrap();
+    let (status, _, body) = common::call(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // 2. the caller's context in `_meta`, not sampled: followed
+    let unsampled = format!("00-{CLIENT_TRACE}-{META_SPAN}-00");
+    let req = tool_call(&url, 2, None, Some(json!({"traceparent": unsampled, "tracestate": "vendor=meta"})));
+    let sent_meta: Value = serde_json::from_slice(&futures_body(&req)).unwrap();
+    let (status, _, body) = common::call(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // 3. the caller's context in the header, sampled: followed although the ratio is 0.0
+    let mut req = tool_call(&url, 3, None, None);
+    req.headers_mut()
+        .insert("traceparent", HeaderValue::from_str(&format!("00-{OTHER_TRACE}-{HEADER_SPAN}-01")).unwrap());
+    let (status, _, body) = common::call(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    gw.signal("TERM").unwrap();
+    let mut gw = gw;
+    let exit = gw.wait_exit(Duration::from_secs(20)).await.expect("exits");
+    assert!(exit.success(), "{}", gw.stderr());
+
+    let received = received.lock().unwrap().clone();
+    let got = |id: i64| received.iter().find(|(_, m)| m["id"] == id).cloned().expect("the call reached the upstream");
+    let (headers, message) = got(1);
+    assert_eq!(message, sent, "unsampled without a context: the message goes on as sent");
+    assert!(headers.get("traceparent").is_none() && headers.get("tracestate").is_none(), "{headers:?}");
+    let (headers, message) = got(2);
+    assert_eq!(message, sent_meta, "unsampled with a `_meta` context: the message goes on as sent");
+    assert_eq!(headers["traceparent"], unsampled.as_str(), "the `_meta` context in the header too");
+    assert_eq!(headers["tracestate"], "vendor=meta");
+    let (headers, message) = got(3);
+    let traced = headers["traceparent"].to_str().unwrap().to_owned();
+    assert!(traced.starts_with(&format!("00-{OTHER_TRACE}-")) && traced.ends_with("-01"), "{traced}");
+    assert!(!traced.contains(HEADER_SPAN), "the gateway's span is the parent: {traced}");
+    assert_eq!(message["params"]["_meta"]["traceparent"], traced.as_str(), "{message}");
+
+    let spans = lines(&dir.path().join("otlp.spans"));
+    assert!(!spans.is_empty(), "the sampled call was exported");
+    for s in &spans {
+        assert_eq!(s["trace_id"], OTHER_TRACE, "only the sampled call's trace is exported: {s}");
+    }
+    let server: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 2).collect();
+    assert_eq!(server.len(), 1, "{spans:?}");
+    assert_eq!(server[0]["parent_span_id"], HEADER_SPAN);
+    assert!(spans.iter().any(|s| s["name"] == "upstream" && traced.contains(s["span_id"].as_str().unwrap())));
+
+    let records = common::call_records(&dir.path().join("trail"));
+    for id in [1, 2] {
+        let r = records.iter().find(|r| r["jsonrpc"]["id"] == id).expect("record");
+        assert!(r["trace"].get("trace_id").is_none(), "no span, no span ids: {r}");
+    }
+    let r = records.iter().find(|r| r["jsonrpc"]["id"] == 3).expect("record");
+    assert_eq!(r["trace"]["trace_id"], OTHER_TRACE, "{r}");
+    assert_eq!(r["trace"]["span_id"], server[0]["span_id"], "{r}");
 }

@@ -80,6 +80,10 @@ pub struct AuditConfig {
     /// `service.name` of the exported logs.
     #[serde(default = "default_service")]
     pub otlp_service_name: String,
+    /// A PEM bundle of CA certificates trusted for the OTLP collector besides the system's roots
+    /// (a private CA). The export goes through the gateway's `egress` proxy when one is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_ca_file: Option<String>,
 }
 
 /// Per-tool argument exceptions.
@@ -208,14 +212,38 @@ impl Default for AuditConfig {
             otlp_endpoint: None,
             otlp_service_name: default_service(),
             otlp_headers: BTreeMap::new(),
+            otlp_ca_file: None,
         }
     }
 }
+
+/// How the OTLP export connects (nothing to say without the `otlp` feature).
+#[cfg(feature = "otlp")]
+type EgressSetting = mcp_enterprise_core::outbound::Egress;
+#[cfg(not(feature = "otlp"))]
+type EgressSetting = std::convert::Infallible;
 
 impl AuditLayer {
     /// Builds the layer and starts the trail from configuration (key files are read now; an
     /// unusable directory or key is an error here, not at the first request).
     pub fn from_config(config: &AuditConfig) -> Result<(AuditLayer, AuditTrail), AuditError> {
+        Self::build(config, None)
+    }
+
+    /// [`from_config`](Self::from_config), the OTLP export going out through `egress` (the
+    /// gateway's `egress` section) instead of the proxy of the environment.
+    #[cfg(feature = "otlp")]
+    pub fn from_config_with_egress(
+        config: &AuditConfig,
+        egress: &mcp_enterprise_core::outbound::Egress,
+    ) -> Result<(AuditLayer, AuditTrail), AuditError> {
+        Self::build(config, Some(egress))
+    }
+
+    fn build(
+        config: &AuditConfig,
+        #[cfg_attr(not(feature = "otlp"), allow(unused_variables))] egress: Option<&EgressSetting>,
+    ) -> Result<(AuditLayer, AuditTrail), AuditError> {
         let read = |path: &PathBuf| std::fs::read(path).map_err(|e| AuditError::io(path, e));
         let mut redaction = match &config.hmac_key_file {
             Some(path) => {
@@ -278,8 +306,27 @@ impl AuditLayer {
         if let Some(endpoint) = &config.otlp_endpoint {
             #[cfg(feature = "otlp")]
             {
-                let sink =
-                    crate::otlp::OtlpSink::with_headers(endpoint, &config.otlp_service_name, &config.otlp_headers)?;
+                let mut tls = mcp_enterprise_core::outbound::TlsSettings::new();
+                if let Some(ca) = &config.otlp_ca_file {
+                    tls = tls
+                        .with_ca_file(std::path::Path::new(ca))
+                        .map_err(|e| AuditError::Config(format!("otlp_ca_file: {e}")))?;
+                }
+                let from_env;
+                let egress = match egress {
+                    Some(egress) => egress,
+                    None => {
+                        from_env = mcp_enterprise_core::outbound::Egress::from_env();
+                        &from_env
+                    }
+                };
+                let sink = crate::otlp::OtlpSink::with_outbound(
+                    endpoint,
+                    &config.otlp_service_name,
+                    &config.otlp_headers,
+                    egress,
+                    &tls,
+                )?;
                 builder = builder.sink(sink);
             }
             #[cfg(not(feature = "otlp"))]

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Uri};
 use http_body_util::Full;
 use mcp_enterprise_core::jwks::HttpClient;
+use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use serde_json::{Value, json};
 
 use crate::error::AuditError;
@@ -85,8 +86,21 @@ impl OtlpSink {
         service_name: &str,
         headers: &BTreeMap<String, String>,
     ) -> Result<Self, AuditError> {
+        Self::with_outbound(endpoint, service_name, headers, &Egress::from_env(), &TlsSettings::new())
+    }
+
+    /// [`with_headers`](Self::with_headers), connecting through `egress` (an HTTP proxy, unless
+    /// the collector is in its `no_proxy`) and trusting `tls`'s extra CA roots.
+    pub fn with_outbound(
+        endpoint: &str,
+        service_name: &str,
+        headers: &BTreeMap<String, String>,
+        egress: &Egress,
+        tls: &TlsSettings,
+    ) -> Result<Self, AuditError> {
         let target = Target::parse(endpoint, headers)?;
-        let client = HttpClient::new(EXPORT_TIMEOUT).map_err(|e| AuditError::Config(e.to_string()))?;
+        let client =
+            HttpClient::with_outbound(EXPORT_TIMEOUT, egress, tls).map_err(|e| AuditError::Config(e.to_string()))?;
         let (tx, rx) = sync_channel(QUEUE);
         let stats = Arc::new(OtlpStats::default());
         let exporter = Exporter { target, rx, stats: stats.clone(), service: service_name.to_owned(), client };

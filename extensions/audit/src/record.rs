@@ -136,8 +136,10 @@ impl Arrival {
         let trace = mcp.map(McpRequest::trace);
         let traceparent = trace.and_then(|t| t.traceparent.as_deref()).or(self.traceparent.as_deref());
         let tracestate = trace.and_then(|t| t.tracestate.as_deref()).or(self.tracestate.as_deref());
+        // the server span starts inside (after inspection): its ids come back with the response
+        let span = self.span.as_ref().or_else(|| ext.get::<SpanIds>());
         r.object_with("trace", |t| {
-            if let Some(span) = &self.span {
+            if let Some(span) = span {
                 t.member("span_id", |buf| write_hex(&span.span_id(), buf));
                 t.member("trace_id", |buf| write_hex(&span.trace_id(), buf));
             }

@@ -292,7 +292,13 @@ pub fn workload_identity_shared(
 /// Starts the audit trail, when the `audit` section is present. Keep the [`AuditTrail`] alive while
 /// serving and shut it down afterwards to seal the trail; one trail directory must have one writer.
 pub fn audit(config: &PackConfig) -> Result<Option<(AuditLayer, AuditTrail)>, ConfigError> {
-    config.audit.as_ref().map(|c| AuditLayer::from_config(c).map_err(|e| start_error("audit", e))).transpose()
+    let Some(section) = &config.audit else { return Ok(None) };
+    // the OTLP export goes out through the `egress` proxy, as every other outbound call
+    #[cfg(feature = "otlp")]
+    let started = AuditLayer::from_config_with_egress(section, &egress(config)?);
+    #[cfg(not(feature = "otlp"))]
+    let started = AuditLayer::from_config(section);
+    started.map(Some).map_err(|e| start_error("audit", e))
 }
 
 /// The policy layer, when the `policy` section is present, validated against `catalog` (tools

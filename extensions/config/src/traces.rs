@@ -43,6 +43,11 @@ pub struct TracesConfig {
     /// How long one export may take, in seconds (1 to 60, default 10).
     #[serde(default = "ten")]
     pub timeout_secs: u64,
+    /// A PEM bundle of CA certificates trusted for the collector besides the system's roots (a
+    /// private CA). The export goes through the `egress` proxy when one is set (and the
+    /// collector is not in its `no_proxy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
 }
 
 /// The caller's identity on the server span.

@@ -11,8 +11,11 @@
 //! `error.type` (the refusing layer's reason class, never a token or a secret).
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use tracing::Span;
+
+use crate::message::McpRequest;
 use tracing::field::Empty;
 
 /// The `tracing` target of every span made for traces.
@@ -136,8 +139,74 @@ impl Drop for Decision {
 
 /// A span for one step of the pack's work done after the call's own future has finished (the
 /// audit record's enqueueing when the response body ends), a child of `parent`.
+/// A disabled `parent` (no span kept for it) leaves the span to the current one.
 pub fn step(parent: &Span, name: &'static str) -> Span {
+    if parent.is_disabled() {
+        return tracing::trace_span!(target: TARGET, "step", otel.name = name);
+    }
     tracing::trace_span!(target: TARGET, parent: parent, "step", otel.name = name)
+}
+
+/// What starts the server span of a request once its message is known: the tracing layer around
+/// the pack puts one into the request extensions, the inspection layer starts it right after its
+/// one parse of the body (so the sampling decision can use the `params._meta` trace context
+/// without a second parse). The first start counts; later ones (another route's inspection) get
+/// the same span.
+#[derive(Clone)]
+pub struct ServerSpan {
+    start: Arc<StartFn>,
+    started: Arc<OnceLock<Started>>,
+}
+
+/// The function that decides and starts a server span: it may set the request's trace context
+/// headers (the context an unsampled request passes on).
+pub type StartFn = dyn Fn(&mut http::request::Parts, Option<&McpRequest>) -> Started + Send + Sync;
+
+/// A started server span: disabled when the request is not sampled (no span is kept, none of
+/// its children either); its W3C ids when it is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Started {
+    /// The span (disabled when not sampled).
+    pub span: Span,
+    /// Its ids, for the audit record.
+    pub ids: Option<SpanIds>,
+}
+
+impl Started {
+    /// A started span and its ids.
+    pub fn new(span: Span, ids: Option<SpanIds>) -> Self {
+        Self { span, ids }
+    }
+
+    /// Nothing kept: the request is not sampled.
+    pub fn none() -> Self {
+        Self { span: Span::none(), ids: None }
+    }
+}
+
+impl fmt::Debug for ServerSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerSpan").field("started", &self.started.get()).finish_non_exhaustive()
+    }
+}
+
+impl ServerSpan {
+    /// A server span to be started by `start`.
+    pub fn new(start: Arc<StartFn>) -> Self {
+        Self { start, started: Arc::new(OnceLock::new()) }
+    }
+
+    /// Starts the span (once; a later call returns the first span) for the request `parts`, its
+    /// parsed message when there is one.
+    pub fn start(&self, parts: &mut http::request::Parts, mcp: Option<&McpRequest>) -> &Started {
+        self.started.get_or_init(|| (self.start)(parts, mcp))
+    }
+
+    /// The span, when it was started.
+    pub fn started(&self) -> Option<&Started> {
+        self.started.get()
+    }
 }
 
 /// A span for an outgoing call to an identity provider or authorization server (discovery, JWKS,

@@ -354,6 +354,9 @@ impl<'a> Checker<'a> {
                 found,
             );
         }
+        if self.sound("audit.otlp_ca_file") {
+            self.ca_file("audit.otlp_ca_file");
+        }
         if let Some(file) = self.str("audit.signing_key_file").filter(|_| self.sound("audit.signing_key_file")) {
             match std::fs::read(file) {
                 Err(e) => self.unusable_file(

@@ -104,14 +104,20 @@ impl Checker<'_> {
         {
             self.invalid("egress.proxy_credentials", "`user:password`");
         }
-        if let Some(file) = self.str("egress.ca_file")
+        self.ca_file("egress.ca_file");
+    }
+
+    /// A CA file key (`egress.ca_file`, `traces.ca_file`, `audit.otlp_ca_file`): a readable PEM
+    /// bundle of CA certificates.
+    pub(super) fn ca_file(&mut self, key: &str) {
+        if let Some(file) = self.str(key)
             && let Err(e) = mcp_enterprise_core::outbound::load_certificates(Path::new(file))
         {
             let why = match e {
                 mcp_enterprise_core::outbound::OutboundError::File { reason, .. } => reason,
                 other => other.to_string(),
             };
-            self.unusable_file("egress.ca_file", "a readable PEM bundle of CA certificates", file, &why);
+            self.unusable_file(key, "a readable PEM bundle of CA certificates", file, &why);
         }
     }
 }

@@ -13,5 +13,6 @@ impl Checker<'_> {
         if let Some((key, why)) = traces.problem() {
             self.invalid(&format!("traces.{key}"), why);
         }
+        self.ca_file("traces.ca_file");
     }
 }

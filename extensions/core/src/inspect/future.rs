@@ -15,6 +15,19 @@ use crate::body::{BodyTimeout, BoxError, McpBody, PackBody};
 use crate::error::Rejection;
 use crate::headers;
 use crate::message::{ClientDeclaration, Era, McpRequest, MessageKind};
+use crate::trace::{ServerSpan, SpanIds};
+
+/// Starts the server span the tracing layer asked for (see [`ServerSpan`]): disabled when there
+/// is none or the request is not sampled.
+fn start_span(parts: &mut Parts, mcp: Option<&McpRequest>) -> (tracing::Span, Option<SpanIds>) {
+    match parts.extensions.get::<ServerSpan>().cloned() {
+        Some(server) => {
+            let started = server.start(parts, mcp);
+            (started.span.clone(), started.ids)
+        }
+        None => (tracing::Span::none(), None),
+    }
+}
 
 pin_project! {
     /// Response future of [`Inspect`](super::Inspect): reads the body, then calls the inner service.
@@ -49,6 +62,9 @@ pin_project! {
             future: S::Future,
             after: After,
             mcp: Option<McpRequest>,
+            // the server span (disabled when the request is not traced), entered while polling
+            span: tracing::Span,
+            ids: Option<SpanIds>,
         },
         Rejected {
             rejection: Option<Rejection>,
@@ -91,7 +107,11 @@ where
     ) -> Self {
         let after =
             forget.map_or(After::Nothing, |session_id| After::Forget { sessions, session_id, on_success: true });
-        Self { state: State::Calling { future: service.call(req), after, mcp: None } }
+        let (mut parts, body) = req.into_parts();
+        let (span, ids) = start_span(&mut parts, None);
+        let req = Request::from_parts(parts, body);
+        let future = span.in_scope(|| service.call(req));
+        Self { state: State::Calling { future, after, mcp: None, span, ids } }
     }
 
     pub(super) fn rejected(rejection: Rejection) -> Self {
@@ -132,12 +152,15 @@ where
                     let rejection = rejection.take().unwrap_or(Rejection::BodyRead);
                     return Poll::Ready(Ok(rejection.into_response()));
                 }
-                StateProj::Calling { future, after, mcp } => {
-                    let mut response = ready!(future.poll(cx))?;
+                StateProj::Calling { future, after, mcp, span, ids } => {
+                    let mut response = ready!(span.in_scope(|| future.poll(cx)))?;
                     after.apply(&response);
-                    // outer layers (audit) see what was inspected
+                    // outer layers (audit) see what was inspected, and the span's ids
                     if let Some(mcp) = mcp.take() {
                         response.extensions_mut().insert(mcp);
+                    }
+                    if let Some(ids) = ids.take() {
+                        response.extensions_mut().insert(ids);
                     }
                     return Poll::Ready(Ok(response.map(PackBody::new)));
                 }
@@ -168,7 +191,7 @@ where
                         }
                     };
                     match (rejection, parts.take(), service.take()) {
-                        (None, Some(parts), Some(mut service)) => {
+                        (None, Some(mut parts), Some(mut service)) => {
                             let bytes = match first.take() {
                                 Some(only) => only,
                                 None => buf.split().freeze(),
@@ -176,10 +199,13 @@ where
                             match McpRequest::parse(&parts.headers, &bytes, |sid| sessions.get(sid)) {
                                 Ok(mcp) => {
                                     let after = after_for(&mcp, sessions);
+                                    // traced: the sampling decision, on the message just parsed
+                                    let (span, ids) = start_span(&mut parts, Some(&mcp));
                                     let mut req = Request::from_parts(parts, McpBody::full(bytes));
                                     req.extensions_mut().insert(mcp.clone());
                                     crate::wiring::visit(&mut req, "inspect");
-                                    State::Calling { future: service.call(req), after, mcp: Some(mcp) }
+                                    let future = span.in_scope(|| service.call(req));
+                                    State::Calling { future, after, mcp: Some(mcp), span, ids }
                                 }
                                 Err(rejection) => State::Rejected { rejection: Some(rejection) },
                             }

@@ -122,6 +122,9 @@ struct Queued {
 struct Queue {
     items: VecDeque<Queued>,
     closing: bool,
+    /// The writer waits on `ready` (set and read under the lock): only then does a push wake it,
+    /// so that a busy gateway does not make a wake-up system call per record.
+    waiting: bool,
 }
 
 /// What the layer and the writer thread share.
@@ -146,8 +149,11 @@ impl Shared {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.items.push_back(Queued { record, _permit: permit });
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let waiting = q.waiting;
         drop(q);
-        self.ready.notify_one();
+        if waiting {
+            self.ready.notify_one();
+        }
     }
 }
 
@@ -352,8 +358,10 @@ impl Writer {
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
+            q.waiting = true;
             let (guard, timeout) = self.shared.ready.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner);
             q = guard;
+            q.waiting = false;
             if timeout.timed_out() {
                 break;
             }

@@ -31,9 +31,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v inferno-flamegraph >/dev/null 2>&1 || cargo install --locked inferno
 if [ "$build" = 1 ]; then
-  # the released binary's profile (see Cargo.toml: `dist`), as tests/load/run.sh builds it
-  cargo build --profile dist --locked --bin mcp-enterprise --bin mcp-enterprise-demo-server --bin mcp-enterprise-load
-  bins="${CARGO_TARGET_DIR:-target}/dist"
+  # as tests/load/run.sh builds them
+  cargo build --release --locked --bin mcp-enterprise --bin mcp-enterprise-demo-server --bin mcp-enterprise-load
 fi
 work=$(mktemp -d)
 harness=""

@@ -53,14 +53,25 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The body sent upstream.
 type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Forwards requests under one path prefix to one upstream MCP endpoint.
+/// Forwards requests under one path prefix to one upstream MCP endpoint. Cheap to clone (one
+/// reference count): every layer of the pack clones the service inside it on each request.
 #[derive(Clone, Debug)]
 pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+/// What every clone of a [`Proxy`] shares.
+#[derive(Clone, Debug)]
+struct Shared {
     client: Client<OutboundConnector, UpstreamBody>,
     upstream: Uri,
     /// Sent as `Host` instead of the upstream URL's authority.
     upstream_host: Option<http::HeaderValue>,
     prefix: String,
+    /// The upstream URI of the prefix itself without a query (the usual request), made once.
+    root_target: Option<Uri>,
+    /// The upstream as named in errors (its host and route), made once.
+    upstream_name: Arc<str>,
     propagation: Propagation,
     response_timeout: Duration,
     drain: Drain,
@@ -87,78 +98,94 @@ impl Proxy {
     /// by ALPN, else HTTP/1.1.
     pub fn with_connector(upstream: Uri, prefix: impl Into<String>, connector: OutboundConnector) -> Self {
         let client = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(60)).build(connector);
-        Self {
+        let prefix = prefix.into();
+        let shared = Shared {
             client,
+            root_target: target_of(&upstream, "", None),
+            upstream_name: upstream_name(&upstream, &prefix).into(),
             upstream,
             upstream_host: None,
-            prefix: prefix.into(),
+            prefix,
             propagation: Propagation::None,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             drain: Drain::new(),
             metrics: None,
-        }
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// The settings, to change while building (a clone of them if this proxy has been cloned).
+    fn settings(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.shared)
     }
 
     /// Sends `host` as the upstream's `Host` (default: the upstream URL's authority).
     #[must_use]
     pub fn with_upstream_host(mut self, host: Option<http::HeaderValue>) -> Self {
-        self.upstream_host = host;
+        self.settings().upstream_host = host;
         self
     }
 
     /// Records upstream latency and errors in `metrics` (labelled with this proxy's path).
     #[must_use]
     pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
-        self.metrics = metrics.map(|m| (m, Arc::new(self.prefix.clone())));
+        let route = Arc::new(self.shared.prefix.clone());
+        self.settings().metrics = metrics.map(|m| (m, route));
         self
     }
 
     /// Ends calls in flight when `drain` says so (a gateway's stop); by default nothing does.
     #[must_use]
     pub fn with_drain(mut self, drain: Drain) -> Self {
-        self.drain = drain;
+        self.settings().drain = drain;
         self
     }
 
     /// Fails a call with `504` when the upstream has not started its answer after `timeout`.
     #[must_use]
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.settings().response_timeout = timeout;
         self
     }
 
     /// Presents this credential to the upstream (default: none).
     #[must_use]
     pub fn with_propagation(mut self, propagation: Propagation) -> Self {
-        self.propagation = propagation;
+        self.settings().propagation = propagation;
         self
     }
 
     /// The upstream URI for a request path, or `None` when the path is not under the prefix.
     fn target(&self, uri: &Uri) -> Option<Uri> {
-        let path = uri.path();
-        let rest = path.strip_prefix(self.prefix.as_str())?;
+        let shared = &*self.shared;
+        let rest = uri.path().strip_prefix(shared.prefix.as_str())?;
         if !(rest.is_empty() || rest.starts_with('/')) {
             return None;
         }
-        let base = self.upstream.path().trim_end_matches('/');
-        let base = if base.is_empty() && rest.is_empty() { "/" } else { base };
-        let pq = match uri.query() {
-            Some(q) => format!("{base}{rest}?{q}"),
-            None => format!("{base}{rest}"),
-        };
-        let mut parts = self.upstream.clone().into_parts();
-        parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
-        Uri::from_parts(parts).ok()
+        match (rest, uri.query()) {
+            ("", None) => shared.root_target.clone(),
+            (rest, query) => target_of(&shared.upstream, rest, query),
+        }
     }
 }
 
-impl Proxy {
-    /// The upstream as named in errors: its route (the gateway path) and host.
-    fn upstream_name(&self) -> String {
-        let host = self.upstream.authority().map_or("", |a| a.as_str());
-        format!("{host} (route {})", self.prefix)
-    }
+/// `upstream` with `rest` appended to its path and `query` (its own query dropped).
+fn target_of(upstream: &Uri, rest: &str, query: Option<&str>) -> Option<Uri> {
+    let base = upstream.path().trim_end_matches('/');
+    let base = if base.is_empty() && rest.is_empty() { "/" } else { base };
+    let pq = match query {
+        Some(q) => format!("{base}{rest}?{q}"),
+        None => format!("{base}{rest}"),
+    };
+    let mut parts = upstream.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(pq).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// The upstream as named in errors: its route (the gateway path) and host.
+fn upstream_name(upstream: &Uri, prefix: &str) -> String {
+    let host = upstream.authority().map_or("", |a| a.as_str());
+    format!("{host} (route {prefix})")
 }
 
 /// Removes hop-by-hop headers, including those named by `Connection`.
@@ -211,7 +238,6 @@ where
                 .into_response(StatusCode::NOT_FOUND);
             return Box::pin(std::future::ready(Ok(response)));
         };
-        let client = self.client.clone();
         let (mut parts, body) = req.into_parts();
         let mcp = parts.extensions.remove::<McpRequest>();
         strip_hop_by_hop(&mut parts.headers);
@@ -219,7 +245,7 @@ where
         // the validated token); then the caller's credentials are removed: never passed on
         let principal = parts.extensions.get::<Principal>().cloned();
         let mut inbound = http::HeaderMap::new();
-        if matches!(self.propagation, Propagation::TokenExchange(_)) {
+        if matches!(self.shared.propagation, Propagation::TokenExchange(_)) {
             for value in parts.headers.get_all(header::AUTHORIZATION) {
                 inbound.append(header::AUTHORIZATION, value.clone());
             }
@@ -227,7 +253,7 @@ where
         propagation::strip_inbound_credentials(&mut parts.headers);
         // the upstream sees its own authority (or the configured override)
         parts.headers.remove(header::HOST);
-        if let Some(host) = &self.upstream_host {
+        if let Some(host) = &self.shared.upstream_host {
             parts.headers.insert(header::HOST, host.clone());
         }
         // the upstream call's span continues the trace (headers and `params._meta`)
@@ -235,25 +261,20 @@ where
         let rewritten = telemetry::upstream::inject(&span, &mut parts.headers, mcp.as_ref());
         parts.uri = target;
         parts.version = http::Version::HTTP_11;
-        let upstream_name = self.upstream_name();
-        let propagation = self.propagation.clone();
-        let response_timeout = self.response_timeout;
-        let drain = self.drain.clone();
-        let metrics = self.metrics.clone();
-        let failed = move |kind: &'static str| {
-            if let Some((m, route)) = &metrics {
-                m.upstream_failed(route, kind);
-            }
-        };
-        let metrics = self.metrics.clone();
+        let shared = self.shared.clone();
         Box::pin(async move {
-            match propagation.credential(principal.as_ref(), mcp.as_ref(), &inbound).await {
+            let failed = |kind: &'static str| {
+                if let Some((m, route)) = &shared.metrics {
+                    m.upstream_failed(route, kind);
+                }
+            };
+            match shared.propagation.credential(principal.as_ref(), mcp.as_ref(), &inbound).await {
                 Ok(Some((name, value))) => {
                     parts.headers.insert(name, value);
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(error = %e, mode = propagation.mode(), "no credential for the upstream");
+                    tracing::warn!(error = %e, mode = shared.propagation.mode(), "no credential for the upstream");
                     let mut response = error_response(e.status(), mcp.as_ref(), e.public_message());
                     response.extensions_mut().insert(
                         Denial::new("gateway", format!("propagation: {e}")).with_jsonrpc_code(codes::INTERNAL_ERROR),
@@ -268,10 +289,10 @@ where
             };
             let upstream_req = Request::from_parts(parts, body);
             let asked = std::time::Instant::now();
-            let request = tracing::Instrument::instrument(client.request(upstream_req), span.clone());
+            let request = tracing::Instrument::instrument(shared.client.request(upstream_req), span.clone());
             let answer = tokio::select! {
-                answer = tokio::time::timeout(response_timeout, request) => answer,
-                () = drain.reached(Phase::Expired) => {
+                answer = tokio::time::timeout(shared.response_timeout, request) => answer,
+                () = shared.drain.reached(Phase::Expired) => {
                     tracing::warn!("stopping: the grace period ended before the upstream answered");
                     failed("shutdown");
                     return Ok(Drain::expired_answer(mcp.as_ref().and_then(|m| m.id().cloned())));
@@ -300,7 +321,7 @@ where
             let Ok(answer) = answer else {
                 failed("timeout");
                 tracing::warn!(
-                    timeout_secs = response_timeout.as_secs(),
+                    timeout_secs = shared.response_timeout.as_secs(),
                     "the upstream did not start its answer in time"
                 );
                 return Ok(error_response(
@@ -311,7 +332,7 @@ where
             };
             match answer {
                 Ok(response) => {
-                    if let Some((m, route)) = &metrics {
+                    if let Some((m, route)) = &shared.metrics {
                         m.upstream_answered(route, asked.elapsed().as_secs_f64());
                     }
                     let (mut parts, body) = response.into_parts();
@@ -320,11 +341,14 @@ where
                         .headers
                         .get(header::CONTENT_TYPE)
                         .and_then(|v| v.to_str().ok())
-                        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"))
+                        .is_some_and(|v| {
+                            v.trim_start().get(..17).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+                        })
                         .then(|| mcp.as_ref().and_then(|m| m.id().cloned()));
-                    Ok(Response::from_parts(parts, McpBody::new(DrainBody::new(body, drain, sse))))
+                    Ok(Response::from_parts(parts, McpBody::new(DrainBody::new(body, shared.drain.clone(), sse))))
                 }
                 Err(e) => {
+                    let upstream_name = &shared.upstream_name;
                     let tls = outbound::tls_failure(&e);
                     failed(if tls.is_some() {
                         "tls"

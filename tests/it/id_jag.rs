@@ -148,7 +148,7 @@ async fn fixture_opts(
     let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let client_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
-    te_client["grant_types"] = json!([TOKEN_EXCHANGE]);
+    te_client["grant_types"] = json!([TOKEN_EXCHANGE, "refresh_token"]);
     let mut other = token_exchange_client(OTHER, SECRET, "client_secret_basic", None);
     other["grant_types"] = json!([TOKEN_EXCHANGE]);
     let idp = OidcProvider::start(
@@ -239,6 +239,22 @@ impl Fixture {
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The employee signs in at the IdP with `offline_access` (for `client`): a refresh token
+    /// the provider stored (its own Grant and RefreshToken models).
+    async fn sign_in_offline(&self, client: &str, sub: &str, groups: &[&str]) -> String {
+        let (status, body) = post(
+            &format!("{}/__sign-in", self.idp.issuer()),
+            json!({"client_id": client, "sub": sub, "email": format!("{sub}@example.com"), "groups": groups,
+                   "offline": true})
+            .to_string(),
+            None,
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["refresh_token"].as_str().unwrap().to_owned()
     }
 
     /// RFC 8693 at the IdP: the ID token for an ID-JAG naming `audience` and `resource`.
@@ -682,6 +698,119 @@ async fn the_token_source_caches_and_never_retries_a_refusal() {
         (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
     );
     assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}
+
+/// A real transport counting the requests it sends.
+#[derive(Debug)]
+struct Counting {
+    http: mcp_enterprise_core::jwks::HttpClient,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            http: mcp_enterprise_core::jwks::HttpClient::new(Duration::from_secs(10)).unwrap(),
+            sent: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl mcp_enterprise_workload_identity::TokenTransport for Counting {
+    fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> mcp_enterprise_workload_identity::BoxFuture<
+        '_,
+        Result<http::Response<Bytes>, mcp_enterprise_workload_identity::TokenSourceError>,
+    > {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.http.send(request)
+    }
+}
+
+/// `IdJagTokenSource` given the employee's refresh token (`offline_access`) at the real IdP: the
+/// IdP's own `refresh_token` grant gives a fresh ID token, exchanged for an ID-JAG, granted at the
+/// gateway; when the access token is due again, the rotated refresh token is redeemed (the IdP
+/// rotates on every refresh and would refuse the spent one). When the IdP refuses the refresh
+/// token (here: it revoked the grant after the spent one was replayed; and a made-up one), the
+/// error is `RefreshRefused` and it is not retried (no request at all) until a new sign-in.
+#[tokio::test]
+async fn the_token_source_redeems_and_rotates_a_refresh_token() {
+    use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenSource, IdpSubject, TokenSourceError};
+
+    let f = fixture_with(None, 1).await;
+    let first = f.sign_in_offline(CLIENT, "erin", &["engineering"]).await;
+    let transport = Counting::new();
+    let source = IdJagTokenSource::builder(
+        &f.resource,
+        &f.idp.token_endpoint(),
+        ClientCredentials::secret(CLIENT, SECRET),
+        ClientCredentials::secret(CLIENT, SECRET),
+    )
+    .refresh_token(&first)
+    .scope("mcp:tools")
+    .transport(transport.clone())
+    .insecure_http_loopback()
+    .build()
+    .unwrap();
+    let token = source.token().await.unwrap();
+    assert_eq!(claims_of(token.secret())["sub"], json!("erin"));
+    assert_eq!(source.token().await.unwrap(), token, "cached");
+    let records = f.idp.token_exchange_records().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["subject_token_type"], json!(ID_TOKEN));
+
+    // due again (the server said invalid_token): the rotated refresh token is redeemed
+    source.invalidate(&token);
+    let second = source.token().await.unwrap();
+    assert_ne!(second, token);
+    assert_eq!(claims_of(second.secret())["sub"], json!("erin"));
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 2);
+
+    // the first refresh token was spent by the rotation: the IdP refuses it, and (reuse
+    // detection) revokes the grant, so the source's current refresh token dies too
+    let (status, body) = post(
+        &f.idp.token_endpoint(),
+        form(&[("grant_type", "refresh_token"), ("refresh_token", &first)]),
+        Some(&basic(CLIENT, SECRET)),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    source.invalidate(&second);
+    let refused = source.token().await.unwrap_err();
+    assert!(
+        matches!(&refused, TokenSourceError::RefreshRefused { status: 400, error, .. } if error == "invalid_grant"),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("sign in again"), "{refused}");
+    let sent = transport.sent();
+    for _ in 0..3 {
+        assert_eq!(source.token().await.unwrap_err(), refused, "the same answer, from memory");
+    }
+    assert_eq!(transport.sent(), sent, "no request after the refusal");
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 2, "no exchange after the refusal");
+
+    // a made-up refresh token: refused the same way, once
+    source.set_subject(IdpSubject::RefreshToken("not-a-refresh-token-of-this-idp".into()));
+    let made_up = source.token().await.unwrap_err();
+    assert!(
+        matches!(&made_up, TokenSourceError::RefreshRefused { error, .. } if error == "invalid_grant"),
+        "{made_up:?}"
+    );
+    let sent = transport.sent();
+    assert_eq!(source.token().await.unwrap_err(), made_up);
+    assert_eq!(transport.sent(), sent);
+
+    // a new sign-in is used at once
+    source.set_refresh_token(f.sign_in_offline(CLIENT, "erin", &["engineering"]).await);
+    assert_eq!(claims_of(source.token().await.unwrap().secret())["sub"], json!("erin"));
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 3);
 }
 
 /// RFC 9449 §5 at the gateway's authorization server, proofs by npm `dpop` (and hostile ones by

@@ -152,7 +152,9 @@ pub use id_jag::{
     EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, IdJagDecision, IdJagValidator,
     IdJagValidatorBuilder, RegisteredClient,
 };
-pub use id_jag_client::{ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder};
+pub use id_jag_client::{
+    ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder, IdpSubject,
+};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{DEFAULT_EXTENSION_NAME, OtherTokens, WorkloadIdentityLayer, WorkloadIdentityLayerBuilder};
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};

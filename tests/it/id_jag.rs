@@ -35,6 +35,10 @@ use crate::common::{self, call, modern};
 const CLIENT: &str = "mcp-agent";
 /// A client authenticating with `private_key_jwt` (its key: [`Fixture::client_key`]).
 const JWT_CLIENT: &str = "jwt-agent";
+/// A `private_key_jwt` client whose keys are at its `jwks_uri` (the same key, served by the test).
+const URI_CLIENT: &str = "uri-agent";
+/// A `private_key_jwt` client whose `jwks_uri` answers nothing.
+const DEAD_URI_CLIENT: &str = "dead-uri-agent";
 const SECRET: &str = "agent-secret-at-both";
 /// An IdP client whose ID-JAGs name another client at the AS.
 const OTHER: &str = "other-agent";
@@ -96,6 +100,7 @@ struct Fixture {
     audit_dir: tempfile::TempDir,
     _trail: Vec<mcp_enterprise_audit::AuditTrail>,
     stop: Option<oneshot::Sender<()>>,
+    jwks_server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Fixture {
@@ -103,11 +108,18 @@ impl Drop for Fixture {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.jwks_server.abort();
     }
 }
 
 /// The gateway's workload-identity section: only the ID-JAG authorization server.
-fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -> WorkloadIdentityConfig {
+fn as_config(
+    issuer: &str,
+    resource: &str,
+    idp: &str,
+    client_key: &SigningKey,
+    jwks_uri: &str,
+) -> WorkloadIdentityConfig {
     serde_json::from_value(json!({
         "resource": resource,
         "authorization_server": {
@@ -120,7 +132,9 @@ fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -
                                      "scopes": ["mcp:tools", "mcp:tools:read"]}]}],
                 "clients": [{"client_id": CLIENT, "client_secret": SECRET},
                             {"client_id": OTHER, "client_secret": SECRET},
-                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}}],
+                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}},
+                            {"client_id": URI_CLIENT, "jwks_uri": jwks_uri},
+                            {"client_id": DEAD_URI_CLIENT, "jwks_uri": "http://127.0.0.1:1/jwks.json"}],
                 "max_lifetime_secs": 300
             }
         }
@@ -184,7 +198,21 @@ async fn fixture_opts(
         .await
     });
     let audit_dir = tempfile::tempdir().unwrap();
-    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key);
+    // the jwks_uri of URI_CLIENT
+    let jwks_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_uri = format!("http://{}/jwks.json", jwks_listener.local_addr().unwrap());
+    let published = json!({"keys": [client_key.public_jwk()]});
+    let jwks_app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let published = published.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], published.to_string()) }
+        }),
+    );
+    let jwks_server = tokio::spawn(async move {
+        let _ = axum::serve(jwks_listener, jwks_app).await;
+    });
+    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key, &jwks_uri);
     let mut gateways = Vec::new();
     let mut trails = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -211,7 +239,19 @@ async fn fixture_opts(
         }
         gateways.push(b.build().unwrap().serve_on(listener).unwrap());
     }
-    Fixture { peers, idp, idp_key, client_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
+    Fixture {
+        peers,
+        idp,
+        idp_key,
+        client_key,
+        gateways,
+        issuer,
+        resource,
+        audit_dir,
+        _trail: trails,
+        stop: Some(stop),
+        jwks_server,
+    }
 }
 
 async fn futures_listeners(n: usize) -> Vec<TcpListener> {
@@ -1094,4 +1134,63 @@ async fn private_key_jwt_client_authentication() {
     refused("the client assertion was already used (replayed jti)", grant(jag2, &signed[0], KIND, None).await);
     let (status, body) = grant(jag2, &signed[1], KIND, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `private_key_jwt` with the client's keys at its `jwks_uri` (served over HTTP by the test, keys
+/// and assertions by npm `jose`): the assertion authenticates the client; a foreign key under the
+/// published `kid`, an unknown `kid`, and a `jwks_uri` that answers nothing are `invalid_client`
+/// with their reasons, before the ID-JAG is spent.
+#[tokio::test]
+async fn private_key_jwt_with_a_jwks_uri() {
+    let f = fixture_with(None, 1).await;
+    let key = f.client_key.clone();
+    let foreign = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+    let stranger = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap();
+    let claims = |client: &str, jti: &str| json!({"iss": client, "sub": client, "aud": f.issuer, "iat": now(), "exp": now() + 60, "jti": jti});
+    let jag = |client: &str, n: u32| {
+        let mut c = f.jag_claims();
+        c["client_id"] = json!(client);
+        c["jti"] = json!(format!("uri-jag-{n}-{}", now_nanos()));
+        (f.idp_key.clone(), json!({"kid": f.idp_key.kid(), "typ": "oauth-id-jag+jwt"}), c)
+    };
+    let (j1, j2) = (jag(URI_CLIENT, 1), jag(DEAD_URI_CLIENT, 2));
+    let signed = jose_sign_jwts(
+        &f.peers,
+        &[
+            (&key, json!({"kid": key.kid()}), claims(URI_CLIENT, "u-1")),
+            (&foreign, json!({"kid": key.kid()}), claims(URI_CLIENT, "u-2")),
+            (&stranger, json!({"kid": stranger.kid()}), claims(URI_CLIENT, "u-3")),
+            (&key, json!({"kid": key.kid()}), claims(DEAD_URI_CLIENT, "u-4")),
+            (&j1.0, j1.1.clone(), j1.2.clone()),
+            (&j2.0, j2.1.clone(), j2.2.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    const KIND: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let grant = |jag: &str, assertion: &str| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", jag),
+            ("client_assertion_type", KIND),
+            ("client_assertion", assertion),
+        ]);
+        let url = f.token_url();
+        async move { post(&url, body, None, "application/x-www-form-urlencoded").await }
+    };
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+    let (jag_uri, jag_dead) = (&signed[4], &signed[5]);
+    refused(
+        "the client assertion's signature does not verify with the client's keys",
+        grant(jag_uri, &signed[1]).await,
+    );
+    refused("no key of the client's jwks_uri matches the client assertion", grant(jag_uri, &signed[2]).await);
+    refused("the client's jwks_uri could not be fetched", grant(jag_dead, &signed[3]).await);
+    let (status, body) = grant(jag_uri, &signed[0]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(URI_CLIENT));
 }

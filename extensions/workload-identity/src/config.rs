@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 pub use mcp_enterprise_core::jwks::JwksConfig;
-use mcp_enterprise_core::jwks::JwksSettings;
+use mcp_enterprise_core::jwks::{HttpClient, JwksSettings};
 use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
 use serde::{Deserialize, Serialize};
@@ -241,13 +241,20 @@ pub struct IdJagClientConfig {
     /// The client id (the ID-JAG's `client_id` must equal it).
     pub client_id: String,
     /// Its secret, for `client_secret_basic` / `client_secret_post` (use a `${env:…}` or
-    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret` and `jwks`.
+    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret`, `jwks` and
+    /// `jwks_uri`.
     #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub client_secret: Option<String>,
     /// Its public keys (a JWK Set), for `private_key_jwt` (RFC 7523 §2.2): the client signs a
     /// short-lived assertion (`iss` = `sub` = the client id, `aud` this issuer or the token
     /// endpoint, `exp` at most 300 s after `iat`, a single-use `jti`).
     pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published (https; plain http on loopback only with the
+    /// authorization server's `insecure_http_loopback`), for `private_key_jwt` like `jwks`:
+    /// fetched through the outbound client (egress, CA bundle) when first needed, cached per
+    /// the response's caching headers, refetched (rate-limited) for an unknown `kid`.
+    #[cfg_attr(feature = "schemars", schemars(url))]
+    pub jwks_uri: Option<String>,
 }
 
 impl std::fmt::Debug for IdJagClientConfig {
@@ -601,6 +608,7 @@ fn id_jag_validator(
         });
     }
     let idps = TrustPolicy::from_issuers(cfg, &j.idps, outbound)?;
+    let clock = idps.clock().clone();
     let mut v = IdJagValidator::builder(idps, &a.issuer)
         .resource(&cfg.resource)
         .leeway(leeway)
@@ -608,14 +616,34 @@ fn id_jag_validator(
     for r in &a.resources {
         v = v.resource(r);
     }
+    let mut http = None;
     for c in &j.clients {
-        v = v.client(match (&c.client_secret, &c.jwks) {
-            (Some(secret), None) => RegisteredClient::with_secret(&c.client_id, secret),
-            (None, Some(jwks)) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
+        v = v.client(match (&c.client_secret, &c.jwks, &c.jwks_uri) {
+            (Some(secret), None, None) => RegisteredClient::with_secret(&c.client_id, secret),
+            (None, Some(jwks), None) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
+            (None, None, Some(uri)) => {
+                let http = match &mut http {
+                    Some(h) => h,
+                    None => http.insert(
+                        match outbound {
+                            Some((egress, tls)) => HttpClient::with_outbound(Duration::from_secs(10), egress, tls),
+                            None => HttpClient::new(Duration::from_secs(10)),
+                        }
+                        .map_err(|e| WorkloadConfigError::Http(e.to_string()))?,
+                    ),
+                };
+                RegisteredClient::with_jwks_uri(
+                    &c.client_id,
+                    uri,
+                    http.clone(),
+                    clock.clone(),
+                    a.insecure_http_loopback,
+                )?
+            }
             _ => {
                 return Err(WorkloadConfigError::Rule {
                     rule: c.client_id.clone(),
-                    reason: "a client has exactly one of client_secret and jwks".into(),
+                    reason: "a client has exactly one of client_secret, jwks and jwks_uri".into(),
                 });
             }
         });

@@ -30,7 +30,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use mcp_enterprise_core::TokenFingerprint;
-use mcp_enterprise_core::jwks;
+use mcp_enterprise_core::clock::Clock;
+use mcp_enterprise_core::jwks::{self, HttpClient, JwksCache, JwksFormat, JwksSettings, KeySource};
 use serde_json::{Map, Value};
 
 use crate::client_auth::{AssertionExpect, ClientKeys, JWT_CLIENT_ASSERTION_TYPE, check_client_assertion};
@@ -79,6 +80,32 @@ impl RegisteredClient {
         let id = id.into();
         let keys = ClientKeys::from_jwks(&id, jwks)?;
         Ok(Self { id, secret_digest: None, keys: Some(keys) })
+    }
+
+    /// The client `id` authenticating with `private_key_jwt` under a key of the JWK Set at
+    /// `jwks_uri` (https; plain http on loopback only with `insecure_http_loopback`), fetched
+    /// with `http` when first needed, cached, refetched (rate-limited) for an unknown `kid`.
+    pub fn with_jwks_uri(
+        id: impl Into<String>,
+        jwks_uri: &str,
+        http: HttpClient,
+        clock: Arc<dyn Clock>,
+        insecure_http_loopback: bool,
+    ) -> Result<Self, WorkloadConfigError> {
+        let id = id.into();
+        check_url(jwks_uri, insecure_http_loopback).map_err(|reason| WorkloadConfigError::Url {
+            what: "client jwks_uri",
+            value: jwks_uri.to_owned(),
+            reason,
+        })?;
+        let cache = JwksCache::new(
+            id.clone(),
+            KeySource::Url(jwks_uri.to_owned()),
+            http,
+            clock,
+            JwksSettings::default().format(JwksFormat::Jwks),
+        );
+        Ok(Self { id, secret_digest: None, keys: Some(ClientKeys::Remote(Arc::new(cache))) })
     }
 
     /// The client id.

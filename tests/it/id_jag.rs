@@ -1190,7 +1190,174 @@ async fn private_key_jwt_with_a_jwks_uri() {
     );
     refused("no key of the client's jwks_uri matches the client assertion", grant(jag_uri, &signed[2]).await);
     refused("the client's jwks_uri could not be fetched", grant(jag_dead, &signed[3]).await);
+    // URL client ids are opt-in (this authorization server has no client_id_metadata_documents)
+    let url_client = "https://clients.example/agent.json";
+    let url_assertion = jose_sign_jwts(&f.peers, &[(&key, json!({"kid": key.kid()}), claims(url_client, "u-5"))])
+        .await
+        .unwrap()
+        .remove(0);
+    refused("URL client ids (client metadata documents) are not enabled", grant(jag_uri, &url_assertion).await);
     let (status, body) = grant(jag_uri, &signed[0]).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(URI_CLIENT));
+}
+
+/// Client ID Metadata Documents (URL client ids, opt-in by `client_id_metadata_documents`) for
+/// `private_key_jwt`: documents served over HTTPS by the test (a test CA the gateway trusts
+/// through its outbound TLS settings), keys and assertions by npm `jose`. A document with inline
+/// `jwks` and one with a `jwks_uri` authenticate their URL client (the ID-JAG names that URL);
+/// the document is fetched once (cached). Refused as `invalid_client` with their reasons: a
+/// document whose `client_id` is another URL, an oversize document, a plain-http URL, a URL
+/// outside the allowed prefixes, a document that is not there, and a foreign key.
+#[tokio::test]
+async fn url_client_ids_by_client_metadata_documents() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mcp_enterprise_core::outbound::{Egress, TlsSettings};
+
+    use crate::common::tls::{TestCa, TlsFront, server_config};
+
+    const IDP: &str = "https://idp.cimd.test";
+    let peers = Peers::require();
+    let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let stranger = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+
+    // the clients' web server: HTTPS (test CA) in front of a plain axum server
+    let ca = TestCa::new("cimd test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca");
+    let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = TlsFront::start(server_config(&ca.leaf(&["localhost"]), None), backend.local_addr().unwrap()).await;
+    let base = format!("https://localhost:{}", front.addr.port());
+    let url = |path: &str| format!("{base}{path}");
+    let public = json!({"keys": [key.public_jwk()]});
+    let docs: Vec<(String, String)> = vec![
+        (
+            "/clients/agent.json".into(),
+            json!({"client_id": url("/clients/agent.json"), "client_name": "Agent", "jwks": public,
+                "token_endpoint_auth_method": "private_key_jwt"})
+            .to_string(),
+        ),
+        (
+            "/clients/remote.json".into(),
+            json!({"client_id": url("/clients/remote.json"), "jwks_uri": url("/clients/jwks.json")}).to_string(),
+        ),
+        ("/clients/jwks.json".into(), public.to_string()),
+        ("/clients/liar.json".into(), json!({"client_id": url("/clients/agent.json"), "jwks": public}).to_string()),
+        (
+            "/clients/huge.json".into(),
+            json!({"client_id": url("/clients/huge.json"), "jwks": public, "client_name": "x".repeat(6000)})
+                .to_string(),
+        ),
+        (
+            "/elsewhere/agent.json".into(),
+            json!({"client_id": url("/elsewhere/agent.json"), "jwks": public}).to_string(),
+        ),
+    ];
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let mut app = axum::Router::new();
+    for (path, body) in docs {
+        let counter = fetches.clone();
+        let counted = path == "/clients/agent.json";
+        app = app.route(
+            &path,
+            axum::routing::get(move || {
+                if counted {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+    }
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(backend, app).await;
+    });
+
+    // the gateway's authorization server, trusting the test CA for its outbound fetches
+    let upstream = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    let cfg: WorkloadIdentityConfig = serde_json::from_value(json!({
+        "resource": resource,
+        "authorization_server": {
+            "issuer": issuer, "insecure_http_loopback": true,
+            "id_jag": {
+                "idps": [{"issuer": IDP, "jwks": {"keys": [idp_key.public_jwk()]}, "algorithms": ["ES256"],
+                          "rules": [{"name": "everyone", "subject": "any", "scopes": ["mcp:tools"]}]}],
+                "client_id_metadata_documents": {"allowed_prefixes": [format!("{base}/clients/")]}
+            }
+        }
+    }))
+    .unwrap();
+    let tls = TlsSettings::new().with_ca_file(&ca_file).unwrap();
+    let setup = WorkloadIdentitySetup::from_config_outbound(&cfg, None, Egress::direct(), tls).unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .unwrap()
+        .workload_identity(setup)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap();
+    let token_url = format!("{}/oauth/token", gw.mcp_url().trim_end_matches("/mcp"));
+
+    let jag = |client: &str, n: usize| {
+        json!({"iss": IDP, "sub": "alice", "aud": issuer, "resource": resource, "client_id": client,
+            "scope": "mcp:tools", "iat": now(), "exp": now() + 120, "jti": format!("cimd-jag-{n}-{}", now_nanos())})
+    };
+    let assertion = |client: &str, n: usize| {
+        json!({"iss": client, "sub": client, "aud": issuer, "iat": now(), "exp": now() + 60,
+            "jti": format!("cimd-{n}-{}", now_nanos())})
+    };
+    let cases: Vec<(String, &SigningKey)> = vec![
+        (url("/clients/agent.json"), &key),
+        (url("/clients/agent.json"), &key),
+        (url("/clients/remote.json"), &key),
+        (url("/clients/liar.json"), &key),
+        (url("/clients/huge.json"), &key),
+        (format!("http://localhost:{}/clients/agent.json", front.addr.port()), &key),
+        (url("/elsewhere/agent.json"), &key),
+        (url("/clients/missing.json"), &key),
+        (url("/clients/agent.json"), &stranger),
+    ];
+    let jag_head = json!({"kid": idp_key.kid(), "typ": "oauth-id-jag+jwt"});
+    let mut requests = Vec::new();
+    for (n, (client, signer)) in cases.iter().enumerate() {
+        requests.push((&idp_key, jag_head.clone(), jag(client, n)));
+        requests.push((*signer, json!({"kid": key.kid()}), assertion(client, n)));
+    }
+    let signed = jose_sign_jwts(&peers, &requests).await.unwrap();
+    let grant = |n: usize| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", &signed[2 * n]),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &signed[2 * n + 1]),
+        ]);
+        let url = token_url.clone();
+        async move { post(&url, body, None, "application/x-www-form-urlencoded").await }
+    };
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+
+    for n in [0, 1, 2] {
+        let (status, body) = grant(n).await;
+        assert_eq!(status, StatusCode::OK, "case {n}: {body}");
+        assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(cases[n].0));
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "the document is cached");
+    refused("the client metadata document's client_id is not its URL", grant(3).await);
+    refused("the client metadata document is too large", grant(4).await);
+    refused("a URL client id must be https", grant(5).await);
+    refused("the client id URL is not an allowed client metadata document location", grant(6).await);
+    refused("the client metadata document could not be fetched", grant(7).await);
+    refused("the client assertion's signature does not verify with the client's keys", grant(8).await);
+    server.abort();
 }

@@ -30,6 +30,7 @@ use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cimd::ClientIdMetadataDocuments;
 use crate::client::WorkloadTokenSource;
 use crate::endpoint::{IssuedTokens, TokenEndpoint};
 use crate::error::WorkloadConfigError;
@@ -224,12 +225,37 @@ pub struct IdJagConfig {
     /// `{"/groups": {"exact": "mcp-users"}}`, capping `resources` and `scopes`; no rule: no user),
     /// `forward_claims` (user claims such as `groups` carried into access tokens; `email` always is).
     pub idps: Vec<IssuerConfig>,
-    /// Clients registered at this authorization server (client_secret_basic / client_secret_post).
+    /// Clients registered at this authorization server (client_secret_basic /
+    /// client_secret_post / private_key_jwt). May be empty with `client_id_metadata_documents`.
+    #[serde(default)]
     pub clients: Vec<IdJagClientConfig>,
+    /// Opt-in: URL client ids (Client ID Metadata Documents) for `private_key_jwt`. Off by default.
+    pub client_id_metadata_documents: Option<CimdConfig>,
     /// Longest accepted ID-JAG lifetime (`exp - iat`), seconds. Default 300, at most 3600.
     pub max_lifetime_secs: Option<u64>,
     /// ID-JAG `jti`s remembered at once (without a shared Redis store). Default 100 000.
     pub replay_capacity: Option<usize>,
+}
+
+/// Client ID Metadata Documents (CIMD): a client id that is an https URL under one of
+/// `allowed_prefixes` is resolved by fetching the JSON document at that URL (through the
+/// outbound client: egress, CA bundle, 10 s timeout); its `client_id` must equal the URL, and its
+/// `jwks` or `jwks_uri` (https) give the keys for the `private_key_jwt` client assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CimdConfig {
+    /// Where URL client ids may point: https URL prefixes ending in `/` after the host (e.g.
+    /// `https://clients.acme.example/`); at least one. No prefix, no fetch: a URL elsewhere is
+    /// refused without a request.
+    pub allowed_prefixes: Vec<String>,
+    /// Largest document accepted, bytes. Default 5120, 256..=65536.
+    pub max_bytes: Option<usize>,
+    /// How long a fetched document is used, seconds. Default 300, at most 86400.
+    pub cache_ttl_secs: Option<u64>,
+    /// Documents kept at once. Default 1000, at most 100 000.
+    pub cache_capacity: Option<usize>,
 }
 
 /// A client registered for the ID-JAG grant.
@@ -616,7 +642,22 @@ fn id_jag_validator(
     for r in &a.resources {
         v = v.resource(r);
     }
-    let mut http = None;
+    let mut http: Option<HttpClient> = None;
+    let outbound_http = || -> Result<HttpClient, WorkloadConfigError> {
+        match outbound {
+            Some((egress, tls)) => HttpClient::with_outbound(Duration::from_secs(10), egress, tls),
+            None => HttpClient::new(Duration::from_secs(10)),
+        }
+        .map_err(|e| WorkloadConfigError::Http(e.to_string()))
+    };
+    if let Some(c) = &j.client_id_metadata_documents {
+        let mut docs = ClientIdMetadataDocuments::new(c.allowed_prefixes.clone(), outbound_http()?, clock.clone())?;
+        if let Some(n) = c.max_bytes {
+            docs = docs.max_bytes(n)?;
+        }
+        docs = docs.cache(Duration::from_secs(c.cache_ttl_secs.unwrap_or(300)), c.cache_capacity.unwrap_or(1000))?;
+        v = v.client_id_metadata_documents(docs);
+    }
     for c in &j.clients {
         v = v.client(match (&c.client_secret, &c.jwks, &c.jwks_uri) {
             (Some(secret), None, None) => RegisteredClient::with_secret(&c.client_id, secret),
@@ -624,13 +665,7 @@ fn id_jag_validator(
             (None, None, Some(uri)) => {
                 let http = match &mut http {
                     Some(h) => h,
-                    None => http.insert(
-                        match outbound {
-                            Some((egress, tls)) => HttpClient::with_outbound(Duration::from_secs(10), egress, tls),
-                            None => HttpClient::new(Duration::from_secs(10)),
-                        }
-                        .map_err(|e| WorkloadConfigError::Http(e.to_string()))?,
-                    ),
+                    None => http.insert(outbound_http()?),
                 };
                 RegisteredClient::with_jwks_uri(
                     &c.client_id,

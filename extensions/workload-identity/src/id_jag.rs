@@ -34,6 +34,7 @@ use mcp_enterprise_core::clock::Clock;
 use mcp_enterprise_core::jwks::{self, HttpClient, JwksCache, JwksFormat, JwksSettings, KeySource};
 use serde_json::{Map, Value};
 
+use crate::cimd::ClientIdMetadataDocuments;
 use crate::client_auth::{AssertionExpect, ClientKeys, JWT_CLIENT_ASSERTION_TYPE, check_client_assertion};
 use crate::error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
 use crate::replay::{MemoryReplayStore, ReplayStore};
@@ -145,6 +146,7 @@ pub(crate) struct IdJagInner {
     audiences: Vec<String>,
     pub(crate) resources: Vec<String>,
     clients: Vec<RegisteredClient>,
+    cimd: Option<Arc<ClientIdMetadataDocuments>>,
     /// What a client assertion's `aud` may be: the issuer, and the token endpoint when known.
     client_assertion_audiences: Vec<String>,
     max_lifetime: Duration,
@@ -199,6 +201,7 @@ impl IdJagValidator {
             issuer: issuer.to_owned(),
             resources: Vec::new(),
             clients: Vec::new(),
+            cimd: None,
             max_lifetime: Duration::from_secs(300),
             leeway: Duration::from_secs(60),
             replay: None,
@@ -317,13 +320,19 @@ impl IdJagValidator {
         {
             return Err(GrantError::InvalidRequest("client_id differs from the authenticated client"));
         }
-        let keys = self
-            .inner
-            .clients
-            .iter()
-            .find(|c| c.id == claimed)
-            .and_then(|c| c.keys.as_ref())
-            .ok_or(GrantError::InvalidClient("unknown client or no registered keys"))?;
+        let registered = self.inner.clients.iter().find(|c| c.id == claimed);
+        let fetched;
+        let keys = match (registered, &self.inner.cimd) {
+            (Some(c), _) => c.keys.as_ref().ok_or(GrantError::InvalidClient("unknown client or no registered keys"))?,
+            (None, Some(cimd)) if claimed.contains("://") => {
+                fetched = cimd.keys(&claimed).await?;
+                &fetched
+            }
+            (None, None) if claimed.contains("://") => {
+                return Err(GrantError::InvalidClient("URL client ids (client metadata documents) are not enabled"));
+            }
+            (None, _) => return Err(GrantError::InvalidClient("unknown client or no registered keys")),
+        };
         let expect = AssertionExpect {
             audiences: &self.inner.client_assertion_audiences,
             now: self.inner.idps.clock().now(),
@@ -468,6 +477,7 @@ pub struct IdJagValidatorBuilder {
     issuer: String,
     resources: Vec<String>,
     clients: Vec<RegisteredClient>,
+    cimd: Option<ClientIdMetadataDocuments>,
     max_lifetime: Duration,
     leeway: Duration,
     replay: Option<Arc<dyn ReplayStore>>,
@@ -491,6 +501,13 @@ impl IdJagValidatorBuilder {
     /// A registered client. Repeatable; at least one.
     pub fn client(mut self, client: RegisteredClient) -> Self {
         self.clients.push(client);
+        self
+    }
+
+    /// Accepts URL client ids (`private_key_jwt` only) whose Client ID Metadata Documents
+    /// `documents` allows.
+    pub fn client_id_metadata_documents(mut self, documents: ClientIdMetadataDocuments) -> Self {
+        self.cimd = Some(documents);
         self
     }
 
@@ -534,10 +551,10 @@ impl IdJagValidatorBuilder {
         if self.resources.is_empty() {
             return Err(WorkloadConfigError::Limit { what: "resources", reason: "at least one resource is required" });
         }
-        if self.clients.is_empty() {
+        if self.clients.is_empty() && self.cimd.is_none() {
             return Err(WorkloadConfigError::Limit {
                 what: "id_jag.clients",
-                reason: "at least one registered client is required",
+                reason: "at least one registered client (or client_id_metadata_documents) is required",
             });
         }
         for (i, c) in self.clients.iter().enumerate() {
@@ -579,6 +596,7 @@ impl IdJagValidatorBuilder {
                 issuer: self.issuer,
                 resources: self.resources,
                 clients: self.clients,
+                cimd: self.cimd.map(Arc::new),
                 max_lifetime: self.max_lifetime,
                 leeway: self.leeway,
                 replay: self.replay.unwrap_or_else(|| Arc::new(MemoryReplayStore::new(100_000))),

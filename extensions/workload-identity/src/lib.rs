@@ -116,6 +116,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod cimd;
 mod client;
 mod client_auth;
 mod config;
@@ -135,14 +136,15 @@ mod token_cache;
 mod trust;
 mod verify;
 
+pub use cimd::ClientIdMetadataDocuments;
 pub use client::{
     AccessToken, AssertionFile, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
 pub use client_auth::JWT_CLIENT_ASSERTION_TYPE;
 pub use config::{
-    AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
-    RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
+    AuthorizationServerConfig, CimdConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig,
+    PatternConfig, RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
 };
 pub use endpoint::{DEFAULT_WIF_EXTENSION_ID, IssuedTokens, TokenEndpoint, TokenEndpointBuilder};
 pub use error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};

@@ -48,10 +48,11 @@
 //! [`IssuedTokens::verify_bound`] lets a DPoP layer judge it.
 //!
 //! Registered clients authenticate with a secret or with `private_key_jwt` (RFC 7523 §2.2, their
-//! public keys registered as a JWKS; [`JWT_CLIENT_ASSERTION_TYPE`]).
+//! public keys registered as a JWKS or a `jwks_uri`; [`JWT_CLIENT_ASSERTION_TYPE`]); opt-in, URL
+//! client ids resolve to Client ID Metadata Documents ([`ClientIdMetadataDocuments`]).
 //!
 //! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs at the resource (the
-//! `dpop` crate), CIMD (URL) client ids, refresh tokens.
+//! `dpop` crate), refresh tokens issued by this authorization server.
 //!
 //! ```
 //! use std::time::Duration;

@@ -24,18 +24,16 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 pub use mcp_enterprise_core::jwks::JwksConfig;
-use mcp_enterprise_core::jwks::{HttpClient, JwksSettings};
+use mcp_enterprise_core::jwks::JwksSettings;
 use mcp_enterprise_core::outbound::{Egress, TlsSettings};
 use mcp_enterprise_core::{ExtensionSetBuilder, MetadataContribution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cimd::ClientIdMetadataDocuments;
 use crate::client::WorkloadTokenSource;
 use crate::endpoint::{IssuedTokens, TokenEndpoint};
 use crate::error::WorkloadConfigError;
 use crate::grant::GrantValidator;
-use crate::id_jag::{IdJagValidator, RegisteredClient};
 use crate::layer::{OtherTokens, WorkloadIdentityLayer};
 use crate::pattern::Pattern;
 use crate::replay::MemoryReplayStore;
@@ -44,7 +42,7 @@ use crate::signing::SigningKey;
 use crate::trust::{IssuerKeys, TrustPolicy, TrustedIssuer};
 
 /// The egress proxy and extra trusted roots issuers are reached with.
-type Outbound = (Egress, TlsSettings);
+pub(crate) type Outbound = (Egress, TlsSettings);
 
 /// The server side: trust policy, direct mode, and the optional token endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -422,7 +420,7 @@ impl TrustPolicy {
     }
 
     /// A trust policy over `issuers` with the timing settings of `cfg`.
-    fn from_issuers(
+    pub(crate) fn from_issuers(
         cfg: &WorkloadIdentityConfig,
         issuers: &[IssuerConfig],
         outbound: Option<&Outbound>,
@@ -538,7 +536,7 @@ impl WorkloadIdentitySetup {
                     e = e.extension_id(id);
                 }
                 if let Some(j) = &a.id_jag {
-                    e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
+                    e = e.id_jag(crate::config_id_jag::id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
                 }
                 if let Some(secs) = a.dpop_proof_window_secs {
                     e = e.dpop_iat_window(Duration::from_secs(secs));
@@ -616,84 +614,6 @@ impl WorkloadIdentitySetup {
     pub fn metadata_contribution(&self) -> MetadataContribution {
         self.layer.metadata_contribution()
     }
-}
-
-/// The ID-JAG validator of an authorization server's `id_jag` section.
-fn id_jag_validator(
-    cfg: &WorkloadIdentityConfig,
-    a: &AuthorizationServerConfig,
-    j: &IdJagConfig,
-    leeway: Duration,
-    replay: Option<Arc<dyn crate::replay::ReplayStore>>,
-    outbound: Option<&Outbound>,
-) -> Result<IdJagValidator, WorkloadConfigError> {
-    if j.idps.is_empty() {
-        return Err(WorkloadConfigError::Limit {
-            what: "id_jag.idps",
-            reason: "at least one enterprise IdP is required",
-        });
-    }
-    let idps = TrustPolicy::from_issuers(cfg, &j.idps, outbound)?;
-    let clock = idps.clock().clone();
-    let mut v = IdJagValidator::builder(idps, &a.issuer)
-        .resource(&cfg.resource)
-        .leeway(leeway)
-        .max_assertion_lifetime(Duration::from_secs(j.max_lifetime_secs.unwrap_or(300)));
-    for r in &a.resources {
-        v = v.resource(r);
-    }
-    let mut http: Option<HttpClient> = None;
-    let outbound_http = || -> Result<HttpClient, WorkloadConfigError> {
-        match outbound {
-            Some((egress, tls)) => HttpClient::with_outbound(Duration::from_secs(10), egress, tls),
-            None => HttpClient::new(Duration::from_secs(10)),
-        }
-        .map_err(|e| WorkloadConfigError::Http(e.to_string()))
-    };
-    if let Some(c) = &j.client_id_metadata_documents {
-        let mut docs = ClientIdMetadataDocuments::new(c.allowed_prefixes.clone(), outbound_http()?, clock.clone())?;
-        if let Some(n) = c.max_bytes {
-            docs = docs.max_bytes(n)?;
-        }
-        docs = docs.cache(Duration::from_secs(c.cache_ttl_secs.unwrap_or(300)), c.cache_capacity.unwrap_or(1000))?;
-        v = v.client_id_metadata_documents(docs);
-    }
-    for c in &j.clients {
-        v = v.client(match (&c.client_secret, &c.jwks, &c.jwks_uri) {
-            (Some(secret), None, None) => RegisteredClient::with_secret(&c.client_id, secret),
-            (None, Some(jwks), None) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
-            (None, None, Some(uri)) => {
-                let http = match &mut http {
-                    Some(h) => h,
-                    None => http.insert(outbound_http()?),
-                };
-                RegisteredClient::with_jwks_uri(
-                    &c.client_id,
-                    uri,
-                    http.clone(),
-                    clock.clone(),
-                    a.insecure_http_loopback,
-                )?
-            }
-            _ => {
-                return Err(WorkloadConfigError::Rule {
-                    rule: c.client_id.clone(),
-                    reason: "a client has exactly one of client_secret, jwks and jwks_uri".into(),
-                });
-            }
-        });
-    }
-    let token_path = a.token_path.as_deref().unwrap_or("/oauth/token");
-    v = v.token_endpoint(format!("{}{token_path}", a.issuer.trim_end_matches('/')));
-    if let Some(store) = replay {
-        v = v.replay_store(store);
-    } else if let Some(n) = j.replay_capacity {
-        v = v.replay_store(Arc::new(MemoryReplayStore::new(n)));
-    }
-    if a.insecure_http_loopback {
-        v = v.insecure_http_loopback();
-    }
-    v.build()
 }
 
 impl WorkloadTokenSource {

@@ -121,6 +121,7 @@ mod cimd;
 mod client;
 mod client_auth;
 mod config;
+mod config_id_jag;
 mod endpoint;
 mod error;
 mod future;

@@ -553,6 +553,29 @@ async fn the_example_client_calls_the_gateway_as_the_employee() {
     let who = &lines[2]["call"]["structuredContent"];
     assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("carol")), "{stdout}");
     assert!(!stdout.contains(&id_token), "the ID token is never printed");
+
+    // the same with the employee's refresh token (offline_access) instead of an ID token
+    let refresh_token = f.sign_in_offline(CLIENT, "frank", &["engineering"]).await;
+    let out = tokio::process::Command::new(example_client())
+        .args(["--tool", "whoami", &f.gateways[0].mcp_url()])
+        .env_remove("MCP_CONFORMANCE_CONTEXT")
+        .env("IDJAG_REFRESH_TOKEN", &refresh_token)
+        .env("IDJAG_IDP_TOKEN_ENDPOINT", f.idp.token_endpoint())
+        .env("IDJAG_IDP_CLIENT_ID", CLIENT)
+        .env("IDJAG_IDP_CLIENT_SECRET", SECRET)
+        .env("IDJAG_CLIENT_ID", CLIENT)
+        .env("IDJAG_CLIENT_SECRET", SECRET)
+        .env("IDJAG_SCOPE", "mcp:tools")
+        .env("IDJAG_INSECURE_HTTP_LOOPBACK", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let who = &lines[2]["call"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("frank")), "{stdout}");
+    assert!(!stdout.contains(&refresh_token), "the refresh token is never printed");
 }
 
 #[tokio::test]

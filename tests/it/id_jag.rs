@@ -1231,7 +1231,8 @@ async fn private_key_jwt_with_a_jwks_uri() {
 /// `jwks` and one with a `jwks_uri` authenticate their URL client (the ID-JAG names that URL);
 /// the document is fetched once (cached). Refused as `invalid_client` with their reasons: a
 /// document whose `client_id` is another URL, an oversize document, a plain-http URL, a URL
-/// outside the allowed prefixes, a document that is not there, and a foreign key.
+/// outside the allowed prefixes, a document that is not there (asked for once while the failure
+/// stands), and a foreign key.
 #[tokio::test]
 async fn url_client_ids_by_client_metadata_documents() {
     use std::sync::Arc;
@@ -1280,7 +1281,12 @@ async fn url_client_ids_by_client_metadata_documents() {
         ),
     ];
     let fetches = Arc::new(AtomicUsize::new(0));
-    let mut app = axum::Router::new();
+    let missing = Arc::new(AtomicUsize::new(0));
+    let counter = missing.clone();
+    let mut app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { StatusCode::NOT_FOUND }
+    });
     for (path, body) in docs {
         let counter = fetches.clone();
         let counted = path == "/clients/agent.json";
@@ -1346,6 +1352,7 @@ async fn url_client_ids_by_client_metadata_documents() {
         (url("/elsewhere/agent.json"), &key),
         (url("/clients/missing.json"), &key),
         (url("/clients/agent.json"), &stranger),
+        (url("/clients/missing.json"), &key),
     ];
     let jag_head = json!({"kid": idp_key.kid(), "typ": "oauth-id-jag+jwt"});
     let mut requests = Vec::new();
@@ -1381,6 +1388,8 @@ async fn url_client_ids_by_client_metadata_documents() {
     refused("a URL client id must be https", grant(5).await);
     refused("the client id URL is not an allowed client metadata document location", grant(6).await);
     refused("the client metadata document could not be fetched", grant(7).await);
+    refused("the client metadata document could not be fetched", grant(9).await);
+    assert_eq!(missing.load(Ordering::SeqCst), 1, "a failed fetch stands for a while (no fetch per request)");
     refused("the client assertion's signature does not verify with the client's keys", grant(8).await);
     server.abort();
 }

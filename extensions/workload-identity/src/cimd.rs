@@ -3,7 +3,7 @@
 //! JSON document at that URL, fetched through the pack's outbound client (egress, CA bundle,
 //! timeout), at most `max_bytes`, whose `client_id` must equal the URL and whose `jwks` or
 //! `jwks_uri` (https) give the keys for the client assertion. Documents are cached for a bounded
-//! time, a bounded number of them; failures are not cached (the prefixes bound what is fetched).
+//! time, a bounded number of them; a failed fetch stands for 30 s (no fetch per request).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,8 +32,14 @@ pub struct ClientIdMetadataDocuments {
     max_bytes: usize,
     ttl: Duration,
     capacity: usize,
-    cache: Mutex<HashMap<String, (ClientKeys, Duration)>>,
+    /// Keys (or the refusal, for [`FAILURE_TTL`] at most) and until when.
+    cache: Mutex<HashMap<String, Cached>>,
 }
+
+type Cached = (Result<ClientKeys, GrantError>, Duration);
+
+/// How long a failed fetch stands (at most the cache TTL): no fetch storm for a bad document.
+const FAILURE_TTL: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for ClientIdMetadataDocuments {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -111,7 +117,7 @@ impl ClientIdMetadataDocuments {
         Ok(self)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (ClientKeys, Duration)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -131,9 +137,10 @@ impl ClientIdMetadataDocuments {
         if let Some((keys, until)) = self.lock().get(client_id)
             && now < *until
         {
-            return Ok(keys.clone());
+            return keys.clone();
         }
-        let keys = self.fetch(client_id).await?;
+        let keys = self.fetch(client_id).await;
+        let until = now + if keys.is_ok() { self.ttl } else { FAILURE_TTL.min(self.ttl) };
         let mut cache = self.lock();
         if cache.len() >= self.capacity {
             cache.retain(|_, (_, until)| now < *until);
@@ -143,8 +150,8 @@ impl ClientIdMetadataDocuments {
         {
             cache.remove(&oldest);
         }
-        cache.insert(client_id.to_owned(), (keys.clone(), now + self.ttl));
-        Ok(keys)
+        cache.insert(client_id.to_owned(), (keys.clone(), until));
+        keys
     }
 
     async fn fetch(&self, url: &str) -> Result<ClientKeys, GrantError> {

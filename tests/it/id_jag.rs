@@ -35,6 +35,10 @@ use crate::common::{self, call, modern};
 const CLIENT: &str = "mcp-agent";
 /// A client authenticating with `private_key_jwt` (its key: [`Fixture::client_key`]).
 const JWT_CLIENT: &str = "jwt-agent";
+/// A `private_key_jwt` client whose keys are at its `jwks_uri` (the same key, served by the test).
+const URI_CLIENT: &str = "uri-agent";
+/// A `private_key_jwt` client whose `jwks_uri` answers nothing.
+const DEAD_URI_CLIENT: &str = "dead-uri-agent";
 const SECRET: &str = "agent-secret-at-both";
 /// An IdP client whose ID-JAGs name another client at the AS.
 const OTHER: &str = "other-agent";
@@ -96,6 +100,7 @@ struct Fixture {
     audit_dir: tempfile::TempDir,
     _trail: Vec<mcp_enterprise_audit::AuditTrail>,
     stop: Option<oneshot::Sender<()>>,
+    jwks_server: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Fixture {
@@ -103,11 +108,18 @@ impl Drop for Fixture {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        self.jwks_server.abort();
     }
 }
 
 /// The gateway's workload-identity section: only the ID-JAG authorization server.
-fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -> WorkloadIdentityConfig {
+fn as_config(
+    issuer: &str,
+    resource: &str,
+    idp: &str,
+    client_key: &SigningKey,
+    jwks_uri: &str,
+) -> WorkloadIdentityConfig {
     serde_json::from_value(json!({
         "resource": resource,
         "authorization_server": {
@@ -120,7 +132,9 @@ fn as_config(issuer: &str, resource: &str, idp: &str, client_key: &SigningKey) -
                                      "scopes": ["mcp:tools", "mcp:tools:read"]}]}],
                 "clients": [{"client_id": CLIENT, "client_secret": SECRET},
                             {"client_id": OTHER, "client_secret": SECRET},
-                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}}],
+                            {"client_id": JWT_CLIENT, "jwks": {"keys": [client_key.public_jwk()]}},
+                            {"client_id": URI_CLIENT, "jwks_uri": jwks_uri},
+                            {"client_id": DEAD_URI_CLIENT, "jwks_uri": "http://127.0.0.1:1/jwks.json"}],
                 "max_lifetime_secs": 300
             }
         }
@@ -148,7 +162,7 @@ async fn fixture_opts(
     let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let client_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
     let mut te_client = token_exchange_client(CLIENT, SECRET, "client_secret_basic", None);
-    te_client["grant_types"] = json!([TOKEN_EXCHANGE]);
+    te_client["grant_types"] = json!([TOKEN_EXCHANGE, "refresh_token"]);
     let mut other = token_exchange_client(OTHER, SECRET, "client_secret_basic", None);
     other["grant_types"] = json!([TOKEN_EXCHANGE]);
     let idp = OidcProvider::start(
@@ -184,7 +198,21 @@ async fn fixture_opts(
         .await
     });
     let audit_dir = tempfile::tempdir().unwrap();
-    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key);
+    // the jwks_uri of URI_CLIENT
+    let jwks_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_uri = format!("http://{}/jwks.json", jwks_listener.local_addr().unwrap());
+    let published = json!({"keys": [client_key.public_jwk()]});
+    let jwks_app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let published = published.clone();
+            async move { ([(header::CONTENT_TYPE, "application/json")], published.to_string()) }
+        }),
+    );
+    let jwks_server = tokio::spawn(async move {
+        let _ = axum::serve(jwks_listener, jwks_app).await;
+    });
+    let cfg = as_config(&issuer, &resource, idp.issuer(), &client_key, &jwks_uri);
     let mut gateways = Vec::new();
     let mut trails = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
@@ -211,7 +239,19 @@ async fn fixture_opts(
         }
         gateways.push(b.build().unwrap().serve_on(listener).unwrap());
     }
-    Fixture { peers, idp, idp_key, client_key, gateways, issuer, resource, audit_dir, _trail: trails, stop: Some(stop) }
+    Fixture {
+        peers,
+        idp,
+        idp_key,
+        client_key,
+        gateways,
+        issuer,
+        resource,
+        audit_dir,
+        _trail: trails,
+        stop: Some(stop),
+        jwks_server,
+    }
 }
 
 async fn futures_listeners(n: usize) -> Vec<TcpListener> {
@@ -239,6 +279,22 @@ impl Fixture {
         .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["id_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The employee signs in at the IdP with `offline_access` (for `client`): a refresh token
+    /// the provider stored (its own Grant and RefreshToken models).
+    async fn sign_in_offline(&self, client: &str, sub: &str, groups: &[&str]) -> String {
+        let (status, body) = post(
+            &format!("{}/__sign-in", self.idp.issuer()),
+            json!({"client_id": client, "sub": sub, "email": format!("{sub}@example.com"), "groups": groups,
+                   "offline": true})
+            .to_string(),
+            None,
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["refresh_token"].as_str().unwrap().to_owned()
     }
 
     /// RFC 8693 at the IdP: the ID token for an ID-JAG naming `audience` and `resource`.
@@ -497,6 +553,29 @@ async fn the_example_client_calls_the_gateway_as_the_employee() {
     let who = &lines[2]["call"]["structuredContent"];
     assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("carol")), "{stdout}");
     assert!(!stdout.contains(&id_token), "the ID token is never printed");
+
+    // the same with the employee's refresh token (offline_access) instead of an ID token
+    let refresh_token = f.sign_in_offline(CLIENT, "frank", &["engineering"]).await;
+    let out = tokio::process::Command::new(example_client())
+        .args(["--tool", "whoami", &f.gateways[0].mcp_url()])
+        .env_remove("MCP_CONFORMANCE_CONTEXT")
+        .env("IDJAG_REFRESH_TOKEN", &refresh_token)
+        .env("IDJAG_IDP_TOKEN_ENDPOINT", f.idp.token_endpoint())
+        .env("IDJAG_IDP_CLIENT_ID", CLIENT)
+        .env("IDJAG_IDP_CLIENT_SECRET", SECRET)
+        .env("IDJAG_CLIENT_ID", CLIENT)
+        .env("IDJAG_CLIENT_SECRET", SECRET)
+        .env("IDJAG_SCOPE", "mcp:tools")
+        .env("IDJAG_INSECURE_HTTP_LOOPBACK", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let who = &lines[2]["call"]["structuredContent"];
+    assert_eq!((who["verified"].as_bool(), who["subject"].as_str()), (Some(true), Some("frank")), "{stdout}");
+    assert!(!stdout.contains(&refresh_token), "the refresh token is never printed");
 }
 
 #[tokio::test]
@@ -682,6 +761,119 @@ async fn the_token_source_caches_and_never_retries_a_refusal() {
         (Some(ID_JAG), Some(f.issuer.as_str()), Some(f.resource.as_str()))
     );
     assert_eq!(last["client_auth_method"], json!("client_secret_basic"));
+}
+
+/// A real transport counting the requests it sends.
+#[derive(Debug)]
+struct Counting {
+    http: mcp_enterprise_core::jwks::HttpClient,
+    sent: std::sync::atomic::AtomicUsize,
+}
+
+impl Counting {
+    fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            http: mcp_enterprise_core::jwks::HttpClient::new(Duration::from_secs(10)).unwrap(),
+            sent: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    fn sent(&self) -> usize {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl mcp_enterprise_workload_identity::TokenTransport for Counting {
+    fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> mcp_enterprise_workload_identity::BoxFuture<
+        '_,
+        Result<http::Response<Bytes>, mcp_enterprise_workload_identity::TokenSourceError>,
+    > {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.http.send(request)
+    }
+}
+
+/// `IdJagTokenSource` given the employee's refresh token (`offline_access`) at the real IdP: the
+/// IdP's own `refresh_token` grant gives a fresh ID token, exchanged for an ID-JAG, granted at the
+/// gateway; when the access token is due again, the rotated refresh token is redeemed (the IdP
+/// rotates on every refresh and would refuse the spent one). When the IdP refuses the refresh
+/// token (here: it revoked the grant after the spent one was replayed; and a made-up one), the
+/// error is `RefreshRefused` and it is not retried (no request at all) until a new sign-in.
+#[tokio::test]
+async fn the_token_source_redeems_and_rotates_a_refresh_token() {
+    use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenSource, IdpSubject, TokenSourceError};
+
+    let f = fixture_with(None, 1).await;
+    let first = f.sign_in_offline(CLIENT, "erin", &["engineering"]).await;
+    let transport = Counting::new();
+    let source = IdJagTokenSource::builder(
+        &f.resource,
+        &f.idp.token_endpoint(),
+        ClientCredentials::secret(CLIENT, SECRET),
+        ClientCredentials::secret(CLIENT, SECRET),
+    )
+    .refresh_token(&first)
+    .scope("mcp:tools")
+    .transport(transport.clone())
+    .insecure_http_loopback()
+    .build()
+    .unwrap();
+    let token = source.token().await.unwrap();
+    assert_eq!(claims_of(token.secret())["sub"], json!("erin"));
+    assert_eq!(source.token().await.unwrap(), token, "cached");
+    let records = f.idp.token_exchange_records().await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0]["subject_token_type"], json!(ID_TOKEN));
+
+    // due again (the server said invalid_token): the rotated refresh token is redeemed
+    source.invalidate(&token);
+    let second = source.token().await.unwrap();
+    assert_ne!(second, token);
+    assert_eq!(claims_of(second.secret())["sub"], json!("erin"));
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 2);
+
+    // the first refresh token was spent by the rotation: the IdP refuses it, and (reuse
+    // detection) revokes the grant, so the source's current refresh token dies too
+    let (status, body) = post(
+        &f.idp.token_endpoint(),
+        form(&[("grant_type", "refresh_token"), ("refresh_token", &first)]),
+        Some(&basic(CLIENT, SECRET)),
+        "application/x-www-form-urlencoded",
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    source.invalidate(&second);
+    let refused = source.token().await.unwrap_err();
+    assert!(
+        matches!(&refused, TokenSourceError::RefreshRefused { status: 400, error, .. } if error == "invalid_grant"),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("sign in again"), "{refused}");
+    let sent = transport.sent();
+    for _ in 0..3 {
+        assert_eq!(source.token().await.unwrap_err(), refused, "the same answer, from memory");
+    }
+    assert_eq!(transport.sent(), sent, "no request after the refusal");
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 2, "no exchange after the refusal");
+
+    // a made-up refresh token: refused the same way, once
+    source.set_subject(IdpSubject::RefreshToken("not-a-refresh-token-of-this-idp".into()));
+    let made_up = source.token().await.unwrap_err();
+    assert!(
+        matches!(&made_up, TokenSourceError::RefreshRefused { error, .. } if error == "invalid_grant"),
+        "{made_up:?}"
+    );
+    let sent = transport.sent();
+    assert_eq!(source.token().await.unwrap_err(), made_up);
+    assert_eq!(transport.sent(), sent);
+
+    // a new sign-in is used at once
+    source.set_refresh_token(f.sign_in_offline(CLIENT, "erin", &["engineering"]).await);
+    assert_eq!(claims_of(source.token().await.unwrap().secret())["sub"], json!("erin"));
+    assert_eq!(f.idp.token_exchange_records().await.unwrap().len(), 3);
 }
 
 /// RFC 9449 §5 at the gateway's authorization server, proofs by npm `dpop` (and hostile ones by
@@ -965,4 +1157,239 @@ async fn private_key_jwt_client_authentication() {
     refused("the client assertion was already used (replayed jti)", grant(jag2, &signed[0], KIND, None).await);
     let (status, body) = grant(jag2, &signed[1], KIND, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// `private_key_jwt` with the client's keys at its `jwks_uri` (served over HTTP by the test, keys
+/// and assertions by npm `jose`): the assertion authenticates the client; a foreign key under the
+/// published `kid`, an unknown `kid`, and a `jwks_uri` that answers nothing are `invalid_client`
+/// with their reasons, before the ID-JAG is spent.
+#[tokio::test]
+async fn private_key_jwt_with_a_jwks_uri() {
+    let f = fixture_with(None, 1).await;
+    let key = f.client_key.clone();
+    let foreign = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+    let stranger = SigningKey::generate(&f.peers, SigningAlg::Es256).await.unwrap();
+    let claims = |client: &str, jti: &str| json!({"iss": client, "sub": client, "aud": f.issuer, "iat": now(), "exp": now() + 60, "jti": jti});
+    let jag = |client: &str, n: u32| {
+        let mut c = f.jag_claims();
+        c["client_id"] = json!(client);
+        c["jti"] = json!(format!("uri-jag-{n}-{}", now_nanos()));
+        (f.idp_key.clone(), json!({"kid": f.idp_key.kid(), "typ": "oauth-id-jag+jwt"}), c)
+    };
+    let (j1, j2) = (jag(URI_CLIENT, 1), jag(DEAD_URI_CLIENT, 2));
+    let signed = jose_sign_jwts(
+        &f.peers,
+        &[
+            (&key, json!({"kid": key.kid()}), claims(URI_CLIENT, "u-1")),
+            (&foreign, json!({"kid": key.kid()}), claims(URI_CLIENT, "u-2")),
+            (&stranger, json!({"kid": stranger.kid()}), claims(URI_CLIENT, "u-3")),
+            (&key, json!({"kid": key.kid()}), claims(DEAD_URI_CLIENT, "u-4")),
+            (&j1.0, j1.1.clone(), j1.2.clone()),
+            (&j2.0, j2.1.clone(), j2.2.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    const KIND: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+    let grant = |jag: &str, assertion: &str| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", jag),
+            ("client_assertion_type", KIND),
+            ("client_assertion", assertion),
+        ]);
+        let url = f.token_url();
+        async move { post(&url, body, None, "application/x-www-form-urlencoded").await }
+    };
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+    let (jag_uri, jag_dead) = (&signed[4], &signed[5]);
+    refused(
+        "the client assertion's signature does not verify with the client's keys",
+        grant(jag_uri, &signed[1]).await,
+    );
+    refused("no key of the client's jwks_uri matches the client assertion", grant(jag_uri, &signed[2]).await);
+    refused("the client's jwks_uri could not be fetched", grant(jag_dead, &signed[3]).await);
+    // URL client ids are opt-in (this authorization server has no client_id_metadata_documents)
+    let url_client = "https://clients.example/agent.json";
+    let url_assertion = jose_sign_jwts(&f.peers, &[(&key, json!({"kid": key.kid()}), claims(url_client, "u-5"))])
+        .await
+        .unwrap()
+        .remove(0);
+    refused("URL client ids (client metadata documents) are not enabled", grant(jag_uri, &url_assertion).await);
+    let (status, body) = grant(jag_uri, &signed[0]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(URI_CLIENT));
+}
+
+/// Client ID Metadata Documents (URL client ids, opt-in by `client_id_metadata_documents`) for
+/// `private_key_jwt`: documents served over HTTPS by the test (a test CA the gateway trusts
+/// through its outbound TLS settings), keys and assertions by npm `jose`. A document with inline
+/// `jwks` and one with a `jwks_uri` authenticate their URL client (the ID-JAG names that URL);
+/// the document is fetched once (cached). Refused as `invalid_client` with their reasons: a
+/// document whose `client_id` is another URL, an oversize document, a plain-http URL, a URL
+/// outside the allowed prefixes, a document that is not there (asked for once while the failure
+/// stands), and a foreign key.
+#[tokio::test]
+async fn url_client_ids_by_client_metadata_documents() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use mcp_enterprise_core::outbound::{Egress, TlsSettings};
+
+    use crate::common::tls::{TestCa, TlsFront, server_config};
+
+    const IDP: &str = "https://idp.cimd.test";
+    let peers = Peers::require();
+    let idp_key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let key = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap();
+    let stranger = SigningKey::generate(&peers, SigningAlg::Es256).await.unwrap().with_kid(key.kid());
+
+    // the clients' web server: HTTPS (test CA) in front of a plain axum server
+    let ca = TestCa::new("cimd test ca");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca");
+    let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = TlsFront::start(server_config(&ca.leaf(&["localhost"]), None), backend.local_addr().unwrap()).await;
+    let base = format!("https://localhost:{}", front.addr.port());
+    let url = |path: &str| format!("{base}{path}");
+    let public = json!({"keys": [key.public_jwk()]});
+    let docs: Vec<(String, String)> = vec![
+        (
+            "/clients/agent.json".into(),
+            json!({"client_id": url("/clients/agent.json"), "client_name": "Agent", "jwks": public,
+                "token_endpoint_auth_method": "private_key_jwt"})
+            .to_string(),
+        ),
+        (
+            "/clients/remote.json".into(),
+            json!({"client_id": url("/clients/remote.json"), "jwks_uri": url("/clients/jwks.json")}).to_string(),
+        ),
+        ("/clients/jwks.json".into(), public.to_string()),
+        ("/clients/liar.json".into(), json!({"client_id": url("/clients/agent.json"), "jwks": public}).to_string()),
+        (
+            "/clients/huge.json".into(),
+            json!({"client_id": url("/clients/huge.json"), "jwks": public, "client_name": "x".repeat(6000)})
+                .to_string(),
+        ),
+        (
+            "/elsewhere/agent.json".into(),
+            json!({"client_id": url("/elsewhere/agent.json"), "jwks": public}).to_string(),
+        ),
+    ];
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let missing = Arc::new(AtomicUsize::new(0));
+    let counter = missing.clone();
+    let mut app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        async { StatusCode::NOT_FOUND }
+    });
+    for (path, body) in docs {
+        let counter = fetches.clone();
+        let counted = path == "/clients/agent.json";
+        app = app.route(
+            &path,
+            axum::routing::get(move || {
+                if counted {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        );
+    }
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(backend, app).await;
+    });
+
+    // the gateway's authorization server, trusting the test CA for its outbound fetches
+    let upstream = common::demo_upstream_serving(DemoServer::new(), Default::default()).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", listener.local_addr().unwrap());
+    let resource = format!("{issuer}/mcp");
+    let cfg: WorkloadIdentityConfig = serde_json::from_value(json!({
+        "resource": resource,
+        "authorization_server": {
+            "issuer": issuer, "insecure_http_loopback": true,
+            "id_jag": {
+                "idps": [{"issuer": IDP, "jwks": {"keys": [idp_key.public_jwk()]}, "algorithms": ["ES256"],
+                          "rules": [{"name": "everyone", "subject": "any", "scopes": ["mcp:tools"]}]}],
+                "client_id_metadata_documents": {"allowed_prefixes": [format!("{base}/clients/")]}
+            }
+        }
+    }))
+    .unwrap();
+    let tls = TlsSettings::new().with_ca_file(&ca_file).unwrap();
+    let setup = WorkloadIdentitySetup::from_config_outbound(&cfg, None, Egress::direct(), tls).unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream.url)
+        .unwrap()
+        .workload_identity(setup)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap();
+    let token_url = format!("{}/oauth/token", gw.mcp_url().trim_end_matches("/mcp"));
+
+    let jag = |client: &str, n: usize| {
+        json!({"iss": IDP, "sub": "alice", "aud": issuer, "resource": resource, "client_id": client,
+            "scope": "mcp:tools", "iat": now(), "exp": now() + 120, "jti": format!("cimd-jag-{n}-{}", now_nanos())})
+    };
+    let assertion = |client: &str, n: usize| {
+        json!({"iss": client, "sub": client, "aud": issuer, "iat": now(), "exp": now() + 60,
+            "jti": format!("cimd-{n}-{}", now_nanos())})
+    };
+    let cases: Vec<(String, &SigningKey)> = vec![
+        (url("/clients/agent.json"), &key),
+        (url("/clients/agent.json"), &key),
+        (url("/clients/remote.json"), &key),
+        (url("/clients/liar.json"), &key),
+        (url("/clients/huge.json"), &key),
+        (format!("http://localhost:{}/clients/agent.json", front.addr.port()), &key),
+        (url("/elsewhere/agent.json"), &key),
+        (url("/clients/missing.json"), &key),
+        (url("/clients/agent.json"), &stranger),
+        (url("/clients/missing.json"), &key),
+    ];
+    let jag_head = json!({"kid": idp_key.kid(), "typ": "oauth-id-jag+jwt"});
+    let mut requests = Vec::new();
+    for (n, (client, signer)) in cases.iter().enumerate() {
+        requests.push((&idp_key, jag_head.clone(), jag(client, n)));
+        requests.push((*signer, json!({"kid": key.kid()}), assertion(client, n)));
+    }
+    let signed = jose_sign_jwts(&peers, &requests).await.unwrap();
+    let grant = |n: usize| {
+        let body = form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", &signed[2 * n]),
+            ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+            ("client_assertion", &signed[2 * n + 1]),
+        ]);
+        let url = token_url.clone();
+        async move { post(&url, body, None, "application/x-www-form-urlencoded").await }
+    };
+    let refused = |desc: &str, (status, body): (StatusCode, Value)| {
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{desc}: {body}");
+        assert_eq!(body["error"], json!("invalid_client"), "{body}");
+        assert_eq!(body["error_description"], json!(format!("client authentication failed: {desc}")), "{body}");
+    };
+
+    for n in [0, 1, 2] {
+        let (status, body) = grant(n).await;
+        assert_eq!(status, StatusCode::OK, "case {n}: {body}");
+        assert_eq!(claims_of(body["access_token"].as_str().unwrap())["client_id"], json!(cases[n].0));
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "the document is cached");
+    refused("the client metadata document's client_id is not its URL", grant(3).await);
+    refused("the client metadata document is too large", grant(4).await);
+    refused("a URL client id must be https", grant(5).await);
+    refused("the client id URL is not an allowed client metadata document location", grant(6).await);
+    refused("the client metadata document could not be fetched", grant(7).await);
+    refused("the client metadata document could not be fetched", grant(9).await);
+    assert_eq!(missing.load(Ordering::SeqCst), 1, "a failed fetch stands for a while (no fetch per request)");
+    refused("the client assertion's signature does not verify with the client's keys", grant(8).await);
+    server.abort();
 }

@@ -44,7 +44,10 @@
 // AS per `clientIds`, default the same id), `resource`, `scope`, `email`, `groups`, `jti`, `iat`,
 // `exp` = `ttl`), `issued_token_type` id-jag, `token_type` N_A. The employee's sign-in (the
 // browser step) is POST /__sign-in {client_id, sub, email, groups}: an ID token issued by the
-// provider's own IdToken model for that client (the claims are remembered for the ID-JAG).
+// provider's own IdToken model for that client (the claims are remembered for the ID-JAG); with
+// `"offline": true` also a refresh token (a Grant and a RefreshToken of the provider's own models,
+// scope `openid offline_access`), which the provider's native refresh_token grant redeems for a new
+// ID token, rotating the refresh token each time.
 //
 // When listening it prints one line `OIDC_PROVIDER_READY {json}` on stdout and writes the same
 // JSON to readyFile. Note: oidc-provider itself logs notices on stdout (console.info).
@@ -150,6 +153,8 @@ const provider = new Provider(config.issuer, {
     token_endpoint_auth_method: 'client_secret_basic',
   },
   scopes: ['openid', 'offline_access', ...config.scope.split(' ').filter(Boolean)],
+  // with `idJag`, every refresh rotates the refresh token (the old one is then spent)
+  ...(config.idJag ? { rotateRefreshToken: true } : {}),
   ttl: {
     AccessToken: ttl,
     ClientCredentials: ttl,
@@ -337,7 +342,7 @@ function signIn(req, res) {
   req.on('data', (chunk) => { body += chunk; });
   req.on('end', async () => {
     try {
-      const { client_id: clientId, sub, email, groups } = JSON.parse(body);
+      const { client_id: clientId, sub, email, groups, offline } = JSON.parse(body);
       const client = await provider.Client.find(clientId);
       if (!client) throw new Error(`unknown client ${clientId}`);
       employees.set(sub, { email, groups });
@@ -345,8 +350,21 @@ function signIn(req, res) {
       token.set('sub', sub);
       if (email) token.set('email', email);
       const idToken = await token.issue({ use: 'idtoken' });
+      const answer = { id_token: idToken };
+      if (offline) {
+        // offline_access consented: a grant and a refresh token of the provider's own models
+        // (what its authorization_code grant stores), redeemed by its native refresh_token grant
+        const grant = new provider.Grant({ accountId: sub, clientId });
+        grant.addOIDCScope('openid offline_access');
+        const grantId = await grant.save();
+        const refreshToken = new provider.RefreshToken({
+          accountId: sub, client, grantId, gty: 'authorization_code', scope: 'openid offline_access',
+          authTime: Math.floor(Date.now() / 1000),
+        });
+        answer.refresh_token = await refreshToken.save();
+      }
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ id_token: idToken }));
+      res.end(JSON.stringify(answer));
     } catch (e) {
       res.writeHead(400, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: 'invalid_request', error_description: String(e.message) }));

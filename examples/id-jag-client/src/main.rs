@@ -8,7 +8,9 @@
 //! id-jag-client [--tool NAME] <MCP server URL>
 //! ```
 //!
-//! Settings come from the environment: `IDJAG_ID_TOKEN` (or `IDJAG_ID_TOKEN_FILE`),
+//! Settings come from the environment: `IDJAG_ID_TOKEN` (or `IDJAG_ID_TOKEN_FILE`), or instead
+//! `IDJAG_REFRESH_TOKEN` (or `IDJAG_REFRESH_TOKEN_FILE`: the employee's refresh token at the IdP,
+//! redeemed for a fresh ID token before each exchange),
 //! `IDJAG_IDP_TOKEN_ENDPOINT`, `IDJAG_IDP_CLIENT_ID` (+ `IDJAG_IDP_CLIENT_SECRET` for a
 //! confidential IdP client), `IDJAG_CLIENT_ID` + `IDJAG_CLIENT_SECRET` (the client at the MCP
 //! authorization server), `IDJAG_SCOPE`, `IDJAG_INSECURE_HTTP_LOOPBACK=1` (plain http on
@@ -25,12 +27,12 @@ use http::{Request, Response, header};
 use http_body_util::Full;
 use mcp_enterprise_core::BoxError;
 use mcp_enterprise_core::jwks::HttpClient;
-use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenLayer, IdJagTokenSource};
+use mcp_enterprise_workload_identity::{ClientCredentials, IdJagTokenLayer, IdJagTokenSource, IdpSubject};
 use serde_json::{Value, json};
 use tower::{Service, ServiceBuilder, ServiceExt as _, service_fn};
 
 struct Settings {
-    id_token: String,
+    subject: IdpSubject,
     idp_token_endpoint: String,
     idp_client: ClientCredentials,
     client: ClientCredentials,
@@ -53,7 +55,7 @@ fn settings() -> Result<Settings, BoxError> {
         let text =
             |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("context has no {k}"));
         return Ok(Settings {
-            id_token: text("idp_id_token")?,
+            subject: IdpSubject::IdToken(text("idp_id_token")?),
             idp_token_endpoint: text("idp_token_endpoint")?,
             idp_client: ClientCredentials::public(text("idp_client_id")?),
             client: ClientCredentials::secret(text("client_id")?, text("client_secret")?),
@@ -61,13 +63,23 @@ fn settings() -> Result<Settings, BoxError> {
             insecure: true,
         });
     }
-    let id_token = match env("IDJAG_ID_TOKEN") {
-        Some(t) => t,
-        None => std::fs::read_to_string(required("IDJAG_ID_TOKEN_FILE")?)?.trim().to_owned(),
+    let file = |name: &str| -> Result<Option<String>, BoxError> {
+        Ok(match env(name) {
+            Some(path) => Some(std::fs::read_to_string(path)?.trim().to_owned()),
+            None => None,
+        })
+    };
+    let subject = if let Some(t) = env("IDJAG_REFRESH_TOKEN").or(file("IDJAG_REFRESH_TOKEN_FILE")?) {
+        IdpSubject::RefreshToken(t)
+    } else {
+        match env("IDJAG_ID_TOKEN").or(file("IDJAG_ID_TOKEN_FILE")?) {
+            Some(t) => IdpSubject::IdToken(t),
+            None => return Err("IDJAG_ID_TOKEN(_FILE) or IDJAG_REFRESH_TOKEN(_FILE) is required".into()),
+        }
     };
     let idp_client_id = required("IDJAG_IDP_CLIENT_ID")?;
     Ok(Settings {
-        id_token,
+        subject,
         idp_token_endpoint: required("IDJAG_IDP_TOKEN_ENDPOINT")?,
         idp_client: match env("IDJAG_IDP_CLIENT_SECRET") {
             Some(secret) => ClientCredentials::secret(idp_client_id, secret),
@@ -106,8 +118,7 @@ async fn main() -> Result<(), BoxError> {
     let tool = args.windows(2).find(|w| w[0] == "--tool").map(|w| w[1].clone());
     let s = settings()?;
 
-    let mut builder =
-        IdJagTokenSource::builder(&url, &s.idp_token_endpoint, s.idp_client, s.client).id_token(s.id_token);
+    let mut builder = IdJagTokenSource::builder(&url, &s.idp_token_endpoint, s.idp_client, s.client).subject(s.subject);
     if let Some(scope) = &s.scope {
         for one in scope.split(' ').filter(|x| !x.is_empty()) {
             builder = builder.scope(one);

@@ -71,6 +71,17 @@ pub enum TokenSourceError {
         /// `error_description`, if any.
         description: Option<String>,
     },
+    /// The enterprise IdP refused the employee's refresh token (revoked, expired, already used…):
+    /// only a new sign-in helps, so it is not retried with that refresh token.
+    #[error("the identity provider refused the refresh token: {error}{}; the employee must sign in again", .description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    RefreshRefused {
+        /// HTTP status.
+        status: u16,
+        /// The OAuth error code (`invalid_grant`, …).
+        error: String,
+        /// `error_description`, if any.
+        description: Option<String>,
+    },
     /// The authorization server could not be reached.
     #[error("token request failed: {0}")]
     Transport(String),

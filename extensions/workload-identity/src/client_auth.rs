@@ -1,12 +1,13 @@
 //! `private_key_jwt` client authentication at the token endpoint (RFC 7523 §2.2, RFC 7521 §4.2):
 //! the client signs a short-lived JWT (`iss` = `sub` = its client id, `aud` this authorization
 //! server's issuer or token endpoint, `exp`, a single-use `jti`) with a key whose public half is
-//! registered here (a JWKS in the configuration).
+//! registered here (a JWKS in the configuration, or its `jwks_uri`, fetched and cached like an
+//! IdP's key set: through the pack's outbound client, bounded, refetched for an unknown `kid`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_enterprise_core::jwks::{self, Algorithm, VerifyKey};
+use mcp_enterprise_core::jwks::{self, Algorithm, JwksCache, KeyError, KeyQuery, VerifyKey};
 use serde_json::Value;
 
 use crate::error::{GrantError, WorkloadConfigError};
@@ -20,7 +21,12 @@ pub(crate) const MAX_CLIENT_ASSERTION_LIFETIME: Duration = Duration::from_secs(3
 
 /// A registered client's public keys (`private_key_jwt`).
 #[derive(Clone)]
-pub(crate) struct ClientKeys(pub(crate) Arc<Vec<VerifyKey>>);
+pub(crate) enum ClientKeys {
+    /// Given in the configuration.
+    Static(Arc<Vec<VerifyKey>>),
+    /// Fetched from the client's `jwks_uri` (cached).
+    Remote(Arc<JwksCache>),
+}
 
 impl ClientKeys {
     /// The usable public signature keys of a JWKS document (at least one).
@@ -33,7 +39,36 @@ impl ClientKeys {
                 reason: "jwks: no usable public signature key".into(),
             });
         }
-        Ok(Self(Arc::new(keys)))
+        Ok(Self::Static(Arc::new(keys)))
+    }
+
+    /// Whether the assertion's signature verifies with these keys.
+    async fn verify(
+        &self,
+        alg: Algorithm,
+        kid: Option<&str>,
+        signing_input: &str,
+        signature: &str,
+    ) -> Result<(), GrantError> {
+        match self {
+            Self::Static(keys) => {
+                for key in keys.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid() == kid)) {
+                    if key.verify(alg, signing_input.as_bytes(), signature).unwrap_or(false) {
+                        return Ok(());
+                    }
+                }
+                Err(bad("the client assertion's signature does not verify with the client's keys"))
+            }
+            Self::Remote(cache) => match cache
+                .verify(KeyQuery::new(kid, alg), signing_input.as_bytes(), signature)
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(KeyError::Unavailable) => Err(bad("the client's jwks_uri could not be fetched")),
+                Err(KeyError::UnknownKey) => Err(bad("no key of the client's jwks_uri matches the client assertion")),
+                Err(_) => Err(bad("the client assertion's signature does not verify with the client's keys")),
+            },
+        }
     }
 }
 
@@ -69,16 +104,7 @@ pub(crate) async fn check_client_assertion(
         .filter(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
         .ok_or(bad("the client assertion's algorithm is not an allowed asymmetric one"))?;
     let kid = header.get("kid").and_then(Value::as_str);
-    let mut verified = false;
-    for key in keys.0.iter().filter(|k| k.fits(alg) && (kid.is_none() || k.kid() == kid)) {
-        if key.verify(alg, parts.signing_input.as_bytes(), parts.signature).unwrap_or(false) {
-            verified = true;
-            break;
-        }
-    }
-    if !verified {
-        return Err(bad("the client assertion's signature does not verify with the client's keys"));
-    }
+    keys.verify(alg, kid, parts.signing_input, parts.signature).await?;
     let claims = jwks::decode_object(parts.payload, "", "").map_err(|_| bad("the client assertion is not a JWT"))?;
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     if text("iss") != Some(client_id) || text("sub") != Some(client_id) {

@@ -34,7 +34,6 @@ use crate::client::WorkloadTokenSource;
 use crate::endpoint::{IssuedTokens, TokenEndpoint};
 use crate::error::WorkloadConfigError;
 use crate::grant::GrantValidator;
-use crate::id_jag::{IdJagValidator, RegisteredClient};
 use crate::layer::{OtherTokens, WorkloadIdentityLayer};
 use crate::pattern::Pattern;
 use crate::replay::MemoryReplayStore;
@@ -43,7 +42,7 @@ use crate::signing::SigningKey;
 use crate::trust::{IssuerKeys, TrustPolicy, TrustedIssuer};
 
 /// The egress proxy and extra trusted roots issuers are reached with.
-type Outbound = (Egress, TlsSettings);
+pub(crate) type Outbound = (Egress, TlsSettings);
 
 /// The server side: trust policy, direct mode, and the optional token endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -224,12 +223,37 @@ pub struct IdJagConfig {
     /// `{"/groups": {"exact": "mcp-users"}}`, capping `resources` and `scopes`; no rule: no user),
     /// `forward_claims` (user claims such as `groups` carried into access tokens; `email` always is).
     pub idps: Vec<IssuerConfig>,
-    /// Clients registered at this authorization server (client_secret_basic / client_secret_post).
+    /// Clients registered at this authorization server (client_secret_basic /
+    /// client_secret_post / private_key_jwt). May be empty with `client_id_metadata_documents`.
+    #[serde(default)]
     pub clients: Vec<IdJagClientConfig>,
+    /// Opt-in: URL client ids (Client ID Metadata Documents) for `private_key_jwt`. Off by default.
+    pub client_id_metadata_documents: Option<CimdConfig>,
     /// Longest accepted ID-JAG lifetime (`exp - iat`), seconds. Default 300, at most 3600.
     pub max_lifetime_secs: Option<u64>,
     /// ID-JAG `jti`s remembered at once (without a shared Redis store). Default 100 000.
     pub replay_capacity: Option<usize>,
+}
+
+/// Client ID Metadata Documents (CIMD): a client id that is an https URL under one of
+/// `allowed_prefixes` is resolved by fetching the JSON document at that URL (through the
+/// outbound client: egress, CA bundle, 10 s timeout); its `client_id` must equal the URL, and its
+/// `jwks` or `jwks_uri` (https) give the keys for the `private_key_jwt` client assertion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CimdConfig {
+    /// Where URL client ids may point: https URL prefixes ending in `/` after the host (e.g.
+    /// `https://clients.acme.example/`); at least one. No prefix, no fetch: a URL elsewhere is
+    /// refused without a request.
+    pub allowed_prefixes: Vec<String>,
+    /// Largest document accepted, bytes. Default 5120, 256..=65536.
+    pub max_bytes: Option<usize>,
+    /// How long a fetched document is used, seconds. Default 300, at most 86400.
+    pub cache_ttl_secs: Option<u64>,
+    /// Documents kept at once. Default 1000, at most 100 000.
+    pub cache_capacity: Option<usize>,
 }
 
 /// A client registered for the ID-JAG grant.
@@ -241,13 +265,20 @@ pub struct IdJagClientConfig {
     /// The client id (the ID-JAG's `client_id` must equal it).
     pub client_id: String,
     /// Its secret, for `client_secret_basic` / `client_secret_post` (use a `${env:…}` or
-    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret` and `jwks`.
+    /// `${file:…}` reference; only a digest is kept). Exactly one of `client_secret`, `jwks` and
+    /// `jwks_uri`.
     #[cfg_attr(feature = "schemars", schemars(extend("writeOnly" = true)))]
     pub client_secret: Option<String>,
     /// Its public keys (a JWK Set), for `private_key_jwt` (RFC 7523 §2.2): the client signs a
     /// short-lived assertion (`iss` = `sub` = the client id, `aud` this issuer or the token
     /// endpoint, `exp` at most 300 s after `iat`, a single-use `jti`).
     pub jwks: Option<serde_json::Value>,
+    /// Where its public keys are published (https; plain http on loopback only with the
+    /// authorization server's `insecure_http_loopback`), for `private_key_jwt` like `jwks`:
+    /// fetched through the outbound client (egress, CA bundle) when first needed, cached per
+    /// the response's caching headers, refetched (rate-limited) for an unknown `kid`.
+    #[cfg_attr(feature = "schemars", schemars(url))]
+    pub jwks_uri: Option<String>,
 }
 
 impl std::fmt::Debug for IdJagClientConfig {
@@ -389,7 +420,7 @@ impl TrustPolicy {
     }
 
     /// A trust policy over `issuers` with the timing settings of `cfg`.
-    fn from_issuers(
+    pub(crate) fn from_issuers(
         cfg: &WorkloadIdentityConfig,
         issuers: &[IssuerConfig],
         outbound: Option<&Outbound>,
@@ -505,7 +536,7 @@ impl WorkloadIdentitySetup {
                     e = e.extension_id(id);
                 }
                 if let Some(j) = &a.id_jag {
-                    e = e.id_jag(id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
+                    e = e.id_jag(crate::config_id_jag::id_jag_validator(cfg, a, j, leeway, replay.clone(), outbound)?);
                 }
                 if let Some(secs) = a.dpop_proof_window_secs {
                     e = e.dpop_iat_window(Duration::from_secs(secs));
@@ -583,54 +614,6 @@ impl WorkloadIdentitySetup {
     pub fn metadata_contribution(&self) -> MetadataContribution {
         self.layer.metadata_contribution()
     }
-}
-
-/// The ID-JAG validator of an authorization server's `id_jag` section.
-fn id_jag_validator(
-    cfg: &WorkloadIdentityConfig,
-    a: &AuthorizationServerConfig,
-    j: &IdJagConfig,
-    leeway: Duration,
-    replay: Option<Arc<dyn crate::replay::ReplayStore>>,
-    outbound: Option<&Outbound>,
-) -> Result<IdJagValidator, WorkloadConfigError> {
-    if j.idps.is_empty() {
-        return Err(WorkloadConfigError::Limit {
-            what: "id_jag.idps",
-            reason: "at least one enterprise IdP is required",
-        });
-    }
-    let idps = TrustPolicy::from_issuers(cfg, &j.idps, outbound)?;
-    let mut v = IdJagValidator::builder(idps, &a.issuer)
-        .resource(&cfg.resource)
-        .leeway(leeway)
-        .max_assertion_lifetime(Duration::from_secs(j.max_lifetime_secs.unwrap_or(300)));
-    for r in &a.resources {
-        v = v.resource(r);
-    }
-    for c in &j.clients {
-        v = v.client(match (&c.client_secret, &c.jwks) {
-            (Some(secret), None) => RegisteredClient::with_secret(&c.client_id, secret),
-            (None, Some(jwks)) => RegisteredClient::with_jwks(&c.client_id, jwks)?,
-            _ => {
-                return Err(WorkloadConfigError::Rule {
-                    rule: c.client_id.clone(),
-                    reason: "a client has exactly one of client_secret and jwks".into(),
-                });
-            }
-        });
-    }
-    let token_path = a.token_path.as_deref().unwrap_or("/oauth/token");
-    v = v.token_endpoint(format!("{}{token_path}", a.issuer.trim_end_matches('/')));
-    if let Some(store) = replay {
-        v = v.replay_store(store);
-    } else if let Some(n) = j.replay_capacity {
-        v = v.replay_store(Arc::new(MemoryReplayStore::new(n)));
-    }
-    if a.insecure_http_loopback {
-        v = v.insecure_http_loopback();
-    }
-    v.build()
 }
 
 impl WorkloadTokenSource {

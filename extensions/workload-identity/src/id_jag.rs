@@ -30,9 +30,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderMap;
 use mcp_enterprise_core::TokenFingerprint;
-use mcp_enterprise_core::jwks;
+use mcp_enterprise_core::clock::Clock;
+use mcp_enterprise_core::jwks::{self, HttpClient, JwksCache, JwksFormat, JwksSettings, KeySource};
 use serde_json::{Map, Value};
 
+use crate::cimd::ClientIdMetadataDocuments;
 use crate::client_auth::{AssertionExpect, ClientKeys, JWT_CLIENT_ASSERTION_TYPE, check_client_assertion};
 use crate::error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
 use crate::replay::{MemoryReplayStore, ReplayStore};
@@ -81,6 +83,32 @@ impl RegisteredClient {
         Ok(Self { id, secret_digest: None, keys: Some(keys) })
     }
 
+    /// The client `id` authenticating with `private_key_jwt` under a key of the JWK Set at
+    /// `jwks_uri` (https; plain http on loopback only with `insecure_http_loopback`), fetched
+    /// with `http` when first needed, cached, refetched (rate-limited) for an unknown `kid`.
+    pub fn with_jwks_uri(
+        id: impl Into<String>,
+        jwks_uri: &str,
+        http: HttpClient,
+        clock: Arc<dyn Clock>,
+        insecure_http_loopback: bool,
+    ) -> Result<Self, WorkloadConfigError> {
+        let id = id.into();
+        check_url(jwks_uri, insecure_http_loopback).map_err(|reason| WorkloadConfigError::Url {
+            what: "client jwks_uri",
+            value: jwks_uri.to_owned(),
+            reason,
+        })?;
+        let cache = JwksCache::new(
+            id.clone(),
+            KeySource::Url(jwks_uri.to_owned()),
+            http,
+            clock,
+            JwksSettings::default().format(JwksFormat::Jwks),
+        );
+        Ok(Self { id, secret_digest: None, keys: Some(ClientKeys::Remote(Arc::new(cache))) })
+    }
+
     /// The client id.
     pub fn id(&self) -> &str {
         &self.id
@@ -118,6 +146,7 @@ pub(crate) struct IdJagInner {
     audiences: Vec<String>,
     pub(crate) resources: Vec<String>,
     clients: Vec<RegisteredClient>,
+    cimd: Option<Arc<ClientIdMetadataDocuments>>,
     /// What a client assertion's `aud` may be: the issuer, and the token endpoint when known.
     client_assertion_audiences: Vec<String>,
     max_lifetime: Duration,
@@ -172,6 +201,7 @@ impl IdJagValidator {
             issuer: issuer.to_owned(),
             resources: Vec::new(),
             clients: Vec::new(),
+            cimd: None,
             max_lifetime: Duration::from_secs(300),
             leeway: Duration::from_secs(60),
             replay: None,
@@ -290,13 +320,19 @@ impl IdJagValidator {
         {
             return Err(GrantError::InvalidRequest("client_id differs from the authenticated client"));
         }
-        let keys = self
-            .inner
-            .clients
-            .iter()
-            .find(|c| c.id == claimed)
-            .and_then(|c| c.keys.as_ref())
-            .ok_or(GrantError::InvalidClient("unknown client or no registered keys"))?;
+        let registered = self.inner.clients.iter().find(|c| c.id == claimed);
+        let fetched;
+        let keys = match (registered, &self.inner.cimd) {
+            (Some(c), _) => c.keys.as_ref().ok_or(GrantError::InvalidClient("unknown client or no registered keys"))?,
+            (None, Some(cimd)) if claimed.contains("://") => {
+                fetched = cimd.keys(&claimed).await?;
+                &fetched
+            }
+            (None, None) if claimed.contains("://") => {
+                return Err(GrantError::InvalidClient("URL client ids (client metadata documents) are not enabled"));
+            }
+            (None, _) => return Err(GrantError::InvalidClient("unknown client or no registered keys")),
+        };
         let expect = AssertionExpect {
             audiences: &self.inner.client_assertion_audiences,
             now: self.inner.idps.clock().now(),
@@ -441,6 +477,7 @@ pub struct IdJagValidatorBuilder {
     issuer: String,
     resources: Vec<String>,
     clients: Vec<RegisteredClient>,
+    cimd: Option<ClientIdMetadataDocuments>,
     max_lifetime: Duration,
     leeway: Duration,
     replay: Option<Arc<dyn ReplayStore>>,
@@ -464,6 +501,13 @@ impl IdJagValidatorBuilder {
     /// A registered client. Repeatable; at least one.
     pub fn client(mut self, client: RegisteredClient) -> Self {
         self.clients.push(client);
+        self
+    }
+
+    /// Accepts URL client ids (`private_key_jwt` only) whose Client ID Metadata Documents
+    /// `documents` allows.
+    pub fn client_id_metadata_documents(mut self, documents: ClientIdMetadataDocuments) -> Self {
+        self.cimd = Some(documents);
         self
     }
 
@@ -507,10 +551,10 @@ impl IdJagValidatorBuilder {
         if self.resources.is_empty() {
             return Err(WorkloadConfigError::Limit { what: "resources", reason: "at least one resource is required" });
         }
-        if self.clients.is_empty() {
+        if self.clients.is_empty() && self.cimd.is_none() {
             return Err(WorkloadConfigError::Limit {
                 what: "id_jag.clients",
-                reason: "at least one registered client is required",
+                reason: "at least one registered client (or client_id_metadata_documents) is required",
             });
         }
         for (i, c) in self.clients.iter().enumerate() {
@@ -552,6 +596,7 @@ impl IdJagValidatorBuilder {
                 issuer: self.issuer,
                 resources: self.resources,
                 clients: self.clients,
+                cimd: self.cimd.map(Arc::new),
                 max_lifetime: self.max_lifetime,
                 leeway: self.leeway,
                 replay: self.replay.unwrap_or_else(|| Arc::new(MemoryReplayStore::new(100_000))),

@@ -1,7 +1,10 @@
 //! The client side of Enterprise-Managed Authorization (SEP-990): [`IdJagTokenSource`] turns the
-//! employee's sign-in at the enterprise IdP (an ID token) into access tokens for one MCP server,
-//! and [`IdJagTokenLayer`] attaches them.
+//! employee's sign-in at the enterprise IdP ([`IdpSubject`]: an ID token, or a refresh token) into
+//! access tokens for one MCP server, and [`IdJagTokenLayer`] attaches them.
 //!
+//! 0. With a refresh token only: the IdP's `refresh_token` grant (same client authentication)
+//!    for a fresh ID token (the refresh token must carry `openid`); a rotated refresh token in
+//!    the answer replaces the old one at once. A refusal is [`TokenSourceError::RefreshRefused`].
 //! 1. Discovery (unless configured): the MCP server's RFC 9728 metadata names its authorization
 //!    server; that server's RFC 8414 metadata gives its issuer (compared exactly) and token
 //!    endpoint.
@@ -13,8 +16,9 @@
 //! 3. RFC 7523 at the authorization server: `grant_type=…:jwt-bearer`, `assertion` = the ID-JAG,
 //!    `resource`, `scope`, `client_secret_basic`.
 //!
-//! The access token is cached until shortly before it expires (single flight). A refusal is not
-//! retried with the same ID token (only a new sign-in, [`IdJagTokenSource::set_id_token`], helps);
+//! The access token is cached until shortly before it expires (single flight); when it is due,
+//! the whole flow runs again (with a refresh token: a new refresh first). A refusal is not
+//! retried with the same sign-in (only a new one, [`IdJagTokenSource::set_subject`], helps);
 //! transport failures are retried after a pause. With DPoP, pass a transport wrapped in the `dpop`
 //! crate's client layer (see [`ServiceTransport`](crate::ServiceTransport)): both requests then
 //! carry proofs, and a `token_type: DPoP` answer is attached as `Authorization: DPoP`. Tokens and
@@ -56,6 +60,7 @@ fn check_url(url: &str, insecure_http_loopback: bool) -> Result<(), String> {
     crate::trust::check_url(url, insecure_http_loopback)
 }
 
+const REFRESH_TOKEN_GRANT: &str = "refresh_token";
 const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 
@@ -111,9 +116,39 @@ struct AuthorizationServer {
     token_endpoint: String,
 }
 
+/// The employee's sign-in at the enterprise IdP, as the token source holds it.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdpSubject {
+    /// An ID token for the IdP client, exchanged as it is (until it expires; then a new sign-in).
+    IdToken(String),
+    /// A refresh token of the IdP client (scope `openid`, e.g. from `offline_access`): redeemed
+    /// at the IdP for a fresh ID token before each exchange, rotated when the IdP rotates it.
+    RefreshToken(String),
+}
+
+impl IdpSubject {
+    fn secret(&self) -> &str {
+        match self {
+            Self::IdToken(t) | Self::RefreshToken(t) => t,
+        }
+    }
+}
+
+impl fmt::Debug for IdpSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::IdToken(_) => "IdToken(…)",
+            Self::RefreshToken(_) => "RefreshToken(…)",
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    id_token: Option<String>,
+    /// The current subject (a refresh token rotates) and the sign-in it came from: the
+    /// credential a refusal stands for.
+    subject: Option<(IdpSubject, String)>,
     server: Option<AuthorizationServer>,
 }
 
@@ -164,7 +199,7 @@ impl IdJagTokenSource {
             client,
             server: None,
             scopes: Vec::new(),
-            id_token: None,
+            subject: None,
             refresh_margin: Duration::from_secs(30),
             retry_pause: Duration::from_secs(5),
             http_timeout: Duration::from_secs(10),
@@ -177,14 +212,26 @@ impl IdJagTokenSource {
     /// The employee signed in (again): the ID token to exchange from now on. Forgets the cached
     /// access token and any refusal.
     pub fn set_id_token(&self, id_token: impl Into<String>) {
-        self.lock().id_token = Some(id_token.into());
+        self.set_subject(IdpSubject::IdToken(id_token.into()));
+    }
+
+    /// The employee signed in (again): the refresh token to redeem from now on. Forgets the
+    /// cached access token and any refusal.
+    pub fn set_refresh_token(&self, refresh_token: impl Into<String>) {
+        self.set_subject(IdpSubject::RefreshToken(refresh_token.into()));
+    }
+
+    /// The employee signed in (again). Forgets the cached access token and any refusal.
+    pub fn set_subject(&self, subject: IdpSubject) {
+        self.lock().subject = Some(signed_in(subject));
         self.inner.cache.clear();
     }
 
-    /// An access token: the cached one while it is fresh, otherwise a new exchange and grant.
+    /// An access token: the cached one while it is fresh, otherwise (with a refresh token, a
+    /// refresh first) a new exchange and grant.
     pub async fn token(&self) -> Result<AccessToken, TokenSourceError> {
-        let id_token = async {
-            self.lock().id_token.clone().ok_or_else(|| {
+        let sign_in = async {
+            self.lock().subject.as_ref().map(|(_, sign_in)| sign_in.clone()).ok_or_else(|| {
                 TokenSourceError::Assertion("no ID token: the employee has not signed in at the IdP".into())
             })
         };
@@ -192,8 +239,8 @@ impl IdJagTokenSource {
         self.inner
             .cache
             .get(
-                id_token,
-                |id_token| async move { self.obtain(&id_token).await },
+                sign_in,
+                |sign_in| async move { self.obtain(&sign_in).await },
                 |error| {
                     tracing::warn!(%error, resource = %resource, "ID-JAG token source failed");
                 },
@@ -265,9 +312,51 @@ impl IdJagTokenSource {
         Ok(server)
     }
 
-    async fn obtain(&self, id_token: &str) -> Result<(AccessToken, Duration), TokenSourceError> {
+    /// The IdP's `refresh_token` grant: a fresh ID token; a rotated refresh token replaces the
+    /// old one (unless the employee signed in anew meanwhile).
+    async fn refresh(&self, refresh_token: &str, sign_in: &str) -> Result<String, TokenSourceError> {
+        let inner = &self.inner;
+        let form = [("grant_type", REFRESH_TOKEN_GRANT), ("refresh_token", refresh_token)];
+        let res = inner.transport.send(inner.idp_client.request(&inner.idp_token_endpoint, &form)?).await?;
+        if res.status() != StatusCode::OK {
+            return Err(match refusal(&res) {
+                TokenSourceError::Rejected { status, error, description } => {
+                    TokenSourceError::RefreshRefused { status, error, description }
+                }
+                other => other,
+            });
+        }
+        let body: Value = serde_json::from_slice(res.body())
+            .map_err(|_| TokenSourceError::InvalidResponse("the IdP's refresh answer is not JSON"))?;
+        if let Some(rotated) = body.get("refresh_token") {
+            let rotated = rotated
+                .as_str()
+                .filter(|t| !t.is_empty() && t.len() <= 4096 && t.bytes().all(|b| b.is_ascii_graphic()))
+                .ok_or(TokenSourceError::InvalidResponse("the IdP's rotated refresh_token is not usable"))?;
+            let mut st = self.lock();
+            if let Some((subject @ IdpSubject::RefreshToken(_), current)) = &mut st.subject
+                && current == sign_in
+            {
+                *subject = IdpSubject::RefreshToken(rotated.to_owned());
+            }
+        }
+        body.get("id_token")
+            .and_then(Value::as_str)
+            .filter(|t| jwks::split_compact(t).is_ok())
+            .map(str::to_owned)
+            .ok_or(TokenSourceError::InvalidResponse("the IdP's refresh answer has no ID token (is openid granted?)"))
+    }
+
+    async fn obtain(&self, sign_in: &str) -> Result<(AccessToken, Duration), TokenSourceError> {
         let inner = &self.inner;
         let server = self.server().await?;
+        let subject = self.lock().subject.as_ref().map(|(s, _)| s.clone());
+        let id_token = match subject {
+            Some(IdpSubject::IdToken(t)) => t,
+            Some(IdpSubject::RefreshToken(rt)) => self.refresh(&rt, sign_in).await?,
+            None => return Err(TokenSourceError::Assertion("the employee has not signed in at the IdP".into())),
+        };
+        let id_token = id_token.as_str();
         // RFC 8693 at the IdP: the ID token for an ID-JAG naming the authorization server
         let mut form = vec![
             ("grant_type", TOKEN_EXCHANGE),
@@ -305,6 +394,16 @@ impl IdJagTokenSource {
     }
 }
 
+/// A subject and the sign-in it stands for (its kind and first value).
+fn signed_in(subject: IdpSubject) -> (IdpSubject, String) {
+    let kind = match subject {
+        IdpSubject::IdToken(_) => "id_token ",
+        IdpSubject::RefreshToken(_) => "refresh_token ",
+    };
+    let sign_in = format!("{kind}{}", subject.secret());
+    (subject, sign_in)
+}
+
 /// Builds an [`IdJagTokenSource`].
 #[must_use]
 pub struct IdJagTokenSourceBuilder {
@@ -314,7 +413,7 @@ pub struct IdJagTokenSourceBuilder {
     client: ClientCredentials,
     server: Option<AuthorizationServer>,
     scopes: Vec<String>,
-    id_token: Option<String>,
+    subject: Option<IdpSubject>,
     refresh_margin: Duration,
     retry_pause: Duration,
     http_timeout: Duration,
@@ -338,7 +437,20 @@ impl IdJagTokenSourceBuilder {
 
     /// The employee's ID token at the IdP (also later with [`IdJagTokenSource::set_id_token`]).
     pub fn id_token(mut self, id_token: impl Into<String>) -> Self {
-        self.id_token = Some(id_token.into());
+        self.subject = Some(IdpSubject::IdToken(id_token.into()));
+        self
+    }
+
+    /// The employee's refresh token at the IdP (also later with
+    /// [`IdJagTokenSource::set_refresh_token`]).
+    pub fn refresh_token(mut self, refresh_token: impl Into<String>) -> Self {
+        self.subject = Some(IdpSubject::RefreshToken(refresh_token.into()));
+        self
+    }
+
+    /// The employee's sign-in at the IdP (either kind).
+    pub fn subject(mut self, subject: IdpSubject) -> Self {
+        self.subject = Some(subject);
         self
     }
 
@@ -421,7 +533,7 @@ impl IdJagTokenSourceBuilder {
                 insecure_http_loopback: insecure,
                 transport,
                 clock: self.clock,
-                state: Mutex::new(State { id_token: self.id_token, server: self.server }),
+                state: Mutex::new(State { subject: self.subject.map(signed_in), server: self.server }),
             }),
         })
     }

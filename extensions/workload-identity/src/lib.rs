@@ -48,10 +48,11 @@
 //! [`IssuedTokens::verify_bound`] lets a DPoP layer judge it.
 //!
 //! Registered clients authenticate with a secret or with `private_key_jwt` (RFC 7523 §2.2, their
-//! public keys registered as a JWKS; [`JWT_CLIENT_ASSERTION_TYPE`]).
+//! public keys registered as a JWKS or a `jwks_uri`; [`JWT_CLIENT_ASSERTION_TYPE`]); opt-in, URL
+//! client ids resolve to Client ID Metadata Documents ([`ClientIdMetadataDocuments`]).
 //!
 //! Out of scope: user tokens from an IdP (the `sso` crate), DPoP proofs at the resource (the
-//! `dpop` crate), CIMD (URL) client ids, refresh tokens.
+//! `dpop` crate), refresh tokens issued by this authorization server.
 //!
 //! ```
 //! use std::time::Duration;
@@ -116,9 +117,11 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod cimd;
 mod client;
 mod client_auth;
 mod config;
+mod config_id_jag;
 mod endpoint;
 mod error;
 mod future;
@@ -135,14 +138,15 @@ mod token_cache;
 mod trust;
 mod verify;
 
+pub use cimd::ClientIdMetadataDocuments;
 pub use client::{
     AccessToken, AssertionFile, ServiceTransport, TokenSourceError, TokenTransport, WorkloadToken, WorkloadTokenLayer,
     WorkloadTokenSource, WorkloadTokenSourceBuilder,
 };
 pub use client_auth::JWT_CLIENT_ASSERTION_TYPE;
 pub use config::{
-    AuthorizationServerConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig, PatternConfig,
-    RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
+    AuthorizationServerConfig, CimdConfig, DirectConfig, IdJagClientConfig, IdJagConfig, IssuerConfig, JwksConfig,
+    PatternConfig, RuleConfig, TokenSourceConfig, WorkloadIdentityConfig, WorkloadIdentitySetup,
 };
 pub use endpoint::{DEFAULT_WIF_EXTENSION_ID, IssuedTokens, TokenEndpoint, TokenEndpointBuilder};
 pub use error::{GrantError, IdJagError, WorkloadConfigError, WorkloadError};
@@ -152,7 +156,9 @@ pub use id_jag::{
     EMA_EXTENSION_ID, ID_JAG_GRANT_PROFILE, ID_JAG_TOKEN_TYPE, ID_JAG_TYP, IdJagDecision, IdJagValidator,
     IdJagValidatorBuilder, RegisteredClient,
 };
-pub use id_jag_client::{ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder};
+pub use id_jag_client::{
+    ClientCredentials, IdJagToken, IdJagTokenLayer, IdJagTokenSource, IdJagTokenSourceBuilder, IdpSubject,
+};
 pub use jsonwebtoken::Algorithm;
 pub use layer::{DEFAULT_EXTENSION_NAME, OtherTokens, WorkloadIdentityLayer, WorkloadIdentityLayerBuilder};
 pub use mcp_enterprise_core::clock::{Clock, ManualClock, SystemClock};

@@ -97,7 +97,7 @@ impl TokenCache {
             }
             Err(error) => {
                 let until = match error {
-                    TokenSourceError::Rejected { .. } => None,
+                    TokenSourceError::Rejected { .. } | TokenSourceError::RefreshRefused { .. } => None,
                     _ => Some(now + self.retry_pause),
                 };
                 log(&error);

@@ -320,3 +320,39 @@ async fn bad_setups_are_refused() {
         .expect_err("reserved claim");
     assert!(e.to_string().contains("\"sub\""), "{e}");
 }
+
+/// Client ID Metadata Document settings: prefixes must be https URLs ending in '/' after the
+/// host (so a prefix fixes the host); sizes and cache bounds are checked; a plain-http
+/// `jwks_uri` is refused unless loopback is allowed.
+#[test]
+fn client_id_metadata_document_settings_are_checked() {
+    use crate::ClientIdMetadataDocuments;
+    use mcp_enterprise_core::jwks::HttpClient;
+
+    let clock: Arc<dyn mcp_enterprise_core::clock::Clock> = Arc::new(ManualClock::at(NOW));
+    let http = HttpClient::new(Duration::from_secs(1)).expect("valid");
+    let docs = |p: &[&str]| {
+        ClientIdMetadataDocuments::new(p.iter().map(|s| s.to_string()).collect(), http.clone(), clock.clone())
+    };
+    for bad in [
+        &[][..],
+        &["http://clients.example/"],
+        &["https://clients.example"],
+        &["https://clients.example.com"],
+        &["not a url/"],
+    ] {
+        assert!(docs(bad).is_err(), "{bad:?}");
+    }
+    let ok = docs(&["https://clients.example/", "https://apps.example/mcp/"]).expect("valid");
+    assert!(ok.max_bytes(100).is_err());
+    let ok = docs(&["https://clients.example/"]).expect("valid");
+    assert!(ok.cache(Duration::ZERO, 10).is_err());
+    let ok = docs(&["https://clients.example/"]).expect("valid");
+    assert!(ok.cache(Duration::from_secs(60), 0).is_err());
+    let ok = docs(&["https://clients.example/"]).expect("valid").max_bytes(4096).expect("valid");
+    assert!(ok.cache(Duration::from_secs(60), 10).is_ok());
+    let e = RegisteredClient::with_jwks_uri("c", "http://keys.example/jwks.json", http.clone(), clock.clone(), false)
+        .expect_err("plain http");
+    assert!(e.to_string().contains("jwks_uri"), "{e}");
+    assert!(RegisteredClient::with_jwks_uri("c", "http://127.0.0.1:1/jwks.json", http, clock, true).is_ok());
+}

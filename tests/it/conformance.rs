@@ -306,9 +306,13 @@ async fn assert_transparent(
             // every call went through the pack: authenticated, decided and recorded
             let allowed = records.iter().filter(|r| r["denied_by"].is_null()).count();
             assert!(allowed > 50, "the trail holds only {allowed} allowed calls of {} records", records.len());
+            // a call the suite abandoned before the pack answered (its SSE streams, under load) is
+            // recorded as aborted with no response, so with nobody established on it: not a stranger
+            let abandoned = |r: &&serde_json::Value| r["response_aborted"] == true && r["principal"].is_null();
             let strangers: Vec<_> = records
                 .iter()
-                .filter(|r| r["denied_by"].is_null() && r["principal"]["subject"] != "conformance-suite")
+                .filter(|r| r["denied_by"].is_null() && !abandoned(r))
+                .filter(|r| r["principal"]["subject"] != "conformance-suite")
                 .collect();
             assert!(strangers.is_empty(), "every allowed call was made as the token's subject; not: {strangers:#?}");
             assert!(report.is_ok(), "the trail verifies: {report}");

@@ -1,0 +1,362 @@
+//! Serving 2026-07-28 ("modern", sessionless) clients from a session-era stdio server: a
+//! translation, not a relay.
+//!
+//! - A modern request (core's era detection: per-request `_meta`, `MCP-Protocol-Version:
+//!   2026-07-28`) goes to a child of the route's **pool**: children the bridge initialises itself
+//!   (session-era `initialize` + `notifications/initialized`, with the capabilities of the
+//!   request's `_meta`). Requests of the same capabilities (and the same authenticated principal)
+//!   share children; see [`pool`](super::pool) for the bounds.
+//! - The request id is replaced by a bridge-unique one (`mcpe-<n>`, so concurrent requests never
+//!   collide at a child), and so is its `progressToken`; both are put back on what the child sends.
+//! - Results get `resultType: "complete"`, `_meta["io.modelcontextprotocol/serverInfo"]` and, on
+//!   list results, the caching hints `ttlMs: 0`, `cacheScope: "private"`.
+//! - `server/discover` is answered from the child's `initialize` result.
+//! - A request the child sends while handling a call (sampling, elicitation, roots) ends the call's
+//!   stream with `resultType: "input_required"` (see [`mrtr`](super::mrtr)).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use mcp_enterprise_core::message::{MODERN_PROTOCOL_VERSION, is_modern_version};
+use mcp_enterprise_core::{McpRequest, MessageKind, Principal, Rejection};
+use serde_json::{Map, Value, json};
+
+use super::session::{INIT_WAIT, SendError, State, key};
+use super::{Plain, Refusal, SUPPORTED_VERSIONS, StdioBridge, StreamBody, error, sse};
+
+/// `_meta` key of the server's (self-asserted) info on results.
+pub(crate) const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
+/// Methods whose results are lists (they get caching hints).
+const LIST_METHODS: &[&str] = &["tools/list", "resources/list", "resources/templates/list", "prompts/list"];
+
+/// Which pooled children a request may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pool {
+    /// The principal and the canonical client capabilities.
+    pub(crate) key: String,
+    /// The capabilities let the child ask the client (sampling, elicitation, roots): such a child
+    /// serves one call at a time, so a request it sends belongs to that call.
+    pub(crate) exclusive: bool,
+}
+
+impl Pool {
+    fn of(caps: &Value, principal: Option<&Principal>) -> Self {
+        let canonical = String::from_utf8(mcp_enterprise_core::canonical::to_vec(caps)).unwrap_or_default();
+        let who = principal.map(|p| format!("{}\u{0}{}", p.issuer(), p.subject())).unwrap_or_default();
+        let exclusive = ["sampling", "elicitation", "roots"].iter().any(|c| caps.get(c).is_some());
+        Self { key: format!("{who}\u{0}{canonical}"), exclusive }
+    }
+}
+
+/// A 2026-07-28 call in flight at a pooled child.
+#[derive(Debug)]
+pub(crate) struct ModernCall {
+    /// The id the client gave it (the id of its latest retry).
+    pub(crate) client_id: Value,
+    /// The client's progress token, when it asked for progress.
+    pub(crate) client_token: Option<Value>,
+    /// Its method.
+    pub(crate) method: String,
+    /// What `Mcp-Name` names (a tool, prompt or resource).
+    pub(crate) target: Option<String>,
+    /// Who made it (issuer and subject), when authenticated.
+    pub(crate) principal: Option<String>,
+    /// The stream the client waits on (`None` while it is parked for input).
+    pub(crate) stream: Option<u64>,
+    /// Requests of the child not yet shown to the client: (key, child's id, `{method, params}`).
+    pub(crate) pending: Vec<(String, Value, Value)>,
+    /// Requests shown to the client, waiting for its `inputResponses`: (key, child's id).
+    pub(crate) asked: Vec<(String, Value)>,
+}
+
+/// The principal's identity as kept with a parked call.
+pub(crate) fn principal_of(parts: &http::request::Parts) -> Option<String> {
+    parts.extensions.get::<Principal>().map(|p| format!("{}\u{0}{}", p.issuer(), p.subject()))
+}
+
+/// The session-era `initialize` the bridge writes to a pooled child.
+pub(crate) fn initialize_for(caps: &Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": super::session::REINIT_ID, "method": "initialize", "params": {
+        "protocolVersion": SUPPORTED_VERSIONS[0],
+        "capabilities": caps,
+        "clientInfo": {"name": "mcp-enterprise-stdio-bridge", "version": env!("CARGO_PKG_VERSION")},
+    }})
+}
+
+/// The stream a pooled child's notification goes to: progress to the call whose (bridge) token it
+/// carries; a log message to the only call in flight (an exclusive child has at most one; on a
+/// shared one it is only attributable while one call runs); nothing else (list changes, resource
+/// updates: no call's business), and nowhere when unattributable.
+pub(crate) fn notification_stream(state: &State, _pool: &Pool, message: &Value) -> Option<u64> {
+    let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+    if method == "notifications/progress" {
+        let token = message.pointer("/params/progressToken").map(Value::to_string)?;
+        let stream = state.requests.values().find(|(_, t)| t.as_deref() == Some(token.as_str())).map(|r| r.0)?;
+        return state.streams.contains_key(&stream).then_some(stream);
+    }
+    if method != "notifications/message" {
+        // list changes and resource updates belong to no call (2026-07-28: subscriptions/listen)
+        return None;
+    }
+    let mut open = state.modern.values().filter_map(|c| c.stream).filter(|n| state.streams.contains_key(n));
+    match (open.next(), open.next()) {
+        (Some(n), None) => Some(n),
+        _ => None,
+    }
+}
+
+/// What the client of call `call` gets for `message` from the child: ids and progress tokens put
+/// back, results completed with the 2026-07-28 fields. A final answer ends the call.
+pub(crate) fn outgoing(state: &mut State, call: &str, message: &Value, is_response: bool) -> Value {
+    let mut m = message.clone();
+    if is_response {
+        let server_info = state.init_result.as_ref().and_then(|r| r.pointer("/result/serverInfo")).cloned();
+        let Some(c) = state.modern.remove(call) else { return m };
+        m["id"] = c.client_id;
+        if let Some(result) = m.get_mut("result").and_then(Value::as_object_mut) {
+            complete(result, &c.method, server_info);
+        }
+        // 2026-07-28 moved resource-not-found from -32002 to -32602
+        if c.method == "resources/read" && m.pointer("/error/code").and_then(Value::as_i64) == Some(-32002) {
+            m["error"]["code"] = json!(-32602);
+        }
+    } else if message.get("method").and_then(Value::as_str) == Some("notifications/progress")
+        && let Some(token) = state.modern.get(call).and_then(|c| c.client_token.clone())
+        && let Some(params) = m.get_mut("params").and_then(Value::as_object_mut)
+    {
+        params.insert("progressToken".into(), token);
+    }
+    m
+}
+
+/// Adds the fields a 2026-07-28 result carries (unless the child set them).
+fn complete(result: &mut Map<String, Value>, method: &str, server_info: Option<Value>) {
+    result.entry("resultType").or_insert_with(|| json!("complete"));
+    if LIST_METHODS.contains(&method) {
+        result.entry("ttlMs").or_insert_with(|| json!(0));
+        result.entry("cacheScope").or_insert_with(|| json!("private"));
+    }
+    if let Some(info) = server_info
+        && let Some(meta) = result.entry("_meta").or_insert_with(|| json!({})).as_object_mut()
+    {
+        meta.entry(META_SERVER_INFO).or_insert(info);
+    }
+}
+
+/// The JSON-RPC message of an SSE event the bridge made (`data: <json>`).
+fn event_message(event: &Bytes) -> Option<Value> {
+    let text = std::str::from_utf8(event).ok()?;
+    let data = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+    serde_json::from_str(data).ok()
+}
+
+fn rejection(r: &Rejection) -> Response {
+    let mut response = error(r.status(), 0, "", None);
+    *response.body_mut() = json_body(&r.to_jsonrpc().to_value());
+    response
+}
+
+type Response = http::Response<Plain>;
+
+fn json_body(value: &Value) -> Plain {
+    http_body_util::Either::Right(http_body_util::Full::new(Bytes::from(value.to_string())))
+}
+
+/// A JSON-RPC error answer with `data`.
+pub(crate) fn error_with(status: StatusCode, code: i64, message: &str, id: Option<&Value>, data: Value) -> Response {
+    let mut response = error(status, code, message, id);
+    let body = json!({"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": data},
+        "id": id.cloned().unwrap_or(Value::Null)});
+    *response.body_mut() = json_body(&body);
+    response
+}
+
+/// Whether a POST is a 2026-07-28 one, by core's inspection (the gateway's inspection layer put it
+/// in the extensions; parsed here otherwise). `Err`: a modern request core refuses.
+pub(crate) fn modern_request(parts: &http::request::Parts, bytes: &[u8]) -> Result<Option<McpRequest>, Refusal> {
+    if let Some(request) = parts.extensions.get::<McpRequest>() {
+        return Ok((request.era() == mcp_enterprise_core::Era::Modern).then(|| request.clone()));
+    }
+    match McpRequest::parse(&parts.headers, bytes, |_| None) {
+        Ok(request) => Ok((request.era() == mcp_enterprise_core::Era::Modern).then_some(request)),
+        Err(r) => {
+            let header_modern =
+                parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).is_some_and(is_modern_version);
+            if header_modern { Err(Box::new(rejection(&r))) } else { Ok(None) }
+        }
+    }
+}
+
+/// `405` for a `GET` or `DELETE` of a 2026-07-28 client (there is no stream or session to get or end).
+pub(crate) fn method_not_allowed(parts: &http::request::Parts) -> Option<Response> {
+    let modern = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).is_some_and(is_modern_version);
+    modern.then(|| {
+        let mut r =
+            error(StatusCode::METHOD_NOT_ALLOWED, -32000, "Method not allowed: a 2026-07-28 client only POSTs", None);
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        r
+    })
+}
+
+impl StdioBridge {
+    /// Serves one 2026-07-28 request.
+    pub(crate) async fn modern_post(&self, parts: &http::request::Parts, request: McpRequest) -> Response {
+        let id = request.id().map(mcp_enterprise_core::JsonRpcId::to_value);
+        let version = request.protocol_version().unwrap_or_default();
+        if version != MODERN_PROTOCOL_VERSION {
+            let mut supported = vec![MODERN_PROTOCOL_VERSION];
+            supported.extend_from_slice(SUPPORTED_VERSIONS);
+            return error_with(
+                StatusCode::BAD_REQUEST,
+                -32022,
+                &format!("Unsupported protocol version: {version} (supported: {})", supported.join(", ")),
+                id.as_ref(),
+                json!({"supported": supported, "requested": version}),
+            );
+        }
+        match request.kind() {
+            MessageKind::Request => {}
+            MessageKind::Notification => return super::empty(StatusCode::ACCEPTED),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    -32600,
+                    "Invalid Request: a 2026-07-28 client sends no responses",
+                    None,
+                );
+            }
+        }
+        let caps = request.message().pointer("/params/_meta/io.modelcontextprotocol~1clientCapabilities");
+        let Some(caps) = caps.filter(|c| c.is_object()).cloned() else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                -32602,
+                "Invalid params: _meta[\"io.modelcontextprotocol/clientCapabilities\"] is required (an object)",
+                id.as_ref(),
+            );
+        };
+        let pool = Pool::of(&caps, parts.extensions.get::<Principal>());
+        let method = request.method().unwrap_or_default().to_owned();
+        if method == "server/discover" {
+            return self.discover(&pool, &caps, id.as_ref()).await;
+        }
+        if request.params().is_some_and(|p| p.contains_key("requestState")) {
+            return self.retry(parts, &request, id).await;
+        }
+        self.call(parts, &request, &pool, &caps, id).await
+    }
+
+    /// A call written to a pooled child.
+    async fn call(
+        &self,
+        parts: &http::request::Parts,
+        request: &McpRequest,
+        pool: &Pool,
+        caps: &Value,
+        id: Option<Value>,
+    ) -> Response {
+        let call_id = Value::String(format!("mcpe-{}", self.inner.next_call()));
+        let ck = key(&call_id);
+        let mut message = request.message().clone();
+        message["id"] = call_id.clone();
+        let client_token = message.pointer("/params/_meta/progressToken").cloned();
+        if client_token.is_some() {
+            message["params"]["_meta"]["progressToken"] = call_id.clone();
+        }
+        if let Some(params) = message.get_mut("params").and_then(Value::as_object_mut) {
+            params.remove("inputResponses");
+        }
+        let call = ModernCall {
+            client_id: id.clone().unwrap_or(Value::Null),
+            client_token: client_token.clone(),
+            method: request.method().unwrap_or_default().to_owned(),
+            target: request.target().map(str::to_owned),
+            principal: principal_of(parts),
+            stream: None,
+            pending: Vec::new(),
+            asked: Vec::new(),
+        };
+        let token = client_token.is_some().then(|| ck.clone());
+        let (session, (n, rx)) = match self.acquire(pool, caps, |s| s.open_modern(ck.clone(), call, token)) {
+            Ok(x) => x,
+            Err(r) => return *r,
+        };
+        session.touch();
+        if let Err(e) = session.send(&message).await {
+            session.forget_stream(n);
+            let message = match e {
+                SendError::Closed => "the stdio MCP server's pooled child ended; retry".to_owned(),
+                SendError::Spawn => {
+                    self.inner.failed("spawn", 1);
+                    format!("the stdio MCP server of {} cannot be started", self.inner.route)
+                }
+            };
+            return error(StatusCode::BAD_GATEWAY, -32603, &message, id.as_ref());
+        }
+        answer(StreamBody { rx, owner: Some((Arc::downgrade(&session), n)), first: None }).await
+    }
+
+    /// `server/discover`, from a pooled child's `initialize` result.
+    async fn discover(&self, pool: &Pool, caps: &Value, id: Option<&Value>) -> Response {
+        let session = match self.acquire(pool, caps, |_| ()) {
+            Ok((s, ())) => s,
+            Err(r) => return *r,
+        };
+        session.touch();
+        if session.child().await.is_err() {
+            self.inner.failed("spawn", 1);
+            let message = format!("the stdio MCP server of {} cannot be started", self.inner.route);
+            return error(StatusCode::BAD_GATEWAY, -32603, &message, id);
+        }
+        let Some(init) = session.init_result(INIT_WAIT).await else {
+            let message = "the stdio MCP server did not answer its initialize in time";
+            return error(StatusCode::GATEWAY_TIMEOUT, -32603, message, id);
+        };
+        let Some(init) = init.get("result").and_then(Value::as_object) else {
+            let message =
+                format!("the stdio MCP server refused initialize: {}", init.get("error").cloned().unwrap_or_default());
+            return error(StatusCode::BAD_GATEWAY, -32603, &message, id);
+        };
+        let mut supported = vec![MODERN_PROTOCOL_VERSION];
+        supported.extend_from_slice(SUPPORTED_VERSIONS);
+        let mut result = Map::new();
+        result.insert("supportedVersions".into(), json!(supported));
+        result.insert("capabilities".into(), init.get("capabilities").cloned().unwrap_or_else(|| json!({})));
+        if let Some(instructions) = init.get("instructions") {
+            result.insert("instructions".into(), instructions.clone());
+        }
+        result.insert("ttlMs".into(), json!(0));
+        result.insert("cacheScope".into(), json!("private"));
+        complete(&mut result, "server/discover", init.get("serverInfo").cloned());
+        let body = json!({"jsonrpc": "2.0", "id": id.cloned().unwrap_or(Value::Null), "result": result});
+        let mut response = error(StatusCode::OK, 0, "", None);
+        *response.body_mut() = json_body(&body);
+        response
+    }
+}
+
+/// The answer to a modern call: held until the child's first message (so an unknown method can
+/// still be a `404`), then an SSE stream scoped to the call.
+pub(crate) async fn answer(mut body: StreamBody) -> Response {
+    let Some(first) = body.rx.recv().await else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            -32603,
+            "the stdio MCP server's pooled child ended before answering",
+            None,
+        );
+    };
+    if let Some(message) = event_message(&first)
+        && message.get("method").is_none()
+        && message.pointer("/error/code").and_then(Value::as_i64) == Some(-32601)
+    {
+        let mut response = error(StatusCode::NOT_FOUND, -32601, "", None);
+        *response.body_mut() = json_body(&message);
+        return response;
+    }
+    body.first = Some(first);
+    let mut response = sse(body, None);
+    response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

@@ -561,7 +561,7 @@ impl StdioBridge {
             return error(StatusCode::BAD_REQUEST, -32700, "Parse error: Invalid JSON", None);
         };
         if raw.is_object() {
-            match modern::modern_request(&parts, &bytes) {
+            match modern::modern_request(&parts, &raw, &bytes) {
                 Ok(Some(request)) => return self.modern_post(&parts, request).await,
                 Ok(None) => {}
                 Err(response) => return *response,

@@ -27,8 +27,11 @@ use super::{Plain, Refusal, SUPPORTED_VERSIONS, StdioBridge, StreamBody, error, 
 
 /// `_meta` key of the server's (self-asserted) info on results.
 pub(crate) const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
-/// Methods whose results are lists (they get caching hints).
-const LIST_METHODS: &[&str] = &["tools/list", "resources/list", "resources/templates/list", "prompts/list"];
+/// Methods whose results are cacheable (they get caching hints).
+const CACHEABLE: &[&str] =
+    &["tools/list", "resources/list", "resources/templates/list", "prompts/list", "resources/read"];
+/// Session-era methods 2026-07-28 removed: `404`, JSON-RPC `-32601`, never relayed.
+const REMOVED: &[&str] = &["initialize", "ping", "logging/setLevel", "resources/subscribe", "resources/unsubscribe"];
 
 /// Which pooled children a request may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,7 +136,7 @@ pub(crate) fn outgoing(state: &mut State, call: &str, message: &Value, is_respon
 /// Adds the fields a 2026-07-28 result carries (unless the child set them).
 fn complete(result: &mut Map<String, Value>, method: &str, server_info: Option<Value>) {
     result.entry("resultType").or_insert_with(|| json!("complete"));
-    if LIST_METHODS.contains(&method) {
+    if CACHEABLE.contains(&method) {
         result.entry("ttlMs").or_insert_with(|| json!(0));
         result.entry("cacheScope").or_insert_with(|| json!("private"));
     }
@@ -173,19 +176,70 @@ pub(crate) fn error_with(status: StatusCode, code: i64, message: &str, id: Optio
 }
 
 /// Whether a POST is a 2026-07-28 one, by core's inspection (the gateway's inspection layer put it
-/// in the extensions; parsed here otherwise). `Err`: a modern request core refuses.
-pub(crate) fn modern_request(parts: &http::request::Parts, bytes: &[u8]) -> Result<Option<McpRequest>, Refusal> {
-    if let Some(request) = parts.extensions.get::<McpRequest>() {
-        return Ok((request.era() == mcp_enterprise_core::Era::Modern).then(|| request.clone()));
+/// in the extensions; parsed here otherwise), or one that looks modern but is refused: core's
+/// refusals (`-32020`, `-32602`), a version in `_meta` the bridge does not know (`-32022`), a
+/// removed method (`404`).
+pub(crate) fn modern_request(
+    parts: &http::request::Parts,
+    raw: &Value,
+    bytes: &[u8],
+) -> Result<Option<McpRequest>, Refusal> {
+    let header = parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok());
+    let meta_version = raw.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str);
+    let method = raw.get("method").and_then(Value::as_str).unwrap_or_default();
+    let id = raw.get("id").filter(|i| i.is_string() || i.is_number());
+    let looks_modern = header.is_some_and(is_modern_version)
+        || meta_version.is_some_and(is_modern_version)
+        || method == "server/discover";
+    if method == "initialize" && header.is_some_and(is_modern_version) {
+        return Err(Box::new(not_found(method, id)));
     }
-    match McpRequest::parse(&parts.headers, bytes, |_| None) {
-        Ok(request) => Ok((request.era() == mcp_enterprise_core::Era::Modern).then_some(request)),
-        Err(r) => {
-            let header_modern =
-                parts.headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()).is_some_and(is_modern_version);
-            if header_modern { Err(Box::new(rejection(&r))) } else { Ok(None) }
-        }
+    if let (Some(h), Some(b)) = (header, meta_version)
+        && h != b
+        && (looks_modern || is_modern_version(h))
+    {
+        let message = format!("Header mismatch: MCP-Protocol-Version header {h:?} does not match the body {b:?}");
+        return Err(Box::new(error(StatusCode::BAD_REQUEST, -32020, &message, id)));
     }
+    // a `_meta` version that is neither era's: the modern client's probe gets the versions
+    if let Some(v) = meta_version
+        && method != "initialize"
+        && !is_modern_version(v)
+        && !SUPPORTED_VERSIONS.contains(&v)
+    {
+        return Err(Box::new(unsupported(v, id)));
+    }
+    let request = match parts.extensions.get::<McpRequest>() {
+        Some(request) => request.clone(),
+        None => match McpRequest::parse(&parts.headers, bytes, |_| None) {
+            Ok(request) => request,
+            Err(r) if looks_modern => return Err(Box::new(rejection(&r))),
+            Err(_) => return Ok(None),
+        },
+    };
+    if request.era() != mcp_enterprise_core::Era::Modern {
+        return Ok(None);
+    }
+    if REMOVED.contains(&method) {
+        return Err(Box::new(not_found(method, id)));
+    }
+    Ok(Some(request))
+}
+
+fn not_found(method: &str, id: Option<&Value>) -> Response {
+    error(StatusCode::NOT_FOUND, -32601, &format!("Method not found: {method} (removed in 2026-07-28)"), id)
+}
+
+fn unsupported(version: &str, id: Option<&Value>) -> Response {
+    let mut supported = vec![MODERN_PROTOCOL_VERSION];
+    supported.extend_from_slice(SUPPORTED_VERSIONS);
+    error_with(
+        StatusCode::BAD_REQUEST,
+        -32022,
+        &format!("Unsupported protocol version: {version} (supported: {})", supported.join(", ")),
+        id,
+        json!({"supported": supported, "requested": version}),
+    )
 }
 
 /// `405` for a `GET` or `DELETE` of a 2026-07-28 client (there is no stream or session to get or end).
@@ -205,15 +259,7 @@ impl StdioBridge {
         let id = request.id().map(mcp_enterprise_core::JsonRpcId::to_value);
         let version = request.protocol_version().unwrap_or_default();
         if version != MODERN_PROTOCOL_VERSION {
-            let mut supported = vec![MODERN_PROTOCOL_VERSION];
-            supported.extend_from_slice(SUPPORTED_VERSIONS);
-            return error_with(
-                StatusCode::BAD_REQUEST,
-                -32022,
-                &format!("Unsupported protocol version: {version} (supported: {})", supported.join(", ")),
-                id.as_ref(),
-                json!({"supported": supported, "requested": version}),
-            );
+            return unsupported(version, id.as_ref());
         }
         match request.kind() {
             MessageKind::Request => {}
@@ -240,6 +286,25 @@ impl StdioBridge {
         let method = request.method().unwrap_or_default().to_owned();
         if method == "server/discover" {
             return self.discover(&pool, &caps, id.as_ref()).await;
+        }
+        if let Some(responses) = request.params().and_then(|p| p.get("inputResponses"))
+            && !responses.is_object()
+        {
+            return error(
+                StatusCode::BAD_REQUEST,
+                -32602,
+                "Invalid params: inputResponses must be an object",
+                id.as_ref(),
+            );
+        }
+        if let Some((key, _)) = request
+            .params()
+            .and_then(|p| p.get("inputResponses"))
+            .and_then(Value::as_object)
+            .and_then(|r| r.iter().find(|(_, v)| !v.is_object()))
+        {
+            let message = format!("Invalid params: inputResponses[{key:?}] must be a result object");
+            return error(StatusCode::BAD_REQUEST, -32602, &message, id.as_ref());
         }
         if request.params().is_some_and(|p| p.contains_key("requestState")) {
             return self.retry(parts, &request, id).await;
@@ -322,7 +387,7 @@ impl StdioBridge {
         supported.extend_from_slice(SUPPORTED_VERSIONS);
         let mut result = Map::new();
         result.insert("supportedVersions".into(), json!(supported));
-        result.insert("capabilities".into(), init.get("capabilities").cloned().unwrap_or_else(|| json!({})));
+        result.insert("capabilities".into(), advertised(init.get("capabilities")));
         if let Some(instructions) = init.get("instructions") {
             result.insert("instructions".into(), instructions.clone());
         }
@@ -334,6 +399,22 @@ impl StdioBridge {
         *response.body_mut() = json_body(&body);
         response
     }
+}
+
+/// The child's capabilities as the bridge serves them to 2026-07-28 clients: without
+/// `listChanged` and resource `subscribe` (their notifications have no call to ride on and the
+/// bridge has no `subscriptions/listen`).
+fn advertised(caps: Option<&Value>) -> Value {
+    let mut caps = caps.cloned().unwrap_or_else(|| json!({}));
+    if let Some(map) = caps.as_object_mut() {
+        for feature in map.values_mut() {
+            if let Some(f) = feature.as_object_mut() {
+                f.remove("listChanged");
+                f.remove("subscribe");
+            }
+        }
+    }
+    caps
 }
 
 /// The answer to a modern call: held until the child's first message (so an unknown method can

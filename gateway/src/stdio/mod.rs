@@ -15,6 +15,10 @@
 //!   request in flight, the child's messages go to the `GET` stream (a bounded backlog waits for
 //!   one). A client closing a stream early cancels its requests at the child
 //!   (`notifications/cancelled`).
+//! - **2026-07-28 clients** (sessionless) are served by a translation: a pool of children the
+//!   bridge initialises itself, ids remapped, `resultType` added, `server/discover` answered from
+//!   the child's `initialize`, the child's requests turned into `input_required` results (MRTR);
+//!   see `modern.rs`, `pool.rs` and `mrtr.rs`.
 //! - **Crashes.** When a child exits, its calls in flight are answered with JSON-RPC `-32603`;
 //!   the next message starts a new child, which gets the client's `initialize` replayed. Restarts
 //!   back off (none for the first crash, then 250 ms doubling to 30 s); five crashes of a route's

@@ -441,3 +441,87 @@ pub(crate) async fn answer(mut body: StreamBody) -> Response {
     response.headers_mut().insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(method: &str, token: Option<Value>) -> ModernCall {
+        ModernCall {
+            client_id: json!("client-1"),
+            client_token: token,
+            method: method.to_owned(),
+            target: None,
+            principal: None,
+            stream: Some(0),
+            pending: Vec::new(),
+            asked: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn answers_get_the_client_id_and_the_2026_fields() {
+        let mut state = State::default();
+        state.init_result = Some(json!({"result": {"serverInfo": {"name": "child"}}}));
+        state.modern.insert("\"mcpe-1\"".into(), call("tools/list", None));
+        let out = outgoing(
+            &mut state,
+            "\"mcpe-1\"",
+            &json!({"jsonrpc": "2.0", "id": "mcpe-1", "result": {"tools": []}}),
+            true,
+        );
+        assert_eq!(out["id"], "client-1");
+        assert_eq!(out["result"]["resultType"], "complete");
+        assert_eq!(out["result"]["ttlMs"], 0);
+        assert_eq!(out["result"]["cacheScope"], "private");
+        assert_eq!(out["result"]["_meta"][META_SERVER_INFO]["name"], "child");
+        assert!(state.modern.is_empty(), "the answer ends the call");
+        // a result the child completed itself is kept as it is
+        state.modern.insert("\"mcpe-2\"".into(), call("tools/call", None));
+        let out = outgoing(
+            &mut state,
+            "\"mcpe-2\"",
+            &json!({"id": "mcpe-2", "result": {"resultType": "complete", "ttlMs": 5, "content": []}}),
+            true,
+        );
+        assert_eq!(out["result"]["ttlMs"], 5);
+        // the resource-not-found code of 2026-07-28
+        state.modern.insert("\"mcpe-3\"".into(), call("resources/read", None));
+        let out = outgoing(
+            &mut state,
+            "\"mcpe-3\"",
+            &json!({"id": "mcpe-3", "error": {"code": -32002, "message": "x"}}),
+            true,
+        );
+        assert_eq!(out["error"]["code"], -32602);
+        assert_eq!(out["id"], "client-1");
+    }
+
+    #[test]
+    fn progress_gets_the_client_token_back() {
+        let mut state = State::default();
+        state.modern.insert("\"mcpe-1\"".into(), call("tools/call", Some(json!(42))));
+        let note = json!({"method": "notifications/progress", "params": {"progressToken": "mcpe-1", "progress": 1}});
+        let out = outgoing(&mut state, "\"mcpe-1\"", &note, false);
+        assert_eq!(out["params"]["progressToken"], 42);
+        assert_eq!(state.modern.len(), 1, "a notification does not end the call");
+    }
+
+    #[test]
+    fn discover_advertises_no_subscriptions() {
+        let caps = json!({"tools": {"listChanged": true}, "resources": {"subscribe": true, "listChanged": true}, "logging": {}});
+        assert_eq!(advertised(Some(&caps)), json!({"tools": {}, "resources": {}, "logging": {}}));
+        assert_eq!(advertised(None), json!({}));
+    }
+
+    #[test]
+    fn pools_are_keyed_by_canonical_capabilities_and_asking_ones_are_exclusive() {
+        let a = Pool::of(&json!({"sampling": {}, "experimental": {"x": {}}}), None);
+        let b = Pool::of(&json!({"experimental": {"x": {}}, "sampling": {}}), None);
+        assert_eq!(a, b, "member order does not matter");
+        assert!(a.exclusive);
+        let c = Pool::of(&json!({"experimental": {"x": {}}}), None);
+        assert!(!c.exclusive);
+        assert_ne!(a.key, c.key);
+    }
+}

@@ -237,7 +237,7 @@ async fn modern_progress_arrives_event_by_event() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sampling_request_of_the_child_is_an_mrtr_round() {
     let peers = Peers::require();
-    let limits = StdioLimits { max_sessions: 2, input_timeout: Duration::from_millis(600), ..StdioLimits::default() };
+    let limits = StdioLimits { max_sessions: 2, input_timeout: Duration::from_secs(2), ..StdioLimits::default() };
     let bridge = bridge(&peers, limits);
     let running = common::stdio_gateway(bridge.clone()).await;
     let url = running.mcp_url();
@@ -297,7 +297,7 @@ async fn a_sampling_request_of_the_child_is_an_mrtr_round() {
     late["requestState"] = parked["result"]["requestState"].clone();
     let key = parked["result"]["inputRequests"].as_object().expect("inputRequests").keys().next().expect("one").clone();
     late["inputResponses"] = json!({key: retry["inputResponses"].as_object().expect("map").values().next()});
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(bridge.parked(), 0, "the parked call expired");
     let expired = answer(post(&url, &request(json!(7), "tools/call", late, &caps), &[]).await).await;
     assert_eq!(expired["error"]["code"], -32602, "{expired}");

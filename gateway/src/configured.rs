@@ -392,6 +392,7 @@ fn stdio_bridge(config: &PackConfig) -> Option<crate::stdio::StdioBridge> {
         max_sessions: settings.max_sessions,
         idle_timeout: std::time::Duration::from_secs(settings.idle_timeout_secs),
         max_line_bytes: settings.max_line_bytes,
+        input_timeout: std::time::Duration::from_secs(settings.input_timeout_secs),
     };
     let route =
         config.resource.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_else(|_| config.resource.clone());

@@ -38,6 +38,7 @@ mod shutdown;
 mod siem_export;
 mod sso;
 mod stdio;
+mod stdio_modern;
 mod token_exchange;
 mod tools_cli;
 mod traces;

@@ -407,7 +407,7 @@ url = "http://127.0.0.1:9/mcp"
 command = ["npx", "-y", "@modelcontextprotocol/server-everything", "stdio"]
 cwd = "/no/such/dir"
 env = { "A=B" = "x" }
-stdio = { max_sessions = 0, idle_timeout_secs = 0 }
+stdio = { max_sessions = 0, idle_timeout_secs = 0, input_timeout_secs = 7200 }
 propagation = { mode = "signed_assertion" }
 "#,
     );
@@ -425,6 +425,9 @@ propagation = { mode = "signed_assertion" }
         ),
         format!(
             "{t}:9:49: upstream.stdio.idle_timeout_secs: expected a number of seconds from 1 to 86400, found the number 0"
+        ),
+        format!(
+            "{t}:9:73: upstream.stdio.input_timeout_secs: expected a number of seconds from 1 to 3600, found the number 7200"
         ),
     ];
     for line in &expect {

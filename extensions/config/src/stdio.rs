@@ -28,6 +28,11 @@ pub struct StdioConfig {
     /// Default: `PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`.
     #[serde(default = "default_inherit_env")]
     pub inherit_env: Vec<String>,
+    /// How long a 2026-07-28 client's call waits, parked at its child, for the client to retry it
+    /// with the input the child asked for (`input_required`, MRTR), 1 to 3600 seconds; then the
+    /// call is abandoned at the child and its `requestState` refused. Default: 120.
+    #[serde(default = "default_input_timeout")]
+    pub input_timeout_secs: u64,
 }
 
 impl Default for StdioConfig {
@@ -37,6 +42,7 @@ impl Default for StdioConfig {
             idle_timeout_secs: default_idle_timeout(),
             max_line_bytes: default_max_line_bytes(),
             inherit_env: default_inherit_env(),
+            input_timeout_secs: default_input_timeout(),
         }
     }
 }
@@ -47,6 +53,10 @@ fn default_max_sessions() -> usize {
 
 fn default_idle_timeout() -> u64 {
     600
+}
+
+fn default_input_timeout() -> u64 {
+    120
 }
 
 fn default_max_line_bytes() -> usize {

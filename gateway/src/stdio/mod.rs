@@ -15,6 +15,10 @@
 //!   request in flight, the child's messages go to the `GET` stream (a bounded backlog waits for
 //!   one). A client closing a stream early cancels its requests at the child
 //!   (`notifications/cancelled`).
+//! - **2026-07-28 clients** (sessionless) are served by a translation: a pool of children the
+//!   bridge initialises itself, ids remapped, `resultType` added, `server/discover` answered from
+//!   the child's `initialize`, the child's requests turned into `input_required` results (MRTR);
+//!   see `modern.rs`, `pool.rs` and `mrtr.rs`.
 //! - **Crashes.** When a child exits, its calls in flight are answered with JSON-RPC `-32603`;
 //!   the next message starts a new child, which gets the client's `initialize` replayed. Restarts
 //!   back off (none for the first crash, then 250 ms doubling to 30 s); five crashes of a route's
@@ -28,6 +32,9 @@
 //!   not JSON is logged and dropped.
 
 mod child;
+mod modern;
+mod mrtr;
+mod pool;
 mod session;
 
 use std::collections::HashMap;
@@ -101,11 +108,19 @@ pub struct StdioLimits {
     pub idle_timeout: Duration,
     /// The longest line read from a child.
     pub max_line_bytes: usize,
+    /// How long a 2026-07-28 call waits, parked at its child, for the client to retry it with the
+    /// input it was asked for (`input_required`); then it is abandoned.
+    pub input_timeout: Duration,
 }
 
 impl Default for StdioLimits {
     fn default() -> Self {
-        Self { max_sessions: 16, idle_timeout: Duration::from_secs(600), max_line_bytes: 4 * 1024 * 1024 }
+        Self {
+            max_sessions: 16,
+            idle_timeout: Duration::from_secs(600),
+            max_line_bytes: 4 * 1024 * 1024,
+            input_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -119,6 +134,10 @@ pub(crate) struct Inner {
     restarts: AtomicU64,
     /// The gateway's metrics and the route's label (its MCP path), once served.
     metrics: std::sync::RwLock<Option<(Arc<Metrics>, Arc<String>)>>,
+    /// Numbers the ids of 2026-07-28 calls at the children.
+    next_call: AtomicU64,
+    /// 2026-07-28 calls parked for input, by `requestState`.
+    parked: Mutex<HashMap<String, mrtr::Parked>>,
 }
 
 impl Inner {
@@ -154,6 +173,14 @@ impl Inner {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn parked(&self) -> std::sync::MutexGuard<'_, HashMap<String, mrtr::Parked>> {
+        self.parked.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn next_call(&self) -> u64 {
+        self.next_call.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -193,6 +220,8 @@ impl StdioBridge {
             crashes: Mutex::new(Vec::new()),
             restarts: AtomicU64::new(0),
             metrics: std::sync::RwLock::new(None),
+            next_call: AtomicU64::new(1),
+            parked: Mutex::new(HashMap::new()),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap_idle(Arc::downgrade(&inner)));
@@ -205,9 +234,19 @@ impl StdioBridge {
         &self.inner.route
     }
 
-    /// Sessions (children) open now.
+    /// Sessions (children) open now: client sessions and pooled children of 2026-07-28 clients.
     pub fn sessions(&self) -> usize {
         self.inner.sessions().len()
+    }
+
+    /// Pooled children (serving 2026-07-28 clients) open now.
+    pub fn pooled(&self) -> usize {
+        self.inner.sessions().values().filter(|s| s.pool.is_some()).count()
+    }
+
+    /// 2026-07-28 calls parked for the client's input now.
+    pub fn parked(&self) -> usize {
+        self.inner.parked().len()
     }
 
     /// The process ids of the running children.
@@ -258,7 +297,8 @@ impl StdioBridge {
 /// Ends sessions idle for the idle timeout.
 async fn reap_idle(inner: Weak<Inner>) {
     let period = match inner.upgrade() {
-        Some(i) => (i.limits.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(30)),
+        Some(i) => (i.limits.idle_timeout.min(i.limits.input_timeout) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30)),
         None => return,
     };
     loop {
@@ -276,6 +316,13 @@ async fn reap_idle(inner: Weak<Inner>) {
         for session in idle {
             tracing::debug!(route = %inner.route, "stdio session idle; ended and its server stopped");
             drop(session.close());
+        }
+        for (session, call) in inner.expired_parked() {
+            let session = inner.sessions().get(&session).cloned();
+            if let Some(session) = session {
+                tracing::debug!(route = %inner.route, "a call waiting for the client's input expired; abandoned");
+                session.abandon(&call, "the client did not give the input in time").await;
+            }
         }
     }
 }
@@ -298,6 +345,8 @@ pub struct StreamBody {
     rx: mpsc::Receiver<Bytes>,
     /// Told when the client goes away before the stream ended.
     owner: Option<(Weak<Session>, u64)>,
+    /// An event already taken from `rx`, sent first.
+    first: Option<Bytes>,
 }
 
 impl Body for StreamBody {
@@ -305,6 +354,9 @@ impl Body for StreamBody {
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(bytes)) => Poll::Ready(Some(Ok(Frame::data(bytes)))),
             Poll::Ready(None) => {
@@ -351,12 +403,12 @@ fn empty(status: StatusCode) -> Response<Plain> {
     response
 }
 
-fn sse(rx: mpsc::Receiver<Bytes>, owner: Option<(Weak<Session>, u64)>, session: &str) -> Response<Plain> {
-    let mut response = Response::new(http_body_util::Either::Left(StreamBody { rx, owner }));
+fn sse(body: StreamBody, session: Option<&str>) -> Response<Plain> {
+    let mut response = Response::new(http_body_util::Either::Left(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
-    if let Ok(v) = HeaderValue::from_str(session) {
+    if let Some(v) = session.and_then(|s| HeaderValue::from_str(s).ok()) {
         headers.insert("mcp-session-id", v);
     }
     response
@@ -395,8 +447,9 @@ impl StdioBridge {
             )));
         };
         match self.inner.sessions().get(id) {
-            Some(s) => Ok(s.clone()),
-            None => Err(Box::new(error(StatusCode::NOT_FOUND, -32001, "Session not found", None))),
+            // a pooled child is never a client's session
+            Some(s) if s.pool.is_none() => Ok(s.clone()),
+            _ => Err(Box::new(error(StatusCode::NOT_FOUND, -32001, "Session not found", None))),
         }
     }
 
@@ -421,6 +474,11 @@ impl StdioBridge {
         B::Error: Into<BoxError>,
     {
         let (parts, body) = req.into_parts();
+        if matches!(parts.method, Method::GET | Method::DELETE)
+            && let Some(response) = modern::method_not_allowed(&parts)
+        {
+            return response;
+        }
         match parts.method {
             Method::POST => self.post(parts, body).await,
             Method::GET => self.get(&parts),
@@ -456,12 +514,12 @@ impl StdioBridge {
         session.touch();
         if let Some(last) = header_str(parts, "last-event-id") {
             return match session.resume(last) {
-                Some(rx) => sse(rx, None, &session.id),
+                Some(rx) => sse(StreamBody { rx, owner: None, first: None }, Some(&session.id)),
                 None => error(StatusCode::BAD_REQUEST, -32000, "Invalid event ID format", None),
             };
         }
         match session.open_get() {
-            Some(rx) => sse(rx, None, &session.id),
+            Some(rx) => sse(StreamBody { rx, owner: None, first: None }, Some(&session.id)),
             None => error(StatusCode::CONFLICT, -32000, "Conflict: Only one SSE stream is allowed per session", None),
         }
     }
@@ -506,6 +564,13 @@ impl StdioBridge {
         let Ok(raw) = serde_json::from_slice::<Value>(&bytes) else {
             return error(StatusCode::BAD_REQUEST, -32700, "Parse error: Invalid JSON", None);
         };
+        if raw.is_object() {
+            match modern::modern_request(&parts, &raw, &bytes) {
+                Ok(Some(request)) => return self.modern_post(&parts, request).await,
+                Ok(None) => {}
+                Err(response) => return *response,
+            }
+        }
         let messages: Vec<Value> = match raw {
             Value::Array(items) => items,
             other => vec![other],
@@ -531,6 +596,9 @@ impl StdioBridge {
                     None,
                 );
             }
+            if self.inner.sessions().len() >= self.inner.limits.max_sessions {
+                self.evict_idle_pooled();
+            }
             let session = {
                 let mut sessions = self.inner.sessions();
                 if sessions.len() >= self.inner.limits.max_sessions {
@@ -547,7 +615,7 @@ impl StdioBridge {
                     r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
                     return r;
                 }
-                let session = Session::new(new_session_id(), Arc::downgrade(&self.inner));
+                let session = Session::new(new_session_id(), Arc::downgrade(&self.inner), None);
                 sessions.insert(session.id.clone(), session.clone());
                 session
             };
@@ -599,7 +667,9 @@ impl StdioBridge {
         }
         match stream {
             None => empty(StatusCode::ACCEPTED),
-            Some((n, rx)) => sse(rx, Some((Arc::downgrade(&session), n)), &session.id),
+            Some((n, rx)) => {
+                sse(StreamBody { rx, owner: Some((Arc::downgrade(&session), n)), first: None }, Some(&session.id))
+            }
         }
     }
 }

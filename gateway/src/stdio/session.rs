@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::child::{Child, Event};
+use super::modern::{self, ModernCall};
 use super::{Inner, sse_event};
 
 /// Events that may wait for a `GET` stream (server messages while no stream is open).
@@ -18,18 +19,21 @@ const BACKLOG: usize = 256;
 /// SSE events that may wait for a slow client on one stream (then the child waits).
 pub(crate) const STREAM_QUEUE: usize = 64;
 /// The id of the `initialize` the bridge replays to a restarted child (its answer is dropped).
-const REINIT_ID: &str = "mcp-enterprise-bridge-reinitialize";
+pub(crate) const REINIT_ID: &str = "mcp-enterprise-bridge-reinitialize";
+
+/// How long the bridge waits for a child's answer to the `initialize` it wrote.
+pub(crate) const INIT_WAIT: Duration = Duration::from_secs(30);
 
 /// The JSON-RPC error code of a call the child could not finish (it exited).
 pub(crate) const CHILD_EXITED: i64 = -32603;
 
 /// A request's key: its id as JSON text.
-fn key(id: &Value) -> String {
+pub(crate) fn key(id: &Value) -> String {
     id.to_string()
 }
 
-struct Stream {
-    tx: mpsc::Sender<Bytes>,
+pub(super) struct Stream {
+    pub(super) tx: mpsc::Sender<Bytes>,
     /// Requests of this POST not yet answered.
     outstanding: usize,
     /// Its events carry ids and are kept for a client resuming it (`Last-Event-ID`): it began
@@ -37,6 +41,15 @@ struct Stream {
     resumable: bool,
     /// The sequence number of its last event.
     seq: u64,
+    /// A 2026-07-28 call's stream: the key of its call (its messages are translated).
+    pub(super) modern: Option<String>,
+}
+
+impl Stream {
+    /// The stream of a 2026-07-28 call (one answer, not resumable, its messages translated).
+    pub(super) fn modern(tx: mpsc::Sender<Bytes>, call: String) -> Self {
+        Self { tx, outstanding: 1, resumable: false, seq: 0, modern: Some(call) }
+    }
 }
 
 /// Events kept per session for resumption.
@@ -54,17 +67,22 @@ pub(crate) fn parse_event_id(id: &str) -> Option<(u64, u64)> {
 }
 
 #[derive(Default)]
-struct State {
+pub(super) struct State {
     child: Option<Arc<Child>>,
     generation: u64,
     /// The client's `initialize` request, replayed to a restarted child.
     initialize: Option<Value>,
-    streams: HashMap<u64, Stream>,
-    next_stream: u64,
+    pub(super) streams: HashMap<u64, Stream>,
+    pub(super) next_stream: u64,
     /// Request id → (stream, progress token).
-    requests: HashMap<String, (u64, Option<String>)>,
+    pub(super) requests: HashMap<String, (u64, Option<String>)>,
     /// Request id → when it was written to the child (the upstream latency metric).
-    asked: HashMap<String, Instant>,
+    pub(super) asked: HashMap<String, Instant>,
+    /// The child's answer to the `initialize` the bridge wrote (a pooled child's, for
+    /// `server/discover`).
+    pub(super) init_result: Option<Value>,
+    /// 2026-07-28 calls in flight on a pooled child, by their key (the id the child sees).
+    pub(super) modern: HashMap<String, ModernCall>,
     get: Option<mpsc::Sender<Bytes>>,
     backlog: VecDeque<Bytes>,
     /// Events of resumable streams: (stream, seq, event).
@@ -81,6 +99,10 @@ pub(crate) struct Session {
     last_used: Mutex<Instant>,
     /// Serialises (re)starts of the child.
     starting: tokio::sync::Mutex<()>,
+    /// A child of the 2026-07-28 pool (`None`: a client's session).
+    pub(crate) pool: Option<modern::Pool>,
+    /// Told when the child answers the `initialize` the bridge wrote.
+    pub(super) init_ready: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Session {
@@ -99,17 +121,23 @@ pub(crate) enum SendError {
 }
 
 impl Session {
-    pub(crate) fn new(id: String, inner: Weak<Inner>) -> Arc<Self> {
+    pub(crate) fn new(id: String, inner: Weak<Inner>, pool: Option<modern::Pool>) -> Arc<Self> {
         Arc::new(Self {
             id,
             inner,
             state: Mutex::new(State::default()),
             last_used: Mutex::new(Instant::now()),
             starting: tokio::sync::Mutex::new(()),
+            pool,
+            init_ready: tokio::sync::Notify::new(),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    pub(super) fn inner(&self) -> Option<Arc<Inner>> {
+        self.inner.upgrade()
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
@@ -140,8 +168,19 @@ impl Session {
         state.streams.clear();
         state.requests.clear();
         state.asked.clear();
+        state.modern.clear();
         state.get = None;
         child
+    }
+
+    /// Calls in flight (a parked 2026-07-28 call included).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.lock().requests.len()
+    }
+
+    /// Whether the session has ended.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// Opens a stream for the requests of one POST; returns its receiver. A `resumable` one
@@ -154,7 +193,7 @@ impl Session {
         if resumable {
             let _ = tx.try_send(Bytes::from(format!("id: {}\ndata: \n\n", event_id(n, 0))));
         }
-        state.streams.insert(n, Stream { tx, outstanding: ids.len(), resumable, seq: 0 });
+        state.streams.insert(n, Stream { tx, outstanding: ids.len(), resumable, seq: 0, modern: None });
         for (id, token) in ids {
             state.requests.insert(key(id), (n, token.clone()));
             state.asked.insert(key(id), Instant::now());
@@ -200,8 +239,9 @@ impl Session {
         let mut state = self.lock();
         state.streams.remove(&n);
         state.requests.retain(|_, (s, _)| *s != n);
-        let State { asked, requests, .. } = &mut *state;
+        let State { asked, requests, modern, .. } = &mut *state;
         asked.retain(|id, _| requests.contains_key(id));
+        modern.retain(|id, _| requests.contains_key(id));
     }
 
     /// A stream whose client went away: its unanswered requests are cancelled at the child.
@@ -220,6 +260,7 @@ impl Session {
             for id in &ids {
                 state.requests.remove(id);
                 state.asked.remove(id);
+                state.modern.remove(id);
             }
             ids
         };
@@ -258,7 +299,7 @@ impl Session {
     }
 
     /// Writes to the running child only (nothing when there is none).
-    async fn send_existing(&self, message: &Value) -> bool {
+    pub(super) async fn send_existing(&self, message: &Value) -> bool {
         let child = self.lock().child.clone();
         match child {
             Some(child) => child.write(Bytes::from(serde_json::to_vec(message).unwrap_or_default())).await,
@@ -275,7 +316,7 @@ impl Session {
 
     /// The running child, else a new one (after the backoff of recent crashes), which gets the
     /// client's `initialize` replayed.
-    async fn child(self: &Arc<Self>) -> Result<Arc<Child>, SendError> {
+    pub(super) async fn child(self: &Arc<Self>) -> Result<Arc<Child>, SendError> {
         if let Some(child) = self.lock().child.clone() {
             return Ok(child);
         }
@@ -290,7 +331,9 @@ impl Session {
             }
             let recent = state.crashes.iter().filter(|t| t.elapsed() < super::CRASH_WINDOW).count();
             // a restart (not the first start) gets the client's initialize replayed
-            (backoff(recent), state.initialize.clone().filter(|_| state.generation > 0))
+            // (a pooled child gets the bridge's own initialize at its first start too)
+            let replay = state.generation > 0 || self.pool.is_some();
+            (backoff(recent), state.initialize.clone().filter(|_| replay))
         };
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -311,16 +354,21 @@ impl Session {
             }
             state.generation += 1;
             state.child = Some(child.clone());
+            state.init_result = None;
             state.generation
         };
         tracing::debug!(route = %inner.route, pid = child.pid(), generation, "stdio server started");
         tokio::spawn(pump(Arc::downgrade(self), generation, events_rx));
         if let Some(mut init) = replay {
             init["id"] = Value::String(REINIT_ID.into());
-            let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-            for m in [init, initialized] {
-                child.write(Bytes::from(serde_json::to_vec(&m).unwrap_or_default())).await;
+            child.write(Bytes::from(serde_json::to_vec(&init).unwrap_or_default())).await;
+            // `notifications/initialized` only after the answer, as a client does: a server acting
+            // on it (registering what the client's capabilities allow) needs the initialize done
+            if self.init_result(INIT_WAIT).await.is_none() {
+                tracing::warn!(route = %inner.route, pid = child.pid(), "the stdio server did not answer initialize in time");
             }
+            let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+            child.write(Bytes::from(serde_json::to_vec(&initialized).unwrap_or_default())).await;
         }
         Ok(child)
     }
@@ -328,11 +376,17 @@ impl Session {
     /// A message from the child of `generation`.
     async fn child_message(&self, message: Value) {
         let is_response = message.get("method").is_none() && message.get("id").is_some();
+        if self.pool.is_some() && !is_response && message.get("id").is_some() {
+            // a request of a pooled child: turned into an `input_required` result (MRTR)
+            return self.pooled_child_request(message).await;
+        }
         let target = {
             let mut state = self.lock();
             let stream = if is_response {
                 let id = message.get("id").map(key).unwrap_or_default();
                 if id == key(&Value::String(REINIT_ID.into())) {
+                    state.init_result = Some(message);
+                    self.init_ready.notify_waiters();
                     return;
                 }
                 match state.requests.remove(&id) {
@@ -347,11 +401,15 @@ impl Session {
                         return;
                     }
                 }
+            } else if let Some(pool) = &self.pool {
+                modern::notification_stream(&state, pool, &message)
             } else {
                 server_message_stream(&state, &message)
             };
             match stream {
-                Some(n) => state.event_for(n, &message, is_response),
+                Some(n) => state.deliver(n, &message, is_response),
+                // a pooled child's message no call waits for: nobody to give it to
+                None if self.pool.is_some() => None,
                 None => route_elsewhere(&mut state, &message),
             }
         };
@@ -387,19 +445,41 @@ impl Session {
             let id: Value = serde_json::from_str(&id).unwrap_or(Value::Null);
             let error = json!({"jsonrpc": "2.0", "id": id, "error": {"code": CHILD_EXITED,
                 "message": "the stdio MCP server exited before answering; the next call starts a new one"}});
-            if let Some((tx, event)) = state.event_for(stream, &error, true) {
+            if let Some((tx, event)) = state.deliver(stream, &error, true) {
                 let _ = tx.try_send(event);
             }
         }
         state.streams.clear();
+        state.modern.clear();
     }
 }
 
 impl State {
+    /// [`event_for`](Self::event_for), a 2026-07-28 call's message translated first.
+    pub(super) fn deliver(
+        &mut self,
+        n: u64,
+        message: &Value,
+        is_response: bool,
+    ) -> Option<(mpsc::Sender<Bytes>, Bytes)> {
+        match self.streams.get(&n).and_then(|s| s.modern.clone()) {
+            None => self.event_for(n, message, is_response),
+            Some(call) => {
+                let translated = modern::outgoing(self, &call, message, is_response);
+                self.event_for(n, &translated, is_response)
+            }
+        }
+    }
+
     /// The event carrying `message` on stream `n` (with an id, and kept, when it is resumable)
     /// and where to send it; an answer counts against the stream's outstanding requests and the
     /// stream ends after its last one.
-    fn event_for(&mut self, n: u64, message: &Value, is_response: bool) -> Option<(mpsc::Sender<Bytes>, Bytes)> {
+    pub(super) fn event_for(
+        &mut self,
+        n: u64,
+        message: &Value,
+        is_response: bool,
+    ) -> Option<(mpsc::Sender<Bytes>, Bytes)> {
         let s = self.streams.get_mut(&n)?;
         let event = if s.resumable {
             s.seq += 1;

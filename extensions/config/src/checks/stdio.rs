@@ -75,10 +75,11 @@ impl Checker<'_> {
         {
             self.invalid("upstream.cwd", "an existing directory (the child's working directory)");
         }
-        let ranges: [(&str, u64, u64, &str); 3] = [
+        let ranges: [(&str, u64, u64, &str); 4] = [
             ("upstream.stdio.max_sessions", 1, 10_000, "a number of sessions from 1 to 10000"),
             ("upstream.stdio.idle_timeout_secs", 1, 86_400, "a number of seconds from 1 to 86400"),
             ("upstream.stdio.max_line_bytes", 1024, 64 * 1024 * 1024, "a number of bytes from 1024 to 67108864"),
+            ("upstream.stdio.input_timeout_secs", 1, 3_600, "a number of seconds from 1 to 3600"),
         ];
         for (path, min, max, expected) in ranges {
             if let Some(n) = self.get(path).and_then(Value::as_u64)

@@ -280,3 +280,54 @@ pub fn validate(
     }
     Ok(ValidProof { jkt, jti, iat, nonce })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claims reader decides as the whole-object parse it replaced: the same refusals, the
+    /// same values of the members it reads.
+    #[test]
+    fn claims_reader_agrees_with_the_object_parse() {
+        let payloads = [
+            r#"{"jti":"a","htm":"POST","htu":"https://x/mcp","iat":1,"ath":"h"}"#,
+            r#"{"jti":"a","htm":"POST","htu":"https://x/mcp","iat":1.5,"nonce":null,"extra":{"k":[1,{"z":2}]}}"#,
+            r#"{"jti":"a","jti":"b"}"#,
+            r#"{"jti":"a","j\u0074i":"b"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":{"y":1,"y":2}}"#,
+            r#"{"htu":[{"y":1,"y":2}]}"#,
+            r#"{"nonce":{"a":1,"a":1}}"#,
+            r#"{"iat":"1","htm":7,"jti":["a"]}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"jti":"x","b":0}"#,
+            r#"[1,2]"#,
+            r#"null"#,
+            r#""s""#,
+            r#"{"jti":"a"} x"#,
+            r#"{"jti":"a""#,
+            r#"{}"#,
+        ];
+        for text in payloads {
+            let part = URL_SAFE_NO_PAD.encode(text);
+            let old = object(&part, "the payload is not a JSON object");
+            let new = claims(&part);
+            match (old, new) {
+                (Ok(map), Ok(c)) => {
+                    for (name, value) in [
+                        ("jti", c.jti),
+                        ("htm", c.htm),
+                        ("htu", c.htu),
+                        ("iat", c.iat),
+                        ("ath", c.ath),
+                        ("nonce", c.nonce),
+                    ] {
+                        assert_eq!(map.get(name).cloned(), value, "{text}: {name}");
+                    }
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+                (a, b) => panic!("{text}: object {:?} vs claims {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+        assert_eq!(claims("!!").err(), Some(ProofError("the payload is not a JSON object")));
+    }
+}

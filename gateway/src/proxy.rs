@@ -188,8 +188,29 @@ fn upstream_name(upstream: &Uri, prefix: &str) -> String {
     format!("{host} (route {prefix})")
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The hop-by-hop headers removed whatever `Connection` names.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+];
+
 /// Removes hop-by-hop headers, including those named by `Connection`.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // the usual message has none: one pass over its names (compared, not hashed) instead of a
+    // lookup per hop-by-hop name; `Connection` is one of them, so what it names is handled below
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -200,19 +221,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 fn error_response(status: StatusCode, mcp: Option<&McpRequest>, message: &str) -> Response<ProxyBody> {
@@ -404,5 +415,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 2);
         assert!(h.contains_key("mcp-session-id") && h.contains_key("mcp-param-region"));
+    }
+
+    #[test]
+    fn each_hop_by_hop_header_alone_is_dropped() {
+        for name in ["connection", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding"]
+            .into_iter()
+            .chain(["upgrade", "keep-alive", "proxy-connection", "Keep-Alive", "Proxy-Connection", "TE"])
+        {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(name.as_bytes()).expect("name"), "x".parse().expect("hv"));
+            h.insert("mcp-session-id", "abc".parse().expect("hv"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{name}");
+            assert!(h.contains_key("mcp-session-id"), "{name}");
+        }
+        // nothing hop-by-hop: untouched
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "DPoP a".parse().expect("hv"));
+        h.insert("dpop", "b".parse().expect("hv"));
+        h.insert("keep-alive-x", "c".parse().expect("hv"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 3);
     }
 }

@@ -28,7 +28,7 @@ pub fn unambiguous_object(bytes: &[u8]) -> Result<Map<String, Value>, ObjectErro
 const DUPLICATE: &str = "duplicate member name";
 
 /// A JSON value in which no object repeats a member name.
-struct Unambiguous(Value);
+pub(crate) struct Unambiguous(pub(crate) Value);
 
 impl<'de> serde::Deserialize<'de> for Unambiguous {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -93,6 +93,145 @@ impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
     }
 }
 
+#[cfg(feature = "dpop")]
+/// Whether `error` is the refusal of a repeated member name (by [`Unambiguous`] or [`Checked`]).
+pub(crate) fn is_duplicate(error: &serde_json::Error) -> bool {
+    error.to_string().starts_with(DUPLICATE)
+}
+
+#[cfg(feature = "dpop")]
+/// A member name, borrowed from the input when it has no escapes.
+pub(crate) struct Name<'de>(pub(crate) std::borrow::Cow<'de, str>);
+
+#[cfg(feature = "dpop")]
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Name<'de>, E> {
+                Ok(Name(std::borrow::Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
+}
+
+#[cfg(feature = "dpop")]
+/// The member names of one object seen so far: a short list compared in turn, a hash set past
+/// [`Seen::FEW`] names (so an object of many members costs linear time, not quadratic).
+pub(crate) enum Seen<'de> {
+    Few(Vec<std::borrow::Cow<'de, str>>),
+    Many(std::collections::HashSet<std::borrow::Cow<'de, str>>),
+}
+
+#[cfg(feature = "dpop")]
+impl<'de> Seen<'de> {
+    const FEW: usize = 16;
+
+    pub(crate) fn new() -> Self {
+        Self::Few(Vec::new())
+    }
+
+    /// Records `name`; `false` when it was seen before.
+    pub(crate) fn insert(&mut self, name: std::borrow::Cow<'de, str>) -> bool {
+        match self {
+            Self::Few(list) => {
+                if list.contains(&name) {
+                    return false;
+                }
+                if list.len() < Self::FEW {
+                    list.push(name);
+                } else {
+                    let mut set: std::collections::HashSet<_> = list.drain(..).collect();
+                    set.insert(name);
+                    *self = Self::Many(set);
+                }
+                true
+            }
+            Self::Many(set) => set.insert(name),
+        }
+    }
+
+    /// The error for a repeated name.
+    pub(crate) fn duplicate<E: serde::de::Error>() -> E {
+        E::custom(DUPLICATE)
+    }
+}
+
+#[cfg(feature = "dpop")]
+/// Any JSON value, checked like [`Unambiguous`] (no object at any depth repeats a member name)
+/// but not kept: for the members a reader does not look at.
+pub(crate) struct Checked;
+
+#[cfg(feature = "dpop")]
+impl<'de> serde::Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(CheckedVisitor)
+    }
+}
+
+#[cfg(feature = "dpop")]
+struct CheckedVisitor;
+
+#[cfg(feature = "dpop")]
+impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
+    type Value = Checked;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON without duplicate member names")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_unit<E>(self) -> Result<Checked, E> {
+        Ok(Checked)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Checked, A::Error> {
+        while let Some(Checked) = seq.next_element()? {}
+        Ok(Checked)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+        let mut seen = Seen::new();
+        while let Some(Name(name)) = map.next_key()? {
+            if !seen.insert(name) {
+                return Err(Seen::duplicate());
+            }
+            let Checked = map.next_value()?;
+        }
+        Ok(Checked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -110,5 +249,33 @@ mod tests {
             unambiguous_object(br#"{"a":[1,-2,3.5,true,null,"s"],"b":{"c":18446744073709551616}}"#).expect("valid");
         assert_eq!(ok["a"], json!([1, -2, 3.5, true, null, "s"]));
         assert!(ok["b"]["c"].is_f64());
+    }
+
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn checked_refuses_what_unambiguous_refuses() {
+        let checked = |t: &str| match serde_json::from_str::<Checked>(t) {
+            Ok(Checked) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(ObjectError::DuplicateMember),
+            Err(_) => Err(ObjectError::NotAnObject),
+        };
+        for text in [
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":{"b":1,"b":1}}"#,
+            r#"{"a":[{"b":1,"b":2}]}"#,
+            r#"{"a\u0062":1,"ab":2}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"a":19}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18,"r":19}"#,
+        ] {
+            assert_eq!(checked(text), Err(ObjectError::DuplicateMember), "{text}");
+            assert_eq!(unambiguous_object(text.as_bytes()).map(|_| ()), Err(ObjectError::DuplicateMember), "{text}");
+        }
+        for text in [
+            r#"{"a":[1,-2,3.5,true,null,"s"],"b":{"c":18446744073709551616}}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"r":18}"#,
+        ] {
+            assert_eq!(checked(text), Ok(()), "{text}");
+        }
+        assert_eq!(checked(r#"{"a":"#), Err(ObjectError::NotAnObject));
     }
 }

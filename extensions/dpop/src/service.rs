@@ -74,8 +74,15 @@ impl Inner {
     }
 
     fn expected_htu(&self, req: &http::request::Parts) -> String {
+        let path = req.uri.path();
         let origin = match &self.origin {
-            ExternalOrigin::Fixed(o) => o.clone(),
+            ExternalOrigin::Fixed(o) => {
+                // one allocation of the right size, no formatting machinery (every request)
+                let mut htu = String::with_capacity(o.len() + path.len());
+                htu.push_str(o);
+                htu.push_str(path);
+                return htu;
+            }
             ExternalOrigin::InsecureTrustForwardedHeaders(fallback) => {
                 let h = |n: &str| req.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
                 match (h("x-forwarded-proto"), h("x-forwarded-host")) {
@@ -86,7 +93,7 @@ impl Inner {
                 }
             }
         };
-        format!("{origin}{}", req.uri.path())
+        format!("{origin}{path}")
     }
 
     /// Checks everything; returns the principal and whether a fresh nonce should go out.

@@ -32,7 +32,7 @@ pub(crate) fn gateway_toml(
         doc["listen"]["pre_auth_limit"] = json!({"insecure_disabled": true});
     }
     let (sso, dpop, audit) = match stack {
-        Stack::Direct | Stack::Bare | Stack::BareNoPreAuth => (false, false, false),
+        Stack::Direct | Stack::Bare | Stack::BareNoPreAuth | Stack::BareCredHeaders => (false, false, false),
         Stack::Metrics => {
             // a free port of its own
             doc["admin"] = json!({"address": "127.0.0.1:0"});
@@ -112,7 +112,10 @@ mod tests {
             let config = loaded.config();
             assert_eq!(
                 config.sso.is_some(),
-                !matches!(stack, Stack::Bare | Stack::BareNoPreAuth | Stack::Metrics | Stack::Audit),
+                !matches!(
+                    stack,
+                    Stack::Bare | Stack::BareNoPreAuth | Stack::BareCredHeaders | Stack::Metrics | Stack::Audit
+                ),
                 "{stack:?}"
             );
             assert_eq!(config.admin.is_some(), stack == Stack::Metrics, "{stack:?}");

@@ -175,6 +175,10 @@ enum Stack {
     /// No layers, the pre-authentication limit off (every other stack has it on, at a rate wrk
     /// never reaches): its cost is the difference with [`Stack::Bare`].
     BareNoPreAuth,
+    /// No layers, but every request carries the full pack's `Authorization: DPoP …` and `DPoP`
+    /// headers (≈ 1.3 KiB): what reading and parsing those bytes costs the bare gateway, so the
+    /// pack's own cost can also be stated without it.
+    BareCredHeaders,
     Sso,
     SsoDpop,
     Audit,
@@ -231,6 +235,7 @@ impl Stack {
             Self::Direct => "upstream direct",
             Self::Bare => "gateway, no layers",
             Self::BareNoPreAuth => "gateway, no layers, pre-auth limit off",
+            Self::BareCredHeaders => "bare gateway, same request bytes (credentials headers present, no layers)",
             Self::Metrics => "gateway, no layers, metrics on",
             Self::Sso => "gateway + sso",
             Self::SsoDpop => "gateway + sso + dpop",
@@ -254,8 +259,9 @@ impl Stack {
     }
 
     /// The stacks of the interleaved CPU-cost section ([`cost`]).
-    const COST: [Stack; 12] = [
+    const COST: [Stack; 13] = [
         Self::BareNoPreAuth,
+        Self::BareCredHeaders,
         Self::SsoNoCache,
         Self::SsoDistinct,
         Self::SsoDpopDistinct,
@@ -523,7 +529,11 @@ fn headers_for(stack: Stack, keys: &Keys, url: &str) -> anyhow::Result<Vec<Vec<(
                 ])
             })
             .collect::<anyhow::Result<_>>()?,
-        Stack::SsoDpop | Stack::FullPack | Stack::FullPackEdDsa | Stack::FullPackPropagation => {
+        Stack::SsoDpop
+        | Stack::FullPack
+        | Stack::FullPackEdDsa
+        | Stack::FullPackPropagation
+        | Stack::BareCredHeaders => {
             // a fresh proof (own jti) per request slot; wrk cycles through them within their
             // ±5 min window (`dpop.insecure_no_replay_check`: the jti store is measured in the dpop bench)
             let client = keys.client_for(stack);
@@ -577,7 +587,11 @@ fn instructions_only(opts: &Opts) -> anyhow::Result<()> {
     let keys = Keys::generate()?;
     // a quick look at the layer stacks (the full run counts the propagation stack too)
     let candidates = Stack::GATEWAYS.into_iter().filter(|s| *s != Stack::FullPackPropagation);
-    let stacks = selected(opts, candidates);
+    let mut stacks = selected(opts, candidates);
+    // the cost section's extra stacks only when named (e.g. `--only Bare,BareCredHeaders,FullPack`)
+    if opts.only.is_some() {
+        stacks.extend(selected(opts, Stack::COST.into_iter().filter(|s| !Stack::GATEWAYS.contains(s))));
+    }
     let counts = instructions::measure(opts, &dir, &keys, &stacks)?;
     let es256 = instructions::es256_verify(opts, &dir)?;
     let mut s = String::new();

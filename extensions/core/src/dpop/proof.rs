@@ -98,6 +98,85 @@ fn object(part: &str, what: &'static str) -> Result<Map<String, Value>, ProofErr
     })
 }
 
+/// The proof claims the checks read, each kept as parsed (a [`Value`], checked for repeated
+/// member names at any depth like [`crate::json::unambiguous_object`]); every other member is
+/// checked the same way and dropped, so no map of the whole payload is built per request.
+#[derive(Default)]
+struct Claims {
+    jti: Option<Value>,
+    htm: Option<Value>,
+    htu: Option<Value>,
+    iat: Option<Value>,
+    ath: Option<Value>,
+    nonce: Option<Value>,
+}
+
+impl<'de> serde::Deserialize<'de> for Claims {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Claims;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object without duplicate member names")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Claims, A::Error> {
+                use crate::json::{Checked, Name, Seen, Unambiguous};
+                let mut claims = Claims::default();
+                let mut seen = Seen::new();
+                while let Some(Name(name)) = map.next_key()? {
+                    let slot = match &*name {
+                        "jti" => Some(&mut claims.jti),
+                        "htm" => Some(&mut claims.htm),
+                        "htu" => Some(&mut claims.htu),
+                        "iat" => Some(&mut claims.iat),
+                        "ath" => Some(&mut claims.ath),
+                        "nonce" => Some(&mut claims.nonce),
+                        _ => None,
+                    };
+                    let slot = match slot {
+                        Some(slot) => {
+                            let Unambiguous(value) = map.next_value()?;
+                            Some((slot, value))
+                        }
+                        None => {
+                            let Checked = map.next_value()?;
+                            None
+                        }
+                    };
+                    if !seen.insert(name) {
+                        return Err(Seen::duplicate());
+                    }
+                    if let Some((slot, value)) = slot {
+                        *slot = Some(value);
+                    }
+                }
+                Ok(claims)
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+fn claims(part: &str) -> Result<Claims, ProofError> {
+    const WHAT: &str = "the payload is not a JSON object";
+    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| ProofError(WHAT))?;
+    serde_json::from_slice::<Claims>(&bytes).map_err(|e| {
+        if crate::json::is_duplicate(&e) {
+            ProofError("a member name appears twice in the proof's header or claims")
+        } else {
+            ProofError(WHAT)
+        }
+    })
+}
+
+/// The string in `value`, moved out.
+fn string(value: Option<Value>) -> Option<String> {
+    match value {
+        Some(Value::String(s)) => Some(s),
+        _ => None,
+    }
+}
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
@@ -158,17 +237,17 @@ pub fn validate(
     if !header.key.verify(header.alg, &proof.as_bytes()[..h.len() + 1 + p.len()], &sig) {
         return Err(Bad("the signature does not verify with the jwk"));
     }
-    let text = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
-    let claims = object(p, "the payload is not a JSON object")?;
-    let jti = text(&claims, "jti").filter(|j| !j.is_empty() && j.len() <= 256).ok_or(Bad("missing or invalid jti"))?;
-    let htm = text(&claims, "htm").ok_or(Bad("missing htm"))?;
-    let htu_claim = text(&claims, "htu").ok_or(Bad("missing htu"))?;
+    let claims = claims(p)?;
+    let jti = string(claims.jti).filter(|j| !j.is_empty() && j.len() <= 256).ok_or(Bad("missing or invalid jti"))?;
+    let htm = string(claims.htm).ok_or(Bad("missing htm"))?;
+    let htu_claim = string(claims.htu).ok_or(Bad("missing htu"))?;
     let iat = claims
-        .get("iat")
+        .iat
+        .as_ref()
         .and_then(Value::as_f64)
         .filter(|f| f.is_finite() && *f >= 0.0)
         .ok_or(Bad("missing or invalid iat"))? as u64;
-    let ath = text(&claims, "ath");
+    let ath = string(claims.ath);
     if htm != e.method {
         return Err(Bad("htm does not match the request method"));
     }
@@ -190,9 +269,9 @@ pub fn validate(
             return Err(Bad("ath does not match the access token"));
         }
     }
-    let nonce = match claims.get("nonce") {
+    let nonce = match claims.nonce {
         None => None,
-        Some(Value::String(n)) => Some(n.clone()),
+        Some(Value::String(n)) => Some(n),
         Some(_) => return Err(Bad("nonce must be a string")),
     };
     let jkt = header.key.key().thumbprint().to_owned();
@@ -200,4 +279,55 @@ pub fn validate(
         c.insert(h.into(), std::sync::Arc::new(fresh));
     }
     Ok(ValidProof { jkt, jti, iat, nonce })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The claims reader decides as the whole-object parse it replaced: the same refusals, the
+    /// same values of the members it reads.
+    #[test]
+    fn claims_reader_agrees_with_the_object_parse() {
+        let payloads = [
+            r#"{"jti":"a","htm":"POST","htu":"https://x/mcp","iat":1,"ath":"h"}"#,
+            r#"{"jti":"a","htm":"POST","htu":"https://x/mcp","iat":1.5,"nonce":null,"extra":{"k":[1,{"z":2}]}}"#,
+            r#"{"jti":"a","jti":"b"}"#,
+            r#"{"jti":"a","j\u0074i":"b"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"x":{"y":1,"y":2}}"#,
+            r#"{"htu":[{"y":1,"y":2}]}"#,
+            r#"{"nonce":{"a":1,"a":1}}"#,
+            r#"{"iat":"1","htm":7,"jti":["a"]}"#,
+            r#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9,"j":10,"k":11,"l":12,"m":13,"n":14,"o":15,"p":16,"q":17,"jti":"x","b":0}"#,
+            r#"[1,2]"#,
+            r#"null"#,
+            r#""s""#,
+            r#"{"jti":"a"} x"#,
+            r#"{"jti":"a""#,
+            r#"{}"#,
+        ];
+        for text in payloads {
+            let part = URL_SAFE_NO_PAD.encode(text);
+            let old = object(&part, "the payload is not a JSON object");
+            let new = claims(&part);
+            match (old, new) {
+                (Ok(map), Ok(c)) => {
+                    for (name, value) in [
+                        ("jti", c.jti),
+                        ("htm", c.htm),
+                        ("htu", c.htu),
+                        ("iat", c.iat),
+                        ("ath", c.ath),
+                        ("nonce", c.nonce),
+                    ] {
+                        assert_eq!(map.get(name).cloned(), value, "{text}: {name}");
+                    }
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b, "{text}"),
+                (a, b) => panic!("{text}: object {:?} vs claims {:?}", a.map(|_| ()), b.map(|_| ())),
+            }
+        }
+        assert_eq!(claims("!!").err(), Some(ProofError("the payload is not a JSON object")));
+    }
 }

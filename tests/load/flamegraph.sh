@@ -37,11 +37,13 @@ fi
 work=$(mktemp -d)
 harness=""
 cleanup() {
-  [ -n "$harness" ] && kill "$harness" 2>/dev/null && wait "$harness" 2>/dev/null
+  # the harness's process group: it, the gateway and the upstream it started
+  [ -n "$harness" ] && kill -- "-$harness" 2>/dev/null && wait "$harness" 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
-"$bins/mcp-enterprise-load" --serve "$stack" >"$work/serve" 2>"$work/serve.err" &
+# a process group of its own (setsid), so that cleanup stops its children with it
+setsid "$bins/mcp-enterprise-load" --serve "$stack" >"$work/serve" 2>"$work/serve.err" &
 harness=$!
 for _ in $(seq 1 600); do
   [ -s "$work/serve" ] && break

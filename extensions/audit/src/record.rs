@@ -166,7 +166,7 @@ impl Arrival {
             .headers()
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+            .is_some_and(|v| v.trim_start().get(..17).is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream")));
         Departure {
             started: self.started,
             record: r,
@@ -324,7 +324,14 @@ fn principal(m: &mut Object<'_, '_>, p: &Principal) {
         Some(tenant) => m.value("tenant", tenant),
         None => m.literal("tenant", "null"),
     }
-    m.opt_str("token_fingerprint", p.token_fingerprint().map(|f| f.to_string()).as_deref());
+    // base64url of 16 bytes: 22 characters, encoded on the stack
+    let mut text = [0u8; 24];
+    let fingerprint = p.token_fingerprint().and_then(|f| {
+        use base64::Engine as _;
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(f.as_bytes(), &mut text).ok()?;
+        std::str::from_utf8(&text[..n]).ok()
+    });
+    m.opt_str("token_fingerprint", fingerprint);
 }
 
 /// An IP address as a JSON string (its text needs no escaping).

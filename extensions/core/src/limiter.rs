@@ -2,6 +2,8 @@
 //! number of keys — [`governor`]'s keyed state on the pack's injectable [`Clock`]. Shared by the
 //! pre-authentication limit ([`preauth`](crate::preauth)) and the gateway's rate limits.
 
+use std::fmt;
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -66,14 +68,103 @@ impl Clock for MonotonicClock {
     }
 }
 
-type Keyed = RateLimiter<Box<[u8]>, SharedMap, GovernorClock, NoOpMiddleware<Duration>>;
+/// A key of a [`KeyedLimiter`] held inline: up to [`LimitKey::CAPACITY`] bytes, no allocation
+/// per check (a lookup copies the bytes onto the stack; a new key is stored in the table's own
+/// memory). Equal keys are equal byte strings.
+#[derive(Clone, Copy)]
+pub struct LimitKey {
+    len: u8,
+    bytes: [u8; LimitKey::CAPACITY],
+}
+
+impl LimitKey {
+    /// The longest key kept as is (a longer one must be replaced by a digest of it by its maker).
+    pub const CAPACITY: usize = 128;
+
+    /// An empty key, to [`push`](Self::push) parts onto.
+    #[inline]
+    pub const fn new() -> Self {
+        Self { len: 0, bytes: [0; Self::CAPACITY] }
+    }
+
+    /// The key made of `bytes`, or `None` when they are longer than [`CAPACITY`](Self::CAPACITY).
+    #[inline]
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut key = Self::new();
+        key.push(bytes).then_some(key)
+    }
+
+    /// Appends `part`; false (and the key unchanged) when it would not fit.
+    #[inline]
+    pub fn push(&mut self, part: &[u8]) -> bool {
+        let at = usize::from(self.len);
+        let Some(slot) = self.bytes.get_mut(at..at + part.len()) else { return false };
+        slot.copy_from_slice(part);
+        // at + part.len() <= CAPACITY (128) fits a u8
+        self.len = u8::try_from(at + part.len()).unwrap_or(u8::MAX);
+        true
+    }
+
+    /// The key's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Default for LimitKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PartialEq for LimitKey {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for LimitKey {}
+
+impl std::hash::Hash for LimitKey {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for LimitKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // a key may name a caller: its length only
+        f.debug_struct("LimitKey").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
+/// What a [`KeyedLimiter`] can be keyed by: a fixed-size value (no allocation per check).
+pub trait Key: Hash + Eq + Clone + Send + Sync + 'static {}
+
+impl<T: Hash + Eq + Clone + Send + Sync + 'static> Key for T {}
+
+/// The table's hasher: keyed at random per process (keys are partly chosen by callers).
+type Hasher = ahash::RandomState;
+
+type Store<K> = DashMapStateStore<K, Hasher>;
+
+type Keyed<K> = RateLimiter<K, SharedMap<K>, GovernorClock, NoOpMiddleware<Duration>>;
 
 /// governor's `DashMap` store behind an `Arc`, so the limiter can also ask whether a key is known.
-#[derive(Debug, Clone, Default)]
-struct SharedMap(Arc<DashMapStateStore<Box<[u8]>>>);
+#[derive(Debug)]
+struct SharedMap<K: Key>(Arc<Store<K>>);
 
-impl StateStore for SharedMap {
-    type Key = Box<[u8]>;
+impl<K: Key> Clone for SharedMap<K> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<K: Key> StateStore for SharedMap<K> {
+    type Key = K;
 
     fn measure_and_replace<T, F, E>(&self, key: &Self::Key, f: F) -> Result<T, E>
     where
@@ -83,7 +174,7 @@ impl StateStore for SharedMap {
     }
 }
 
-impl ShrinkableKeyedStateStore<Box<[u8]>> for SharedMap {
+impl<K: Key> ShrinkableKeyedStateStore<K> for SharedMap<K> {
     fn retain_recent(&self, drop_below: Nanos) {
         ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below);
     }
@@ -112,9 +203,9 @@ const LEN_EVERY: u64 = 64;
 /// (whose state is that of a fresh key) are swept every [`SWEEP_EVERY`] checks and whenever the
 /// table is full.
 #[derive(Debug)]
-pub struct KeyedLimiter {
-    limiter: Keyed,
-    keys: SharedMap,
+pub struct KeyedLimiter<K: Key = LimitKey> {
+    limiter: Keyed<K>,
+    keys: SharedMap<K>,
     clock: Arc<dyn Clock>,
     max_keys: usize,
     checks: AtomicU64,
@@ -126,13 +217,13 @@ pub struct KeyedLimiter {
     last_full_sweep: AtomicU64,
 }
 
-impl KeyedLimiter {
+impl<K: Key> KeyedLimiter<K> {
     /// One request per `interval` sustained (a zero interval counts as 1 ns), `burst` at once, at
     /// most `max_keys` keys, on `clock`.
     pub fn new(interval: Duration, burst: NonZeroU32, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
         let quota =
             Quota::with_period(interval.max(Duration::from_nanos(1))).unwrap_or_else(|| Quota::per_second(burst));
-        let keys = SharedMap::default();
+        let keys = SharedMap(Arc::new(Store::with_hasher(Hasher::new())));
         Self {
             limiter: RateLimiter::new(quota.allow_burst(burst), keys.clone(), GovernorClock(clock.clone())),
             keys,
@@ -146,8 +237,7 @@ impl KeyedLimiter {
 
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
-    #[expect(clippy::borrowed_box, reason = "governor's keyed check takes a reference to the key type")]
-    pub fn check(&self, key: &Box<[u8]>) -> Verdict {
+    pub fn check(&self, key: &K) -> Verdict {
         let checks = self.checks.fetch_add(1, Ordering::Relaxed);
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
@@ -203,14 +293,14 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    fn limiter(interval: Duration, burst: u32, max_keys: usize) -> (KeyedLimiter, ManualClock) {
+    fn limiter(interval: Duration, burst: u32, max_keys: usize) -> (KeyedLimiter<LimitKey>, ManualClock) {
         let clock = ManualClock::at(1_800_000_000);
         let burst = NonZeroU32::new(burst).expect("non-zero");
         (KeyedLimiter::new(interval, burst, max_keys, Arc::new(clock.clone())), clock)
     }
 
-    fn key(s: &str) -> Box<[u8]> {
-        s.as_bytes().into()
+    fn key(s: &str) -> LimitKey {
+        LimitKey::from_bytes(s.as_bytes()).expect("short")
     }
 
     #[test]
@@ -239,5 +329,31 @@ mod tests {
         clock.advance(Duration::from_secs(121));
         assert_eq!(limit.check(&key("c")), Verdict::Allowed);
         assert!(limit.len() <= 2, "{}", limit.len());
+    }
+
+    #[test]
+    fn keys_are_their_bytes_up_to_the_capacity() {
+        let mut k = LimitKey::new();
+        assert!(k.push(b"ab") && k.push(b"c"));
+        assert_eq!(k.as_bytes(), b"abc");
+        assert_eq!(k, key("abc"));
+        assert_ne!(k, key("abcd"));
+        assert_ne!(key("a\0"), key("a"), "trailing zero bytes count");
+        let full = [7u8; LimitKey::CAPACITY];
+        let mut long = LimitKey::from_bytes(&full).expect("fits exactly");
+        assert!(!long.push(b"x"), "no room left");
+        assert_eq!(long.as_bytes(), &full[..], "unchanged by a refused push");
+        assert!(LimitKey::from_bytes(&[0; LimitKey::CAPACITY + 1]).is_none());
+        assert!(!format!("{k:?}").contains("abc"), "no key bytes in debug output");
+    }
+
+    #[test]
+    fn fixed_size_keys_of_another_type() {
+        let clock = ManualClock::at(1_800_000_000);
+        let burst = NonZeroU32::new(1).expect("non-zero");
+        let limit: KeyedLimiter<[u8; 16]> = KeyedLimiter::new(Duration::from_secs(60), burst, 10, Arc::new(clock));
+        assert_eq!(limit.check(&[1; 16]), Verdict::Allowed);
+        assert!(matches!(limit.check(&[1; 16]), Verdict::Limited(_)));
+        assert_eq!(limit.check(&[2; 16]), Verdict::Allowed);
     }
 }

@@ -5,12 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_enterprise_core::glob::Glob;
+use mcp_enterprise_core::limiter::LimitKey;
 use mcp_enterprise_core::{McpRequest, Principal};
 
 use super::{KeyPart, RateLimitConfigError};
-
-/// Keys longer than this are replaced by their SHA-256 digest (bounded memory per key).
-const MAX_KEY_BYTES: usize = 128;
 
 /// A rate limit: `requests` per period sustained, up to `burst` at once (GCRA, the token-bucket
 /// equivalent), counted separately for each value of its key.
@@ -146,7 +144,7 @@ impl Limit {
     /// The key the request is counted under: each part tagged and length-prefixed (so no two
     /// different requests share a key by concatenation), a missing part as its own tag; long keys
     /// become their SHA-256 digest.
-    pub(crate) fn key_of(&self, mcp: Option<&McpRequest>, principal: Option<&Principal>) -> Box<[u8]> {
+    pub(crate) fn key_of(&self, mcp: Option<&McpRequest>, principal: Option<&Principal>) -> LimitKey {
         let value = |part: &KeyPart| -> (u8, [Option<&str>; 2]) {
             match part {
                 KeyPart::Principal => (b'p', [principal.map(Principal::issuer), principal.map(Principal::subject)]),
@@ -156,23 +154,23 @@ impl Limit {
                 _ => (b'?', [None, None]),
             }
         };
-        // the exact size first: one allocation per key
-        let len: usize =
-            self.key.iter().map(|p| 1 + value(p).1.iter().flatten().map(|v| 4 + v.len()).sum::<usize>()).sum();
-        let mut key = Vec::with_capacity(len.min(MAX_KEY_BYTES + 1));
-        if len > MAX_KEY_BYTES {
-            let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-            for part in &self.key {
-                encode(value(part), |bytes| digest.update(bytes));
-            }
-            key.push(b'#');
-            key.extend_from_slice(digest.finish().as_ref());
-        } else {
-            for part in &self.key {
-                encode(value(part), |bytes| key.extend_from_slice(bytes));
-            }
+        // inline (no allocation) while it fits; a longer key is its digest
+        let mut key = LimitKey::new();
+        let mut fits = true;
+        for part in &self.key {
+            encode(value(part), |bytes| fits &= key.push(bytes));
         }
-        key.into_boxed_slice()
+        if fits {
+            return key;
+        }
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in &self.key {
+            encode(value(part), |bytes| digest.update(bytes));
+        }
+        let mut key = LimitKey::new();
+        key.push(b"#");
+        key.push(digest.finish().as_ref());
+        key
     }
 }
 
@@ -301,6 +299,16 @@ mod tests {
         assert_ne!(by_principal.key_of(None, Some(&a)), by_principal.key_of(None, Some(&b)));
         // long keys are bounded
         let long = call(&"t".repeat(10_000));
-        assert_eq!(by_principal_tool.key_of(Some(&long), Some(&alice)).len(), 33);
+        assert_eq!(by_principal_tool.key_of(Some(&long), Some(&alice)).as_bytes().len(), 33);
+        // up to the inline capacity a key is kept as is, past it it is its digest
+        let base = by_principal_tool.key_of(Some(&mcp("tools/call", Some(""))), Some(&alice)).as_bytes().len();
+        let tool = |n: usize| mcp("tools/call", Some(&"t".repeat(n)));
+        let exact = by_principal_tool.key_of(Some(&tool(LimitKey::CAPACITY - base)), Some(&alice));
+        assert_eq!(exact.as_bytes().len(), LimitKey::CAPACITY);
+        assert_ne!(exact.as_bytes()[0], b'#', "kept as is");
+        let over = by_principal_tool.key_of(Some(&tool(LimitKey::CAPACITY - base + 1)), Some(&alice));
+        assert_eq!((over.as_bytes().len(), over.as_bytes()[0]), (33, b'#'));
+        let other = by_principal_tool.key_of(Some(&tool(LimitKey::CAPACITY - base + 2)), Some(&alice));
+        assert_ne!(over, other);
     }
 }

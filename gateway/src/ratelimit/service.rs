@@ -9,6 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use mcp_enterprise_core::jsonrpc::codes;
+use mcp_enterprise_core::limiter::LimitKey;
 use mcp_enterprise_core::{Denial, JsonRpcError, JsonRpcId, McpRequest, Principal};
 use pin_project_lite::pin_project;
 use serde_json::json;
@@ -154,7 +155,7 @@ where
                 ResponseFuture { kind: Kind::Inner { future: self.inner.call(req) } }
             }
             Backend::Shared { .. } => {
-                let keys: Vec<(usize, Box<[u8]>)> = inner
+                let keys: Vec<(usize, LimitKey)> = inner
                     .limits
                     .iter()
                     .enumerate()
@@ -176,7 +177,8 @@ where
                     let traced = Traced::start("rate_limit");
                     for (i, key) in keys {
                         let limit = &layer.inner.limits[i];
-                        let checked = tracing::Instrument::instrument(store.check(limit, &key), traced.span().clone());
+                        let checked =
+                            tracing::Instrument::instrument(store.check(limit, key.as_bytes()), traced.span().clone());
                         if let Some(error) = judge(checked.await, limit, *on_unavailable) {
                             traced.deny("rate_limited");
                             return Ok(refuse(error, id));

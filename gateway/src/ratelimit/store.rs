@@ -7,7 +7,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use mcp_enterprise_core::clock::Clock;
-use mcp_enterprise_core::limiter::{KeyedLimiter, Verdict};
+use mcp_enterprise_core::limiter::{KeyedLimiter, LimitKey, Verdict};
 use mcp_enterprise_core::redis::RedisClient;
 
 use super::limit::Limit;
@@ -39,8 +39,7 @@ impl LocalLimit {
 
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
-    #[expect(clippy::borrowed_box, reason = "governor's keyed check takes a reference to the key type")]
-    pub(crate) fn check(&self, key: &Box<[u8]>) -> Decision {
+    pub(crate) fn check(&self, key: &LimitKey) -> Decision {
         match self.0.check(key) {
             Verdict::Allowed => Decision::Allowed,
             Verdict::Limited(wait) => Decision::Limited(wait),
@@ -137,8 +136,8 @@ mod tests {
         (LocalLimit::new(&limit.expect("limit"), Arc::new(clock.clone())), clock)
     }
 
-    fn key(s: &str) -> Box<[u8]> {
-        s.as_bytes().into()
+    fn key(s: &str) -> LimitKey {
+        LimitKey::from_bytes(s.as_bytes()).expect("short")
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct PreAuthLimitLayer {
 }
 
 pub(crate) struct Inner {
-    pub(crate) limiter: KeyedLimiter,
+    pub(crate) limiter: KeyedLimiter<[u8; 16]>,
     pub(crate) v6_prefix: u8,
     pub(crate) refused: Count,
     requests_per_sec: NonZeroU32,

@@ -41,10 +41,12 @@ pub use service::{PreAuthLimit, ResponseFuture};
 /// it too.
 pub const RATE_LIMITED: i64 = -31429;
 
-/// The limiter key of `ip`: the IPv4 address, or the first `v6_prefix` bits of the IPv6 one.
-pub(crate) fn address_key(ip: IpAddr, v6_prefix: u8) -> Box<[u8]> {
+/// The limiter key of `ip`: the IPv4 address (IPv4-mapped), or the first `v6_prefix` bits of the
+/// IPv6 one; 16 bytes either way (a fixed-size key: no allocation per request).
+pub(crate) fn address_key(ip: IpAddr, v6_prefix: u8) -> [u8; 16] {
     match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.octets().into(),
+        // as its IPv4-mapped IPv6 address, which no canonical IPv6 address is
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
         IpAddr::V6(v6) => {
             let bits = u128::from(v6);
             let masked = match v6_prefix {
@@ -52,7 +54,7 @@ pub(crate) fn address_key(ip: IpAddr, v6_prefix: u8) -> Box<[u8]> {
                 n if n >= 128 => bits,
                 n => bits & (u128::MAX << (128 - u32::from(n))),
             };
-            masked.to_be_bytes().into()
+            masked.to_be_bytes()
         }
     }
 }

@@ -107,7 +107,9 @@ async fn ipv6_counts_per_prefix_and_mapped_ipv4_as_ipv4() {
 #[test]
 fn address_keys() {
     let v4: IpAddr = "10.1.2.3".parse().expect("valid in this test");
-    assert_eq!(&*address_key(v4, 64), &[10, 1, 2, 3]);
+    assert_eq!(address_key(v4, 64), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3]);
+    assert_eq!(address_key("::ffff:10.1.2.3".parse().expect("valid in this test"), 64), address_key(v4, 64));
+    assert_ne!(address_key(v4, 64), address_key("::a01:203".parse().expect("valid in this test"), 128));
     let a: IpAddr = "2001:db8::1".parse().expect("valid in this test");
     let b: IpAddr = "2001:db8::ffff:1".parse().expect("valid in this test");
     assert_eq!(address_key(a, 64), address_key(b, 64));

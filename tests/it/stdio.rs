@@ -20,7 +20,7 @@ use crate::common;
 
 const ACCEPT: &str = "application/json, text/event-stream";
 
-fn bridge(peers: &Peers, limits: StdioLimits) -> StdioBridge {
+pub(crate) fn bridge(peers: &Peers, limits: StdioLimits) -> StdioBridge {
     StdioBridge::new("/mcp", common::server_everything_stdio(peers), limits)
 }
 
@@ -38,17 +38,17 @@ async fn post(url: &str, session: Option<&str>, body: &Value) -> http::Response<
 
 /// Reads SSE events (their JSON data; priming events skipped) as they arrive, each with the
 /// time it arrived.
-struct Events {
+pub(crate) struct Events {
     body: Incoming,
     buf: Vec<u8>,
 }
 
 impl Events {
-    fn new(response: http::Response<Incoming>) -> Self {
+    pub(crate) fn new(response: http::Response<Incoming>) -> Self {
         Self { body: response.into_body(), buf: Vec::new() }
     }
 
-    async fn next(&mut self) -> Option<(Value, Instant)> {
+    pub(crate) async fn next(&mut self) -> Option<(Value, Instant)> {
         loop {
             if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
                 let event: Vec<u8> = self.buf.drain(..end + 2).collect();
@@ -65,6 +65,18 @@ impl Events {
                 self.buf.extend_from_slice(&data);
             }
         }
+    }
+
+    /// The answer (the event with no method), collecting the notifications before it.
+    pub(crate) async fn answer(&mut self) -> (Value, Vec<(Value, Instant)>) {
+        let mut notes = Vec::new();
+        while let Some((event, at)) = self.next().await {
+            if event.get("method").is_none() {
+                return (event, notes);
+            }
+            notes.push((event, at));
+        }
+        panic!("the stream ended without an answer; notifications: {notes:?}");
     }
 }
 

@@ -13,17 +13,14 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use mcp_enterprise_gateway::stdio::{StdioBridge, StdioLimits};
+use mcp_enterprise_gateway::stdio::StdioLimits;
 use mcp_enterprise_tests::peers::Peers;
 use serde_json::{Value, json};
 
 use crate::common;
+use crate::stdio::{Events, bridge};
 
 const MODERN: &str = "2026-07-28";
-
-fn bridge(peers: &Peers, limits: StdioLimits) -> StdioBridge {
-    StdioBridge::new("/mcp", common::server_everything_stdio(peers), limits)
-}
 
 fn meta(caps: &Value) -> Value {
     json!({"io.modelcontextprotocol/protocolVersion": MODERN,
@@ -61,49 +58,6 @@ async fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> http::Respon
     }
     let req = req.body(Full::new(Bytes::from(body.to_string()))).expect("request");
     common::client().request(req).await.expect("the gateway answers")
-}
-
-/// The SSE events (their JSON data) of a response, as they arrive.
-struct Events {
-    body: Incoming,
-    buf: Vec<u8>,
-}
-
-impl Events {
-    fn new(response: http::Response<Incoming>) -> Self {
-        Self { body: response.into_body(), buf: Vec::new() }
-    }
-
-    async fn next(&mut self) -> Option<(Value, Instant)> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let event: Vec<u8> = self.buf.drain(..end + 2).collect();
-                let text = String::from_utf8_lossy(&event);
-                let data: String =
-                    text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).collect::<Vec<_>>().join("");
-                if data.is_empty() {
-                    continue;
-                }
-                return Some((serde_json::from_str(&data).expect("an event's data is JSON"), Instant::now()));
-            }
-            let frame = self.body.frame().await?.ok()?;
-            if let Ok(data) = frame.into_data() {
-                self.buf.extend_from_slice(&data);
-            }
-        }
-    }
-
-    /// The answer (the event with no method), collecting the notifications before it.
-    async fn answer(&mut self) -> (Value, Vec<(Value, Instant)>) {
-        let mut notes = Vec::new();
-        while let Some((event, at)) = self.next().await {
-            if event.get("method").is_none() {
-                return (event, notes);
-            }
-            notes.push((event, at));
-        }
-        panic!("the stream ended without an answer; notifications: {notes:?}");
-    }
 }
 
 /// The answer to a modern request (SSE or JSON).

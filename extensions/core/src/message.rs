@@ -172,7 +172,9 @@ impl McpRequest {
         }
         let id = match top.id {
             None => None,
-            Some(v) => Some(JsonRpcId::from_value(v).ok_or(invalid("the id must be a string or an integer", None))?),
+            Some(v) => {
+                Some(JsonRpcId::from_value(v).ok_or_else(|| invalid("the id must be a string or an integer", None))?)
+            }
         };
         if top.jsonrpc.and_then(Value::as_str) != Some("2.0") {
             return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));

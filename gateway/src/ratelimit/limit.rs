@@ -344,6 +344,37 @@ mod tests {
     }
 
     #[test]
+    fn keys_built_in_turn_for_one_request_equal_keys_built_alone() {
+        let s = Duration::from_secs(1);
+        let limit = |name: &str, parts: &[KeyPart]| Limit::new(name, 1, s).expect("limit").key(parts.iter().copied());
+        let limits = [
+            limit("a", &[KeyPart::Principal]),
+            limit("b", &[KeyPart::Principal, KeyPart::Tool]),
+            limit("c", &[KeyPart::Principal, KeyPart::Tool]),
+            limit("d", &[KeyPart::Tool]),
+            limit("e", &[]),
+            limit("f", &[KeyPart::Client, KeyPart::Tool]),
+            limit("g", &[KeyPart::Principal, KeyPart::Tenant, KeyPart::Tool]),
+            limit("h", &[KeyPart::Principal]),
+        ];
+        let alice = principal("alice", Some("app"), Some("t1"));
+        for tool in ["x", &"t".repeat(LimitKey::CAPACITY)] {
+            let call = mcp("tools/call", Some(tool));
+            let mut counted = Counted::new(Some(&call), Some(&alice));
+            for l in &limits {
+                let in_turn = *l.key_for(&mut counted);
+                assert_eq!(
+                    in_turn,
+                    l.key_of(Some(&call), Some(&alice)),
+                    "limit {} with a {}-byte tool",
+                    l.name,
+                    tool.len()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn keys_separate_what_they_name_and_only_that() {
         let s = Duration::from_secs(1);
         let by_principal_tool = Limit::new("a", 1, s).expect("limit").key([KeyPart::Tool, KeyPart::Principal]);

@@ -147,15 +147,20 @@ impl Default for PackBody {
 }
 
 impl PackBody {
-    /// Wraps any body (a `PackBody` is returned unchanged).
+    /// Wraps any body (a `PackBody` is returned unchanged, a `Full<Bytes>` is kept as its bytes:
+    /// neither is boxed).
     pub fn new<B>(body: B) -> Self
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let mut slot = Some(body);
-        if let Some(same) = (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<PackBody>>() {
+        let any = &mut slot as &mut dyn std::any::Any;
+        if let Some(same) = any.downcast_mut::<Option<PackBody>>() {
             return same.take().unwrap_or_default();
+        }
+        if let Some(full) = any.downcast_mut::<Option<http_body_util::Full<Bytes>>>().and_then(Option::take) {
+            return Self { kind: PackKind::Full(full_bytes(full)) };
         }
         match slot {
             Some(body) => Self { kind: PackKind::Boxed(Box::pin(McpBody::new(body))) },
@@ -172,6 +177,15 @@ impl PackBody {
     /// An empty body.
     pub fn empty() -> Self {
         Self { kind: PackKind::Full(None) }
+    }
+}
+
+/// The bytes of a `Full` body: its one data frame, ready at once (`None` when empty).
+fn full_bytes(mut full: http_body_util::Full<Bytes>) -> Option<Bytes> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match Pin::new(&mut full).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().ok().filter(|d| !d.is_empty()),
+        _ => None,
     }
 }
 
@@ -221,5 +235,17 @@ mod pack_body_tests {
         let rewrapped = PackBody::new(boxed);
         assert!(matches!(rewrapped.kind, PackKind::Boxed(_)));
         assert_eq!(rewrapped.size_hint().exact(), Some(1));
+    }
+
+    #[test]
+    fn a_full_body_is_kept_as_its_bytes() {
+        let full = PackBody::new(http_body_util::Full::new(Bytes::from_static(b"answer")));
+        assert!(matches!(full.kind, PackKind::Full(Some(ref d)) if d == "answer"));
+        assert_eq!(full.size_hint().exact(), Some(6));
+        let empty = PackBody::new(http_body_util::Full::new(Bytes::new()));
+        assert!(matches!(empty.kind, PackKind::Full(None)) && empty.is_end_stream());
+        // any other body is boxed once
+        let other = PackBody::new(http_body_util::Empty::<Bytes>::new());
+        assert!(matches!(other.kind, PackKind::Boxed(_)));
     }
 }

@@ -1,6 +1,8 @@
 //! [`KeyedLimiter`]: GCRA (the token bucket's exact equivalent) per key, in memory, with a bounded
-//! number of keys — [`governor`]'s keyed state on the pack's injectable [`Clock`]. Shared by the
-//! pre-authentication limit ([`preauth`](crate::preauth)) and the gateway's rate limits.
+//! number of keys — [`governor`]'s keyed state store (a `DashMap` of atomic arrival times) on the
+//! pack's injectable [`Clock`]. Shared by the pre-authentication limit ([`preauth`](crate::preauth))
+//! and the gateway's rate limits. The GCRA step is governor's own (`Gcra::test_and_update`),
+//! applied at a time the caller may read once for several checks ([`KeyedLimiter::check_at`]).
 
 use std::fmt;
 use std::hash::Hash;
@@ -9,11 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use governor::middleware::NoOpMiddleware;
 use governor::nanos::Nanos;
 use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 
@@ -27,18 +27,6 @@ pub enum Verdict {
     Limited(Duration),
     /// The key table is full of active keys (a new key is not tracked, so not allowed).
     Full,
-}
-
-/// [`governor`]'s clock on top of the pack's injectable clock (time since the Unix epoch).
-#[derive(Debug, Clone)]
-struct GovernorClock(Arc<dyn Clock>);
-
-impl governor::clock::Clock for GovernorClock {
-    type Instant = Duration;
-
-    fn now(&self) -> Duration {
-        self.0.now()
-    }
 }
 
 /// A monotonic clock (wall time at start + elapsed), the limiters' default: a wall clock stepped
@@ -151,47 +139,6 @@ type Hasher = ahash::RandomState;
 
 type Store<K> = DashMapStateStore<K, Hasher>;
 
-type Keyed<K> = RateLimiter<K, SharedMap<K>, GovernorClock, NoOpMiddleware<Duration>>;
-
-/// governor's `DashMap` store behind an `Arc`, so the limiter can also ask whether a key is known.
-#[derive(Debug)]
-struct SharedMap<K: Key>(Arc<Store<K>>);
-
-impl<K: Key> Clone for SharedMap<K> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
-impl<K: Key> StateStore for SharedMap<K> {
-    type Key = K;
-
-    fn measure_and_replace<T, F, E>(&self, key: &Self::Key, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        self.0.measure_and_replace(key, f)
-    }
-}
-
-impl<K: Key> ShrinkableKeyedStateStore<K> for SharedMap<K> {
-    fn retain_recent(&self, drop_below: Nanos) {
-        ShrinkableKeyedStateStore::retain_recent(&*self.0, drop_below);
-    }
-
-    fn shrink_to_fit(&self) {
-        ShrinkableKeyedStateStore::shrink_to_fit(&*self.0);
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// How many checks pass between two sweeps of idle keys.
 pub const SWEEP_EVERY: u64 = 4096;
 
@@ -204,9 +151,15 @@ const LEN_EVERY: u64 = 64;
 /// table is full.
 #[derive(Debug)]
 pub struct KeyedLimiter<K: Key = LimitKey> {
-    limiter: Keyed<K>,
-    keys: SharedMap<K>,
+    /// Each key's theoretical arrival time (ns since `start`), governor's atomic state.
+    store: Store<K>,
     clock: Arc<dyn Clock>,
+    /// The clock's reading at construction: arrival times count from it.
+    start: Duration,
+    /// The emission interval (ns): one request's worth of time.
+    t: u64,
+    /// The tolerance (ns): `(burst - 1) × t`.
+    tau: u64,
     max_keys: usize,
     checks: AtomicU64,
     /// The number of keys, refreshed every [`LEN_EVERY`] checks (counting the shards' entries on
@@ -221,13 +174,14 @@ impl<K: Key> KeyedLimiter<K> {
     /// One request per `interval` sustained (a zero interval counts as 1 ns), `burst` at once, at
     /// most `max_keys` keys, on `clock`.
     pub fn new(interval: Duration, burst: NonZeroU32, max_keys: usize, clock: Arc<dyn Clock>) -> Self {
-        let quota =
-            Quota::with_period(interval.max(Duration::from_nanos(1))).unwrap_or_else(|| Quota::per_second(burst));
-        let keys = SharedMap(Arc::new(Store::with_hasher(Hasher::new())));
+        // as governor's quota: t = max(interval, 1 ns), tau = t × (burst − 1)
+        let t = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
         Self {
-            limiter: RateLimiter::new(quota.allow_burst(burst), keys.clone(), GovernorClock(clock.clone())),
-            keys,
+            store: Store::with_hasher(Hasher::new()),
+            start: clock.now(),
             clock,
+            t,
+            tau: t.saturating_mul(u64::from(burst.get() - 1)),
             max_keys,
             checks: AtomicU64::new(0),
             known_len: AtomicUsize::new(0),
@@ -235,51 +189,84 @@ impl<K: Key> KeyedLimiter<K> {
         }
     }
 
-    /// Counts one request under `key`. A new key finding the table full (after evicting idle
+    /// The limiter's clock now: one reading may serve several checks of one request
+    /// ([`check_at`](Self::check_at)), on this limiter or on others sharing its clock.
+    #[inline]
+    pub fn now(&self) -> Duration {
+        self.clock.now()
+    }
+
+    /// Counts one request under `key`, now. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
     pub fn check(&self, key: &K) -> Verdict {
+        self.check_at(key, self.clock.now())
+    }
+
+    /// [`check`](Self::check) at `now`, a reading of this limiter's clock ([`now`](Self::now))
+    /// taken for the request being counted.
+    pub fn check_at(&self, key: &K, now: Duration) -> Verdict {
         let checks = self.checks.fetch_add(1, Ordering::Relaxed);
         if checks % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.limiter.retain_recent();
+            self.retain_recent(now);
         }
         if checks.is_multiple_of(LEN_EVERY) {
-            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
+            self.known_len.store(self.store.len(), Ordering::Relaxed);
         }
         // at most LEN_EVERY keys can have come since the last count: near the cap, count exactly
         let mut len = self.known_len.load(Ordering::Relaxed);
         if len.saturating_add(usize::try_from(LEN_EVERY).unwrap_or(usize::MAX)) >= self.max_keys {
-            len = self.limiter.len();
+            len = self.store.len();
             self.known_len.store(len, Ordering::Relaxed);
         }
-        if len >= self.max_keys && !self.keys.0.contains_key(key) {
-            let room = self.make_room();
-            self.known_len.store(self.limiter.len(), Ordering::Relaxed);
+        if len >= self.max_keys && !self.store.contains_key(key) {
+            let room = self.make_room(now);
+            self.known_len.store(self.store.len(), Ordering::Relaxed);
             if !room {
                 return Verdict::Full;
             }
         }
-        match self.limiter.check_key(key) {
+        // governor's GCRA step (`Gcra::test_and_update`) on its atomic per-key state
+        let t0 = self.since_start(now);
+        let (t, tau) = (self.t, self.tau);
+        let outcome = self.store.measure_and_replace(key, |tat: Option<Nanos>| {
+            let tat = tat.map_or(t0, Nanos::as_u64);
+            let earliest = tat.saturating_sub(tau);
+            if t0 < earliest { Err(earliest - t0) } else { Ok(((), Nanos::from(tat.max(t0).saturating_add(t)))) }
+        });
+        match outcome {
             Ok(()) => Verdict::Allowed,
-            Err(not_until) => Verdict::Limited(not_until.wait_time_from(self.clock.now())),
+            Err(wait) => Verdict::Limited(Duration::from_nanos(wait)),
         }
     }
 
+    /// Nanoseconds from the limiter's start to `now` (0 before it).
+    #[inline]
+    fn since_start(&self, now: Duration) -> u64 {
+        u64::try_from(now.saturating_sub(self.start).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Drops the keys whose state is that of a fresh key (governor's `retain_recent`).
+    fn retain_recent(&self, now: Duration) {
+        let drop_below = self.since_start(now).saturating_sub(self.t);
+        ShrinkableKeyedStateStore::retain_recent(&self.store, Nanos::from(drop_below));
+    }
+
     /// Evicts idle keys (at most once per 100 ms when the table stays full); whether there is room.
-    fn make_room(&self) -> bool {
-        let now = u64::try_from(self.clock.now().as_millis()).unwrap_or(u64::MAX);
+    fn make_room(&self, now: Duration) -> bool {
+        let now_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
         let last = self.last_full_sweep.load(Ordering::Relaxed);
-        if now.saturating_sub(last) >= 100
-            && self.last_full_sweep.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        if now_ms.saturating_sub(last) >= 100
+            && self.last_full_sweep.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
-            self.limiter.retain_recent();
-            self.limiter.shrink_to_fit();
+            self.retain_recent(now);
+            self.store.shrink_to_fit();
         }
-        self.limiter.len() < self.max_keys
+        self.store.len() < self.max_keys
     }
 
     /// Keys held now.
     pub fn len(&self) -> usize {
-        self.limiter.len()
+        self.store.len()
     }
 
     /// Whether no key is held.

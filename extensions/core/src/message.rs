@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 use serde_json::{Map, Value};
+use smol_str::SmolStr;
 
 use crate::error::Rejection;
 use crate::headers::{self, HeaderValueError, decode_value_cow};
@@ -122,10 +123,12 @@ pub struct TraceContext {
 struct Inner {
     kind: MessageKind,
     id: Option<JsonRpcId>,
-    method: Option<String>,
-    name: Option<String>,
-    uri: Option<String>,
-    protocol_version: Option<String>,
+    /// The method: one of [`KNOWN_METHODS`] without a copy, any other as sent.
+    method: Option<Cow<'static, str>>,
+    // short names (most tool names, every protocol version) are held inline: no allocation
+    name: Option<SmolStr>,
+    uri: Option<SmolStr>,
+    protocol_version: Option<SmolStr>,
     era: Era,
     client: Option<Arc<ClientDeclaration>>,
     trace: TraceContext,
@@ -169,14 +172,16 @@ impl McpRequest {
         }
         let id = match top.id {
             None => None,
-            Some(v) => Some(JsonRpcId::from_value(v).ok_or(invalid("the id must be a string or an integer", None))?),
+            Some(v) => {
+                Some(JsonRpcId::from_value(v).ok_or_else(|| invalid("the id must be a string or an integer", None))?)
+            }
         };
         if top.jsonrpc.and_then(Value::as_str) != Some("2.0") {
             return Err(invalid("\"jsonrpc\" must be \"2.0\"", id));
         }
         let method = match top.method {
             None => None,
-            Some(Value::String(m)) => Some(m.clone()),
+            Some(Value::String(m)) => Some(intern_method(m)),
             Some(_) => return Err(invalid("\"method\" must be a string", id)),
         };
         let kind = match (&method, &id) {
@@ -240,9 +245,9 @@ impl McpRequest {
         };
 
         let protocol_version = match era {
-            Era::Modern => meta_version.map(str::to_owned).or_else(|| header_version.as_deref().map(str::to_owned)),
-            Era::Legacy if method_str == "initialize" => p.protocol_version.map(str::to_owned),
-            Era::Legacy => header_version.as_deref().map(str::to_owned),
+            Era::Modern => meta_version.map(SmolStr::new).or_else(|| header_version.as_deref().map(SmolStr::new)),
+            Era::Legacy if method_str == "initialize" => p.protocol_version.map(SmolStr::new),
+            Era::Legacy => header_version.as_deref().map(SmolStr::new),
         };
 
         let mismatch = |detail: String| Rejection::HeaderMismatch { detail, id: id.clone() };
@@ -264,7 +269,7 @@ impl McpRequest {
         }
         let header_method = h.method.decode(&headers::MCP_METHOD, id.as_ref())?;
         match (&header_method, &method) {
-            (Some(h), Some(m)) if h != m => {
+            (Some(h), Some(m)) if h.as_ref() != m.as_ref() => {
                 return Err(mismatch(format!("Mcp-Method header {h:?} does not match the body method {m:?}")));
             }
             (Some(_), None) => return Err(mismatch("Mcp-Method is set on a message that has no method".into())),
@@ -314,7 +319,7 @@ impl McpRequest {
             tracestate: m.tracestate.map(str::to_owned),
             baggage: m.baggage.map(str::to_owned),
         };
-        let (name, uri) = (name.map(str::to_owned), uri.map(str::to_owned));
+        let (name, uri) = (name.map(SmolStr::new), uri.map(SmolStr::new));
         Ok(Self(Arc::new(Inner {
             kind,
             id,
@@ -411,6 +416,41 @@ impl McpRequest {
 
     pub(crate) fn client_arc(&self) -> Option<Arc<ClientDeclaration>> {
         self.0.client.clone()
+    }
+}
+
+/// The methods of the MCP revisions this pack knows, kept without a copy when a message names
+/// one (most do): no allocation for the method of a parsed message.
+const KNOWN_METHODS: &[&str] = &[
+    "tools/call",
+    "tools/list",
+    "resources/read",
+    "resources/list",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/get",
+    "prompts/list",
+    "completion/complete",
+    "logging/setLevel",
+    "initialize",
+    "ping",
+    "server/discover",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "tasks/get",
+    "tasks/list",
+    "tasks/result",
+    "tasks/cancel",
+];
+
+/// `method` as a static string when it is a known one, else a copy.
+fn intern_method(method: &str) -> Cow<'static, str> {
+    match KNOWN_METHODS.iter().find(|k| **k == method) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
     }
 }
 
@@ -700,6 +740,16 @@ mod tests {
         assert_eq!(n.kind(), MessageKind::Notification);
         let r = parse(&h, br#"{"jsonrpc":"2.0","id":5,"result":{}}"#).expect("valid");
         assert_eq!(r.kind(), MessageKind::Response);
+    }
+
+    #[test]
+    fn known_methods_are_not_copied_and_others_are_kept_as_sent() {
+        let h = HeaderMap::new();
+        let known = parse(&h, br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).expect("valid");
+        assert!(matches!(known.0.method, Some(Cow::Borrowed("tools/list"))));
+        let other = parse(&h, br#"{"jsonrpc":"2.0","id":1,"method":"x/tools/list"}"#).expect("valid");
+        assert!(matches!(other.0.method, Some(Cow::Owned(ref m)) if m == "x/tools/list"));
+        assert_eq!((known.method(), other.method()), (Some("tools/list"), Some("x/tools/list")));
     }
 
     #[test]

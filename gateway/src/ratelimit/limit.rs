@@ -29,7 +29,7 @@ pub struct Limit {
     pub(crate) name: Arc<str>,
     pub(crate) key: Vec<KeyPart>,
     methods: Vec<String>,
-    tools: Vec<Glob>,
+    tools: Vec<Target>,
     /// The emission interval: one request's worth of time.
     pub(crate) interval: Duration,
     pub(crate) burst: NonZeroU32,
@@ -102,7 +102,7 @@ impl Limit {
     /// carries), as core's flat [`Glob`]s: `*` any run of characters, `?` one character, anything
     /// else itself (none: every request).
     pub fn tools<I: IntoIterator<Item = T>, T: Into<String>>(mut self, tools: I) -> Self {
-        self.tools = tools.into_iter().map(Glob::new).collect();
+        self.tools = tools.into_iter().map(|t| Target::new(Glob::new(t))).collect();
         self
     }
 
@@ -125,15 +125,22 @@ impl Limit {
     }
 
     /// Whether the limit applies to a request with this parsed message (if any).
+    #[cfg(test)]
     pub(crate) fn applies(&self, mcp: Option<&McpRequest>) -> bool {
+        self.applies_to(&Counted::new(mcp, None))
+    }
+
+    /// Whether the limit applies to the request (its method and target read once per request).
+    #[inline]
+    pub(crate) fn applies_to(&self, request: &Counted<'_>) -> bool {
         if !self.methods.is_empty() {
-            let Some(method) = mcp.and_then(McpRequest::method) else { return false };
+            let Some(method) = request.method else { return false };
             if !self.methods.iter().any(|m| m == method) {
                 return false;
             }
         }
         if !self.tools.is_empty() {
-            let Some(target) = mcp.and_then(McpRequest::target) else { return false };
+            let Some(target) = request.target else { return false };
             if !self.tools.iter().any(|p| p.matches(target)) {
                 return false;
             }
@@ -144,34 +151,114 @@ impl Limit {
     /// The key the request is counted under: each part tagged and length-prefixed (so no two
     /// different requests share a key by concatenation), a missing part as its own tag; long keys
     /// become their SHA-256 digest.
+    #[cfg(test)]
     pub(crate) fn key_of(&self, mcp: Option<&McpRequest>, principal: Option<&Principal>) -> LimitKey {
-        let value = |part: &KeyPart| -> (u8, [Option<&str>; 2]) {
-            match part {
-                KeyPart::Principal => (b'p', [principal.map(Principal::issuer), principal.map(Principal::subject)]),
-                KeyPart::Client => (b'c', [principal.and_then(Principal::client_id), None]),
-                KeyPart::Tenant => (b't', [principal.and_then(tenant), None]),
-                KeyPart::Tool => (b'n', [mcp.and_then(McpRequest::target), None]),
-                _ => (b'?', [None, None]),
+        *self.key_for(&mut Counted::new(mcp, principal))
+    }
+
+    /// [`key_of`](Self::key_of) the request, built in the request's [`Counted`]: when the key of
+    /// the limit counted before this one holds this one's first parts (e.g. principal, then
+    /// principal + tool) it is extended in place, so each part is encoded once per request in the
+    /// common case.
+    pub(crate) fn key_for<'a, 'c>(&'a self, request: &'c mut Counted<'a>) -> &'c LimitKey {
+        let done = match request.parts {
+            Some(parts) if self.key.starts_with(parts) => parts.len(),
+            _ => {
+                request.key = LimitKey::new();
+                0
             }
         };
-        // inline (no allocation) while it fits; a longer key is its digest
-        let mut key = LimitKey::new();
         let mut fits = true;
-        for part in &self.key {
-            encode(value(part), |bytes| fits &= key.push(bytes));
+        for part in &self.key[done..] {
+            let value = request.value(*part);
+            fits &= encode_into(&mut request.key, value);
         }
         if fits {
-            return key;
+            request.parts = Some(&self.key);
+            return &request.key;
         }
+        // the key under construction is incomplete: the next limit starts afresh
+        request.parts = None;
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         for part in &self.key {
-            encode(value(part), |bytes| digest.update(bytes));
+            encode(request.value(*part), |bytes| digest.update(bytes));
         }
-        let mut key = LimitKey::new();
-        key.push(b"#");
-        key.push(digest.finish().as_ref());
-        key
+        request.key = LimitKey::new();
+        request.key.push(b"#");
+        request.key.push(digest.finish().as_ref());
+        &request.key
     }
+}
+
+/// A target filter: a name compared as it is, or a glob with wildcards.
+#[derive(Debug, Clone)]
+enum Target {
+    Exact(String),
+    Glob(Glob),
+}
+
+impl Target {
+    fn new(glob: Glob) -> Self {
+        if glob.is_literal() { Self::Exact(glob.as_str().to_owned()) } else { Self::Glob(glob) }
+    }
+
+    #[inline]
+    fn matches(&self, target: &str) -> bool {
+        match self {
+            Self::Exact(name) => name == target,
+            Self::Glob(glob) => glob.matches(target),
+        }
+    }
+}
+
+/// What the limits read of one request, found once for all of them: its method and target, the
+/// principal, and the last key built (to extend rather than rebuild).
+pub(crate) struct Counted<'a> {
+    principal: Option<&'a Principal>,
+    method: Option<&'a str>,
+    target: Option<&'a str>,
+    /// The key built last, and the parts it holds (`None`: not a usable prefix).
+    key: LimitKey,
+    parts: Option<&'a [KeyPart]>,
+}
+
+impl<'a> Counted<'a> {
+    pub(crate) fn new(mcp: Option<&'a McpRequest>, principal: Option<&'a Principal>) -> Self {
+        Self {
+            principal,
+            method: mcp.and_then(McpRequest::method),
+            target: mcp.and_then(McpRequest::target),
+            key: LimitKey::new(),
+            parts: None,
+        }
+    }
+
+    /// A key part's tag and values.
+    #[inline]
+    fn value(&self, part: KeyPart) -> (u8, [Option<&'a str>; 2]) {
+        let principal = self.principal;
+        match part {
+            KeyPart::Principal => (b'p', [principal.map(Principal::issuer), principal.map(Principal::subject)]),
+            KeyPart::Client => (b'c', [principal.and_then(Principal::client_id), None]),
+            KeyPart::Tenant => (b't', [principal.and_then(tenant), None]),
+            KeyPart::Tool => (b'n', [self.target, None]),
+            _ => (b'?', [None, None]),
+        }
+    }
+}
+
+/// [`encode`] into `key`; false when it does not fit.
+#[inline]
+fn encode_into(key: &mut LimitKey, (tag, values): (u8, [Option<&str>; 2])) -> bool {
+    if values[0].is_none() {
+        return key.push(&[tag.to_ascii_uppercase()]);
+    }
+    let mut fits = key.push(&[tag]);
+    for value in values.into_iter().flatten() {
+        fits &= key.push(&u32::try_from(value.len()).unwrap_or(u32::MAX).to_le_bytes());
+        fits &= key.push(value.as_bytes());
+    }
+    fits
 }
 
 /// One key part: its tag (upper case when the request lacks it), then each value length-prefixed.
@@ -254,6 +341,37 @@ mod tests {
         assert!(!limit.applies(None), "a GET has no method");
         let all = Limit::new("b", 1, Duration::from_secs(1)).expect("limit");
         assert!(all.applies(None) && all.applies(Some(&mcp("tools/list", None))));
+    }
+
+    #[test]
+    fn keys_built_in_turn_for_one_request_equal_keys_built_alone() {
+        let s = Duration::from_secs(1);
+        let limit = |name: &str, parts: &[KeyPart]| Limit::new(name, 1, s).expect("limit").key(parts.iter().copied());
+        let limits = [
+            limit("a", &[KeyPart::Principal]),
+            limit("b", &[KeyPart::Principal, KeyPart::Tool]),
+            limit("c", &[KeyPart::Principal, KeyPart::Tool]),
+            limit("d", &[KeyPart::Tool]),
+            limit("e", &[]),
+            limit("f", &[KeyPart::Client, KeyPart::Tool]),
+            limit("g", &[KeyPart::Principal, KeyPart::Tenant, KeyPart::Tool]),
+            limit("h", &[KeyPart::Principal]),
+        ];
+        let alice = principal("alice", Some("app"), Some("t1"));
+        for tool in ["x", &"t".repeat(LimitKey::CAPACITY)] {
+            let call = mcp("tools/call", Some(tool));
+            let mut counted = Counted::new(Some(&call), Some(&alice));
+            for l in &limits {
+                let in_turn = *l.key_for(&mut counted);
+                assert_eq!(
+                    in_turn,
+                    l.key_of(Some(&call), Some(&alice)),
+                    "limit {} with a {}-byte tool",
+                    l.name,
+                    tool.len()
+                );
+            }
+        }
     }
 
     #[test]

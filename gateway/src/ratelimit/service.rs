@@ -16,6 +16,7 @@ use serde_json::json;
 use tower_service::Service;
 
 use super::layer::{Backend, RateLimitLayer};
+use super::limit::Counted;
 use super::store::Decision;
 use super::{OnUnavailable, RATE_LIMITED, RateLimitError, retry_after_secs};
 
@@ -141,11 +142,18 @@ where
         match &inner.backend {
             Backend::Local(tables) => {
                 let traced = Traced::start("rate_limit");
+                // what the limits read, found once; one clock reading for every check
+                let mut counted = Counted::new(mcp, principal);
+                let mut now = None;
                 for (limit, table) in inner.limits.iter().zip(tables) {
-                    if !limit.applies(mcp) {
+                    if !limit.applies_to(&counted) {
                         continue;
                     }
-                    let decision = table.check(&limit.key_of(mcp, principal));
+                    let at = *now.get_or_insert_with(|| table.now());
+                    let decision = table.check_at(limit.key_for(&mut counted), at);
+                    if decision == Decision::Allowed {
+                        continue;
+                    }
                     if let Some(error) = judge(decision, limit, OnUnavailable::FailClosed) {
                         traced.deny("rate_limited");
                         return ResponseFuture { kind: Kind::Refused { response: Some(refuse(error, id())) } };
@@ -155,13 +163,13 @@ where
                 ResponseFuture { kind: Kind::Inner { future: self.inner.call(req) } }
             }
             Backend::Shared { .. } => {
-                let keys: Vec<(usize, LimitKey)> = inner
-                    .limits
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, l)| l.applies(mcp))
-                    .map(|(i, l)| (i, l.key_of(mcp, principal)))
-                    .collect();
+                let mut counted = Counted::new(mcp, principal);
+                let mut keys: Vec<(usize, LimitKey)> = Vec::new();
+                for (i, limit) in inner.limits.iter().enumerate() {
+                    if limit.applies_to(&counted) {
+                        keys.push((i, *limit.key_for(&mut counted)));
+                    }
+                }
                 if keys.is_empty() {
                     return ResponseFuture { kind: Kind::Inner { future: self.inner.call(req) } };
                 }

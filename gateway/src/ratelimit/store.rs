@@ -37,10 +37,23 @@ impl LocalLimit {
         Self(KeyedLimiter::new(limit.interval, limit.burst, limit.max_keys, clock))
     }
 
+    /// The table's clock now (every table of a layer shares the layer's clock).
+    #[inline]
+    pub(crate) fn now(&self) -> Duration {
+        self.0.now()
+    }
+
     /// Counts one request under `key`. A new key finding the table full (after evicting idle
     /// keys) is refused; concurrent new keys may overshoot `max_keys` by the number of threads.
+    #[cfg(test)]
     pub(crate) fn check(&self, key: &LimitKey) -> Decision {
-        match self.0.check(key) {
+        self.check_at(key, self.now())
+    }
+
+    /// [`check`](Self::check) at `now`, a reading of [`now`](Self::now) for this request.
+    #[inline]
+    pub(crate) fn check_at(&self, key: &LimitKey, now: Duration) -> Decision {
+        match self.0.check_at(key, now) {
             Verdict::Allowed => Decision::Allowed,
             Verdict::Limited(wait) => Decision::Limited(wait),
             // a verdict this version does not know: not allowed (fail closed)

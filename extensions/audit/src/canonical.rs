@@ -9,8 +9,41 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use mcp_enterprise_core::canonical::write_int;
 pub use mcp_enterprise_core::canonical::{to_vec, write};
-use mcp_enterprise_core::canonical::{write_int, write_string};
+
+/// Writes `s` as a JSON string, byte for byte as `core::canonical::write_string` does; a string
+/// with nothing to escape (nearly every key and value of a record) is found so eight bytes at a
+/// time and copied whole.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    if needs_escape(s.as_bytes()) {
+        mcp_enterprise_core::canonical::write_string(s, out);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `bytes` hold a quote, a backslash or a control character (what JSON escapes). Never
+/// wrong when it says no; a yes sends the string to the byte-by-byte writer.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // a byte of `x` is zero (or, with `n`, below `n`): the word-at-a-time tests, exact for "any"
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
 
 /// An object's canonical members, each serialised once — so the object can be written with some
 /// members left out or others added without serialising again. Built from a parsed object
@@ -229,20 +262,47 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Inserts member `key` with string `value` at `at` of the object written from `start`.
+/// Inserts member `key` with string `value` at `at` of the object written from `start`: the
+/// bytes after `at` move once, the member is written into the gap.
 fn insert_member(out: &mut Vec<u8>, start: usize, at: usize, key: &str, value: &str) {
-    let mut member = Vec::with_capacity(key.len() + value.len() + 8);
     let after_open = at == start + 1;
-    if !after_open {
-        member.push(b',');
+    let lead = !after_open;
+    let trail = after_open && out.get(at) != Some(&b'}');
+    let mut member = [0u8; 160];
+    let plain = |s: &str| !needs_escape(s.as_bytes());
+    let len = usize::from(lead) + key.len() + value.len() + 5 + usize::from(trail);
+    if !(plain(key) && plain(value) && len <= member.len()) {
+        // not a hash or a signature: the general way
+        let mut member = Vec::with_capacity(len + 8);
+        if lead {
+            member.push(b',');
+        }
+        write_string(key, &mut member);
+        member.push(b':');
+        write_string(value, &mut member);
+        if trail {
+            member.push(b',');
+        }
+        out.splice(at..at, member);
+        return;
     }
-    write_string(key, &mut member);
-    member.push(b':');
-    write_string(value, &mut member);
-    if after_open && out.get(at) != Some(&b'}') {
-        member.push(b',');
+    let mut n = 0;
+    for part in [
+        &b","[..usize::from(lead)],
+        b"\"",
+        key.as_bytes(),
+        b"\":\"",
+        value.as_bytes(),
+        b"\"",
+        &b","[..usize::from(trail)],
+    ] {
+        member[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
-    out.splice(at..at, member);
+    let end = out.len();
+    out.resize(end + n, 0);
+    out.copy_within(at..end, at + n);
+    out[at..at + n].copy_from_slice(&member[..n]);
 }
 
 /// Members kept inline by an [`Object`] before it needs a vector.
@@ -420,6 +480,45 @@ mod tests {
             "k5": ["k5"], "k3": ["k3"], "k7": ["k7"], "k2": ["k2"], "k8": ["k8"], "k4": ["k4"], "k6": ["k6"]},
             "e": {}, "s": {"a": null, "b": "x"}});
         assert_eq!(String::from_utf8(out).expect("utf8"), String::from_utf8(to_vec(&expected)).expect("utf8"));
+    }
+
+    #[test]
+    fn strings_are_written_as_core_writes_them() {
+        let cases = [
+            "",
+            "a",
+            "plain ascii text of some length",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "\u{0}",
+            "\u{1f}x",
+            "\u{7f}del",
+            "é ü 漢字 🙂",
+            "exactly8",
+            "sixteen bytes!!!",
+            "end with quote at 9\"",
+            "\u{1}ctrl at the start",
+        ];
+        for s in cases {
+            let (mut fast, mut core) = (Vec::new(), Vec::new());
+            write_string(s, &mut fast);
+            mcp_enterprise_core::canonical::write_string(s, &mut core);
+            assert_eq!(fast, core, "{s:?}");
+        }
+        // every byte value at every position of a word
+        for b in 0u8..=0x7f {
+            for at in 0..17 {
+                let mut text = vec![b'x'; 17];
+                text[at] = b;
+                let s = std::str::from_utf8(&text).expect("ascii");
+                let (mut fast, mut core) = (Vec::new(), Vec::new());
+                write_string(s, &mut fast);
+                mcp_enterprise_core::canonical::write_string(s, &mut core);
+                assert_eq!(fast, core, "byte {b:#x} at {at}");
+                assert_eq!(needs_escape(&text), b < 0x20 || b == b'"' || b == b'\\', "byte {b:#x} at {at}");
+            }
+        }
     }
 
     #[test]

@@ -51,8 +51,19 @@ fn needs_escape(bytes: &[u8]) -> bool {
 /// record is written straight into its canonical bytes, never built as a `Value`).
 pub(crate) struct Members<'a> {
     buf: Vec<u8>,
-    members: Vec<(Cow<'a, str>, std::ops::Range<usize>)>,
+    /// Each member's key, bytes in `buf`, and the key's first eight bytes as a number (the
+    /// canonical order compares those first: most keys differ in them).
+    members: Vec<(Cow<'a, str>, std::ops::Range<usize>, u64)>,
     sorted: bool,
+}
+
+/// The first eight bytes of `key`, zero-padded, big-endian: ordered as the keys are, or equal.
+fn prefix(key: &str) -> u64 {
+    let mut word = [0u8; 8];
+    for (w, b) in word.iter_mut().zip(key.bytes()) {
+        *w = b;
+    }
+    u64::from_be_bytes(word)
 }
 
 impl<'a> Members<'a> {
@@ -87,8 +98,9 @@ impl<'a> Members<'a> {
         write_string(&key, &mut self.buf);
         self.buf.push(b':');
         value(&mut self.buf);
-        self.sorted &= self.members.last().is_none_or(|(last, _)| last.as_bytes() < key.as_bytes());
-        self.members.push((key, start..self.buf.len()));
+        self.sorted &= self.members.last().is_none_or(|(last, _, _)| last.as_bytes() < key.as_bytes());
+        let order = prefix(&key);
+        self.members.push((key, start..self.buf.len(), order));
     }
 
     /// A string member.
@@ -138,7 +150,7 @@ impl<'a> Members<'a> {
     /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
     pub(crate) fn sort(&mut self) {
         if !self.sorted {
-            self.members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            self.members.sort_unstable_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
             self.sorted = true;
         }
         debug_assert!(self.members.windows(2).all(|w| w[0].0 != w[1].0), "a member written twice");
@@ -146,7 +158,7 @@ impl<'a> Members<'a> {
 
     /// The serialised value of member `key`.
     pub(crate) fn raw(&self, key: &str) -> Option<&[u8]> {
-        let (k, range) = self.members.iter().find(|(k, _)| k == key)?;
+        let (k, range, _) = self.members.iter().find(|(k, _, _)| k == key)?;
         // past `"key":` (a key without quotes, backslashes or control characters is written as is)
         let plain = k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
         let written = if plain {
@@ -197,7 +209,7 @@ impl<'a> Members<'a> {
         let mut at = [usize::MAX; N];
         out.push(b'{');
         let mut first = true;
-        for (key, range) in &self.members {
+        for (key, range, _) in &self.members {
             for (mark, at) in marks.iter().zip(at.iter_mut()) {
                 if *at == usize::MAX && mark.as_bytes() < key.as_bytes() {
                     *at = out.len();
@@ -233,7 +245,7 @@ impl<'a> Members<'a> {
             }
         };
         out.push(b'{');
-        for (key, range) in &self.members {
+        for (key, range, _) in &self.members {
             while let Some((k, v)) = extra.next_if(|(k, _)| k.as_bytes() < key.as_bytes()) {
                 sep(out);
                 write_string(k, out);

@@ -91,6 +91,19 @@ impl<'a> Members<'a> {
         Self { buf: Vec::with_capacity(1024), members: Vec::with_capacity(24), sorted: true }
     }
 
+    /// Empties the object, keeping its buffers for the next one.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.members.clear();
+        self.sorted = true;
+    }
+
+    /// Bytes held by the object's buffers.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+            + self.members.capacity() * std::mem::size_of::<(Cow<'a, str>, std::ops::Range<usize>, u64)>()
+    }
+
     /// Adds member `key` (not already present) whose value `value` writes.
     pub(crate) fn member(&mut self, key: impl Into<Cow<'a, str>>, value: impl FnOnce(&mut Vec<u8>)) {
         let key = key.into();

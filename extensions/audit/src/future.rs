@@ -51,7 +51,12 @@ pin_project! {
                 if let Some(principal) = arrival.principal.get() {
                     cancelled.extensions_mut().insert(principal);
                 }
-                let departure = arrival.respond(&cancelled, &r.redaction, r.invocation == InvocationContext::Record);
+                let departure = arrival.respond(
+                    &cancelled,
+                    &r.redaction,
+                    r.invocation == InvocationContext::Record,
+                    r.shared.record(),
+                );
                 r.shared.push(departure.finish(0, None, true, None), permit.take());
             }
         }
@@ -177,7 +182,12 @@ where
                     };
                     let r = &**this.recorder;
                     let header = arrival.correlation_header();
-                    let departure = arrival.respond(&response, &r.redaction, r.invocation == InvocationContext::Record);
+                    let departure = arrival.respond(
+                        &response,
+                        &r.redaction,
+                        r.invocation == InvocationContext::Record,
+                        r.shared.record(),
+                    );
                     let pending = Pending {
                         departure,
                         recorder: this.recorder.clone(),

@@ -95,14 +95,21 @@ impl Arrival {
     }
 
     /// Adds what the response carries: the inspected message, the principal, a refusal. The
-    /// record is written straight into its canonical members.
-    pub(crate) fn respond<B>(self, response: &Response<B>, redaction: &Redaction, invocation: bool) -> Departure {
+    /// record is written straight into its canonical members, in `record` (empty: a new one or
+    /// the buffers of one already written).
+    pub(crate) fn respond<B>(
+        self,
+        response: &Response<B>,
+        redaction: &Redaction,
+        invocation: bool,
+        record: Members<'static>,
+    ) -> Departure {
         let ext = response.extensions();
         let mcp = ext.get::<McpRequest>();
         let denial = ext.get::<Denial>();
         let status = response.status();
         // nested objects are written straight into the record, their members in canonical order
-        let mut r = Members::new();
+        let mut r = record;
         r.int("v", 1);
         r.str("type", "mcp");
         r.str("event_id", self.event_id.as_str());

@@ -154,7 +154,15 @@ pub(crate) struct Shared {
     pub(crate) closed: AtomicBool,
     /// Queued records that wake a gathering writer early (half the capacity, at most a batch).
     wake_at: usize,
+    /// Emptied records the writer hands back: the request path builds the next ones in their
+    /// buffers instead of allocating (and the writer thread freeing) two per record.
+    spare: Mutex<Vec<Members<'static>>>,
 }
+
+/// Emptied records kept for reuse, at most.
+const SPARE: usize = 256;
+/// Largest record buffers kept for reuse (bytes); a larger record's are freed.
+const SPARE_BYTES: usize = 4096;
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -163,6 +171,11 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// An empty record to build, in the buffers of one already written when there is one.
+    pub(crate) fn record(&self) -> Members<'static> {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(Members::new)
+    }
+
     /// Hands a record to the writer; the permit reserved its place in the queue.
     pub(crate) fn push(&self, record: Members<'static>, permit: Option<OwnedSemaphorePermit>) {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
@@ -234,6 +247,7 @@ impl AuditTrail {
             failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             wake_at: (settings.capacity / 2).clamp(1, BATCH),
+            spare: Mutex::new(Vec::new()),
         });
         let public_key = signer.as_ref().map(CheckpointSigner::public_key);
         let mut writer = Writer {
@@ -563,12 +577,22 @@ impl Writer {
         let mut head = self.head.clone();
         let mut buf = Vec::with_capacity(records.len() * 900);
         let mut sealed = Vec::with_capacity(records.len());
-        for record in records {
+        let mut spent = Vec::with_capacity(records.len());
+        for mut record in records {
             let start = buf.len();
             let call = record.raw("type") == Some(br#""mcp""#.as_slice());
-            let (next, _) = seal_into(record, &head, self.signer.as_ref(), &mut buf);
+            let (next, _) = seal_into(&mut record, &head, self.signer.as_ref(), &mut buf);
             sealed.push((call, start..buf.len()));
             head = next;
+            if call && record.capacity() <= SPARE_BYTES {
+                record.clear();
+                spent.push(record);
+            }
+        }
+        {
+            let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            let room = SPARE.saturating_sub(spare.len());
+            spare.extend(spent.drain(..).take(room));
         }
         let mut backoff = Duration::from_millis(50);
         loop {

@@ -193,6 +193,98 @@ async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
     }
 }
 
+/// A client that gives up on an authenticated call before the upstream answers: the record of
+/// the aborted call names who made it (the auth layers fill audit's principal slot when they let
+/// the call in, not only in the response that never comes), with how it authenticated.
+#[tokio::test]
+async fn a_call_its_client_abandons_is_recorded_with_its_principal() {
+    let upstream =
+        mcp_enterprise_tests::fault::FaultServer::start(mcp_enterprise_tests::fault::Fault::Hang).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://{addr}/mcp");
+    let idp = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
+    let sso = SsoLayer::builder(&url)
+        .issuer(Issuer::new(ISSUER).keys(Keys::Static(json!({"keys": [idp.public_jwk()]}))))
+        .scope_policy(demo_scopes())
+        .build()
+        .unwrap();
+    let dpop = DpopLayer::builder(
+        mcp_enterprise_gateway::sso_token_validator(&sso),
+        ExternalOrigin::Fixed(format!("http://{addr}")),
+    )
+    .bearer(BearerMode::AlsoBearer)
+    .build()
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (audit, trail) = AuditLayer::builder()
+        .directory(dir.path())
+        .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
+        .build()
+        .unwrap();
+    let gw = Gateway::builder()
+        .upstream(&upstream.url("/mcp"))
+        .unwrap()
+        .sso(sso)
+        .dpop(dpop)
+        .audit(audit)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap();
+    let token = |sub: &str, cnf: Option<&str>| {
+        let mut claims = json!({"iss": ISSUER, "aud": url, "sub": sub, "client_id": "agent-app", "scope": "mcp",
+            "iat": now(), "exp": now() + 600});
+        if let Some(jkt) = cnf {
+            claims["cnf"] = json!({"jkt": jkt});
+        }
+        idp.sign_jws(&json!({"alg": "ES256", "typ": "at+jwt"}), &claims).unwrap()
+    };
+    let client_key = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
+    let bound = token("bob", Some(client_key.thumbprint()));
+    let abandon = |id: i64, headers: Vec<(&'static str, String)>| {
+        let mut req =
+            common::modern(&url, id, "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}), json!({}));
+        for (k, v) in headers {
+            req.headers_mut().insert(k, v.parse().unwrap());
+        }
+        // the upstream never answers: the client gives up and closes its connection
+        tokio::time::timeout(Duration::from_millis(400), call(req))
+    };
+    assert!(abandon(1, vec![("authorization", format!("Bearer {}", token("alice", None)))]).await.is_err());
+    let proof = client_key.proof("POST", &url, Some(&bound), None).unwrap();
+    assert!(abandon(2, vec![("authorization", format!("DPoP {bound}")), ("dpop", proof)]).await.is_err());
+    // refused before anyone was authenticated: answered, and recorded without a principal
+    let (status, _, _) = abandon(3, vec![]).await.expect("refused at once");
+    assert_eq!(status, 401);
+
+    // the gateway records an abandoned call once it notices the client has gone
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while trail.stats().written() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.shutdown().await;
+    tokio::task::spawn_blocking(move || trail.shutdown()).await.unwrap();
+    let report = verify_dir(dir.path(), None, false).unwrap();
+    assert!(report.is_ok(), "{report}");
+    let records = common::call_records(dir.path());
+    assert_eq!(records.len(), 3, "{records:#?}");
+    // in the order they were made (an aborted call carries no inspected message: no JSON-RPC id)
+    for (r, subject, method) in [(&records[0], "alice", "bearer"), (&records[1], "bob", "dpop")] {
+        assert_eq!((r["response_aborted"].clone(), r["http"]["status"].clone()), (json!(true), json!(499)), "{r:#}");
+        let p = &r["principal"];
+        assert_eq!(
+            (p["subject"].as_str(), p["auth_method"].as_str(), p["issuer"].as_str(), p["client_id"].as_str()),
+            (Some(subject), Some(method), Some(ISSUER), Some("agent-app")),
+            "{r:#}"
+        );
+        assert!(p["token_fingerprint"].as_str().is_some_and(|f| f.len() == 22), "{r:#}");
+    }
+    let refused = &records[2];
+    assert_eq!((refused["denied_by"]["layer"].as_str(), refused["principal"].clone()), (Some("sso"), Value::Null));
+    assert_eq!(refused["http"]["status"], 401);
+}
+
 /// Sends `total` small requests over `concurrency` connections.
 async fn load(url: &str, total: usize, concurrency: usize) -> usize {
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));

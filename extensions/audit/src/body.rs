@@ -47,13 +47,29 @@ impl Pending {
     }
 
     fn finish(self, aborted: bool) {
-        let Pending { departure, recorder, permit, bytes, tail, result_mac, span } = self;
-        let _enqueue = mcp_enterprise_core::trace::step(&span, "audit").entered();
-        let code = if bytes as usize > tail.len() && !departure.sse {
+        self.finish_with(&[], aborted);
+    }
+
+    /// [`finish`](Self::finish) with `last`, the body's last data, not observed yet: an answer
+    /// that came in one frame is looked at where it is, never copied into the tail.
+    fn finish_with(mut self, last: &[u8], aborted: bool) {
+        let tail: &[u8] = if self.tail.is_empty() {
+            self.bytes += last.len() as u64;
+            if let Some(mac) = self.result_mac.as_mut() {
+                mac.update(last);
+            }
+            &last[last.len().saturating_sub(TAIL)..]
+        } else {
+            self.observe(last);
+            &self.tail
+        };
+        let code = if self.bytes as usize > tail.len() && !self.departure.sse {
             None // a JSON body larger than the kept tail is a result, not an error object
         } else {
-            error_code(&tail, departure.sse, departure.request_id.as_ref())
+            error_code(tail, self.departure.sse, self.departure.request_id.as_ref())
         };
+        let Pending { departure, recorder, permit, bytes, tail: _, result_mac, span } = self;
+        let _enqueue = mcp_enterprise_core::trace::step(&span, "audit").entered();
         let digest = result_mac.map(|mac| recorder.redaction.digest_bytes(mac));
         let record = departure.finish(bytes, code, aborted, digest);
         recorder.shared.push(record, permit);
@@ -65,7 +81,7 @@ pin_project! {
     pub struct AuditBody<B> {
         #[pin]
         inner: McpBody<B>,
-        pending: Option<Box<Pending>>,
+        pending: Option<Pending>,
         empty: bool,
     }
 
@@ -86,7 +102,7 @@ where
     B: Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
-    pub(crate) fn new(inner: McpBody<B>, pending: Option<Box<Pending>>) -> Self {
+    pub(crate) fn new(inner: McpBody<B>, pending: Option<Pending>) -> Self {
         let empty = inner.is_end_stream();
         Self { inner, pending, empty }
     }
@@ -111,14 +127,13 @@ where
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(f)) => {
-                if let (Some(data), Some(pending)) = (f.data_ref(), this.pending.as_mut()) {
-                    pending.observe(data);
-                }
                 // a body that knows it has ended may not be polled again
-                if this.inner.is_end_stream()
-                    && let Some(pending) = this.pending.take()
-                {
-                    pending.finish(false);
+                if this.inner.is_end_stream() {
+                    if let Some(pending) = this.pending.take() {
+                        pending.finish_with(f.data_ref().map_or(&[][..], |d| &d[..]), false);
+                    }
+                } else if let (Some(data), Some(pending)) = (f.data_ref(), this.pending.as_mut()) {
+                    pending.observe(data);
                 }
             }
             Some(Err(_)) => {

@@ -9,8 +9,41 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use mcp_enterprise_core::canonical::write_int;
 pub use mcp_enterprise_core::canonical::{to_vec, write};
-use mcp_enterprise_core::canonical::{write_int, write_string};
+
+/// Writes `s` as a JSON string, byte for byte as `core::canonical::write_string` does; a string
+/// with nothing to escape (nearly every key and value of a record) is found so eight bytes at a
+/// time and copied whole.
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
+    if needs_escape(s.as_bytes()) {
+        mcp_enterprise_core::canonical::write_string(s, out);
+        return;
+    }
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
+/// Whether `bytes` hold a quote, a backslash or a control character (what JSON escapes). Never
+/// wrong when it says no; a yes sends the string to the byte-by-byte writer.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // a byte of `x` is zero (or, with `n`, below `n`): the word-at-a-time tests, exact for "any"
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
 
 /// An object's canonical members, each serialised once — so the object can be written with some
 /// members left out or others added without serialising again. Built from a parsed object
@@ -18,8 +51,19 @@ use mcp_enterprise_core::canonical::{write_int, write_string};
 /// record is written straight into its canonical bytes, never built as a `Value`).
 pub(crate) struct Members<'a> {
     buf: Vec<u8>,
-    members: Vec<(Cow<'a, str>, std::ops::Range<usize>)>,
+    /// Each member's key, bytes in `buf`, and the key's first eight bytes as a number (the
+    /// canonical order compares those first: most keys differ in them).
+    members: Vec<(Cow<'a, str>, std::ops::Range<usize>, u64)>,
     sorted: bool,
+}
+
+/// The first eight bytes of `key`, zero-padded, big-endian: ordered as the keys are, or equal.
+fn prefix(key: &str) -> u64 {
+    let mut word = [0u8; 8];
+    for (w, b) in word.iter_mut().zip(key.bytes()) {
+        *w = b;
+    }
+    u64::from_be_bytes(word)
 }
 
 impl<'a> Members<'a> {
@@ -47,6 +91,19 @@ impl<'a> Members<'a> {
         Self { buf: Vec::with_capacity(1024), members: Vec::with_capacity(24), sorted: true }
     }
 
+    /// Empties the object, keeping its buffers for the next one.
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.members.clear();
+        self.sorted = true;
+    }
+
+    /// Bytes held by the object's buffers.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+            + self.members.capacity() * std::mem::size_of::<(Cow<'a, str>, std::ops::Range<usize>, u64)>()
+    }
+
     /// Adds member `key` (not already present) whose value `value` writes.
     pub(crate) fn member(&mut self, key: impl Into<Cow<'a, str>>, value: impl FnOnce(&mut Vec<u8>)) {
         let key = key.into();
@@ -54,8 +111,9 @@ impl<'a> Members<'a> {
         write_string(&key, &mut self.buf);
         self.buf.push(b':');
         value(&mut self.buf);
-        self.sorted &= self.members.last().is_none_or(|(last, _)| last.as_bytes() < key.as_bytes());
-        self.members.push((key, start..self.buf.len()));
+        self.sorted &= self.members.last().is_none_or(|(last, _, _)| last.as_bytes() < key.as_bytes());
+        let order = prefix(&key);
+        self.members.push((key, start..self.buf.len(), order));
     }
 
     /// A string member.
@@ -105,7 +163,7 @@ impl<'a> Members<'a> {
     /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
     pub(crate) fn sort(&mut self) {
         if !self.sorted {
-            self.members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            self.members.sort_unstable_by(|a, b| a.2.cmp(&b.2).then_with(|| a.0.as_bytes().cmp(b.0.as_bytes())));
             self.sorted = true;
         }
         debug_assert!(self.members.windows(2).all(|w| w[0].0 != w[1].0), "a member written twice");
@@ -113,7 +171,7 @@ impl<'a> Members<'a> {
 
     /// The serialised value of member `key`.
     pub(crate) fn raw(&self, key: &str) -> Option<&[u8]> {
-        let (k, range) = self.members.iter().find(|(k, _)| k == key)?;
+        let (k, range, _) = self.members.iter().find(|(k, _, _)| k == key)?;
         // past `"key":` (a key without quotes, backslashes or control characters is written as is)
         let plain = k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
         let written = if plain {
@@ -164,7 +222,7 @@ impl<'a> Members<'a> {
         let mut at = [usize::MAX; N];
         out.push(b'{');
         let mut first = true;
-        for (key, range) in &self.members {
+        for (key, range, _) in &self.members {
             for (mark, at) in marks.iter().zip(at.iter_mut()) {
                 if *at == usize::MAX && mark.as_bytes() < key.as_bytes() {
                     *at = out.len();
@@ -200,7 +258,7 @@ impl<'a> Members<'a> {
             }
         };
         out.push(b'{');
-        for (key, range) in &self.members {
+        for (key, range, _) in &self.members {
             while let Some((k, v)) = extra.next_if(|(k, _)| k.as_bytes() < key.as_bytes()) {
                 sep(out);
                 write_string(k, out);
@@ -229,20 +287,47 @@ impl<'a> Members<'a> {
     }
 }
 
-/// Inserts member `key` with string `value` at `at` of the object written from `start`.
+/// Inserts member `key` with string `value` at `at` of the object written from `start`: the
+/// bytes after `at` move once, the member is written into the gap.
 fn insert_member(out: &mut Vec<u8>, start: usize, at: usize, key: &str, value: &str) {
-    let mut member = Vec::with_capacity(key.len() + value.len() + 8);
     let after_open = at == start + 1;
-    if !after_open {
-        member.push(b',');
+    let lead = !after_open;
+    let trail = after_open && out.get(at) != Some(&b'}');
+    let mut member = [0u8; 160];
+    let plain = |s: &str| !needs_escape(s.as_bytes());
+    let len = usize::from(lead) + key.len() + value.len() + 5 + usize::from(trail);
+    if !(plain(key) && plain(value) && len <= member.len()) {
+        // not a hash or a signature: the general way
+        let mut member = Vec::with_capacity(len + 8);
+        if lead {
+            member.push(b',');
+        }
+        write_string(key, &mut member);
+        member.push(b':');
+        write_string(value, &mut member);
+        if trail {
+            member.push(b',');
+        }
+        out.splice(at..at, member);
+        return;
     }
-    write_string(key, &mut member);
-    member.push(b':');
-    write_string(value, &mut member);
-    if after_open && out.get(at) != Some(&b'}') {
-        member.push(b',');
+    let mut n = 0;
+    for part in [
+        &b","[..usize::from(lead)],
+        b"\"",
+        key.as_bytes(),
+        b"\":\"",
+        value.as_bytes(),
+        b"\"",
+        &b","[..usize::from(trail)],
+    ] {
+        member[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
-    out.splice(at..at, member);
+    let end = out.len();
+    out.resize(end + n, 0);
+    out.copy_within(at..end, at + n);
+    out[at..at + n].copy_from_slice(&member[..n]);
 }
 
 /// Members kept inline by an [`Object`] before it needs a vector.
@@ -420,6 +505,45 @@ mod tests {
             "k5": ["k5"], "k3": ["k3"], "k7": ["k7"], "k2": ["k2"], "k8": ["k8"], "k4": ["k4"], "k6": ["k6"]},
             "e": {}, "s": {"a": null, "b": "x"}});
         assert_eq!(String::from_utf8(out).expect("utf8"), String::from_utf8(to_vec(&expected)).expect("utf8"));
+    }
+
+    #[test]
+    fn strings_are_written_as_core_writes_them() {
+        let cases = [
+            "",
+            "a",
+            "plain ascii text of some length",
+            "quote\"d",
+            "back\\slash",
+            "tab\there",
+            "\u{0}",
+            "\u{1f}x",
+            "\u{7f}del",
+            "é ü 漢字 🙂",
+            "exactly8",
+            "sixteen bytes!!!",
+            "end with quote at 9\"",
+            "\u{1}ctrl at the start",
+        ];
+        for s in cases {
+            let (mut fast, mut core) = (Vec::new(), Vec::new());
+            write_string(s, &mut fast);
+            mcp_enterprise_core::canonical::write_string(s, &mut core);
+            assert_eq!(fast, core, "{s:?}");
+        }
+        // every byte value at every position of a word
+        for b in 0u8..=0x7f {
+            for at in 0..17 {
+                let mut text = vec![b'x'; 17];
+                text[at] = b;
+                let s = std::str::from_utf8(&text).expect("ascii");
+                let (mut fast, mut core) = (Vec::new(), Vec::new());
+                write_string(s, &mut fast);
+                mcp_enterprise_core::canonical::write_string(s, &mut core);
+                assert_eq!(fast, core, "byte {b:#x} at {at}");
+                assert_eq!(needs_escape(&text), b < 0x20 || b == b'"' || b == b'\\', "byte {b:#x} at {at}");
+            }
+        }
     }
 
     #[test]

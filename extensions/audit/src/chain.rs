@@ -67,18 +67,18 @@ pub fn seal(
 /// `signature`): every member is serialised once, for the hash and for the line. Returns the
 /// line, the new head and the checkpoint signature, if one was made.
 pub(crate) fn seal_members(
-    members: canonical::Members<'_>,
+    mut members: canonical::Members<'_>,
     head: &ChainHead,
     signer: Option<&CheckpointSigner>,
 ) -> (Vec<u8>, ChainHead, Option<String>) {
     let mut line = Vec::with_capacity(1024);
-    let (next, signature) = seal_into(members, head, signer, &mut line);
+    let (next, signature) = seal_into(&mut members, head, signer, &mut line);
     (line, next, signature)
 }
 
 /// [`seal_members`] appending the line to `out` (serialised once, hashed, the hash inserted).
 pub(crate) fn seal_into(
-    mut members: canonical::Members<'_>,
+    members: &mut canonical::Members<'_>,
     head: &ChainHead,
     signer: Option<&CheckpointSigner>,
     out: &mut Vec<u8>,

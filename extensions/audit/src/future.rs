@@ -46,8 +46,17 @@ pin_project! {
                 && let Some(arrival) = this.arrival.take()
             {
                 let r = &**this.recorder;
-                let cancelled = Response::builder().status(CLIENT_CLOSED_REQUEST).body(()).unwrap_or_default();
-                let departure = arrival.respond(&cancelled, &r.redaction, r.invocation == InvocationContext::Record);
+                let mut cancelled = Response::builder().status(CLIENT_CLOSED_REQUEST).body(()).unwrap_or_default();
+                // who it was, when a layer inside had authenticated the call by then
+                if let Some(principal) = arrival.principal.get() {
+                    cancelled.extensions_mut().insert(principal);
+                }
+                let departure = arrival.respond(
+                    &cancelled,
+                    &r.redaction,
+                    r.invocation == InvocationContext::Record,
+                    r.shared.record(),
+                );
                 r.shared.push(departure.finish(0, None, true, None), permit.take());
             }
         }
@@ -173,16 +182,26 @@ where
                     };
                     let r = &**this.recorder;
                     let header = arrival.correlation_header();
-                    let departure = arrival.respond(&response, &r.redaction, r.invocation == InvocationContext::Record);
-                    let pending = Box::new(Pending {
+                    let departure = arrival.respond(
+                        &response,
+                        &r.redaction,
+                        r.invocation == InvocationContext::Record,
+                        r.shared.record(),
+                    );
+                    let pending = Pending {
                         departure,
                         recorder: this.recorder.clone(),
                         permit: permit.take(),
                         bytes: 0,
                         tail: Vec::new(),
                         result_mac: (r.results == ResultMode::Digest).then(|| r.redaction.context()),
-                        span: tracing::Span::current(),
-                    });
+                        // the parent of the enqueueing's step span, when step spans are kept
+                        span: if tracing::enabled!(target: mcp_enterprise_core::trace::TARGET, tracing::Level::TRACE) {
+                            tracing::Span::current()
+                        } else {
+                            tracing::Span::none()
+                        },
+                    };
                     let mut response = response.map(|b| PackBody::new(AuditBody::new(McpBody::new(b), Some(pending))));
                     if let Some(v) = header {
                         response.headers_mut().entry(&X_REQUEST_ID).or_insert(v);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::canonical::{Members, Object};
 use crate::redact::Redaction;
 use crate::service::X_REQUEST_ID;
-use crate::time::{uuid_v7, write_rfc3339_millis};
+use crate::time::{UuidText, uuid_v7_text, write_rfc3339_millis};
 
 /// `_meta` key of SEP-2817's client-asserted invocation context.
 pub const AI_INVOCATION_META: &str = "io.modelcontextprotocol/aiInvocation";
@@ -31,7 +31,7 @@ const MAX_CORRELATION_ID: usize = 128;
 pub(crate) struct Arrival {
     pub(crate) started: Instant,
     now: std::time::Duration,
-    event_id: String,
+    event_id: UuidText,
     /// The client's `X-Request-Id`, when it sent a usable one (else the event id is used).
     correlation_id: Option<String>,
     method: http::Method,
@@ -44,11 +44,14 @@ pub(crate) struct Arrival {
     correlation: Option<HeaderValue>,
     /// Where the request came from, when the server says (`src_endpoint`, `http.peer_ip`).
     client: Option<mcp_enterprise_core::ClientAddress>,
+    /// Filled by the auth layers inside when they authenticate the request: who made a call
+    /// that never got its response.
+    pub(crate) principal: mcp_enterprise_core::PrincipalSlot,
 }
 
 impl Arrival {
     pub(crate) fn new(now: std::time::Duration, method: &http::Method, path: &str, headers: &HeaderMap) -> Self {
-        let event_id = uuid_v7(now);
+        let event_id = uuid_v7_text(now);
         let correlation_id = headers
             .get(&X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -56,7 +59,7 @@ impl Arrival {
             .map(str::to_owned);
         let header =
             |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| truncate(v).into_owned());
-        let correlation = HeaderValue::from_str(correlation_id.as_deref().unwrap_or(&event_id)).ok();
+        let correlation = HeaderValue::from_str(correlation_id.as_deref().unwrap_or(event_id.as_str())).ok();
         Self {
             started: Instant::now(),
             now,
@@ -69,6 +72,7 @@ impl Arrival {
             span: None,
             correlation,
             client: None,
+            principal: mcp_enterprise_core::PrincipalSlot::new(),
         }
     }
 
@@ -91,19 +95,26 @@ impl Arrival {
     }
 
     /// Adds what the response carries: the inspected message, the principal, a refusal. The
-    /// record is written straight into its canonical members.
-    pub(crate) fn respond<B>(self, response: &Response<B>, redaction: &Redaction, invocation: bool) -> Departure {
+    /// record is written straight into its canonical members, in `record` (empty: a new one or
+    /// the buffers of one already written).
+    pub(crate) fn respond<B>(
+        self,
+        response: &Response<B>,
+        redaction: &Redaction,
+        invocation: bool,
+        record: Members<'static>,
+    ) -> Departure {
         let ext = response.extensions();
         let mcp = ext.get::<McpRequest>();
         let denial = ext.get::<Denial>();
         let status = response.status();
         // nested objects are written straight into the record, their members in canonical order
-        let mut r = Members::new();
+        let mut r = record;
         r.int("v", 1);
         r.str("type", "mcp");
-        r.str("event_id", &self.event_id);
+        r.str("event_id", self.event_id.as_str());
         r.member("occurred_at", |buf| write_rfc3339_millis(self.now, buf));
-        r.str("correlation_id", self.correlation_id.as_deref().unwrap_or(&self.event_id));
+        r.str("correlation_id", self.correlation_id.as_deref().unwrap_or(self.event_id.as_str()));
         let client = self.client;
         r.object_with("http", |http| {
             http.str("method", self.method.as_str());

@@ -60,6 +60,8 @@ where
         let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers())
             .with_client(req.extensions().get::<mcp_enterprise_core::ClientAddress>().copied())
             .with_span(req.extensions().get::<mcp_enterprise_core::trace::SpanIds>().copied());
+        // the auth layers inside say who it was, even if no response comes back
+        req.extensions_mut().insert(arrival.principal.clone());
         if !req.headers().contains_key(&X_REQUEST_ID)
             && let Some(v) = arrival.correlation_header()
         {

@@ -349,6 +349,50 @@ async fn a_call_cancelled_before_its_response_is_recorded_as_aborted() {
     assert!(t.verify().is_ok());
 }
 
+#[tokio::test]
+async fn a_cancelled_call_names_who_an_inner_layer_authenticated() {
+    let mut t = start_with(|b| b);
+    // an auth layer inside fills the slot audit left, then the upstream never answers
+    let authenticated_then_hung = tower::service_fn(|req: Req| {
+        let p = Principal::builder("https://idp.example", "alice", PrincipalKind::User, AuthMethod::Bearer)
+            .client_id("agent-app")
+            .token_fingerprint(TokenFingerprint::from_sha256(&[7; 32]))
+            .build();
+        mcp_enterprise_core::PrincipalSlot::fill(req.extensions(), &p);
+        std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>()
+    });
+    let svc = ServiceBuilder::new().layer(t.layer.clone()).layer(InspectLayer::new()).service(authenticated_then_hung);
+    let m = tool_call(1, "slow", json!({}));
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        svc.clone().oneshot(call(m.clone()).body(body(&m)).expect("req")),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the inner service never answers");
+    // refused before authentication (nothing filled the slot): nobody is named
+    let never = tower::service_fn(|_req: Req| std::future::pending::<Result<Response<Full<Bytes>>, Infallible>>());
+    let anonymous = ServiceBuilder::new().layer(t.layer.clone()).layer(InspectLayer::new()).service(never);
+    let m = tool_call(2, "slow", json!({}));
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(50),
+        anonymous.oneshot(call(m.clone()).body(body(&m)).expect("req")),
+    )
+    .await;
+    assert!(cancelled.is_err());
+    t.stop();
+    let calls = t.calls();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert_eq!((calls[0]["response_aborted"].clone(), calls[0]["http"]["status"].clone()), (json!(true), json!(499)));
+    let p = &calls[0]["principal"];
+    assert_eq!(
+        (p["subject"].as_str(), p["issuer"].as_str(), p["auth_method"].as_str(), p["client_id"].as_str()),
+        (Some("alice"), Some("https://idp.example"), Some("bearer"), Some("agent-app"))
+    );
+    assert_eq!(p["token_fingerprint"], "BwcHBwcHBwcHBwcHBwcHBw");
+    assert_eq!((calls[1]["response_aborted"].clone(), calls[1]["principal"].clone()), (json!(true), Value::Null));
+    assert!(t.verify().is_ok());
+}
+
 async fn write_calls(t: &Trail, n: i64) {
     for i in 0..n {
         let m = tool_call(i, "echo", json!({"text": format!("call {i}")}));

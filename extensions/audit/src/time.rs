@@ -54,6 +54,22 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// A UUIDv7 (RFC 9562): milliseconds since the epoch then randomness, so ids sort by time.
 pub(crate) fn uuid_v7(since_epoch: Duration) -> String {
+    uuid_v7_text(since_epoch).as_str().to_owned()
+}
+
+/// A UUIDv7's text kept inline (no allocation per record).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UuidText([u8; 36]);
+
+impl UuidText {
+    pub(crate) fn as_str(&self) -> &str {
+        // hex digits and hyphens only
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// [`uuid_v7`] without the allocation.
+pub(crate) fn uuid_v7_text(since_epoch: Duration) -> UuidText {
     let mut bytes = [0u8; 16];
     bytes[6..].copy_from_slice(&random_10());
     let ms = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX);
@@ -61,15 +77,18 @@ pub(crate) fn uuid_v7(since_epoch: Duration) -> String {
     bytes[6] = 0x70 | (bytes[6] & 0x0f);
     bytes[8] = 0x80 | (bytes[8] & 0x3f);
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
+    let mut out = [0u8; 36];
+    let mut at = 0;
     for (i, b) in bytes.iter().enumerate() {
         if matches!(i, 4 | 6 | 8 | 10) {
-            out.push('-');
+            out[at] = b'-';
+            at += 1;
         }
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0xf)]));
+        out[at] = HEX[usize::from(b >> 4)];
+        out[at + 1] = HEX[usize::from(b & 0xf)];
+        at += 2;
     }
-    out
+    UuidText(out)
 }
 
 /// Ten random bytes, from a per-thread pool refilled by the system RNG 64 ids at a time (one RNG
@@ -99,12 +118,12 @@ fn random_10() -> [u8; 10] {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+        out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
     }
-    s
+    // hex digits only
+    String::from_utf8(out).unwrap_or_default()
 }
 
 #[cfg(test)]

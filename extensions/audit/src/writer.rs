@@ -122,10 +122,27 @@ struct Queued {
 struct Queue {
     items: VecDeque<Queued>,
     closing: bool,
-    /// The writer waits on `ready` (a record must wake it; otherwise it finds the record when
-    /// it looks next, and the request path makes no wake-up system call).
-    waiting: bool,
+    /// How the writer waits on `ready`: a record wakes it only when it waits for the first one,
+    /// or while it gathers once the queue holds `wake_at` records; otherwise the writer finds the
+    /// record when it looks next, and the request path makes no wake-up system call.
+    wait: Wait,
 }
+
+/// What the writer is doing, as far as the request path needs to know.
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Writing: it looks at the queue again when done.
+    #[default]
+    Busy,
+    /// Nothing queued: the next record wakes it.
+    Idle,
+    /// Records queued, gathered until the batch is due (the next sync, at most [`GATHER`]).
+    Gathering,
+}
+
+/// Longest a record waits in the queue for others to be written with it (one write, and with
+/// [`FsyncPolicy::Interval`] one sync, per batch).
+const GATHER: Duration = Duration::from_millis(10);
 
 /// What the layer and the writer thread share.
 pub(crate) struct Shared {
@@ -135,7 +152,17 @@ pub(crate) struct Shared {
     pub(crate) stats: AuditStats,
     pub(crate) failing: AtomicBool,
     pub(crate) closed: AtomicBool,
+    /// Queued records that wake a gathering writer early (half the capacity, at most a batch).
+    wake_at: usize,
+    /// Emptied records the writer hands back: the request path builds the next ones in their
+    /// buffers instead of allocating (and the writer thread freeing) two per record.
+    spare: Mutex<Vec<Members<'static>>>,
 }
+
+/// Emptied records kept for reuse, at most.
+const SPARE: usize = 256;
+/// Largest record buffers kept for reuse (bytes); a larger record's are freed.
+const SPARE_BYTES: usize = 4096;
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,12 +171,21 @@ impl fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// An empty record to build, in the buffers of one already written when there is one.
+    pub(crate) fn record(&self) -> Members<'static> {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(Members::new)
+    }
+
     /// Hands a record to the writer; the permit reserved its place in the queue.
     pub(crate) fn push(&self, record: Members<'static>, permit: Option<OwnedSemaphorePermit>) {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
         q.items.push_back(Queued { record, _permit: permit });
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        let wake = q.waiting;
+        let wake = match q.wait {
+            Wait::Busy => false,
+            Wait::Idle => true,
+            Wait::Gathering => q.items.len() >= self.wake_at,
+        };
         drop(q);
         if wake {
             self.ready.notify_one();
@@ -210,6 +246,8 @@ impl AuditTrail {
             stats: AuditStats::default(),
             failing: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            wake_at: (settings.capacity / 2).clamp(1, BATCH),
+            spare: Mutex::new(Vec::new()),
         });
         let public_key = signer.as_ref().map(CheckpointSigner::public_key);
         let mut writer = Writer {
@@ -223,6 +261,7 @@ impl AuditTrail {
             unsealed: 0,
             last_checkpoint: now,
             last_sync: now,
+            last_write: std::time::Instant::now(),
             dirty: false,
             calls_in_file: 0,
         };
@@ -288,15 +327,19 @@ struct Writer {
     unsealed: u64,
     last_checkpoint: Duration,
     last_sync: Duration,
+    /// When the last batch was written (real time: gathering is not a clock of the trail's).
+    last_write: std::time::Instant,
     dirty: bool,
     calls_in_file: u64,
 }
 
+/// Most records taken from the queue at once.
+const BATCH: usize = 4096;
+
 impl Writer {
     fn run(mut self) {
         loop {
-            let (batch, closing) = self.next_batch();
-            let size = batch.len();
+            let (batch, closing, sync_due) = self.next_batch();
             if self.settings.fsync == FsyncPolicy::EveryRecord {
                 // each record on disk before the next is written
                 for item in batch {
@@ -310,14 +353,23 @@ impl Writer {
             } else {
                 // one write for what arrived together; records past a checkpoint or rotation
                 // threshold are sealed right after
-                let mut items = batch.into_iter().peekable();
-                while items.peek().is_some() {
+                let mut items = batch.into_iter();
+                while items.len() > 0 {
                     let room = self.settings.checkpoint_every.saturating_sub(self.unsealed).max(1);
-                    let chunk: Vec<Queued> = items.by_ref().take(usize::try_from(room).unwrap_or(usize::MAX)).collect();
-                    let n = chunk.len() as u64;
-                    // permits are released once the records are written
-                    let (records, permits): (Vec<_>, Vec<_>) =
-                        chunk.into_iter().map(|Queued { record, _permit }| (record, _permit)).unzip();
+                    let take = usize::try_from(room).unwrap_or(usize::MAX).min(items.len());
+                    let mut records = Vec::with_capacity(take);
+                    // the chunk's permits as one, released at once (one lock of the semaphore)
+                    // once the records are written
+                    let mut permits: Option<OwnedSemaphorePermit> = None;
+                    for Queued { record, _permit } in items.by_ref().take(take) {
+                        records.push(record);
+                        match (&mut permits, _permit) {
+                            (Some(all), Some(one)) => all.merge(one),
+                            (all @ None, one) => *all = one,
+                            (Some(_), None) => {}
+                        }
+                    }
+                    let n = records.len() as u64;
                     if !self.commit(records, n) {
                         return;
                     }
@@ -325,11 +377,11 @@ impl Writer {
                     self.maintain();
                 }
             }
-            self.maintain();
-            if !closing && size < 64 && self.settings.fsync != FsyncPolicy::EveryRecord {
-                // let records gather: one wake-up and one write per millisecond at most under load
-                std::thread::sleep(Duration::from_millis(1));
+            if sync_due && self.dirty {
+                // gathered up to the sync: written and synced together
+                self.sync();
             }
+            self.maintain();
             if closing {
                 self.checkpoint("close");
                 self.sync();
@@ -353,21 +405,54 @@ impl Writer {
         true
     }
 
-    /// Waits for records (or for a timer: sync, checkpoint) and takes what is queued.
-    fn next_batch(&self) -> (Vec<Queued>, bool) {
+    /// Waits for records (or for a timer: sync, checkpoint), lets them gather until the batch is
+    /// due, and takes what is queued. Also says whether the batch was gathered up to the interval
+    /// sync (then it is written and synced together).
+    fn next_batch(&mut self) -> (Vec<Queued>, bool, bool) {
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
-            q.waiting = true;
+            q.wait = Wait::Idle;
             let (guard, timeout) = self.shared.ready.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner);
             q = guard;
-            q.waiting = false;
+            q.wait = Wait::Busy;
             if timeout.timed_out() {
                 break;
             }
         }
-        let n = q.items.len().min(4096);
-        (q.items.drain(..n).collect(), q.closing && q.items.is_empty())
+        let mut sync_due = false;
+        if !q.items.is_empty() && !q.closing && q.items.len() < self.shared.wake_at {
+            let (wait, at_sync) = self.gather();
+            sync_due = at_sync;
+            if !wait.is_zero() {
+                q.wait = Wait::Gathering;
+                let (guard, timeout) = self.shared.ready.wait_timeout(q, wait).unwrap_or_else(PoisonError::into_inner);
+                q = guard;
+                q.wait = Wait::Busy;
+                // woken early (a full queue, closing): the sync keeps its own time
+                sync_due &= timeout.timed_out();
+            }
+        }
+        let n = q.items.len().min(BATCH);
+        let batch = (q.items.drain(..n).collect(), q.closing && q.items.is_empty(), sync_due);
+        drop(q);
+        self.last_write = std::time::Instant::now();
+        batch
+    }
+
+    /// How long queued records may still gather: until the interval sync is due (when the
+    /// policy has one), at most [`GATHER`] after the last write (zero: the batch is due now); and
+    /// whether the wait ends at the sync.
+    fn gather(&self) -> (Duration, bool) {
+        let written = GATHER.saturating_sub(self.last_write.elapsed());
+        match self.settings.fsync {
+            FsyncPolicy::EveryRecord => (Duration::ZERO, false),
+            FsyncPolicy::Os => (written, false),
+            FsyncPolicy::Interval(every) => {
+                let sync = (self.last_sync + every).saturating_sub(self.clock.now());
+                if sync <= written { (sync, true) } else { (written, false) }
+            }
+        }
     }
 
     fn next_deadline(&self) -> Duration {
@@ -492,12 +577,22 @@ impl Writer {
         let mut head = self.head.clone();
         let mut buf = Vec::with_capacity(records.len() * 900);
         let mut sealed = Vec::with_capacity(records.len());
-        for record in records {
+        let mut spent = Vec::with_capacity(records.len());
+        for mut record in records {
             let start = buf.len();
             let call = record.raw("type") == Some(br#""mcp""#.as_slice());
-            let (next, _) = seal_into(record, &head, self.signer.as_ref(), &mut buf);
+            let (next, _) = seal_into(&mut record, &head, self.signer.as_ref(), &mut buf);
             sealed.push((call, start..buf.len()));
             head = next;
+            if call && record.capacity() <= SPARE_BYTES {
+                record.clear();
+                spent.push(record);
+            }
+        }
+        {
+            let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+            let room = SPARE.saturating_sub(spare.len());
+            spare.extend(spent.drain(..).take(room));
         }
         let mut backoff = Duration::from_millis(50);
         loop {

@@ -120,5 +120,5 @@ pub use jsonrpc::{JsonRpcError, JsonRpcId};
 pub use message::{ClientDeclaration, Era, McpRequest, MessageKind, TraceContext, UnverifiedClientInfo};
 pub use metadata::{MetadataContribution, ProtectedResourceMetadata, ProtectedResourceMetadataLayer};
 pub use negotiate::{Negotiate, NegotiateLayer};
-pub use principal::{AuthMethod, Principal, PrincipalKind, TokenFingerprint};
+pub use principal::{AuthMethod, Principal, PrincipalKind, PrincipalSlot, TokenFingerprint};
 pub use wiring::{Miswired, Visited};

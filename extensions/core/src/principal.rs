@@ -247,6 +247,45 @@ impl PrincipalBuilder {
     }
 }
 
+/// Where auth layers also leave the principal for an outer layer that may never see the
+/// response (audit: a call whose client went away before the answer is still recorded with who
+/// made it). The outer layer inserts a slot into the request extensions; an auth layer that
+/// authenticates the request fills it ([`PrincipalSlot::fill`]). Without an outer layer asking,
+/// filling costs one extension lookup and nothing is kept.
+#[derive(Clone, Default)]
+pub struct PrincipalSlot(Arc<std::sync::Mutex<Option<Principal>>>);
+
+impl fmt::Debug for PrincipalSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PrincipalSlot").field(&self.get()).finish()
+    }
+}
+
+impl PrincipalSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts `principal` into the slot an outer layer left in `extensions`, if there is one
+    /// (the last layer to authenticate the request wins: DPoP refines SSO's `bearer` to `dpop`).
+    pub fn fill(extensions: &http::Extensions, principal: &Principal) {
+        if let Some(slot) = extensions.get::<Self>() {
+            slot.set(principal.clone());
+        }
+    }
+
+    /// Replaces what the slot holds.
+    pub fn set(&self, principal: Principal) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(principal);
+    }
+
+    /// The principal last put into the slot.
+    pub fn get(&self) -> Option<Principal> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -268,5 +307,26 @@ mod tests {
         assert!(dbg.contains("email"));
         assert!(!dbg.contains("alice@example.com"), "{dbg}");
         assert_eq!(p.token_fingerprint().map(|f| f.to_string()).as_deref(), Some("BwcHBwcHBwcHBwcHBwcHBw"));
+    }
+
+    #[test]
+    fn a_slot_is_filled_through_the_extensions_it_was_left_in() {
+        let bearer = Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Bearer).build();
+        let mut extensions = http::Extensions::new();
+        // nobody asked: filling keeps nothing
+        PrincipalSlot::fill(&extensions, &bearer);
+        assert!(extensions.get::<PrincipalSlot>().is_none());
+        let slot = PrincipalSlot::new();
+        assert_eq!(slot.get(), None);
+        extensions.insert(slot.clone());
+        PrincipalSlot::fill(&extensions, &bearer);
+        assert_eq!(slot.get().map(|p| p.auth_method()), Some(AuthMethod::Bearer));
+        // a later layer refines it; the holder of the slot sees the last one
+        PrincipalSlot::fill(&extensions, &bearer.with_auth_method(AuthMethod::Dpop));
+        assert_eq!(
+            slot.get().map(|p| (p.subject().to_owned(), p.auth_method())),
+            Some(("alice".into(), AuthMethod::Dpop))
+        );
+        assert!(format!("{slot:?}").contains("alice"));
     }
 }

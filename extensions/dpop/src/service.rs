@@ -273,6 +273,7 @@ where
             }
             match checked {
                 Ok((principal, nonce)) => {
+                    mcp_enterprise_core::PrincipalSlot::fill(&parts.extensions, &principal);
                     parts.extensions.insert(principal.clone());
                     let req = Request::from_parts(parts, body);
                     let mut response = service.call(req).await?.map(PackBody::new);

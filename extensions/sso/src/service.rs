@@ -149,6 +149,8 @@ where
             }
             match checked {
                 Ok(principal) => {
+                    // an outer layer that may see no response (audit) learns who it was now
+                    mcp_enterprise_core::PrincipalSlot::fill(req.extensions(), &principal);
                     req.extensions_mut().insert(Principal::clone(&principal));
                     let mut response = service.call(req).await?;
                     // outer layers (audit) see who was let in

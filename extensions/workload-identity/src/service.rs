@@ -189,6 +189,7 @@ where
                 .into_response()),
                 Judged::Pass => Ok(service.call(req).await?.map(PackBody::new)),
                 Judged::Accept(principal) => {
+                    mcp_enterprise_core::PrincipalSlot::fill(req.extensions(), &principal);
                     req.extensions_mut().insert(principal.clone());
                     let mut response = service.call(req).await?.map(PackBody::new);
                     // outer layers (audit) see who was let in

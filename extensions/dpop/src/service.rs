@@ -232,8 +232,13 @@ where
             }
             let mcp = req.extensions().get::<McpRequest>().cloned();
             let decision = mcp_enterprise_core::trace::Decision::start("dpop");
-            let token = match credentials(req.headers()) {
-                Credentials::Dpop(t) => t.to_owned(),
+            // the token is read in place (no copy of it per request): the parts are taken apart
+            // first and put together again only on the paths that pass the request on unchecked
+            let (mut parts, body) = req.into_parts();
+            let checked = match credentials(&parts.headers) {
+                Credentials::Dpop(token) => {
+                    tracing::Instrument::instrument(inner.authenticate(&parts, token), decision.span().clone()).await
+                }
                 Credentials::Malformed => {
                     return Ok(
                         inner.refuse(DpopError::InvalidToken("malformed Authorization header".into()), mcp.as_ref())
@@ -249,6 +254,7 @@ where
                 Credentials::None | Credentials::Other if inner.bearer == BearerMode::AlsoBearer => {
                     // another scheme's layer decides; add our challenge to its refusals
                     decision.pass();
+                    let req = Request::from_parts(parts, body);
                     let mut response = service.call(req).await?.map(PackBody::new);
                     if response.status() == StatusCode::UNAUTHORIZED {
                         response
@@ -264,9 +270,6 @@ where
                         .refuse(DpopError::InvalidToken("only DPoP-bound tokens are accepted".into()), mcp.as_ref()));
                 }
             };
-            let (mut parts, body) = req.into_parts();
-            let checked =
-                tracing::Instrument::instrument(inner.authenticate(&parts, &token), decision.span().clone()).await;
             match &checked {
                 Ok(_) => decision.allow(),
                 Err(error) => decision.deny(error.code().map_or("dpop_unavailable", |c| c.as_str())),

@@ -118,7 +118,10 @@ where
         ResponseFuture::new(async move {
             let mcp = req.extensions().get::<McpRequest>().cloned();
             let decision = trace::Decision::start("sso");
-            let principal = match req.extensions().get::<Principal>().cloned() {
+            // authenticated by an outer layer (DPoP, workload identity): already in the extensions
+            let outer = req.extensions().get::<Principal>().cloned();
+            let from_outer = outer.is_some();
+            let principal = match outer {
                 Some(p) => Ok(Arc::new(p)),
                 None => match bearer(req.headers()) {
                     Ok(token) => {
@@ -149,9 +152,12 @@ where
             }
             match checked {
                 Ok(principal) => {
-                    // an outer layer that may see no response (audit) learns who it was now
-                    mcp_enterprise_core::PrincipalSlot::fill(req.extensions(), &principal);
-                    req.extensions_mut().insert(Principal::clone(&principal));
+                    if !from_outer {
+                        // an outer layer that may see no response (audit) learns who it was now
+                        // (an outer auth layer filled it already)
+                        mcp_enterprise_core::PrincipalSlot::fill(req.extensions(), &principal);
+                        req.extensions_mut().insert(Principal::clone(&principal));
+                    }
                     let mut response = service.call(req).await?;
                     // outer layers (audit) see who was let in
                     response.extensions_mut().insert(Principal::clone(&principal));

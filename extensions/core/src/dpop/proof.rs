@@ -177,8 +177,20 @@ fn string(value: Option<Value>) -> Option<String> {
     }
 }
 
+#[cfg(test)]
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// Whether `ath` is the base64url (unpadded) encoding of `sha256`, compared in constant time.
+/// Decoded on the stack rather than encoding the digest per request: the decoder refuses padding,
+/// non-canonical trailing bits and any length but 43 characters, so exactly one text decodes to
+/// each digest — the same decision as comparing the text with the encoded digest.
+fn ath_matches(ath: &str, sha256: &[u8; 32]) -> bool {
+    let mut decoded = [0u8; 33];
+    ath.len() == 43
+        && URL_SAFE_NO_PAD.decode_slice(ath, &mut decoded).is_ok_and(|n| n == 32)
+        && aws_lc_rs::constant_time::verify_slices_are_equal(&decoded[..32], sha256).is_ok()
 }
 
 fn check_header(h: &str, allowed: &[ProofAlg]) -> Result<CheckedHeader, ProofError> {
@@ -233,8 +245,19 @@ pub fn validate(
         None => Some(check_header(h, allowed)?),
     };
     let header = cached.as_deref().or(fresh.as_ref()).ok_or(Bad("no header"))?;
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| Bad("the signature is not base64url"))?;
-    if !header.key.verify(header.alg, &proof.as_bytes()[..h.len() + 1 + p.len()], &sig) {
+    // EC and Ed25519 signatures (up to ES512's 132 bytes) are decoded on the stack; RSA ones,
+    // longer, on the heap
+    let mut small = [0u8; 132];
+    let large;
+    let sig: &[u8] = match URL_SAFE_NO_PAD.decode_slice(s, &mut small) {
+        Ok(n) => &small[..n],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            large = URL_SAFE_NO_PAD.decode(s).map_err(|_| Bad("the signature is not base64url"))?;
+            &large
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => return Err(Bad("the signature is not base64url")),
+    };
+    if !header.key.verify(header.alg, &proof.as_bytes()[..h.len() + 1 + p.len()], sig) {
         return Err(Bad("the signature does not verify with the jwk"));
     }
     let claims = claims(p)?;
@@ -265,7 +288,7 @@ pub fn validate(
     }
     if let Some(token_sha256) = e.access_token_sha256 {
         let ath = ath.ok_or(Bad("missing ath"))?;
-        if !constant_time_eq(&ath, &URL_SAFE_NO_PAD.encode(token_sha256)) {
+        if !ath_matches(&ath, token_sha256) {
             return Err(Bad("ath does not match the access token"));
         }
     }
@@ -284,6 +307,39 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ath` decides as comparing with the encoded digest did, for the right text and near misses.
+    #[test]
+    fn ath_decides_as_the_encoded_comparison() {
+        let digest = sha256(b"an access token");
+        let right = URL_SAFE_NO_PAD.encode(digest);
+        let padded = base64::engine::general_purpose::URL_SAFE.encode(digest);
+        let standard = base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest);
+        let mut last = right.clone().into_bytes();
+        // the last character carries 2 unused bits: a different character with the same 4 used bits
+        last[42] = if last[42] == b'A' { b'B' } else { b'A' };
+        let last = String::from_utf8(last).expect("ascii");
+        let mut other = digest;
+        other[0] ^= 1;
+        for candidate in [
+            right.clone(),
+            padded,
+            standard,
+            last,
+            URL_SAFE_NO_PAD.encode(other),
+            right[..42].to_owned(),
+            format!("{right}A"),
+            String::new(),
+            "!".repeat(43),
+        ] {
+            assert_eq!(
+                ath_matches(&candidate, &digest),
+                constant_time_eq(&candidate, &URL_SAFE_NO_PAD.encode(digest)),
+                "{candidate}"
+            );
+        }
+        assert!(ath_matches(&right, &digest));
+    }
 
     /// The claims reader decides as the whole-object parse it replaced: the same refusals, the
     /// same values of the members it reads.

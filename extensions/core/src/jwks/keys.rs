@@ -1,6 +1,9 @@
 //! Public verification keys from a JWKS (or a SPIFFE trust bundle), and the signature check that
 //! insists the key type fits the algorithm.
 
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
@@ -49,6 +52,10 @@ pub struct VerifyKey {
     family: Family,
     alg: Option<Algorithm>,
     key: DecodingKey,
+    /// EC and Ed25519 keys parsed once for the one algorithm their family verifies (the curve
+    /// point decoded and checked when the key set is loaded, not on every token); RSA keys, and
+    /// a point aws-lc refuses, go through `key` (which then refuses every signature as before).
+    parsed: Option<ParsedPublicKey>,
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -88,8 +95,44 @@ impl VerifyKey {
         if !self.fits(alg) {
             return Err(KeyError::KeyMismatch);
         }
+        if let Some(parsed) = &self.parsed {
+            // the family fixes the algorithm (`fits`): the same check jsonwebtoken makes, without
+            // parsing the key, cloning it and boxing a verifier per token
+            let mut sig = [0u8; MAX_PARSED_SIGNATURE];
+            return Ok(match URL_SAFE_NO_PAD.decode_slice(signature, &mut sig) {
+                Ok(n) => parsed.verify_sig(signing_input, &sig[..n]).is_ok(),
+                Err(_) => false,
+            });
+        }
         Ok(jsonwebtoken::crypto::verify(signature, signing_input, &self.key, alg).unwrap_or(false))
     }
+}
+
+/// The longest signature of a parsed key's algorithm (ES384: 96 bytes, Ed25519: 64): a longer
+/// one does not fit the buffer and is refused, as aws-lc would refuse it.
+const MAX_PARSED_SIGNATURE: usize = 96;
+
+/// The key of `family` parsed for its one algorithm, from the JWK's base64url coordinates.
+fn parse_public(family: Family, x: &str, y: Option<&str>) -> Option<ParsedPublicKey> {
+    let (algorithm, len): (&'static dyn VerificationAlgorithm, usize) = match family {
+        Family::P256 => (&signature::ECDSA_P256_SHA256_FIXED, 32),
+        Family::P384 => (&signature::ECDSA_P384_SHA384_FIXED, 48),
+        Family::Ed25519 => (&signature::ED25519, 32),
+        Family::Rsa => return None,
+    };
+    let x = URL_SAFE_NO_PAD.decode(x).ok().filter(|x| x.len() == len)?;
+    let bytes = match y {
+        Some(y) => {
+            let y = URL_SAFE_NO_PAD.decode(y).ok().filter(|y| y.len() == len)?;
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            point
+        }
+        None => x,
+    };
+    ParsedPublicKey::new(algorithm, bytes).ok()
 }
 
 /// Parses a JWK Set, keeping the public signature keys it can use. Keys with private material,
@@ -132,23 +175,25 @@ fn parse_jwk(jwk: &Value, format: JwksFormat) -> Result<Option<VerifyKey>, &'sta
         None => None,
         Some(a) => Some(a.parse::<Algorithm>().map_err(|_| "unsupported alg")?),
     };
-    let (family, key) = match (text("kty"), text("crv")) {
+    let (family, key, parsed) = match (text("kty"), text("crv")) {
         (Some("RSA"), _) => {
             let (n, e) = text("n").zip(text("e")).ok_or("RSA key without n/e")?;
-            (Family::Rsa, DecodingKey::from_rsa_components(n, e).map_err(|_| "invalid RSA key")?)
+            (Family::Rsa, DecodingKey::from_rsa_components(n, e).map_err(|_| "invalid RSA key")?, None)
         }
         (Some("EC"), Some(crv @ ("P-256" | "P-384"))) => {
             let (x, y) = text("x").zip(text("y")).ok_or("EC key without x/y")?;
             let family = if crv == "P-256" { Family::P256 } else { Family::P384 };
-            (family, DecodingKey::from_ec_components(x, y).map_err(|_| "invalid EC key")?)
+            let key = DecodingKey::from_ec_components(x, y).map_err(|_| "invalid EC key")?;
+            (family, key, parse_public(family, x, Some(y)))
         }
         (Some("OKP"), Some("Ed25519")) => {
             let x = text("x").ok_or("OKP key without x")?;
-            (Family::Ed25519, DecodingKey::from_ed_components(x).map_err(|_| "invalid Ed25519 key")?)
+            let key = DecodingKey::from_ed_components(x).map_err(|_| "invalid Ed25519 key")?;
+            (Family::Ed25519, key, parse_public(Family::Ed25519, x, None))
         }
         _ => return Err("unsupported key type or curve"),
     };
-    Ok(Some(VerifyKey { kid: text("kid").map(str::to_owned), family, alg, key }))
+    Ok(Some(VerifyKey { kid: text("kid").map(str::to_owned), family, alg, key, parsed }))
 }
 
 #[cfg(test)]
@@ -166,6 +211,59 @@ pub(crate) mod tests {
 
     pub(crate) fn key(jwk: &Value) -> VerifyKey {
         parse_jwk(jwk, JwksFormat::Jwks).expect("ok").expect("usable")
+    }
+
+    /// The parsed-key path decides every signature as jsonwebtoken's per-token parse does: real
+    /// ES256, ES384 and Ed25519 signatures verify, a changed signature or message does not, nor
+    /// does a signature that is not base64url or too long.
+    #[test]
+    fn parsed_keys_decide_as_jsonwebtoken() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+        };
+        let rng = SystemRandom::new();
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        let message = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ1In0";
+        let mut cases = Vec::new();
+        for (signing, alg, crv, len) in [
+            (&ECDSA_P256_SHA256_FIXED_SIGNING, Algorithm::ES256, "P-256", 32),
+            (&ECDSA_P384_SHA384_FIXED_SIGNING, Algorithm::ES384, "P-384", 48),
+        ] {
+            let pair = EcdsaKeyPair::generate(signing).expect("key");
+            let point = pair.public_key().as_ref();
+            let jwk = json!({"kty": "EC", "crv": crv, "x": b64(&point[1..1 + len]), "y": b64(&point[1 + len..])});
+            cases.push((jwk, alg, pair.sign(&rng, message).expect("sign").as_ref().to_vec()));
+        }
+        let ed = Ed25519KeyPair::generate().expect("key");
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b64(ed.public_key().as_ref())});
+        cases.push((jwk, Algorithm::EdDSA, ed.sign(message).as_ref().to_vec()));
+        for (jwk, alg, sig) in cases {
+            let k = key(&jwk);
+            assert!(k.parsed.is_some(), "{alg:?}: parsed once");
+            let mut flipped = sig.clone();
+            flipped[3] ^= 1;
+            let mut long = sig.clone();
+            long.extend_from_slice(&[0; 64]);
+            let other_message = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ2In0";
+            for (m, s, expected) in [
+                (&message[..], b64(&sig), true),
+                (&message[..], b64(&flipped), false),
+                (&other_message[..], b64(&sig), false),
+                (&message[..], b64(&long), false),
+                (&message[..], format!("{}=", b64(&sig)), false),
+                (&message[..], "not*base64".to_owned(), false),
+                (&message[..], String::new(), false),
+            ] {
+                let old = jsonwebtoken::crypto::verify(&s, m, &k.key, alg).unwrap_or(false);
+                assert_eq!(old, expected, "{alg:?}: jsonwebtoken");
+                assert_eq!(k.verify(alg, m, &s), Ok(expected), "{alg:?}: parsed key");
+            }
+        }
+        // a point off the curve is not parsed, and fails as before
+        let bad = key(&json!({"kty": "EC", "crv": "P-256", "x": P256_X, "y": P256_X}));
+        assert!(bad.parsed.is_none());
+        assert_eq!(bad.verify(Algorithm::ES256, message, "AAAA"), Ok(false));
     }
 
     #[test]

@@ -151,7 +151,14 @@ impl TlsFront {
                 }
                 let acceptor = acceptor.clone();
                 connections.spawn(async move {
-                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut tls = match acceptor.accept(tcp).into_fallible().await {
+                        Ok(tls) => tls,
+                        // the alert is sent; read what the client sends until it closes, since
+                        // closing with unread bytes resets the connection and may discard the
+                        // alert before the client reads it (TLS 1.3: a client certificate is
+                        // refused after the client's side of the handshake is done)
+                        Err((_, tcp)) => return drain(tcp).await,
+                    };
                     let Ok(mut plain) = TcpStream::connect(backend).await else { return };
                     let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
                 });
@@ -164,6 +171,14 @@ impl TlsFront {
     pub fn url(&self, host: &str) -> String {
         format!("https://{host}:{}/mcp", self.addr.port())
     }
+}
+
+/// Reads and drops what `tcp` receives until the peer closes (at most 10 s).
+async fn drain(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 2048];
+    let until_closed = async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), until_closed).await;
 }
 
 /// The `host:port` of a plain `http://` URL.

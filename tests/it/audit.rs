@@ -43,6 +43,22 @@ fn tool(id: u64, name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
 }
 
+/// sso (the static keys of `idp`, the demo scopes) and dpop (bearer also accepted) for a gateway
+/// serving `url`.
+fn sso_and_dpop(url: &str, idp: &DpopSigner) -> (SsoLayer, DpopLayer) {
+    let sso = SsoLayer::builder(url)
+        .issuer(Issuer::new(ISSUER).keys(Keys::Static(json!({"keys": [idp.public_jwk()]}))))
+        .scope_policy(demo_scopes())
+        .build()
+        .unwrap();
+    let origin = url.strip_suffix("/mcp").unwrap_or(url).to_owned();
+    let dpop = DpopLayer::builder(mcp_enterprise_gateway::sso_token_validator(&sso), ExternalOrigin::Fixed(origin))
+        .bearer(BearerMode::AlsoBearer)
+        .build()
+        .unwrap();
+    (sso, dpop)
+}
+
 #[tokio::test]
 async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
     let upstream = demo_upstream().await;
@@ -50,19 +66,7 @@ async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
     let addr = listener.local_addr().unwrap();
     let url = format!("http://{addr}/mcp");
     let idp = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
-    let jwks = json!({"keys": [idp.public_jwk()]});
-    let sso = SsoLayer::builder(&url)
-        .issuer(Issuer::new(ISSUER).keys(Keys::Static(jwks)))
-        .scope_policy(demo_scopes())
-        .build()
-        .unwrap();
-    let dpop = DpopLayer::builder(
-        mcp_enterprise_gateway::sso_token_validator(&sso),
-        ExternalOrigin::Fixed(format!("http://{addr}")),
-    )
-    .bearer(BearerMode::AlsoBearer)
-    .build()
-    .unwrap();
+    let (sso, dpop) = sso_and_dpop(&url, &idp);
     let dir = tempfile::tempdir().unwrap();
     let signer = CheckpointSigner::generate().unwrap();
     let key = CheckpointVerifier::from_public_key(signer.public_key().as_bytes()).unwrap();
@@ -204,18 +208,7 @@ async fn a_call_its_client_abandons_is_recorded_with_its_principal() {
     let addr = listener.local_addr().unwrap();
     let url = format!("http://{addr}/mcp");
     let idp = DpopSigner::generate(ClientKeyAlg::Es256).unwrap();
-    let sso = SsoLayer::builder(&url)
-        .issuer(Issuer::new(ISSUER).keys(Keys::Static(json!({"keys": [idp.public_jwk()]}))))
-        .scope_policy(demo_scopes())
-        .build()
-        .unwrap();
-    let dpop = DpopLayer::builder(
-        mcp_enterprise_gateway::sso_token_validator(&sso),
-        ExternalOrigin::Fixed(format!("http://{addr}")),
-    )
-    .bearer(BearerMode::AlsoBearer)
-    .build()
-    .unwrap();
+    let (sso, dpop) = sso_and_dpop(&url, &idp);
     let dir = tempfile::tempdir().unwrap();
     let (audit, trail) = AuditLayer::builder()
         .directory(dir.path())

@@ -59,6 +59,26 @@ fn sso_and_dpop(url: &str, idp: &DpopSigner) -> (SsoLayer, DpopLayer) {
     (sso, dpop)
 }
 
+/// The gateway in front of `upstream` with sso, dpop and audit, served on `listener`.
+fn serve_sso_dpop_audit(
+    upstream: &str,
+    listener: TcpListener,
+    sso: SsoLayer,
+    dpop: DpopLayer,
+    audit: AuditLayer,
+) -> mcp_enterprise_gateway::RunningGateway {
+    Gateway::builder()
+        .upstream(upstream)
+        .unwrap()
+        .sso(sso)
+        .dpop(dpop)
+        .audit(audit)
+        .build()
+        .unwrap()
+        .serve_on(listener)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
     let upstream = demo_upstream().await;
@@ -77,16 +97,7 @@ async fn every_layer_refusal_is_recorded_with_its_layer_and_nothing_secret() {
         .redaction(Redaction::new(b"integration test hmac key 32 byt"))
         .build()
         .unwrap();
-    let gw = Gateway::builder()
-        .upstream(&upstream.url)
-        .unwrap()
-        .sso(sso)
-        .dpop(dpop)
-        .audit(audit)
-        .build()
-        .unwrap()
-        .serve_on(listener)
-        .unwrap();
+    let gw = serve_sso_dpop_audit(&upstream.url, listener, sso, dpop, audit);
 
     let token = |sub: &str, scope: &str, cnf: Option<&str>| {
         let mut claims = json!({"iss": ISSUER, "aud": url, "sub": sub, "client_id": "agent-app", "scope": scope,
@@ -215,16 +226,7 @@ async fn a_call_its_client_abandons_is_recorded_with_its_principal() {
         .fsync(FsyncPolicy::Interval(Duration::from_millis(10)))
         .build()
         .unwrap();
-    let gw = Gateway::builder()
-        .upstream(&upstream.url("/mcp"))
-        .unwrap()
-        .sso(sso)
-        .dpop(dpop)
-        .audit(audit)
-        .build()
-        .unwrap()
-        .serve_on(listener)
-        .unwrap();
+    let gw = serve_sso_dpop_audit(&upstream.url("/mcp"), listener, sso, dpop, audit);
     let token = |sub: &str, cnf: Option<&str>| {
         let mut claims = json!({"iss": ISSUER, "aud": url, "sub": sub, "client_id": "agent-app", "scope": "mcp",
             "iat": now(), "exp": now() + 600});

@@ -19,7 +19,7 @@ use mcp_enterprise::commands;
 use mcp_enterprise::output::{EXIT_CHECK_FAILED, EXIT_ERROR, Output};
 use mcp_enterprise::{audit_cli, output};
 use mcp_enterprise_config::clients::ClientFormat;
-use mcp_enterprise_config::{Format, Loader, LogFormat, LogLevel};
+use mcp_enterprise_config::{Format, Loader, LogFormat, LogLevel, PackConfig};
 use mcp_enterprise_gateway::DEFAULT_LISTEN;
 use mcp_enterprise_gateway::Signals;
 use mcp_enterprise_gateway::configured::ConfiguredGateway;
@@ -352,14 +352,7 @@ struct ServeArgs {
 /// Logs to stderr as the `logging` section of the document `serve --config` runs says (text at
 /// `info` without one); `RUST_LOG` overrides the level. With a `traces` section, the pack's trace
 /// spans are exported too: the tracer provider returned is shut down (pending spans sent) on exit.
-fn init_logging(cli: &Cli) -> Option<SdkTracerProvider> {
-    let config = match &cli.command {
-        // the document is loaded again (and reported on) when the gateway starts
-        Command::Serve(args) if !args.config.is_empty() => {
-            commands::loader(&args.config).load().ok().map(|l| l.config().clone())
-        }
-        _ => None,
-    };
+fn init_logging(config: Option<&PackConfig>) -> Option<SdkTracerProvider> {
     let logging = config.as_ref().and_then(|c| c.logging.clone()).unwrap_or_default();
     let level = match logging.level {
         LogLevel::Error => "error",
@@ -375,7 +368,7 @@ fn init_logging(cli: &Cli) -> Option<SdkTracerProvider> {
         _ => fmt.with_ansi(output::stderr_colour()).boxed(),
     };
     // a `traces` section the gateway refuses is reported when it starts
-    let provider = config.as_ref().and_then(|c| {
+    let provider = config.and_then(|c| {
         // the exporter goes out through the `egress` section's proxy, as every outbound call
         let egress = mcp_enterprise_config::compose::egress(c).ok()?;
         mcp_enterprise_gateway::telemetry::tracer_provider(c.traces.as_ref()?, &egress).ok().flatten()
@@ -388,14 +381,29 @@ fn init_logging(cli: &Cli) -> Option<SdkTracerProvider> {
 fn main() -> ExitCode {
     // usage errors, --help and bare `mcp-enterprise` (help, exit code 2) are clap's
     let cli = Cli::parse();
-    let traces = init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let config = match &cli.command {
+        // the document is loaded again (and reported on) when the gateway starts
+        Command::Serve(args) if !args.config.is_empty() => {
+            commands::loader(&args.config).load().ok().map(|l| l.config().clone())
+        }
+        _ => None,
+    };
+    let traces = init_logging(config.as_ref());
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    // absent: tokio's default, one worker per CPU the process may use (or `TOKIO_WORKER_THREADS`)
+    if let Some(workers) = config.as_ref().and_then(|c| c.runtime.as_ref()?.worker_threads) {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the runtime: {e}");
             return ExitCode::from(EXIT_ERROR as u8);
         }
     };
+    if matches!(cli.command, Command::Serve(_)) {
+        tracing::info!(worker_threads = runtime.metrics().num_workers(), "runtime started");
+    }
     let result = runtime.block_on(run(cli.command));
     if let Some(provider) = traces
         && let Err(e) = provider.shutdown()

@@ -14,8 +14,9 @@
 //! file: a changed lock file is a changed section). A changed section gets a new layer with fresh state; a
 //! changed `policy` section (or policy file) is validated against the tools the running layer
 //! knows, and a policy file that does not parse or type-check rejects the reload: the old policy
-//! set keeps running. Two settings cannot change without a restart and make a reload fail
-//! (the old configuration keeps running): `listen.address` (the socket stays bound) and the
+//! set keeps running. Some settings cannot change without a restart and make a reload fail
+//! (the old configuration keeps running): `listen.address` and the `admin` section (the sockets
+//! stay bound), the listener limits, the `runtime` section (its threads start once) and the
 //! `audit` section — one trail has one writer, and records of calls in flight must land in the
 //! trail they started in, so the audit layer and its trail live as long as the process.
 
@@ -602,6 +603,12 @@ impl ConfiguredGateway {
             != state.loaded.config().admin.as_ref().map(|a| a.address.as_str())
         {
             return Err(ConfiguredError::NeedsRestart { setting: "the admin section", why: "its socket stays bound" });
+        }
+        if loaded.config().runtime != state.loaded.config().runtime {
+            return Err(ConfiguredError::NeedsRestart {
+                setting: "the runtime section",
+                why: "the worker threads are started once",
+            });
         }
         if crate::ListenerLimits::from_config(&loaded.config().listen)? != self.running.limits() {
             return Err(ConfiguredError::NeedsRestart {

@@ -34,6 +34,7 @@ mod preauth;
 mod propagation;
 mod ratelimit;
 mod routes;
+mod runtime;
 mod shutdown;
 mod siem_export;
 mod sso;

@@ -83,7 +83,7 @@ pub use model::{
     DEFAULT_HEADER_READ_TIMEOUT_SECS, DEFAULT_LISTEN, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEADER_BYTES,
     DEFAULT_REQUEST_BODY_TIMEOUT_SECS, DEFAULT_SHUTDOWN_GRACE_SECS, ENV_PREFIX, ENV_SEPARATOR, EgressConfig,
     ListenConfig, LogFormat, LogLevel, LoggingConfig, PackConfig, ROUTE_KEYS, RepositoryConfig, RouteConfig,
-    ServerCardConfig, UpstreamConfig, UpstreamTlsConfig,
+    RuntimeConfig, ServerCardConfig, UpstreamConfig, UpstreamTlsConfig,
 };
 pub use path::{KeyPath, Segment};
 pub use propagation::{

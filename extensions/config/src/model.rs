@@ -103,6 +103,9 @@ pub struct PackConfig {
     pub admin: Option<AdminConfig>,
     /// What the gateway logs (stderr) and how. Absent: text lines at `info`.
     pub logging: Option<LoggingConfig>,
+    /// The async runtime the gateway runs on. Absent: one worker thread per CPU the process may
+    /// use (a cgroup CPU quota, e.g. a Kubernetes CPU limit, counts).
+    pub runtime: Option<RuntimeConfig>,
     /// OpenTelemetry traces of every MCP request, exported over OTLP/HTTP. Absent: off.
     pub traces: Option<crate::traces::TracesConfig>,
     /// Redis shared by the replicas: DPoP and workload-identity `jti`s and rate-limit counts,
@@ -277,6 +280,19 @@ pub struct LoggingConfig {
     pub format: LogFormat,
     /// `error`, `warn`, `info` (default), `debug` or `trace`.
     pub level: LogLevel,
+}
+
+/// The `runtime` section: the threads that serve requests. Read once at start: a reload that
+/// changes it is refused (the running configuration stays).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Worker threads serving connections. Absent: one per CPU the process may use. Where the
+    /// gateway shares its CPUs with busy neighbours (a sidecar beside its MCP server, a small VM),
+    /// fewer workers than CPUs wake each other less: see `docs/performance.md`, "Worker threads".
+    #[schemars(range(min = 1, max = 1024))]
+    pub worker_threads: Option<usize>,
 }
 
 /// The admin listener (`/healthz`, `/readyz`, `/metrics`).
@@ -542,6 +558,7 @@ impl PackConfig {
             rate_limits: Vec::new(),
             admin: None,
             logging: None,
+            runtime: None,
             traces: None,
             redis: None,
             egress: None,

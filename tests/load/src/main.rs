@@ -36,6 +36,8 @@ struct Opts {
     rss_tokens: usize,
     only: Option<String>,
     instructions: bool,
+    /// `runtime.worker_threads` of every gateway started (absent: one per CPU).
+    worker_threads: Option<usize>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         rss_tokens: 100_000,
         only: None,
         instructions: true,
+        worker_threads: None,
     };
     // what to do, once every option is read (`--only` may follow it)
     enum Action {
@@ -74,6 +77,8 @@ fn main() -> anyhow::Result<()> {
             "--rss-tokens" => opts.rss_tokens = value()?.parse()?,
             // e.g. `--only Bare,Audit` (a quick look; the report needs every stack)
             "--only" => opts.only = Some(value()?),
+            // every gateway with `[runtime] worker_threads = N` (e.g. `--cost-only --worker-threads 1`)
+            "--worker-threads" => opts.worker_threads = Some(value()?.parse()?),
             // starts one stack (e.g. `--serve SsoDpop`), prints its URL and wrk script, and waits:
             // for profiling the gateway under `wrk` by hand
             "--serve" => action = Action::Serve(value()?),
@@ -356,7 +361,10 @@ fn gateway_under(
         None => Command::new(bin),
     };
     // one configuration document per stack (TOML, as an operator writes it), run with `serve --config`
-    let text = document::gateway_toml(stack, &url, upstream, port, keys.idp.public_jwk(), dir)?;
+    let mut text = document::gateway_toml(stack, &url, upstream, port, keys.idp.public_jwk(), dir)?;
+    if let Some(workers) = opts.worker_threads {
+        text.push_str(&format!("\n[runtime]\nworker_threads = {workers}\n"));
+    }
     let path = dir.join(format!("gateway-{port}.toml"));
     std::fs::write(&path, text)?;
     cmd.arg("serve").arg("--config").arg(&path);

@@ -6,6 +6,10 @@
 # table (no debug info needed). Needs perf (Debian: linux-perf) and inferno (cargo install
 # inferno); the permission to profile (root, or kernel.perf_event_paranoid <= 1).
 #
+# After the graph it prints where the gateway's CPU per request goes, by owner (layer, proxy,
+# transport) and kind (signature maths, SHA-2, allocator, kernel): tests/load/breakdown.py on the
+# folded stacks, scaled by the gateway's CPU time over the requests wrk completed.
+#
 # Usage: bash tests/load/flamegraph.sh [--stack FullPack] [--seconds 5] [--out docs/flamegraph-full-pack.svg]
 #        [--bins target/release] [--folded FILE] [--no-build]
 # The stack names are the harness's (`FullPack`, `Bare`, `BearerPack`, `SsoDpopDistinct`, ...).
@@ -53,14 +57,23 @@ done
 read -r url script pid <"$work/serve"
 echo "== $stack at $url (gateway pid $pid): warm-up, then $seconds s under perf"
 wrk -t 2 -c 16 -d 2s --timeout 10s -s "$script" "$url" >/dev/null
+ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+before=$(ticks)
 wrk -t 2 -c 16 -d "$((seconds + 2))s" --timeout 10s -s "$script" "$url" >"$work/wrk" &
 wrk_pid=$!
 sleep 1
 perf record -q -F "${MCPE_PERF_FREQ:-999}" --call-graph dwarf,32768 -p "$pid" -o "$work/perf.data" -- sleep "$seconds" 2>/dev/null
 wait "$wrk_pid"
+after=$(ticks)
 grep RESULT "$work/wrk" || true
+requests=$(awk '/^RESULT/ {print $2}' "$work/wrk")
 perf script --no-inline -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded"
 [ -n "$folded" ] && cp "$work/folded" "$folded"
 inferno-flamegraph --title "gateway CPU: $stack, wrk 16 connections, perf dwarf, $seconds s" --width 1400 \
   <"$work/folded" >"$out"
 echo "== wrote $out ($(wc -l <"$work/folded") distinct stacks)"
+if [ -n "$requests" ] && [ "$requests" -gt 0 ]; then
+  cpu=$(awk -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v n="$requests" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
+  echo "== $stack: $cpu µs of gateway CPU per request (perf running); where it goes:"
+  python3 tests/load/breakdown.py "$work/folded" "$cpu"
+fi

@@ -3,6 +3,9 @@
 //! timing the cryptographic floor (one ES256 and one Ed25519 verification, in this process, by CPU
 //! time); the medians give each stack's gateway CPU per request next to the bare gateway and the
 //! floor of the same run. CPU per request, not throughput, because the machine is shared.
+//! Each round also measures the bare gateway paced (wrk's `delay()`) to the request rate of the
+//! full pack and of the new-token stack: the transport costs more per request at a lower rate,
+//! and that share is not the pack's work.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -32,9 +35,25 @@ pub(crate) struct Row {
     pub(crate) cpu_us: f64,
 }
 
+/// The bare gateway paced to another stack's request rate.
+pub(crate) struct Paced {
+    /// The stack whose rate it was paced to.
+    pub(crate) to: Stack,
+    pub(crate) rps: f64,
+    pub(crate) cpu_us: f64,
+}
+
+/// Stacks the bare gateway is also measured at the request rate of: the transport's cost per
+/// request grows as the rate falls (the load generator and the upstream sleep between requests,
+/// so every write wakes one), and these stacks run at a third of the bare gateway's rate or less.
+const PACED_TO: [Stack; 2] = [Stack::FullPack, Stack::SsoDpopDistinct];
+/// Milliseconds each wrk connection waits before its next request when paced (wrk's `delay()`).
+const PACE_DELAY_MS: u32 = 1;
+
 /// The measured rows (the bare gateway first) and the floors (µs per verification).
 pub(crate) struct Costs {
     pub(crate) rows: Vec<Row>,
+    pub(crate) paced: Vec<Paced>,
     pub(crate) es256_us: f64,
     pub(crate) ed25519_us: f64,
     pub(crate) rounds: usize,
@@ -95,6 +114,12 @@ pub(crate) fn measure(opts: &Opts, dir: &Path, keys: &Keys, stacks: &[Stack]) ->
         running.push((stack, gw, url, script, Vec::new(), Vec::new()));
     }
     let (mut es, mut ed) = (Vec::new(), Vec::new());
+    // the bare gateway's script, each connection waiting PACE_DELAY_MS before every request
+    let paced_script = dir.join("cost-bare-paced.lua");
+    let mut text = std::fs::read_to_string(&running[0].3)?;
+    text.push_str(&format!("delay = function() return {PACE_DELAY_MS} end\n"));
+    std::fs::write(&paced_script, text)?;
+    let mut paced: Vec<(Stack, Vec<f64>, Vec<f64>)> = Vec::new();
     for round in 0..ROUNDS {
         let (e, d) = floors()?;
         eprintln!("cost round {round}: floor ES256 {e:.1} µs, Ed25519 {d:.1} µs");
@@ -114,12 +139,38 @@ pub(crate) fn measure(opts: &Opts, dir: &Path, keys: &Keys, stacks: &[Stack]) ->
             cpus.push(cpu);
             rpss.push(r.rps);
         }
+        for to in PACED_TO {
+            let Some(target) = running.iter().find(|r| r.0 == to).and_then(|r| r.5.last().copied()) else { continue };
+            let (_, gw, url, _, _, _) = &running[0];
+            // a rate per connection from a short probe, then as many connections as the target needs
+            let probe = wrk(url, &paced_script, 16, 1, None)?;
+            let conns = ((16.0 * target / probe.rps.max(1.0)).round() as u32).clamp(1, 256);
+            let r = wrk(url, &paced_script, conns, opts.duration, Some(gw.0.id()))?;
+            if r.errors > 0 {
+                bail!("bare gateway paced: {} errors of {} requests", r.errors, r.requests);
+            }
+            let cpu = r.cpu_us_per_req.unwrap_or(f64::NAN);
+            eprintln!(
+                "cost round {round} bare gateway paced to {:<57} {:>8.0} req/s cpu {cpu:>6.1} µs/req ({conns} connections)",
+                to.label(),
+                r.rps
+            );
+            match paced.iter_mut().find(|p| p.0 == to) {
+                Some((_, cpus, rpss)) => {
+                    cpus.push(cpu);
+                    rpss.push(r.rps);
+                }
+                None => paced.push((to, vec![cpu], vec![r.rps])),
+            }
+        }
     }
+    let paced =
+        paced.into_iter().map(|(to, cpus, rpss)| Paced { to, rps: median(rpss), cpu_us: median(cpus) }).collect();
     let rows = running
         .into_iter()
         .map(|(stack, _gw, _, _, cpus, rpss)| Row { stack, rps: median(rpss), cpu_us: median(cpus) })
         .collect();
-    Ok(Costs { rows, es256_us: median(es), ed25519_us: median(ed), rounds: ROUNDS })
+    Ok(Costs { rows, paced, es256_us: median(es), ed25519_us: median(ed), rounds: ROUNDS })
 }
 
 /// The section of the report: the table and each target's check.
@@ -143,8 +194,19 @@ pub(crate) fn section(s: &mut String, c: &Costs, duration: u64) -> anyhow::Resul
         let added = if r.stack == Stack::Bare { String::new() } else { format!("{:+.1}", r.cpu_us - bare) };
         writeln!(s, "| {} | {:.0} | {:.1} | {added} |", r.stack.label(), r.rps, r.cpu_us)?;
     }
+    for p in &c.paced {
+        writeln!(
+            s,
+            "| gateway, no layers, paced to the rate of: {} (wrk `delay()` {PACE_DELAY_MS} ms) | {:.0} | {:.1} | {:+.1} |",
+            p.to.label(),
+            p.rps,
+            p.cpu_us,
+            p.cpu_us - bare
+        )?;
+    }
     writeln!(s)?;
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+    let paced = |stack| c.paced.iter().find(|p| p.to == stack).map(|p| p.cpu_us);
     if let Some(pack) = cpu(Stack::FullPack) {
         let own = pack - bare - c.es256_us;
         writeln!(
@@ -168,6 +230,18 @@ pub(crate) fn section(s: &mut String, c: &Costs, duration: u64) -> anyhow::Resul
              {:+.1} µs of the bare gateway).",
             c.es256_us,
             bytes - bare
+        )?;
+    }
+    // the same at the same request rate: the transport's share that grows as the rate falls is
+    // the bare gateway's too — an extra statement, the formula above stays the target's
+    if let (Some(pack), Some(at_rate)) = (cpu(Stack::FullPack), paced(Stack::FullPack)) {
+        let own = pack - at_rate - c.es256_us;
+        writeln!(
+            s,
+            "- Pack's own cost against the bare gateway at the pack's request rate: {pack:.1} − {at_rate:.1} − {:.1} = \
+             **{own:.1} µs** per request (at that rate the bare gateway costs {:+.1} µs per request more than at its own).",
+            c.es256_us,
+            at_rate - bare
         )?;
     }
     if let Some(pack) = cpu(Stack::FullPackEdDsa) {
@@ -227,6 +301,15 @@ pub(crate) fn section(s: &mut String, c: &Costs, duration: u64) -> anyhow::Resul
                  {:.2}×.",
                 d - bytes,
                 (d - bytes) / floor
+            )?;
+        }
+        if let Some(at_rate) = paced(Stack::SsoDpopDistinct) {
+            writeln!(
+                s,
+                "- The same against the bare gateway at this stack's request rate: {d:.1} − {at_rate:.1} = {:.1} µs: \
+                 {:.2}×.",
+                d - at_rate,
+                (d - at_rate) / floor
             )?;
         }
     }

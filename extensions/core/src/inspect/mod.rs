@@ -1,5 +1,7 @@
 //! Request inspection: read a posted JSON-RPC message once, check it, and store an
-//! [`McpRequest`](crate::McpRequest) in the request extensions.
+//! [`McpRequest`](crate::McpRequest) in the request's [`RequestContext`](crate::RequestContext)
+//! (read it with [`McpRequest::of`](crate::McpRequest::of)) and, for the layers outside, in the
+//! response extensions.
 //!
 //! ```
 //! use mcp_enterprise_core::{InspectLayer, McpBody, McpRequest};
@@ -12,7 +14,7 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(InspectLayer::new())
 //!     .service(service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
-//!         let mcp = req.extensions().get::<McpRequest>().expect("inspected");
+//!         let mcp = McpRequest::of(req.extensions()).expect("inspected");
 //!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(mcp.method().unwrap_or("").to_owned()))))
 //!     }));
 //! let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
@@ -74,8 +76,8 @@ mod tests {
         service_fn(move |req: Request<McpBody<Chunks>>| {
             let seen = seen.clone();
             async move {
-                let mcp = req.extensions().get::<McpRequest>().cloned();
-                let negotiated = req.extensions().get::<NegotiatedExtensions>().cloned();
+                let mcp = McpRequest::of(req.extensions()).cloned();
+                let negotiated = NegotiatedExtensions::of(req.extensions()).cloned();
                 let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                 seen.lock().expect("lock").push((body, mcp.clone(), negotiated));
                 let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));

@@ -41,6 +41,7 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// The context in these (request) extensions, if a layer of the pack has set one.
+    #[inline]
     pub fn get(extensions: &Extensions) -> Option<&Self> {
         extensions.get::<Self>()
     }
@@ -68,6 +69,7 @@ impl RequestContext {
     }
 
     /// The message [`InspectLayer`](crate::InspectLayer) parsed, if it has.
+    #[inline]
     pub fn mcp(&self) -> Option<&McpRequest> {
         self.mcp.as_ref()
     }
@@ -84,6 +86,7 @@ impl RequestContext {
     }
 
     /// The pack layers passed so far, outermost first.
+    #[inline]
     pub fn visited(&self) -> &Visited {
         &self.visited
     }
@@ -95,6 +98,7 @@ impl RequestContext {
 
     /// The extensions both sides support, once [`NegotiateLayer`](crate::NegotiateLayer) has
     /// negotiated them.
+    #[inline]
     pub fn negotiated(&self) -> Option<&NegotiatedExtensions> {
         self.negotiated.as_ref()
     }
@@ -110,6 +114,7 @@ impl McpRequest {
     /// [`RequestContext`]; in a response (or a request without a context holding one), an
     /// `McpRequest` inserted as an extension of its own — what `InspectLayer` leaves in the
     /// response for the layers outside it.
+    #[inline]
     pub fn of(extensions: &Extensions) -> Option<&McpRequest> {
         match RequestContext::get(extensions).and_then(RequestContext::mcp) {
             Some(mcp) => Some(mcp),
@@ -130,6 +135,7 @@ impl McpRequest {
 impl NegotiatedExtensions {
     /// The negotiated extensions in these request extensions (the [`RequestContext`]'s, else a
     /// `NegotiatedExtensions` inserted as an extension of its own).
+    #[inline]
     pub fn of(extensions: &Extensions) -> Option<&NegotiatedExtensions> {
         match RequestContext::get(extensions).and_then(RequestContext::negotiated) {
             Some(negotiated) => Some(negotiated),

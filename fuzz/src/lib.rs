@@ -332,7 +332,7 @@ impl<B> tower::Service<http::Request<B>> for Inner {
         if let Ok(mut seen) = self.0.lock() {
             seen.reached = true;
             seen.principal = req.extensions().get::<mcp_enterprise_core::Principal>().cloned();
-            seen.mcp = req.extensions().get::<mcp_enterprise_core::McpRequest>().cloned();
+            seen.mcp = mcp_enterprise_core::McpRequest::of(req.extensions()).cloned();
         }
         std::future::ready(Ok(http::Response::new(http_body_util::Full::new(bytes::Bytes::from_static(b"reached")))))
     }

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use governor::{Quota, RateLimiter};
 use http::{Request, Response};
-use mcp_enterprise_core::{AuthMethod, McpRequest, Principal, PrincipalKind};
+use mcp_enterprise_core::{AuthMethod, McpRequest, Principal, PrincipalKind, RequestContext};
 use mcp_enterprise_gateway::ratelimit::{KeyPart, Limit, RateLimitLayer};
 use serde_json::json;
 use tower::{Layer, Service};
@@ -53,7 +53,7 @@ fn requests() -> Vec<(McpRequest, Principal)> {
 
 fn request(parts: &(McpRequest, Principal)) -> Request<()> {
     let mut req = Request::new(());
-    req.extensions_mut().insert(parts.0.clone());
+    RequestContext::get_or_default(req.extensions_mut()).set_mcp(parts.0.clone());
     req.extensions_mut().insert(parts.1.clone());
     req
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use mcp_enterprise_core::{AuthMethod, McpRequest, Principal, PrincipalKind};
+use mcp_enterprise_core::{AuthMethod, McpRequest, Principal, PrincipalKind, RequestContext};
 use mcp_enterprise_dpop::{MemoryReplayStore, RedisClient, RedisReplayStore, RedisSettings, ReplayStore};
 use mcp_enterprise_gateway::ratelimit::{KeyPart, Limit, RateLimitLayer, SharedStore};
 use serde_json::json;
@@ -178,7 +178,7 @@ fn ratelimit(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis: &Redis) {
             move |i: u64| {
                 let p = &parts[usize::try_from(i).unwrap_or(0) % PRINCIPALS];
                 let mut req = Request::new(());
-                req.extensions_mut().insert(p.0.clone());
+                RequestContext::get_or_default(req.extensions_mut()).set_mcp(p.0.clone());
                 req.extensions_mut().insert(p.1.clone());
                 req
             }

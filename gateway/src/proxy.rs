@@ -250,7 +250,7 @@ where
             return Box::pin(std::future::ready(Ok(response)));
         };
         let (mut parts, body) = req.into_parts();
-        let mcp = parts.extensions.remove::<McpRequest>();
+        let mcp = McpRequest::take(&mut parts.extensions);
         strip_hop_by_hop(&mut parts.headers);
         // the credential for the upstream is worked out from the caller's (a token exchange needs
         // the validated token); then the caller's credentials are removed: never passed on

@@ -9,7 +9,7 @@
 //!
 //! then call `http://127.0.0.1:8090/mcp` (the example prints curl commands). Every request is
 //! parsed once by `InspectLayer`; the small `log_mcp` middleware below reads the resulting
-//! [`McpRequest`] from the request extensions instead of parsing the body again, and
+//! [`McpRequest`] from the request extensions (`McpRequest::of`) instead of parsing the body again, and
 //! `server/discover` / `initialize` results advertise the `io.github.mcp-enterprise/example`
 //! extension next to what the rmcp server declares.
 
@@ -24,10 +24,8 @@ use tower::ServiceBuilder;
 
 /// Logs what the inspection layer found; runs inside it, so the body is not read again.
 async fn log_mcp(req: Request, next: Next) -> Response {
-    if let Some(mcp) = req.extensions().get::<McpRequest>() {
-        let negotiated: Vec<String> = req
-            .extensions()
-            .get::<NegotiatedExtensions>()
+    if let Some(mcp) = McpRequest::of(req.extensions()) {
+        let negotiated: Vec<String> = NegotiatedExtensions::of(req.extensions())
             .map(|n| n.ids().map(str::to_owned).collect())
             .unwrap_or_default();
         tracing::info!(

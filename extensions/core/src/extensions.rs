@@ -304,7 +304,8 @@ impl ExtensionSetBuilder {
 }
 
 /// The extensions negotiated for one request: offered by us and declared by the client, with the
-/// client's settings. Inserted into the request extensions by the negotiation layer.
+/// client's settings. Set in the request's [`RequestContext`](crate::RequestContext) by the
+/// negotiation layer; read with [`NegotiatedExtensions::of`].
 #[derive(Debug, Clone, Default)]
 pub struct NegotiatedExtensions {
     client: Arc<Map<String, Value>>,

@@ -6,7 +6,8 @@
 //! - [`InspectLayer`]: reads each posted JSON-RPC message **once** (bounded), checks it — JSON,
 //!   JSON-RPC shape, SEP-2243 `MCP-Protocol-Version`/`Mcp-Method`/`Mcp-Name` headers against the
 //!   body — and stores an [`McpRequest`] (id, method, target, protocol version, era, what the
-//!   client declared, trace context) in the request extensions. Both protocol eras are understood:
+//!   client declared, trace context) in the request's [`RequestContext`] (one request extension
+//!   for all the pack shares per request; read it with [`McpRequest::of`]). Both protocol eras are understood:
 //!   legacy 2025-11-25 (`initialize`, `Mcp-Session-Id`) and modern 2026-07-28 (`server/discover`,
 //!   per-request `_meta`).
 //! - [`NegotiateLayer`]: SEP-2133 capability negotiation: advertises an [`ExtensionSet`] in
@@ -39,7 +40,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let extensions = ExtensionSet::builder().with_own("audit", serde_json::json!({}))?.build();
 //! let mcp_server = service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
-//!     let mcp = req.extensions().get::<McpRequest>().expect("inspected");
+//!     let mcp = McpRequest::of(req.extensions()).expect("inspected");
 //!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(format!("{:?}", mcp.era())))))
 //! });
 //! let svc = ServiceBuilder::new()
@@ -73,6 +74,7 @@ pub mod challenge;
 pub mod client_address;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod denial;
 #[cfg(feature = "dpop")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
@@ -111,6 +113,7 @@ pub use body::{BoxError, McpBody, PackBody};
 pub use challenge::{AuthErrorCode, Challenge};
 pub use client_address::ClientAddress;
 pub use config::CoreConfig;
+pub use context::RequestContext;
 pub use denial::Denial;
 pub use error::{ConfigError, Rejection};
 pub use event::{AuditEvent, AuditEvents};

@@ -1,8 +1,8 @@
 //! The contracts between the pack's layers, checked on every request so that a stack put together
 //! in a wrong order refuses requests instead of serving them.
 //!
-//! Each layer of the pack records itself in the request's [`Visited`] list as it passes the
-//! request inward. A layer that relies on another one outside it checks the list and, when the
+//! Each layer of the pack records itself in the request's [`Visited`] list (kept in its
+//! [`RequestContext`]) as it passes the request inward. A layer that relies on another one outside it checks the list and, when the
 //! prerequisite is missing, answers `500` with a JSON-RPC internal error naming it (a
 //! [`Miswired`] and a [`Denial`] in the response extensions; logged once per process at error
 //! level). The contracts:
@@ -20,10 +20,12 @@ use std::sync::Mutex;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 
+use crate::context::RequestContext;
 use crate::denial::Denial;
 use crate::jsonrpc::{JsonRpcError, codes};
 
-/// The pack layers a request has passed so far, outermost first (a request extension).
+/// The pack layers a request has passed so far, outermost first (in the request's
+/// [`RequestContext`]).
 #[derive(Debug, Clone, Default)]
 pub struct Visited {
     /// The first [`INLINE_LAYERS`] layers, without an allocation of their own.
@@ -42,16 +44,10 @@ impl PartialEq for Visited {
 impl Eq for Visited {}
 
 /// Layers a [`Visited`] holds inline: more than the pack has.
-const INLINE_LAYERS: usize = 16;
+const INLINE_LAYERS: usize = 10;
 
 impl Visited {
-    fn of(layer: &'static str) -> Self {
-        let mut visited = Self::default();
-        visited.push(layer);
-        visited
-    }
-
-    fn push(&mut self, layer: &'static str) {
+    pub(crate) fn push(&mut self, layer: &'static str) {
         if self.len < INLINE_LAYERS && self.more.is_empty() {
             self.inline[self.len] = layer;
             self.len += 1;
@@ -81,12 +77,7 @@ impl Visited {
 
 /// Records that `layer` passes `req` inward.
 pub fn visit<B>(req: &mut Request<B>, layer: &'static str) {
-    match req.extensions_mut().get_mut::<Visited>() {
-        Some(visited) => visited.push(layer),
-        None => {
-            req.extensions_mut().insert(Visited::of(layer));
-        }
-    }
+    RequestContext::update(req.extensions_mut(), |c| c.visit(layer));
 }
 
 /// For a layer that decides on the parsed call: records that `layer` passes `req` inward, or,
@@ -102,12 +93,12 @@ pub fn enter_inspected<B>(req: &mut Request<B>, layer: &'static str, needs: &'st
 
 /// Whether `req` has passed `layer`.
 pub fn has_visited<B>(req: &Request<B>, layer: &str) -> bool {
-    req.extensions().get::<Visited>().is_some_and(|v| v.contains(layer))
+    RequestContext::get(req.extensions()).is_some_and(|c| c.visited().contains(layer))
 }
 
 /// The pack layers `req` has passed, outermost first.
 pub fn visited<B>(req: &Request<B>) -> &[&'static str] {
-    req.extensions().get::<Visited>().map_or(&[], Visited::layers)
+    RequestContext::get(req.extensions()).map_or(&[], |c| c.visited().layers())
 }
 
 /// A layer found its prerequisite missing: the stack is wired wrongly.

@@ -230,7 +230,7 @@ where
             if req.extensions().get::<Principal>().is_some() && (armed || inner.bearer != BearerMode::AlsoBearer) {
                 return Ok(service.call(req).await?.map(PackBody::new));
             }
-            let mcp = req.extensions().get::<McpRequest>().cloned();
+            let mcp = McpRequest::of(req.extensions()).cloned();
             let decision = mcp_enterprise_core::trace::Decision::start("dpop");
             // the token is read in place (no copy of it per request): the parts are taken apart
             // first and put together again only on the paths that pass the request on unchecked

@@ -76,7 +76,7 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         let shared = self.layer.shared.clone();
         // notifications are checked too: a `tools/call` without an id must not slip through
-        let mcp = req.extensions().get::<McpRequest>().filter(|m| m.kind() != MessageKind::Response).cloned();
+        let mcp = McpRequest::of(req.extensions()).filter(|m| m.kind() != MessageKind::Response).cloned();
         if let Some(mcp) = &mcp
             && let Some((kind, name)) = called(mcp)
             && let Some(reason) = shared.decide_call(kind, name)

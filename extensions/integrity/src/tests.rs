@@ -54,7 +54,7 @@ impl Upstream {
         let upstream = service_fn(move |req: Request<McpBody<Full<Bytes>>>| {
             let tools = tools.lock().expect("lock").clone();
             async move {
-                let mcp = req.extensions().get::<McpRequest>().cloned().expect("inspected");
+                let mcp = McpRequest::of(req.extensions()).cloned().expect("inspected");
                 let id = json!(mcp.id().map(ToString::to_string).and_then(|s| s.parse::<i64>().ok()));
                 let paged = req.headers().contains_key("x-paged");
                 let cursor = mcp.params().and_then(|p| p.get("cursor")).cloned();
@@ -284,7 +284,7 @@ async fn trust_on_first_use_pins_and_persists_then_catches_changes() {
 async fn list_changed_marks_the_list_stale_until_listed_again() {
     let layer = layer(|b| b);
     let inner = service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
-        let method = req.extensions().get::<McpRequest>().and_then(|m| m.method().map(str::to_owned));
+        let method = McpRequest::of(req.extensions()).and_then(|m| m.method().map(str::to_owned));
         let text = if method.as_deref() == Some("tools/list") {
             "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[]}}\n\n".to_owned()
         } else {

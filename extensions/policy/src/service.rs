@@ -102,7 +102,7 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.inner.clone();
         // notifications are decided too: a `tools/call` without an id must not slip through
-        let mcp = req.extensions().get::<McpRequest>().filter(|m| m.kind() != MessageKind::Response).cloned();
+        let mcp = McpRequest::of(req.extensions()).filter(|m| m.kind() != MessageKind::Response).cloned();
         let principal = req.extensions().get::<Principal>().cloned();
         let method = mcp.as_ref().and_then(McpRequest::method);
         let action = method.and_then(Action::from_method);

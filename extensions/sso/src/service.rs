@@ -116,7 +116,7 @@ where
         let mut service = std::mem::replace(&mut self.inner, clone);
         let inner = self.layer.inner.clone();
         ResponseFuture::new(async move {
-            let mcp = req.extensions().get::<McpRequest>().cloned();
+            let mcp = McpRequest::of(req.extensions()).cloned();
             let decision = trace::Decision::start("sso");
             // authenticated by an outer layer (DPoP, workload identity): already in the extensions
             let outer = req.extensions().get::<Principal>().cloned();

@@ -197,7 +197,7 @@ where
                     Ok(response)
                 }
                 Judged::Refuse(error, known) => {
-                    let mcp = req.extensions().get::<McpRequest>();
+                    let mcp = McpRequest::of(req.extensions());
                     let mut response = refuse(&layer.inner, error, mcp);
                     if let Some(principal) = known {
                         response.extensions_mut().insert(principal);

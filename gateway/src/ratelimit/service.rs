@@ -136,7 +136,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = &self.layer.inner;
-        let mcp = req.extensions().get::<McpRequest>();
+        let mcp = McpRequest::of(req.extensions());
         let principal = req.extensions().get::<Principal>();
         let id = || mcp.and_then(|m| m.id().cloned());
         match &inner.backend {
@@ -218,7 +218,7 @@ mod tests {
         let body = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": tool}});
         let mcp = McpRequest::parse(&http::HeaderMap::new(), body.to_string().as_bytes(), |_| None).expect("parse");
         let mut req = Request::new(());
-        req.extensions_mut().insert(mcp);
+        mcp_enterprise_core::RequestContext::get_or_default(req.extensions_mut()).set_mcp(mcp);
         req.extensions_mut()
             .insert(Principal::builder("https://idp", sub, PrincipalKind::User, AuthMethod::Bearer).build());
         req

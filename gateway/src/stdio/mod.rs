@@ -716,7 +716,7 @@ where
         }
         let bridge = self.bridge.clone();
         // a POST stream answers its first request; a GET stream answers none
-        let id = req.extensions().get::<McpRequest>().and_then(|m| m.id().cloned());
+        let id = McpRequest::of(req.extensions()).and_then(|m| m.id().cloned());
         let get = req.method() == Method::GET;
         Box::pin(async move {
             let response = bridge.handle(req).await;

@@ -209,7 +209,7 @@ pub(crate) fn modern_request(
     {
         return Err(Box::new(unsupported(v, id)));
     }
-    let request = match parts.extensions.get::<McpRequest>() {
+    let request = match McpRequest::of(&parts.extensions) {
         Some(request) => request.clone(),
         None => match McpRequest::parse(&parts.headers, bytes, |_| None) {
             Ok(request) => request,

@@ -12,6 +12,7 @@ use tower_service::Service;
 
 use super::sessions::SessionStore;
 use crate::body::{BodyTimeout, BoxError, McpBody, PackBody};
+use crate::context::RequestContext;
 use crate::error::Rejection;
 use crate::headers;
 use crate::message::{ClientDeclaration, Era, McpRequest, MessageKind};
@@ -201,9 +202,13 @@ where
                                     let after = after_for(&mcp, sessions);
                                     // traced: the sampling decision, on the message just parsed
                                     let (span, ids) = start_span(&mut parts, Some(&mcp));
-                                    let mut req = Request::from_parts(parts, McpBody::full(bytes));
-                                    req.extensions_mut().insert(mcp.clone());
-                                    crate::wiring::visit(&mut req, "inspect");
+                                    // the message and the visit in one extension (one box)
+                                    let inner_mcp = mcp.clone();
+                                    RequestContext::update(&mut parts.extensions, |c| {
+                                        c.set_mcp(inner_mcp);
+                                        c.visit("inspect");
+                                    });
+                                    let req = Request::from_parts(parts, McpBody::full(bytes));
                                     let future = span.in_scope(|| service.call(req));
                                     State::Calling { future, after, mcp: Some(mcp), span, ids }
                                 }

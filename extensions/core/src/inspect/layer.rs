@@ -12,8 +12,10 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_SESSION_CAPACITY: usize = 10_000;
 
 /// Reads each posted JSON-RPC message once (bounded), checks it (JSON, JSON-RPC shape, SEP-2243
-/// headers against the body) and stores an [`McpRequest`](crate::McpRequest) in the request
-/// extensions. The body is handed on byte for byte.
+/// headers against the body) and stores an [`McpRequest`](crate::McpRequest) in the request's
+/// [`RequestContext`](crate::RequestContext) (read it with
+/// [`McpRequest::of`](crate::McpRequest::of)) and in the response extensions, for the layers
+/// outside. The body is handed on byte for byte.
 ///
 /// Rejections: over-limit body → `413`; malformed JSON → `400` + `-32700`; not JSON-RPC → `400` +
 /// `-32600`; header mismatch → `400` + `-32020`. Requests other than `POST` pass through untouched.

@@ -1,5 +1,7 @@
 //! Request inspection: read a posted JSON-RPC message once, check it, and store an
-//! [`McpRequest`](crate::McpRequest) in the request extensions.
+//! [`McpRequest`](crate::McpRequest) in the request's [`RequestContext`](crate::RequestContext)
+//! (read it with [`McpRequest::of`](crate::McpRequest::of)) and, for the layers outside, in the
+//! response extensions.
 //!
 //! ```
 //! use mcp_enterprise_core::{InspectLayer, McpBody, McpRequest};
@@ -12,7 +14,7 @@
 //! let svc = ServiceBuilder::new()
 //!     .layer(InspectLayer::new())
 //!     .service(service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
-//!         let mcp = req.extensions().get::<McpRequest>().expect("inspected");
+//!         let mcp = McpRequest::of(req.extensions()).expect("inspected");
 //!         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(mcp.method().unwrap_or("").to_owned()))))
 //!     }));
 //! let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
@@ -47,7 +49,7 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt, service_fn};
 
     use super::InspectLayer;
-    use crate::{ExtensionSet, McpBody, McpRequest, NegotiateLayer, NegotiatedExtensions};
+    use crate::{ExtensionSet, McpBody, McpRequest, NegotiateLayer, NegotiatedExtensions, RequestContext};
 
     /// A body with no size hint that yields its chunks one by one.
     struct Chunks(VecDeque<Bytes>);
@@ -74,8 +76,8 @@ mod tests {
         service_fn(move |req: Request<McpBody<Chunks>>| {
             let seen = seen.clone();
             async move {
-                let mcp = req.extensions().get::<McpRequest>().cloned();
-                let negotiated = req.extensions().get::<NegotiatedExtensions>().cloned();
+                let mcp = McpRequest::of(req.extensions()).cloned();
+                let negotiated = NegotiatedExtensions::of(req.extensions()).cloned();
                 let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                 seen.lock().expect("lock").push((body, mcp.clone(), negotiated));
                 let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
@@ -101,6 +103,28 @@ mod tests {
         let seen = seen.lock().expect("lock");
         assert_eq!(&seen[0].0[..], raw);
         assert_eq!(seen[0].1.as_ref().and_then(McpRequest::method), Some("tools/list"));
+    }
+
+    #[tokio::test]
+    async fn the_request_carries_one_extension_and_the_response_the_message() {
+        let extensions = ExtensionSet::builder().with_own("audit", json!({})).expect("ext").build();
+        let inner = service_fn(|req: Request<McpBody<Chunks>>| async move {
+            // the message, the visits and the negotiation: one entry (one box) in the request
+            assert_eq!(req.extensions().len(), 1);
+            let context = RequestContext::get(req.extensions()).expect("a context");
+            assert_eq!(context.visited().layers(), ["inspect", "negotiate"]);
+            assert_eq!(context.mcp().and_then(McpRequest::method), Some("tools/list"));
+            assert!(context.negotiated().is_some_and(|n| n.ids().next().is_none()));
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+        });
+        let svc =
+            ServiceBuilder::new().layer(InspectLayer::new()).layer(NegotiateLayer::new(extensions)).service(inner);
+        let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        let res = svc.oneshot(Request::post("/mcp").body(chunked(&[list])).expect("req")).await.expect("ok");
+        assert_eq!(res.status(), StatusCode::OK);
+        // the layers outside read the message from the response
+        assert_eq!(res.extensions().get::<McpRequest>().and_then(McpRequest::method), Some("tools/list"));
+        assert_eq!(McpRequest::of(res.extensions()).and_then(McpRequest::method), Some("tools/list"));
     }
 
     #[tokio::test]

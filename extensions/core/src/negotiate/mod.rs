@@ -2,7 +2,9 @@
 //!
 //! The [`NegotiateLayer`] sits inside the [`InspectLayer`](crate::InspectLayer) (it reads the
 //! [`McpRequest`](crate::McpRequest)). For every inspected message it inserts the
-//! [`NegotiatedExtensions`](crate::NegotiatedExtensions) into the request extensions. It rewrites
+//! [`NegotiatedExtensions`](crate::NegotiatedExtensions) into the request's
+//! [`RequestContext`](crate::RequestContext) (read them with
+//! [`NegotiatedExtensions::of`](crate::NegotiatedExtensions::of)). It rewrites
 //! the responses to `initialize` (legacy) and `server/discover` (modern) so that
 //! `result.capabilities.extensions` lists our extensions merged with the upstream's, for
 //! `application/json` and `text/event-stream` responses alike (SSE keeps streaming). A modern
@@ -21,7 +23,7 @@
 //!     .layer(InspectLayer::new())
 //!     .layer(NegotiateLayer::new(extensions))
 //!     .service(service_fn(|req: Request<McpBody<Full<Bytes>>>| async move {
-//!         assert!(req.extensions().get::<NegotiatedExtensions>().is_some());
+//!         assert!(NegotiatedExtensions::of(req.extensions()).is_some());
 //!         let body = r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{}}}"#;
 //!         let mut res = Response::new(Full::new(Bytes::from(body)));
 //!         res.headers_mut().insert("content-type", "application/json".parse()?);

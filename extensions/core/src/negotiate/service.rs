@@ -35,7 +35,7 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         crate::wiring::visit(&mut req, "negotiate");
-        let Some(mcp) = req.extensions().get::<McpRequest>().cloned() else {
+        let Some(mcp) = McpRequest::of(req.extensions()).cloned() else {
             return ResponseFuture::calling(self.inner.call(req), None, self.layer.max_rewrite_bytes);
         };
         let set = &self.layer.extensions;
@@ -50,7 +50,7 @@ where
                 });
             }
         }
-        req.extensions_mut().insert(negotiated);
+        crate::context::RequestContext::update(req.extensions_mut(), |c| c.set_negotiated(negotiated));
         let advertise = mcp.kind() == MessageKind::Request
             && !set.is_empty()
             && matches!((mcp.era(), method), (Era::Legacy, "initialize") | (Era::Modern, "server/discover"));

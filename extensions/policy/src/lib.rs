@@ -76,8 +76,8 @@ mod validate;
 pub use args::{ArgType, ConversionError, MAX_DEPTH, MAX_VALUES, RecordType, arguments_to_cedar};
 pub use config::{DefaultDecisionConfig, PolicyConfig, ValidationConfig};
 pub use engine::{
-    Call, Catalog, Decision, DefaultDecision, Engine, MAX_CACHED_PRINCIPALS, MAX_CATALOG_ENTRIES, Policies,
-    PolicySource, Reason, Settings, ValidationLevel,
+    Call, Catalog, Decision, DefaultDecision, Engine, MAX_CACHED_DECISIONS, MAX_CACHED_ENTITIES, MAX_CACHED_PRINCIPALS,
+    MAX_CATALOG_ENTRIES, Policies, PolicySource, Reason, Settings, ValidationLevel,
 };
 pub use error::{PolicyConfigError, PolicyDenied};
 pub use filter::{ListKind, filter_list_body};

@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use mcp_enterprise_core::{McpRequest, Principal};
@@ -67,14 +68,32 @@ impl Action {
     }
 
     pub(crate) fn uid(self) -> EntityUid {
-        uid("Action", self.method())
+        // parsed once: a Cedar name parse costs more than evaluating a simple policy
+        static UIDS: OnceLock<[EntityUid; 3]> = OnceLock::new();
+        let uids = UIDS.get_or_init(|| {
+            [Self::ToolsCall, Self::ResourcesRead, Self::PromptsGet].map(|a| uid("Action", a.method()))
+        });
+        match self {
+            Self::ToolsCall => uids[0].clone(),
+            Self::ResourcesRead => uids[1].clone(),
+            Self::PromptsGet => uids[2].clone(),
+        }
     }
 }
 
+/// The entity types of the model (and `Action`), whose names are parsed once.
+const TYPES: [&str; 5] = ["Principal", "Tool", "Resource", "Prompt", "Action"];
+
 /// `Mcp::<ty>` as an entity type name.
 pub(crate) fn type_name(ty: &str) -> EntityTypeName {
+    static NAMES: OnceLock<[EntityTypeName; 5]> = OnceLock::new();
     // the names used are fixed identifiers of this module
-    EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}")).expect("fixed Cedar type names parse")
+    let parse =
+        |ty: &str| EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}")).expect("fixed Cedar type names parse");
+    match TYPES.iter().position(|t| *t == ty) {
+        Some(i) => NAMES.get_or_init(|| TYPES.map(parse))[i].clone(),
+        None => parse(ty),
+    }
 }
 
 /// `Mcp::<ty>::"<id>"`.
@@ -262,7 +281,7 @@ pub fn principal_entity(principal: Option<&Principal>) -> Entity {
 }
 
 /// The parts of the context that do not depend on the arguments.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CallContext {
     /// Seconds since the Unix epoch.
     pub now_secs: u64,

@@ -354,14 +354,24 @@ impl Catalog {
     /// Whether every item of a `tools/list` (`key` = `tools`) or `prompts/list` (`prompts`) result
     /// is known as listed: learning it would change nothing.
     pub fn knows_listing(&self, key: &str, result: &Value) -> bool {
-        let items = result.get(key).and_then(Value::as_array).into_iter().flatten();
+        let mut items = result.get(key).and_then(Value::as_array).into_iter().flatten();
+        // an entry listed exactly as before is known without being read again (the usual case:
+        // the same listing passing again); any other is read and its arguments compared
         match key {
-            "tools" => items
-                .filter_map(ToolInfo::from_listing)
-                .all(|info| self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments)),
-            "prompts" => items
-                .filter_map(PromptInfo::from_listing)
-                .all(|info| self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments)),
+            "tools" => items.all(|item| {
+                let known = item.get("name").and_then(Value::as_str).and_then(|n| self.tools.get(n));
+                known.is_some_and(|old| old.listed() == item)
+                    || ToolInfo::from_listing(item).is_none_or(|info| {
+                        self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
+                    })
+            }),
+            "prompts" => items.all(|item| {
+                let known = item.get("name").and_then(Value::as_str).and_then(|n| self.prompts.get(n));
+                known.is_some_and(|old| old.listed() == item)
+                    || PromptInfo::from_listing(item).is_none_or(|info| {
+                        self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
+                    })
+            }),
             _ => true,
         }
     }

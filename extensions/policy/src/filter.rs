@@ -225,10 +225,8 @@ impl<'de> serde::Deserialize<'de> for EmptyList {
                 f.write_str("an array")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<EmptyList, A::Error> {
-                let empty = seq.next_element::<serde::de::IgnoredAny>()?.is_none();
-                // the rest is skipped: the answer takes the full path anyway
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(EmptyList(empty))
+                // an item: the rest is not read (the parse then fails: the answer takes the full path)
+                Ok(EmptyList(seq.next_element::<serde::de::IgnoredAny>()?.is_none()))
             }
         }
         deserializer.deserialize_seq(Items)

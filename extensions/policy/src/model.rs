@@ -109,6 +109,8 @@ pub struct ToolInfo {
     /// Its argument types, from `inputSchema`.
     pub arguments: RecordType,
     entity: Entity,
+    /// The entry as listed: a listing repeating it is known without reading it again.
+    listed: Value,
 }
 
 /// MCP's defaults for absent tool annotations (the spec's: a tool is assumed destructive and
@@ -126,7 +128,7 @@ impl ToolInfo {
             .and_then(Value::as_str)
             .or_else(|| tool.get("annotations").and_then(|a| a.get("title")).and_then(Value::as_str));
         let entity = tool_entity(&name, title, tool.get("annotations"), true);
-        Some(Self { name, arguments, entity })
+        Some(Self { name, arguments, entity, listed: tool.clone() })
     }
 
     /// An undeclared tool: annotations at their MCP defaults, `declared == false`.
@@ -136,6 +138,11 @@ impl ToolInfo {
 
     pub(crate) fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// The entry as it was listed.
+    pub(crate) fn listed(&self) -> &Value {
+        &self.listed
     }
 }
 
@@ -163,6 +170,8 @@ pub struct PromptInfo {
     /// Its arguments (all strings).
     pub arguments: RecordType,
     entity: Entity,
+    /// The entry as listed.
+    listed: Value,
 }
 
 impl PromptInfo {
@@ -175,7 +184,7 @@ impl PromptInfo {
             .map(|a| RecordType::from_prompt_arguments(a))
             .unwrap_or_default();
         let entity = prompt_entity(&name, prompt.get("title").and_then(Value::as_str), true);
-        Some(Self { name, arguments, entity })
+        Some(Self { name, arguments, entity, listed: prompt.clone() })
     }
 
     pub(crate) fn undeclared_entity(name: &str) -> Entity {
@@ -184,6 +193,11 @@ impl PromptInfo {
 
     pub(crate) fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// The entry as it was listed.
+    pub(crate) fn listed(&self) -> &Value {
+        &self.listed
     }
 }
 

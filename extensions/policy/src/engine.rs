@@ -719,6 +719,16 @@ impl Engine {
         invalid.get(&validate::target_key(action, target)).cloned()
     }
 
+    /// The Cedar context of a decision: all of it when a policy reads more than the arguments,
+    /// else the arguments alone (which decides the same: no policy reads the rest).
+    fn cedar_context(
+        &self,
+        context: &CallContext,
+        arguments: Option<cedar_policy::RestrictedExpression>,
+    ) -> Result<cedar_policy::Context, crate::args::ConversionError> {
+        if self.reads_context { context.to_cedar(arguments) } else { CallContext::arguments_only(arguments) }
+    }
+
     /// What the upstream declared about a target (shared, not copied).
     fn declared(&self, action: Action, target: &str) -> Option<Declared> {
         let catalog = self.read_catalog();
@@ -795,7 +805,7 @@ impl Engine {
             Ok(a) => a,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };
-        let cedar_context = match context.to_cedar(Some(arguments)) {
+        let cedar_context = match self.cedar_context(context, Some(arguments)) {
             Ok(c) => c,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };
@@ -885,7 +895,9 @@ impl Engine {
             return shown;
         }
         // arguments unknown: partial evaluation
-        let Some(context) = viewer.cedar.get_or_init(|| viewer.context.to_cedar(None).ok()) else { return false };
+        let Some(context) = viewer.cedar.get_or_init(|| self.cedar_context(viewer.context, None).ok()) else {
+            return false;
+        };
         let shown = self.decide_visible(&viewer.caller, viewer.generation, action, target, context);
         if let Some(q) = query {
             let key = ShownKey {

@@ -325,6 +325,14 @@ impl CallContext {
         }
     }
 
+    /// The Cedar context of policies that read nothing of it but `context.arguments`: the
+    /// arguments alone (Cedar evaluates every member of a context it is given, and the time and
+    /// client records cost more to evaluate than most policies).
+    pub(crate) fn arguments_only(arguments: Option<RestrictedExpression>) -> Result<Context, ConversionError> {
+        let arguments = arguments.unwrap_or_else(|| RestrictedExpression::new_unknown("arguments"));
+        Context::from_pairs([("arguments".to_owned(), arguments)]).map_err(|_| ConversionError::TooLarge)
+    }
+
     /// The Cedar context with `arguments` as given (`None`: an unknown, for partial evaluation).
     pub(crate) fn to_cedar(&self, arguments: Option<RestrictedExpression>) -> Result<Context, ConversionError> {
         let secs = i64::try_from(self.now_secs).unwrap_or(i64::MAX);

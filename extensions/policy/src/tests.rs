@@ -537,6 +537,9 @@ fn only_a_plain_empty_answer_to_the_awaited_id_skips_the_parse() {
         r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}} x"#,
         r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]},}"#,
         "{\"jsonrpc\":\"2.\u{1}0\",\"id\":7,\"result\":{\"tools\":[]}}",
+        // what a `Value` refuses (a number out of range, a lone surrogate) is not passed on either
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"ttlMs":1e400}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"_meta":{"x":["\ud800"]}}}"#,
         "",
     ] {
         assert!(!yes(no), "{no}");

@@ -33,6 +33,10 @@ pub const MAX_CACHED_ENTITIES: usize = 4096;
 /// How many list decisions (may this caller see this item) are cached at most.
 pub const MAX_CACHED_DECISIONS: usize = 65_536;
 
+/// Targets (tool names, URIs) longer than this are decided without the entity and decision
+/// caches, so that a cache entry stays small whatever the upstream names.
+const MAX_CACHED_TARGET_LEN: usize = 256;
+
 /// A principal's entity, and the number its cached entity sets and list decisions are filed
 /// under (unique per cache entry: a new entry for the same credential gets a new number).
 struct CachedPrincipal {
@@ -772,7 +776,12 @@ impl Engine {
         target: &str,
         declared: Option<&Declared>,
     ) -> Result<Arc<Entities>, String> {
-        let query = caller.id.map(|id| EntitiesQuery { caller: id, generation, action, target });
+        let query = caller.id.filter(|_| target.len() <= MAX_CACHED_TARGET_LEN).map(|id| EntitiesQuery {
+            caller: id,
+            generation,
+            action,
+            target,
+        });
         if let Some(found) = query.as_ref().and_then(|q| self.entities.get(q)) {
             return Ok(found);
         }
@@ -884,7 +893,8 @@ impl Engine {
     /// shown (or not shown) this target recently, with the same catalog and — when a policy reads
     /// it — the same context. Bounded: at most [`MAX_CACHED_DECISIONS`] are kept.
     pub(crate) fn shown(&self, viewer: &Viewer<'_>, action: Action, target: Option<&str>) -> bool {
-        let query = viewer.caller.id.map(|id| ShownQuery {
+        let cacheable = target.is_none_or(|t| t.len() <= MAX_CACHED_TARGET_LEN);
+        let query = viewer.caller.id.filter(|_| cacheable).map(|id| ShownQuery {
             caller: id,
             generation: viewer.generation,
             action,

@@ -37,7 +37,8 @@
 //!   generation and empties the entity and decision caches; a reload builds a new engine with
 //!   empty caches; a principal whose attributes changed under the same credential gets a new
 //!   number. Not cached: a call's decision (its arguments), the entity of a principal without a
-//!   credential fingerprint. A list answer whose item list is empty passes exactly as it came
+//!   credential fingerprint, anything about a target named with more than 256 bytes (so an entry
+//!   stays small: at most a principal's and a tool's entities). A list answer whose item list is empty passes exactly as it came
 //!   (valid JSON, no member named twice: nothing to filter, nothing to learn); any other list
 //!   answer is parsed, filtered and encoded again, and one that cannot be is refused.
 //!

@@ -127,6 +127,15 @@ pub trait ListRewrite {
 
     /// The JSON-RPC error body sent instead of a list that could not be rewritten.
     fn refusal(&self, why: Unrewritable) -> Bytes;
+
+    /// Whether `body` (a JSON answer, or the data of one SSE event) is the awaited response and
+    /// passes exactly as it came: [`apply`](Self::apply) would change nothing in it and the bytes
+    /// say the same to every JSON parser (e.g. an empty list, no duplicate members). Asked before
+    /// the answer is parsed into a `Value`; the default (`false`) always parses and re-encodes.
+    fn unchanged(&self, body: &[u8]) -> bool {
+        let _ = body;
+        false
+    }
 }
 
 pin_project! {
@@ -161,13 +170,16 @@ impl<B, F> ListBody<B, F> {
     }
 }
 
-fn rewrite_json<F: ListRewrite>(rewrite: &F, body: &[u8]) -> Bytes {
-    match serde_json::from_slice::<Value>(body) {
+fn rewrite_json<F: ListRewrite>(rewrite: &F, body: BytesMut) -> Bytes {
+    if rewrite.unchanged(&body) {
+        return body.freeze();
+    }
+    match serde_json::from_slice::<Value>(&body) {
         Ok(mut message) => {
             if rewrite.apply(&mut message) {
                 Bytes::from(message.to_string())
             } else {
-                Bytes::copy_from_slice(body)
+                body.freeze()
             }
         }
         Err(_) => rewrite.refusal(Unrewritable::NotJson),
@@ -207,6 +219,13 @@ pub fn event_end(buf: &[u8], eof: bool) -> Option<usize> {
 
 /// The JSON data of one SSE event and its other lines; `None` when it carries no JSON data.
 pub fn event_message(event: &[u8]) -> Option<(Value, Vec<&str>)> {
+    let (data, others) = event_data(event)?;
+    Some((serde_json::from_str(&data).ok()?, others))
+}
+
+/// The data of one SSE event (its `data:` lines joined) and its other lines; `None` when it has
+/// no data.
+fn event_data(event: &[u8]) -> Option<(String, Vec<&str>)> {
     let text = std::str::from_utf8(event).ok()?;
     let mut data = String::new();
     let mut others = Vec::new();
@@ -225,14 +244,28 @@ pub fn event_message(event: &[u8]) -> Option<(Value, Vec<&str>)> {
     if !has_data {
         return None;
     }
-    Some((serde_json::from_str(&data).ok()?, others))
+    Some((data, others))
 }
 
-/// Rewrites one SSE event when its data is the target response; `None` to keep it as it is.
-fn rewrite_event<F: ListRewrite>(rewrite: &F, event: &[u8]) -> Option<Bytes> {
-    let (mut message, others) = event_message(event)?;
+/// What became of one SSE event.
+enum Event {
+    /// Not the awaited response: passed on as it is.
+    Other,
+    /// The awaited response, passed on as it is ([`ListRewrite::unchanged`]).
+    Unchanged,
+    /// The awaited response, rewritten.
+    Rewritten(Bytes),
+}
+
+/// Rewrites one SSE event when its data is the target response.
+fn rewrite_event<F: ListRewrite>(rewrite: &F, event: &[u8]) -> Event {
+    let Some((data, others)) = event_data(event) else { return Event::Other };
+    if rewrite.unchanged(data.as_bytes()) {
+        return Event::Unchanged;
+    }
+    let Ok(mut message) = serde_json::from_str::<Value>(&data) else { return Event::Other };
     if !rewrite.apply(&mut message) {
-        return None;
+        return Event::Other;
     }
     let mut out = String::with_capacity(event.len());
     for line in others {
@@ -242,7 +275,7 @@ fn rewrite_event<F: ListRewrite>(rewrite: &F, event: &[u8]) -> Option<Bytes> {
     out.push_str("data: ");
     out.push_str(&message.to_string());
     out.push_str("\n\n");
-    Some(Bytes::from(out))
+    Event::Rewritten(Bytes::from(out))
 }
 
 impl<B, F> Body for ListBody<B, F>
@@ -274,14 +307,14 @@ where
                         }
                         Err(frame) => {
                             *this.trailers = frame.into_trailers().ok().map(Frame::trailers);
-                            let out = rewrite_json(rewrite, &this.buf.split());
+                            let out = rewrite_json(rewrite, this.buf.split());
                             *this.rewrite = None;
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                     },
                     Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                     None => {
-                        let out = rewrite_json(rewrite, &this.buf.split());
+                        let out = rewrite_json(rewrite, this.buf.split());
                         *this.rewrite = None;
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
@@ -296,12 +329,16 @@ where
                 {
                     let event = this.buf.split_to(end).freeze();
                     let out = match rewrite_event(rewrite, &event) {
-                        Some(rewritten) => {
+                        Event::Rewritten(rewritten) => {
                             // the target passed: the rest streams through untouched
                             *this.rewrite = None;
                             rewritten
                         }
-                        None => event,
+                        Event::Unchanged => {
+                            *this.rewrite = None;
+                            event
+                        }
+                        Event::Other => event,
                     };
                     return Poll::Ready(Some(Ok(Frame::data(out))));
                 }

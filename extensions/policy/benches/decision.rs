@@ -1,6 +1,8 @@
 //! Decision time per `tools/call` for 10, 100 and 1 000 policies with realistic arguments, next
 //! to the floor measured in the same run: parsing the call's JSON with `serde_json` (what the
-//! inspection layer does once per request anyway).
+//! inspection layer does once per request anyway). Then list filtering with 100 policies: a
+//! `tools/list` answer of 100 tools (its floor: 100 decisions, 100 × "decision, 100 policies")
+//! and an empty one (its floor: nothing).
 //!
 //! Run: `cargo bench -p mcp-enterprise-policy -- --warm-up-time 1 --measurement-time 3`.
 
@@ -14,7 +16,11 @@ use serde_json::{Map, Value, json};
 const TOOLS: usize = 50;
 
 fn listing() -> Value {
-    let tools: Vec<Value> = (0..TOOLS)
+    listing_of(TOOLS)
+}
+
+fn listing_of(n: usize) -> Value {
+    let tools: Vec<Value> = (0..n)
         .map(|i| {
             json!({"name": format!("tool_{i}"), "annotations": {"readOnlyHint": i % 3 == 0},
                 "inputSchema": {"type": "object", "required": ["database"], "properties": {
@@ -95,6 +101,51 @@ fn bench(c: &mut Criterion) {
             b.iter(|| black_box(layer.decide(Some(black_box(&principal)), call, &context)));
         });
     }
+    // list filtering, 100 policies over tools 0–49, a listing of 100 tools (50–99 unknown to them)
+    let policies =
+        Policies::parse(vec![PolicySource { name: "bench.cedar".into(), text: policy_text(100) }]).expect("parse");
+    let list = listing_of(100);
+    let layer = PolicyLayer::builder(policies)
+        .catalog(Catalog::from_listing(&list))
+        .validation(ValidationLevel::Warning)
+        .build()
+        .expect("layer");
+    let answer = json!({"jsonrpc": "2.0", "id": 1, "result": list}).to_string();
+    let filtered = mcp_enterprise_policy::filter_list_body(
+        layer.engine(),
+        Some(&principal),
+        "tools/list",
+        &context,
+        answer.as_bytes(),
+    )
+    .expect("filtered");
+    let shown: Value = serde_json::from_slice(&filtered).expect("json");
+    let shown = shown["result"]["tools"].as_array().map_or(0, Vec::len);
+    assert!(0 < shown && shown < 100, "some tools shown, some hidden: {shown}");
+    group.bench_function("list: filter 100 tools, 100 policies", |b| {
+        b.iter(|| {
+            black_box(mcp_enterprise_policy::filter_list_body(
+                layer.engine(),
+                Some(black_box(&principal)),
+                "tools/list",
+                &context,
+                black_box(answer.as_bytes()),
+            ))
+        });
+    });
+    let empty =
+        r#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","ttlMs":0,"cacheScope":"private","tools":[]}}"#;
+    group.bench_function("list: empty, 100 policies", |b| {
+        b.iter(|| {
+            black_box(mcp_enterprise_policy::filter_list_body(
+                layer.engine(),
+                Some(black_box(&principal)),
+                "tools/list",
+                &context,
+                black_box(empty.as_bytes()),
+            ))
+        });
+    });
     group.finish();
 }
 

@@ -268,6 +268,24 @@ fn record(
     RestrictedExpression::new_record(attrs).map_err(|_| ConversionError::TooLarge)
 }
 
+/// How many decimal expressions are kept (by their text) at most.
+const MAX_CACHED_DECIMALS: usize = 1024;
+
+/// `decimal("<text>")`. cedar-policy parses the extension function's name on every
+/// `new_decimal` (a Cedar parser run, ≈ 50 000 instructions: more than most decisions), so
+/// recent ones are kept by their text; an expression depends on its text only.
+fn decimal(text: String) -> RestrictedExpression {
+    static DECIMALS: std::sync::OnceLock<quick_cache::sync::Cache<String, RestrictedExpression>> =
+        std::sync::OnceLock::new();
+    let cache = DECIMALS.get_or_init(|| quick_cache::sync::Cache::new(MAX_CACHED_DECIMALS));
+    if let Some(found) = cache.get(text.as_str()) {
+        return found;
+    }
+    let expression = RestrictedExpression::new_decimal(&text);
+    cache.insert(text, expression.clone());
+    expression
+}
+
 fn convert(
     value: &Value,
     ty: Option<&ArgType>,
@@ -286,7 +304,7 @@ fn convert(
         Value::Number(n) => match (ty, n.as_i64()) {
             (Some(ArgType::Decimal), _) | (_, None) => {
                 let text = decimal_text(n).ok_or_else(|| ConversionError::Number { path: path.clone() })?;
-                RestrictedExpression::new_decimal(text)
+                decimal(text)
             }
             (_, Some(i)) => RestrictedExpression::new_long(i),
         },

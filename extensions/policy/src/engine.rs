@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use cedar_policy::{
     Authorizer, Decision as CedarDecision, Effect, Entities, Entity, EntityUid, PolicyId, PolicySet, Request,
 };
-use mcp_enterprise_core::Principal;
+use mcp_enterprise_core::{Principal, TokenFingerprint};
+use quick_cache::Equivalent;
 use serde_json::{Map, Value};
 
 use crate::args::RecordType;
@@ -25,8 +27,121 @@ pub const MAX_CATALOG_ENTRIES: usize = 10_000;
 /// How many principal entities are cached (by credential fingerprint) at most.
 pub const MAX_CACHED_PRINCIPALS: usize = 4096;
 
+/// How many entity sets (a caller and a target, what a decision reads) are cached at most.
+pub const MAX_CACHED_ENTITIES: usize = 4096;
+
+/// How many list decisions (may this caller see this item) are cached at most.
+pub const MAX_CACHED_DECISIONS: usize = 65_536;
+
+/// Targets (tool names, URIs) longer than this are decided without the entity and decision
+/// caches, so that a cache entry stays small whatever the upstream names.
+const MAX_CACHED_TARGET_LEN: usize = 256;
+
+/// A principal's entity, and the number its cached entity sets and list decisions are filed
+/// under (unique per cache entry: a new entry for the same credential gets a new number).
+struct CachedPrincipal {
+    principal: Principal,
+    entity: Entity,
+    id: u64,
+}
+
 /// Principal entities by credential fingerprint: sharded, O(1) eviction when full.
-type PrincipalCache = quick_cache::sync::Cache<mcp_enterprise_core::TokenFingerprint, Arc<(Principal, Entity)>>;
+type PrincipalCache = quick_cache::sync::Cache<TokenFingerprint, Arc<CachedPrincipal>>;
+
+/// The number of the anonymous caller (always the same entity).
+const ANONYMOUS: u64 = 0;
+
+/// Who a decision is for: the entity, and its number when its decisions may be cached.
+pub(crate) struct Caller {
+    entity: CallerEntity,
+    id: Option<u64>,
+}
+
+enum CallerEntity {
+    Cached(Arc<CachedPrincipal>),
+    Anonymous(&'static Entity),
+    Built(Box<Entity>),
+}
+
+impl Caller {
+    fn entity(&self) -> &Entity {
+        match &self.entity {
+            CallerEntity::Cached(c) => &c.entity,
+            CallerEntity::Anonymous(e) => e,
+            CallerEntity::Built(e) => e,
+        }
+    }
+}
+
+/// The entities one decision reads (the caller's and the target's), by caller number, catalog
+/// generation, action and target.
+#[derive(Hash, PartialEq, Eq)]
+struct EntitiesKey {
+    caller: u64,
+    generation: u64,
+    action: Action,
+    target: Box<str>,
+}
+
+/// [`EntitiesKey`] borrowed, for lookups without an allocation (hashes the same).
+#[derive(Hash)]
+struct EntitiesQuery<'a> {
+    caller: u64,
+    generation: u64,
+    action: Action,
+    target: &'a str,
+}
+
+impl Equivalent<EntitiesKey> for EntitiesQuery<'_> {
+    fn equivalent(&self, key: &EntitiesKey) -> bool {
+        self.caller == key.caller
+            && self.generation == key.generation
+            && self.action == key.action
+            && self.target == &*key.target
+    }
+}
+
+/// A list decision: caller number, catalog generation, action, target (`None`: a template),
+/// and the context when a policy reads more of it than the arguments.
+#[derive(Hash, PartialEq, Eq)]
+struct ShownKey {
+    caller: u64,
+    generation: u64,
+    action: Action,
+    target: Option<Box<str>>,
+    context: Option<Arc<CallContext>>,
+}
+
+/// [`ShownKey`] borrowed (hashes the same).
+#[derive(Hash)]
+struct ShownQuery<'a> {
+    caller: u64,
+    generation: u64,
+    action: Action,
+    target: Option<&'a str>,
+    context: Option<&'a CallContext>,
+}
+
+impl Equivalent<ShownKey> for ShownQuery<'_> {
+    fn equivalent(&self, key: &ShownKey) -> bool {
+        self.caller == key.caller
+            && self.generation == key.generation
+            && self.action == key.action
+            && self.target == key.target.as_deref()
+            && self.context == key.context.as_deref()
+    }
+}
+
+/// One list answer's caller and context: what every item of it is decided for.
+pub(crate) struct Viewer<'a> {
+    caller: Caller,
+    generation: u64,
+    context: &'a CallContext,
+    /// The context as part of the decision cache key, when policies read it.
+    keyed: Option<Arc<CallContext>>,
+    /// The Cedar context, built on the first decision not in the cache.
+    cedar: std::cell::OnceCell<Option<cedar_policy::Context>>,
+}
 
 /// What happens when no policy decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -243,14 +358,24 @@ impl Catalog {
     /// Whether every item of a `tools/list` (`key` = `tools`) or `prompts/list` (`prompts`) result
     /// is known as listed: learning it would change nothing.
     pub fn knows_listing(&self, key: &str, result: &Value) -> bool {
-        let items = result.get(key).and_then(Value::as_array).into_iter().flatten();
+        let mut items = result.get(key).and_then(Value::as_array).into_iter().flatten();
+        // an entry listed exactly as before is known without being read again (the usual case:
+        // the same listing passing again); any other is read and its arguments compared
         match key {
-            "tools" => items
-                .filter_map(ToolInfo::from_listing)
-                .all(|info| self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments)),
-            "prompts" => items
-                .filter_map(PromptInfo::from_listing)
-                .all(|info| self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments)),
+            "tools" => items.all(|item| {
+                let known = item.get("name").and_then(Value::as_str).and_then(|n| self.tools.get(n));
+                known.is_some_and(|old| old.listed() == item)
+                    || ToolInfo::from_listing(item).is_none_or(|info| {
+                        self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
+                    })
+            }),
+            "prompts" => items.all(|item| {
+                let known = item.get("name").and_then(Value::as_str).and_then(|n| self.prompts.get(n));
+                known.is_some_and(|old| old.listed() == item)
+                    || PromptInfo::from_listing(item).is_none_or(|info| {
+                        self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
+                    })
+            }),
             _ => true,
         }
     }
@@ -273,7 +398,7 @@ impl Catalog {
 /// decision (a scope never errors), and spares evaluating it.
 struct ScopeIndex {
     general: HashMap<Action, PolicySet>,
-    specific: HashMap<(Action, String), PolicySet>,
+    specific: HashMap<Action, HashMap<String, PolicySet>>,
 }
 
 impl ScopeIndex {
@@ -307,7 +432,8 @@ impl ScopeIndex {
             for (target, mut policies) in targets {
                 policies.extend(others.iter().cloned());
                 // ids are unique in `set`, so this cannot fail; if it did, the whole set is used
-                specific.insert((action, target), PolicySet::from_policies(policies).unwrap_or_else(|_| set.clone()));
+                let policies = PolicySet::from_policies(policies).unwrap_or_else(|_| set.clone());
+                specific.entry(action).or_insert_with(HashMap::new).insert(target, policies);
             }
             general.insert(action, PolicySet::from_policies(others).unwrap_or_else(|_| set.clone()));
         }
@@ -320,7 +446,7 @@ impl ScopeIndex {
     }
 
     fn get(&self, action: Action, target: &str) -> &PolicySet {
-        self.specific.get(&(action, target.to_owned())).unwrap_or_else(|| self.general(action))
+        self.specific.get(&action).and_then(|t| t.get(target)).unwrap_or_else(|| self.general(action))
     }
 }
 
@@ -336,6 +462,43 @@ impl Declared {
             Self::Tool(t) => &t.arguments,
             Self::Prompt(p) => &p.arguments,
         }
+    }
+
+    fn entity(&self) -> &Entity {
+        match self {
+            Self::Tool(t) => t.entity(),
+            Self::Prompt(p) => p.entity(),
+        }
+    }
+}
+
+/// The entity of a target nothing was declared about.
+fn undeclared_entity(action: Action, target: &str) -> Entity {
+    match action {
+        Action::ToolsCall => ToolInfo::undeclared_entity(target),
+        Action::PromptsGet => PromptInfo::undeclared_entity(target),
+        Action::ResourcesRead => resource_entity(target),
+    }
+}
+
+/// Whether a policy reads `context` other than `context.arguments` (its time, client, era,
+/// protocol version, or the whole record): then a list decision depends on the request's context
+/// and is cached with it. `policy` is the policy's JSON form (`{"Var": "context"}` is the
+/// context; `.` and `has` read one attribute of it).
+pub(crate) fn reads_context(policy: &Value) -> bool {
+    match policy {
+        Value::Object(members) => {
+            for op in [".", "has"] {
+                if let Some(access) = members.get(op)
+                    && access.get("left").and_then(|l| l.get("Var")).and_then(Value::as_str) == Some("context")
+                {
+                    return access.get("attr").and_then(Value::as_str) != Some("arguments");
+                }
+            }
+            members.get("Var").and_then(Value::as_str) == Some("context") || members.values().any(reads_context)
+        }
+        Value::Array(items) => items.iter().any(reads_context),
+        _ => false,
     }
 }
 
@@ -424,6 +587,16 @@ pub struct Engine {
     authorizer: Authorizer,
     /// principal entities of recent credentials (building one costs more than evaluating a policy)
     principals: PrincipalCache,
+    /// the number of the next principal cache entry
+    next_principal: AtomicU64,
+    /// the entities of recent (caller, target) pairs
+    entities: quick_cache::sync::Cache<EntitiesKey, Arc<Entities>>,
+    /// recent list decisions
+    shown: quick_cache::sync::Cache<ShownKey, bool>,
+    /// bumped when the catalog (and so a target's entity or its invalid policies) changes
+    generation: AtomicU64,
+    /// whether a policy reads the context beyond the arguments
+    reads_context: bool,
     /// policy ids that failed validation when tools were learned at run time (error level only)
     invalid: RwLock<HashMap<String, Vec<String>>>,
 }
@@ -452,6 +625,8 @@ impl Engine {
         }
         report.log();
         let index = ScopeIndex::new(&policies.set);
+        // a policy whose JSON form cannot be had counts as reading the context
+        let reads_context = policies.set.policies().any(|p| p.to_json().map_or(true, |json| reads_context(&json)));
         let engine = Self {
             index,
             policies,
@@ -460,6 +635,11 @@ impl Engine {
             authorizer: Authorizer::new(),
             invalid: RwLock::new(HashMap::new()),
             principals: quick_cache::sync::Cache::new(MAX_CACHED_PRINCIPALS),
+            next_principal: AtomicU64::new(ANONYMOUS + 1),
+            entities: quick_cache::sync::Cache::new(MAX_CACHED_ENTITIES),
+            shown: quick_cache::sync::Cache::new(MAX_CACHED_DECISIONS),
+            generation: AtomicU64::new(0),
+            reads_context,
         };
         Ok((engine, report))
     }
@@ -525,6 +705,11 @@ impl Engine {
             }
             *self.invalid.write().unwrap_or_else(std::sync::PoisonError::into_inner) = invalid;
         }
+        // after the catalog and the invalid policies: a decision that reads the new generation
+        // sees both; entries of older generations are no longer found
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.entities.clear();
+        self.shown.clear();
     }
 
     fn invalid_policies(&self, action: Action, target: &str) -> Option<Vec<String>> {
@@ -532,38 +717,82 @@ impl Engine {
             return None;
         }
         let invalid = self.invalid.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if invalid.is_empty() {
+            return None;
+        }
         invalid.get(&validate::target_key(action, target)).cloned()
     }
 
-    fn resource(&self, action: Action, target: &str) -> (Entity, Option<Declared>) {
+    /// The Cedar context of a decision: all of it when a policy reads more than the arguments,
+    /// else the arguments alone (which decides the same: no policy reads the rest).
+    fn cedar_context(
+        &self,
+        context: &CallContext,
+        arguments: Option<cedar_policy::RestrictedExpression>,
+    ) -> Result<cedar_policy::Context, crate::args::ConversionError> {
+        if self.reads_context { context.to_cedar(arguments) } else { CallContext::arguments_only(arguments) }
+    }
+
+    /// What the upstream declared about a target (shared, not copied).
+    fn declared(&self, action: Action, target: &str) -> Option<Declared> {
         let catalog = self.read_catalog();
         match action {
-            Action::ToolsCall => match catalog.tools.get(target) {
-                Some(t) => (t.entity().clone(), Some(Declared::Tool(t.clone()))),
-                None => (ToolInfo::undeclared_entity(target), None),
-            },
-            Action::PromptsGet => match catalog.prompts.get(target) {
-                Some(p) => (p.entity().clone(), Some(Declared::Prompt(p.clone()))),
-                None => (PromptInfo::undeclared_entity(target), None),
-            },
-            Action::ResourcesRead => (resource_entity(target), None),
+            Action::ToolsCall => catalog.tools.get(target).map(|t| Declared::Tool(t.clone())),
+            Action::PromptsGet => catalog.prompts.get(target).map(|p| Declared::Prompt(p.clone())),
+            Action::ResourcesRead => None,
         }
     }
 
-    /// The entity of a principal, from the cache when the same credential (and the same
-    /// principal) was seen recently. Bounded: at most [`MAX_CACHED_PRINCIPALS`] are kept.
-    pub(crate) fn principal_entity(&self, principal: Option<&Principal>) -> Entity {
-        let Some((p, fingerprint)) = principal.and_then(|p| p.token_fingerprint().map(|f| (p, f))) else {
-            return principal_entity(principal);
+    /// The caller of a request, its entity from the cache when the same credential (and the
+    /// same principal) was seen recently. Bounded: at most [`MAX_CACHED_PRINCIPALS`] are kept.
+    pub(crate) fn caller(&self, principal: Option<&Principal>) -> Caller {
+        let Some(p) = principal else {
+            static ANONYMOUS_ENTITY: OnceLock<Entity> = OnceLock::new();
+            let entity = ANONYMOUS_ENTITY.get_or_init(|| principal_entity(None));
+            return Caller { entity: CallerEntity::Anonymous(entity), id: Some(ANONYMOUS) };
+        };
+        let Some(fingerprint) = p.token_fingerprint() else {
+            return Caller { entity: CallerEntity::Built(Box::new(principal_entity(Some(p)))), id: None };
         };
         if let Some(cached) = self.principals.get(&fingerprint)
-            && cached.0 == *p
+            && cached.principal == *p
         {
-            return cached.1.clone();
+            let id = cached.id;
+            return Caller { entity: CallerEntity::Cached(cached), id: Some(id) };
         }
-        let entity = principal_entity(Some(p));
-        self.principals.insert(fingerprint, Arc::new((p.clone(), entity.clone())));
-        entity
+        let id = self.next_principal.fetch_add(1, Ordering::Relaxed);
+        let cached = Arc::new(CachedPrincipal { principal: p.clone(), entity: principal_entity(Some(p)), id });
+        self.principals.insert(fingerprint, cached.clone());
+        Caller { entity: CallerEntity::Cached(cached), id: Some(id) }
+    }
+
+    /// The entities a decision on `target` reads (the caller's and the target's), from the cache
+    /// when the caller has a number.
+    fn entities(
+        &self,
+        caller: &Caller,
+        generation: u64,
+        action: Action,
+        target: &str,
+        declared: Option<&Declared>,
+    ) -> Result<Arc<Entities>, String> {
+        let query = caller.id.filter(|_| target.len() <= MAX_CACHED_TARGET_LEN).map(|id| EntitiesQuery {
+            caller: id,
+            generation,
+            action,
+            target,
+        });
+        if let Some(found) = query.as_ref().and_then(|q| self.entities.get(q)) {
+            return Ok(found);
+        }
+        let resource = declared.map_or_else(|| undeclared_entity(action, target), |d| d.entity().clone());
+        let entities =
+            Arc::new(Entities::from_entities([caller.entity().clone(), resource], None).map_err(|e| e.to_string())?);
+        if let Some(q) = query {
+            let key = EntitiesKey { caller: q.caller, generation, action, target: target.into() };
+            self.entities.insert(key, entities.clone());
+        }
+        Ok(entities)
     }
 
     /// Decides on one call.
@@ -574,27 +803,30 @@ impl Engine {
             reasons,
             errors,
         };
+        // read before the catalog (see `learn`)
+        let generation = self.generation.load(Ordering::Acquire);
         if let Some(policies) = self.invalid_policies(call.action, call.target) {
             let errors = vec![format!("policies {} do not type-check against {}", policies.join(", "), call.target)];
             return deny(policies.into_iter().map(Reason::EvaluationError).collect(), errors);
         }
-        let (resource, types) = self.resource(call.action, call.target);
-        let arguments = match arguments_expr(call.arguments, types.as_ref().map(Declared::arguments)) {
+        let declared = self.declared(call.action, call.target);
+        let arguments = match arguments_expr(call.arguments, declared.as_ref().map(Declared::arguments)) {
             Ok(a) => a,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };
-        let cedar_context = match context.to_cedar(Some(arguments)) {
+        let cedar_context = match self.cedar_context(context, Some(arguments)) {
             Ok(c) => c,
             Err(e) => return deny(vec![Reason::ArgumentsNotRepresentable], vec![e.to_string()]),
         };
-        let principal = self.principal_entity(principal);
-        let request = match Request::new(principal.uid(), call.action.uid(), resource.uid(), cedar_context, None) {
+        let caller = self.caller(principal);
+        let entities = match self.entities(&caller, generation, call.action, call.target, declared.as_ref()) {
+            Ok(e) => e,
+            Err(e) => return deny(vec![Reason::EvaluationError("entities".into())], vec![e]),
+        };
+        let resource = uid(call.action.resource_type(), call.target);
+        let request = match Request::new(caller.entity().uid(), call.action.uid(), resource, cedar_context, None) {
             Ok(r) => r,
             Err(e) => return deny(vec![Reason::EvaluationError("request".into())], vec![e.to_string()]),
-        };
-        let entities = match Entities::from_entities([principal, resource], None) {
-            Ok(e) => e,
-            Err(e) => return deny(vec![Reason::EvaluationError("entities".into())], vec![e.to_string()]),
         };
         let response = self.authorizer.is_authorized(&request, self.index.get(call.action, call.target), &entities);
         let errors: Vec<(String, String)> = response
@@ -641,24 +873,82 @@ impl Engine {
         target: Option<&str>,
         context: &cedar_policy::Context,
     ) -> bool {
+        let caller = Caller { entity: CallerEntity::Built(Box::new(principal.clone())), id: None };
+        self.decide_visible(&caller, self.generation.load(Ordering::Acquire), action, target, context)
+    }
+
+    /// The caller and context every item of one list answer is decided for.
+    pub(crate) fn viewer<'a>(&self, principal: Option<&Principal>, context: &'a CallContext) -> Viewer<'a> {
+        Viewer {
+            // read before the catalog (see `learn`)
+            generation: self.generation.load(Ordering::Acquire),
+            caller: self.caller(principal),
+            context,
+            keyed: self.reads_context.then(|| Arc::new(context.clone())),
+            cedar: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// [`visible`](Self::visible) for a list answer's viewer, from the cache when this caller was
+    /// shown (or not shown) this target recently, with the same catalog and — when a policy reads
+    /// it — the same context. Bounded: at most [`MAX_CACHED_DECISIONS`] are kept.
+    pub(crate) fn shown(&self, viewer: &Viewer<'_>, action: Action, target: Option<&str>) -> bool {
+        let cacheable = target.is_none_or(|t| t.len() <= MAX_CACHED_TARGET_LEN);
+        let query = viewer.caller.id.filter(|_| cacheable).map(|id| ShownQuery {
+            caller: id,
+            generation: viewer.generation,
+            action,
+            target,
+            context: viewer.keyed.as_deref(),
+        });
+        if let Some(shown) = query.as_ref().and_then(|q| self.shown.get(q)) {
+            return shown;
+        }
+        // arguments unknown: partial evaluation
+        let Some(context) = viewer.cedar.get_or_init(|| self.cedar_context(viewer.context, None).ok()) else {
+            return false;
+        };
+        let shown = self.decide_visible(&viewer.caller, viewer.generation, action, target, context);
+        if let Some(q) = query {
+            let key = ShownKey {
+                caller: q.caller,
+                generation: q.generation,
+                action,
+                target: target.map(Into::into),
+                context: viewer.keyed.clone(),
+            };
+            self.shown.insert(key, shown);
+        }
+        shown
+    }
+
+    fn decide_visible(
+        &self,
+        caller: &Caller,
+        generation: u64,
+        action: Action,
+        target: Option<&str>,
+        context: &cedar_policy::Context,
+    ) -> bool {
         if let Some(t) = target
             && self.invalid_policies(action, t).is_some()
         {
             return false;
         }
-        let builder = Request::builder().principal(principal.uid()).action(action.uid()).context(context.clone());
-        let (builder, resource) = match target {
+        let builder = Request::builder().principal(caller.entity().uid()).action(action.uid()).context(context.clone());
+        let (builder, entities) = match target {
             Some(t) => {
-                let (resource, _) = self.resource(action, t);
-                (builder.resource(resource.uid()), Some(resource))
+                let declared = self.declared(action, t);
+                let entities = self.entities(caller, generation, action, t, declared.as_ref());
+                (builder.resource(uid(action.resource_type(), t)), entities)
             }
-            None => (builder.unknown_resource_with_type(type_name(action.resource_type())), None),
+            None => (
+                builder.unknown_resource_with_type(type_name(action.resource_type())),
+                Entities::from_entities([caller.entity().clone()], None).map(Arc::new).map_err(|e| e.to_string()),
+            ),
         };
         let request = builder.build();
-        let entities = match Entities::from_entities(std::iter::once(principal.clone()).chain(resource), None) {
-            Ok(e) => e,
-            Err(_) => return false,
-        };
+        let Ok(entities) = entities else { return false };
         let set = match target {
             Some(t) => self.index.get(action, t),
             // an unknown resource (a template) may be any entity a scope names: every policy counts

@@ -84,12 +84,11 @@ impl ListFilter {
             return true;
         }
         let before = items.len();
-        let principal = self.engine.principal_entity(self.principal.as_ref());
-        // arguments unknown: partial evaluation
-        let context = self.context.to_cedar(None).ok();
-        items.retain(|item| match (item_target(self.kind, item), &context) {
-            (Some(target), Some(context)) => self.engine.visible(&principal, action(self.kind), target, context),
-            _ => false,
+        // one caller and context for every item; each decision cached per (caller, target)
+        let viewer = self.engine.viewer(self.principal.as_ref(), &self.context);
+        items.retain(|item| match item_target(self.kind, item) {
+            Some(target) => self.engine.shown(&viewer, action(self.kind), target),
+            None => false,
         });
         if items.len() != before {
             tracing::debug!(list = self.kind.method(), hidden = before - items.len(), "list filtered by policy");
@@ -101,6 +100,10 @@ impl ListFilter {
 impl ListRewrite for ListFilter {
     fn apply(&self, message: &mut Value) -> bool {
         ListFilter::apply(self, message)
+    }
+
+    fn unchanged(&self, body: &[u8]) -> bool {
+        empty_answer(self.kind, self.id.as_ref(), body)
     }
 
     fn refusal(&self, why: Unrewritable) -> Bytes {
@@ -126,9 +129,153 @@ pub fn filter_list_body(
     body: &[u8],
 ) -> Option<Bytes> {
     let kind = ListKind::from_method(method)?;
+    if empty_answer(kind, None, body) {
+        return Some(Bytes::copy_from_slice(body));
+    }
     let mut message: Value = serde_json::from_slice(body).ok()?;
     let filter = ListFilter::new(engine.clone(), principal.cloned(), context.clone(), kind, None, true);
     message.get("result")?;
     filter.apply(&mut message);
     Some(Bytes::from(message.to_string()))
+}
+
+/// Whether `body` is the awaited response (`id`; any when `None`) to a `kind` list with an empty
+/// item list: nothing to filter and nothing to learn, so it passes exactly as it came, without
+/// being parsed into a `Value` and encoded again. Only a strictly valid JSON text qualifies (UTF-8,
+/// serde_json's grammar), with unescaped member names and no member named twice in the message
+/// or its `result` — where parsers could disagree on which one counts, the answer takes the
+/// full path (parsed and encoded again, the one reading every client then sees). What is not
+/// looked at is still read as a `Value` would be ([`Skip`]: numbers in range, no lone
+/// surrogates), so an answer passed as it came is one the full path would have accepted.
+pub(crate) fn empty_answer(kind: ListKind, id: Option<&JsonRpcId>, body: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(body) else { return false };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let answer = Members { level: Level::Message { id }, key: kind.key() };
+    matches!(serde::de::Deserializer::deserialize_map(&mut de, answer), Ok(true)) && de.end().is_ok()
+}
+
+/// The members of one object of a list answer: the message, or its `result`.
+struct Members<'a> {
+    level: Level<'a>,
+    /// The member of `result` holding the items.
+    key: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Level<'a> {
+    Message { id: Option<&'a JsonRpcId> },
+    Result,
+}
+
+/// At most this many members are looked at (a list answer has a handful).
+const MAX_MEMBERS: usize = 16;
+
+impl<'de> serde::de::Visitor<'de> for Members<'_> {
+    /// Whether this object says "the awaited response, with an empty list".
+    type Value = bool;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON-RPC list response")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let mut seen: [&'de str; MAX_MEMBERS] = [""; MAX_MEMBERS];
+        let mut count = 0;
+        let (mut id_matches, mut empty) = (matches!(self.level, Level::Message { id: None }), false);
+        // an escaped member name is not borrowed: an error here, which means the full path
+        while let Some(name) = map.next_key::<&'de str>()? {
+            if count == MAX_MEMBERS || seen[..count].contains(&name) {
+                return Ok(false);
+            }
+            seen[count] = name;
+            count += 1;
+            match (self.level, name) {
+                (Level::Message { id: Some(id) }, "id") => id_matches = id.matches(&map.next_value::<Value>()?),
+                (Level::Message { .. }, "result") => {
+                    empty = map.next_value_seed(Members { level: Level::Result, key: self.key })?;
+                }
+                (Level::Result, name) if name == self.key => empty = map.next_value::<EmptyList>()?.0,
+                _ => {
+                    map.next_value::<Skip>()?;
+                }
+            }
+        }
+        Ok(match self.level {
+            Level::Message { .. } => id_matches && empty,
+            Level::Result => empty,
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Members<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+/// Whether a JSON array is empty (an error when it is not an array).
+struct EmptyList(bool);
+
+impl<'de> serde::Deserialize<'de> for EmptyList {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = EmptyList;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<EmptyList, A::Error> {
+                // an item: the rest is not read (the parse then fails: the answer takes the full path)
+                Ok(EmptyList(seq.next_element::<Skip>()?.is_none()))
+            }
+        }
+        deserializer.deserialize_seq(Items)
+    }
+}
+
+/// A JSON value read exactly as a `serde_json::Value` would be (every string, number and member
+/// name parsed and checked), but not kept. `IgnoredAny` is laxer: it skips numbers and escapes
+/// without checking their range or surrogates.
+struct Skip;
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Skip)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Skip {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+        while map.next_entry::<Skip, Skip>()?.is_some() {}
+        Ok(Skip)
+    }
 }

@@ -25,6 +25,22 @@
 //!   `no_permit_matched`, `evaluation_error:<id>`, `arguments_not_representable`); the full
 //!   explanation in logs and in the response extensions ([`PolicyDenied`] and a
 //!   [`Denial`](mcp_enterprise_core::Denial) for the audit layer).
+//! - Cost (measured in `docs/performance.md`): what a decision needs besides the Cedar evaluation
+//!   is cached, in bounded caches with O(1) insertion and eviction (`quick_cache`, sharded
+//!   S3-FIFO; no global lock): principal entities by credential fingerprint
+//!   ([`MAX_CACHED_PRINCIPALS`], found only when the whole principal is equal; every entry gets a
+//!   new number), the entities a decision reads — the caller's and the target's — by (principal
+//!   number, catalog generation, action, target) ([`MAX_CACHED_ENTITIES`]), list decisions by the
+//!   same and, when a policy reads the context beyond `context.arguments` (its time, client, era,
+//!   protocol version), the request's context ([`MAX_CACHED_DECISIONS`]), and decimal argument
+//!   expressions by their text. A listing that teaches new tools or prompts bumps the catalog
+//!   generation and empties the entity and decision caches; a reload builds a new engine with
+//!   empty caches; a principal whose attributes changed under the same credential gets a new
+//!   number. Not cached: a call's decision (its arguments), the entity of a principal without a
+//!   credential fingerprint, anything about a target named with more than 256 bytes (so an entry
+//!   stays small: at most a principal's and a tool's entities). A list answer whose item list is empty passes exactly as it came
+//!   (valid JSON, no member named twice: nothing to filter, nothing to learn); any other list
+//!   answer is parsed, filtered and encoded again, and one that cannot be is refused.
 //!
 //! ```
 //! use mcp_enterprise_core::{InspectLayer, McpBody};
@@ -76,8 +92,8 @@ mod validate;
 pub use args::{ArgType, ConversionError, MAX_DEPTH, MAX_VALUES, RecordType, arguments_to_cedar};
 pub use config::{DefaultDecisionConfig, PolicyConfig, ValidationConfig};
 pub use engine::{
-    Call, Catalog, Decision, DefaultDecision, Engine, MAX_CACHED_PRINCIPALS, MAX_CATALOG_ENTRIES, Policies,
-    PolicySource, Reason, Settings, ValidationLevel,
+    Call, Catalog, Decision, DefaultDecision, Engine, MAX_CACHED_DECISIONS, MAX_CACHED_ENTITIES, MAX_CACHED_PRINCIPALS,
+    MAX_CATALOG_ENTRIES, Policies, PolicySource, Reason, Settings, ValidationLevel,
 };
 pub use error::{PolicyConfigError, PolicyDenied};
 pub use filter::{ListKind, filter_list_body};

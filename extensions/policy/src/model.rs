@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use mcp_enterprise_core::{McpRequest, Principal};
@@ -67,14 +68,32 @@ impl Action {
     }
 
     pub(crate) fn uid(self) -> EntityUid {
-        uid("Action", self.method())
+        // parsed once: a Cedar name parse costs more than evaluating a simple policy
+        static UIDS: OnceLock<[EntityUid; 3]> = OnceLock::new();
+        let uids = UIDS.get_or_init(|| {
+            [Self::ToolsCall, Self::ResourcesRead, Self::PromptsGet].map(|a| uid("Action", a.method()))
+        });
+        match self {
+            Self::ToolsCall => uids[0].clone(),
+            Self::ResourcesRead => uids[1].clone(),
+            Self::PromptsGet => uids[2].clone(),
+        }
     }
 }
 
+/// The entity types of the model (and `Action`), whose names are parsed once.
+const TYPES: [&str; 5] = ["Principal", "Tool", "Resource", "Prompt", "Action"];
+
 /// `Mcp::<ty>` as an entity type name.
 pub(crate) fn type_name(ty: &str) -> EntityTypeName {
+    static NAMES: OnceLock<[EntityTypeName; 5]> = OnceLock::new();
     // the names used are fixed identifiers of this module
-    EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}")).expect("fixed Cedar type names parse")
+    let parse =
+        |ty: &str| EntityTypeName::from_str(&format!("{NAMESPACE}::{ty}")).expect("fixed Cedar type names parse");
+    match TYPES.iter().position(|t| *t == ty) {
+        Some(i) => NAMES.get_or_init(|| TYPES.map(parse))[i].clone(),
+        None => parse(ty),
+    }
 }
 
 /// `Mcp::<ty>::"<id>"`.
@@ -90,6 +109,8 @@ pub struct ToolInfo {
     /// Its argument types, from `inputSchema`.
     pub arguments: RecordType,
     entity: Entity,
+    /// The entry as listed: a listing repeating it is known without reading it again.
+    listed: Value,
 }
 
 /// MCP's defaults for absent tool annotations (the spec's: a tool is assumed destructive and
@@ -107,7 +128,7 @@ impl ToolInfo {
             .and_then(Value::as_str)
             .or_else(|| tool.get("annotations").and_then(|a| a.get("title")).and_then(Value::as_str));
         let entity = tool_entity(&name, title, tool.get("annotations"), true);
-        Some(Self { name, arguments, entity })
+        Some(Self { name, arguments, entity, listed: tool.clone() })
     }
 
     /// An undeclared tool: annotations at their MCP defaults, `declared == false`.
@@ -117,6 +138,11 @@ impl ToolInfo {
 
     pub(crate) fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// The entry as it was listed.
+    pub(crate) fn listed(&self) -> &Value {
+        &self.listed
     }
 }
 
@@ -144,6 +170,8 @@ pub struct PromptInfo {
     /// Its arguments (all strings).
     pub arguments: RecordType,
     entity: Entity,
+    /// The entry as listed.
+    listed: Value,
 }
 
 impl PromptInfo {
@@ -156,7 +184,7 @@ impl PromptInfo {
             .map(|a| RecordType::from_prompt_arguments(a))
             .unwrap_or_default();
         let entity = prompt_entity(&name, prompt.get("title").and_then(Value::as_str), true);
-        Some(Self { name, arguments, entity })
+        Some(Self { name, arguments, entity, listed: prompt.clone() })
     }
 
     pub(crate) fn undeclared_entity(name: &str) -> Entity {
@@ -165,6 +193,11 @@ impl PromptInfo {
 
     pub(crate) fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// The entry as it was listed.
+    pub(crate) fn listed(&self) -> &Value {
+        &self.listed
     }
 }
 
@@ -262,7 +295,7 @@ pub fn principal_entity(principal: Option<&Principal>) -> Entity {
 }
 
 /// The parts of the context that do not depend on the arguments.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct CallContext {
     /// Seconds since the Unix epoch.
     pub now_secs: u64,
@@ -290,6 +323,14 @@ impl CallContext {
             client_name: info.and_then(|i| i.name()).map(str::to_owned),
             client_version: info.and_then(|i| i.version()).map(str::to_owned),
         }
+    }
+
+    /// The Cedar context of policies that read nothing of it but `context.arguments`: the
+    /// arguments alone (Cedar evaluates every member of a context it is given, and the time and
+    /// client records cost more to evaluate than most policies).
+    pub(crate) fn arguments_only(arguments: Option<RestrictedExpression>) -> Result<Context, ConversionError> {
+        let arguments = arguments.unwrap_or_else(|| RestrictedExpression::new_unknown("arguments"));
+        Context::from_pairs([("arguments".to_owned(), arguments)]).map_err(|_| ConversionError::TooLarge)
     }
 
     /// The Cedar context with `arguments` as given (`None`: an unknown, for partial evaluation).

@@ -182,6 +182,83 @@ fn cached_principals_follow_the_principal_not_only_the_credential() {
     assert_eq!(export(&with(&[])), [Reason::NoPermitMatched]);
 }
 
+/// The tools of a `tools/list` answer filtered for `p` by the engine (the list path's caches).
+fn shown_tools(layer: &PolicyLayer, p: Option<&Principal>, context: &CallContext, listing: &Value) -> Vec<String> {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "result": listing}).to_string();
+    let out = crate::filter_list_body(layer.engine(), p, "tools/list", context, body.as_bytes()).expect("a list");
+    names(&serde_json::from_slice(&out).expect("json"), "tools")
+}
+
+#[test]
+fn cached_decisions_follow_the_principal_the_catalog_and_the_context_they_depend_on() {
+    let fp = mcp_enterprise_core::TokenFingerprint::from_sha256(&[2; 32]);
+    let with = |groups: &[&str]| {
+        Principal::builder("https://idp", "alice", PrincipalKind::User, AuthMethod::Bearer)
+            .claim("groups", json!(groups))
+            .claim("roles", json!(if groups.is_empty() { vec!["admin"] } else { vec![] }))
+            .token_fingerprint(fp)
+            .build()
+    };
+    // the catalog says `echo` is not read-only: hidden, and a call to it is denied (both cached)
+    let mut listing = tools_listing();
+    listing["tools"][2]["annotations"]["readOnlyHint"] = json!(false);
+    let layer = PolicyLayer::builder(policies(POLICIES)).catalog(Catalog::from_listing(&listing)).build().expect("ok");
+    let alice = with(&["analysts"]);
+    for _ in 0..2 {
+        assert_eq!(shown_tools(&layer, Some(&alice), &ctx(), &listing), ["run_query"]);
+        assert_eq!(decide(&layer, Some(&alice), "echo", json!({})).reasons(), [Reason::NoPermitMatched]);
+    }
+    // same credential, other attributes (an admin now): a new cache entry, never the old decisions
+    assert_eq!(shown_tools(&layer, Some(&with(&[])), &ctx(), &listing).len(), 4);
+    assert_eq!(shown_tools(&layer, Some(&alice), &ctx(), &listing), ["run_query"]);
+    // `fresh` is not declared yet: its entity has MCP's defaults (not read-only), denied, cached
+    assert_eq!(decide(&layer, Some(&alice), "fresh", json!({})).reasons(), [Reason::NoPermitMatched]);
+    // a listing declares it read-only: learned, the cached entities and decisions are dropped
+    let mut learned = listing.clone();
+    learned["tools"]
+        .as_array_mut()
+        .expect("tools")
+        .push(json!({"name": "fresh", "annotations": {"readOnlyHint": true}}));
+    assert_eq!(shown_tools(&layer, Some(&alice), &ctx(), &learned), ["run_query", "fresh"]);
+    assert!(decide(&layer, Some(&alice), "fresh", json!({})).is_allowed());
+    // a policy that reads the context: the decision is cached with the context
+    let era = r#"@id("modern-only") permit(principal, action == Mcp::Action::"tools/call", resource is Mcp::Tool)
+        when { context.era == "modern" };"#;
+    let layer = PolicyLayer::builder(policies(era)).catalog(Catalog::from_listing(&learned)).build().expect("ok");
+    let legacy = CallContext { era: "legacy", ..ctx() };
+    for _ in 0..2 {
+        assert_eq!(shown_tools(&layer, Some(&alice), &ctx(), &learned).len(), 5);
+        assert_eq!(shown_tools(&layer, Some(&alice), &legacy, &learned), Vec::<String>::new());
+    }
+    let hour = r#"@id("office-hours") permit(principal, action, resource) when { context.time.hourUtc < 12 };"#;
+    let layer = PolicyLayer::builder(policies(hour)).catalog(Catalog::from_listing(&learned)).build().expect("ok");
+    let morning = CallContext { now_secs: 1_795_000_000 - 1_795_000_000 % 86_400 + 3600, ..ctx() };
+    let evening = CallContext { now_secs: morning.now_secs + 18 * 3600, ..ctx() };
+    for _ in 0..2 {
+        assert_eq!(shown_tools(&layer, Some(&alice), &morning, &learned).len(), 5);
+        assert_eq!(shown_tools(&layer, Some(&alice), &evening, &learned), Vec::<String>::new());
+        assert_eq!(shown_tools(&layer, None, &morning, &learned).len(), 5);
+        assert_eq!(shown_tools(&layer, None, &evening, &learned), Vec::<String>::new());
+    }
+}
+
+#[test]
+fn which_policies_read_the_context_beyond_the_arguments() {
+    let reads = |text: &str| {
+        let p = policies(text);
+        p.set.policies().any(|p| crate::engine::reads_context(&p.to_json().expect("json")))
+    };
+    assert!(!reads(POLICIES.split("@id(\"contractors").next().expect("first policies")));
+    assert!(!reads(
+        r#"permit(principal, action, resource) when { context has arguments && context.arguments.a == 1 };"#
+    ));
+    assert!(reads(r#"permit(principal, action, resource) when { context.era == "modern" };"#));
+    assert!(reads(r#"permit(principal, action, resource) when { context has protocolVersion };"#));
+    assert!(reads(r#"permit(principal, action, resource) when { context.time.hourUtc < 12 };"#));
+    assert!(reads(r#"permit(principal, action, resource) when { context == {} };"#));
+    assert!(reads(r#"permit(principal, action, resource) when { context.unverifiedClient.name like "x*" };"#));
+}
+
 #[test]
 fn default_decisions() {
     let text = r#"@id("no-delete") forbid(principal, action, resource == Mcp::Tool::"delete_customer");"#;
@@ -428,6 +505,79 @@ async fn unfilterable_lists_are_refused_not_passed_on() {
     })
     .await;
     assert_eq!(body["error"]["code"], -32603);
+}
+
+#[test]
+fn only_a_plain_empty_answer_to_the_awaited_id_skips_the_parse() {
+    use crate::filter::{ListKind, empty_answer};
+    let id = mcp_enterprise_core::JsonRpcId::Number(7);
+    let yes = |body: &str| empty_answer(ListKind::Tools, Some(&id), body.as_bytes());
+    assert!(yes(
+        r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","ttlMs":0,"tools":[],"_meta":{"a":[1,{"b":null}]}}}"#
+    ));
+    assert!(yes(" {\"result\": {\"tools\" : [ ]}, \"id\": 7}\n"));
+    for no in [
+        // items to decide on
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"x"}]}}"#,
+        // another response, no id, no result, no list, a list that is not an array
+        r#"{"jsonrpc":"2.0","id":8,"result":{"tools":[]}}"#,
+        r#"{"jsonrpc":"2.0","result":{"tools":[]}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"no"}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":{}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"prompts":[]}}"#,
+        // members named twice, where parsers disagree on which counts
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"tools":[{"name":"x"}]}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"x"}],"tools":[]}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"id":8,"result":{"tools":[]}}"#,
+        // an escaped member name (\u0074ools is "tools")
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"\u0074ools":[{"name":"x"}]}}"#,
+        // not strictly JSON
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}} x"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]},}"#,
+        "{\"jsonrpc\":\"2.\u{1}0\",\"id\":7,\"result\":{\"tools\":[]}}",
+        // what a `Value` refuses (a number out of range, a lone surrogate) is not passed on either
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"ttlMs":1e400}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"_meta":{"x":["\ud800"]}}}"#,
+        "",
+    ] {
+        assert!(!yes(no), "{no}");
+    }
+    assert!(!empty_answer(ListKind::Tools, Some(&id), b"{\"id\":7,\"x\":\"\xff\",\"result\":{\"tools\":[]}}"));
+    // without an id (`filter_list_body`) any response counts
+    assert!(empty_answer(ListKind::ResourceTemplates, None, br#"{"id":"z","result":{"resourceTemplates":[]}}"#));
+}
+
+#[tokio::test]
+async fn empty_lists_pass_as_they_came_and_twice_named_lists_are_filtered() {
+    let plain = r#"{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete","ttlMs":0,"tools":[]}}"#;
+    let (status, _, _, _, text) = through(layer(), None, list_request("tools/list", None), move |_| {
+        ("application/json".into(), vec![Bytes::from_static(plain.as_bytes())])
+    })
+    .await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, plain));
+    let (_, _, _, _, text) = through(layer(), None, list_request("tools/list", None), move |_| {
+        ("text/event-stream".into(), vec![Bytes::from(format!("id: 3\ndata: {plain}\n\ndata: after\n\n"))])
+    })
+    .await;
+    assert_eq!(text, format!("id: 3\ndata: {plain}\n\ndata: after\n\n"));
+    // an empty list named first and a full one named again: filtered, in JSON and SSE
+    let twice = json!({"jsonrpc": "2.0", "id": 7, "result": {"tools": []}})
+        .to_string()
+        .replace(r#""tools":[]"#, &format!(r#""tools":[],"tools":{}"#, tools_listing()["tools"]));
+    let t = twice.clone();
+    let (_, body, _, _, _) = through(layer(), None, list_request("tools/list", None), move |_| {
+        ("application/json".into(), vec![Bytes::from(t.clone())])
+    })
+    .await;
+    // anonymous: nothing is read-only for them, no permit: every tool hidden
+    assert_eq!(body["result"]["tools"], json!([]));
+    let (_, _, _, _, text) = through(layer(), None, list_request("tools/list", None), move |_| {
+        ("text/event-stream".into(), vec![Bytes::from(format!("data: {twice}\n\n"))])
+    })
+    .await;
+    assert!(!text.contains("run_query") && text.contains(r#""tools":[]"#), "{text}");
 }
 
 #[tokio::test]

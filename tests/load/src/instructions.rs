@@ -60,10 +60,12 @@ pub(crate) fn measure(opts: &Opts, dir: &Path, keys: &Keys, stacks: &[Stack]) ->
         let (gw, url) = crate::gateway_under(opts, dir, stack, &upstream, keys, &valgrind(&measured))?;
         let sets = crate::headers_for(stack, keys, &url)?;
         let mut client = Client::connect(&url)?;
-        let body = crate::call_body("tools/call");
+        // the stack's own request: the list rows send their list method
+        let (method, name) = stack.call();
+        let body = crate::call_body(method);
         let send = |client: &mut Client, i: usize| -> anyhow::Result<()> {
             let extra = if sets.is_empty() { &[][..] } else { &sets[i % sets.len()][..] };
-            let status = client.post(extra, &body)?;
+            let status = client.post(method, name, extra, &body)?;
             if status != 200 {
                 bail!("{} answered {status} under callgrind", stack.label());
             }
@@ -174,15 +176,24 @@ impl Client {
         Ok(Self { stream: BufReader::new(stream), host: host.to_owned(), path: path.to_owned() })
     }
 
-    fn post(&mut self, extra: &[(String, String)], body: &str) -> anyhow::Result<u16> {
+    fn post(
+        &mut self,
+        method: &str,
+        name: Option<&str>,
+        extra: &[(String, String)],
+        body: &str,
+    ) -> anyhow::Result<u16> {
         let mut head = format!(
             "POST {} HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
              accept: application/json, text/event-stream\r\nmcp-protocol-version: 2026-07-28\r\n\
-             mcp-method: tools/call\r\nmcp-name: echo\r\ncontent-length: {}\r\n",
+             mcp-method: {method}\r\ncontent-length: {}\r\n",
             self.path,
             self.host,
             body.len()
         );
+        if let Some(name) = name {
+            head.push_str(&format!("mcp-name: {name}\r\n"));
+        }
         for (k, v) in extra {
             head.push_str(&format!("{k}: {v}\r\n"));
         }

@@ -186,7 +186,7 @@ impl Answer {
 fn error_code(tail: &[u8], sse: bool, id: Option<&JsonRpcId>) -> Option<i64> {
     if !sse {
         // most answers are results: no `"error"` member, nothing to parse
-        if !tail.windows(7).any(|w| w == b"\"error\"") {
+        if !tail.windows(7).any(|w| w[0] == b'"' && w[6] == b'"' && w == b"\"error\"") {
             return None;
         }
         return serde_json::from_slice::<Answer>(tail).ok()?.code();

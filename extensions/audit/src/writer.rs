@@ -157,9 +157,13 @@ pub(crate) struct Shared {
     /// Emptied records the writer hands back: the request path builds the next ones in their
     /// buffers instead of allocating (and the writer thread freeing) two per record.
     spare: Mutex<Vec<Members<'static>>>,
+    /// Spare records kept while records flow: one batch's worth (the queue's capacity, at most
+    /// [`BATCH`]), so a record costs no allocation however many a batch gathers.
+    spare_limit: usize,
 }
 
-/// Emptied records kept for reuse, at most.
+/// Emptied records kept for reuse while the writer is idle, at most (while records flow, up to
+/// [`Shared::spare_limit`]: the records of one batch, which the queue held a moment before).
 const SPARE: usize = 256;
 /// Largest record buffers kept for reuse (bytes); a larger record's are freed.
 const SPARE_BYTES: usize = 4096;
@@ -248,6 +252,7 @@ impl AuditTrail {
             closed: AtomicBool::new(false),
             wake_at: (settings.capacity / 2).clamp(1, BATCH),
             spare: Mutex::new(Vec::new()),
+            spare_limit: settings.capacity.clamp(1, BATCH),
         });
         let public_key = signer.as_ref().map(CheckpointSigner::public_key);
         let mut writer = Writer {
@@ -409,6 +414,20 @@ impl Writer {
     /// due, and takes what is queued. Also says whether the batch was gathered up to the interval
     /// sync (then it is written and synced together).
     fn next_batch(&mut self) -> (Vec<Queued>, bool, bool) {
+        if self.shared.stats.queued() == 0 {
+            // idle: the spare records of a busy spell go back to the allocator (freed outside
+            // the lock)
+            let surplus = {
+                let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                let keep = spare.len().min(SPARE);
+                let surplus = spare.split_off(keep);
+                if !surplus.is_empty() {
+                    spare.shrink_to_fit();
+                }
+                surplus
+            };
+            drop(surplus);
+        }
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
@@ -591,7 +610,7 @@ impl Writer {
         }
         {
             let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
-            let room = SPARE.saturating_sub(spare.len());
+            let room = self.shared.spare_limit.saturating_sub(spare.len());
             spare.extend(spent.drain(..).take(room));
         }
         let mut backoff = Duration::from_millis(50);

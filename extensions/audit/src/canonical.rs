@@ -9,8 +9,28 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use mcp_enterprise_core::canonical::write_int;
 pub use mcp_enterprise_core::canonical::{to_vec, write};
+
+/// Writes `n` in decimal, byte for byte as `core::canonical::write_int` does (its `Display`),
+/// without the formatting machinery.
+pub(crate) fn write_int(n: i128, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        digits[at] = b'-';
+    }
+    out.extend_from_slice(&digits[at..]);
+}
 
 /// Writes `s` as a JSON string, byte for byte as `core::canonical::write_string` does; a string
 /// with nothing to escape (nearly every key and value of a record) is found so eight bytes at a
@@ -222,13 +242,18 @@ impl<'a> Members<'a> {
         let mut at = [usize::MAX; N];
         out.push(b'{');
         let mut first = true;
-        for (key, range, _) in &self.members {
-            for (mark, at) in marks.iter().zip(at.iter_mut()) {
-                if *at == usize::MAX && mark.as_bytes() < key.as_bytes() {
+        let order = marks.map(prefix);
+        for (key, range, key_order) in &self.members {
+            let mut marked = false;
+            for ((mark, order), at) in marks.iter().zip(&order).zip(at.iter_mut()) {
+                // the keys' first eight bytes decide, but for keys that share them
+                let cmp = order.cmp(key_order).then_with(|| mark.as_bytes().cmp(key.as_bytes()));
+                if *at == usize::MAX && cmp.is_lt() {
                     *at = out.len();
                 }
+                marked |= cmp.is_eq();
             }
-            if marks.contains(&key.as_ref()) {
+            if marked {
                 continue;
             }
             if !std::mem::take(&mut first) {
@@ -505,6 +530,23 @@ mod tests {
             "k5": ["k5"], "k3": ["k3"], "k7": ["k7"], "k2": ["k2"], "k8": ["k8"], "k4": ["k4"], "k6": ["k6"]},
             "e": {}, "s": {"a": null, "b": "x"}});
         assert_eq!(String::from_utf8(out).expect("utf8"), String::from_utf8(to_vec(&expected)).expect("utf8"));
+    }
+
+    #[test]
+    fn integers_are_written_as_core_writes_them() {
+        let mut cases =
+            vec![0i128, 1, -1, 9, 10, -10, 99, 100, i128::from(i64::MIN), i128::from(u64::MAX), i128::MIN, i128::MAX];
+        let mut x = 1i128;
+        for _ in 0..38 {
+            cases.extend([x - 1, x, x + 1, -x, 7 * x / 3]);
+            x *= 10;
+        }
+        for n in cases {
+            let (mut fast, mut core) = (Vec::new(), Vec::new());
+            write_int(n, &mut fast);
+            mcp_enterprise_core::canonical::write_int(n, &mut core);
+            assert_eq!(fast, core, "{n}");
+        }
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub(crate) struct Arrival {
     /// The client's `X-Request-Id`, when it sent a usable one (else the event id is used).
     correlation_id: Option<String>,
     method: http::Method,
-    path: String,
+    /// The request's target (a clone shares its bytes): the path is read from it when the
+    /// record is written.
+    uri: http::Uri,
     traceparent: Option<String>,
     tracestate: Option<String>,
     /// The span the gateway serves the call in, when it traces.
@@ -50,7 +52,7 @@ pub(crate) struct Arrival {
 }
 
 impl Arrival {
-    pub(crate) fn new(now: std::time::Duration, method: &http::Method, path: &str, headers: &HeaderMap) -> Self {
+    pub(crate) fn new(now: std::time::Duration, method: &http::Method, uri: &http::Uri, headers: &HeaderMap) -> Self {
         let event_id = uuid_v7_text(now);
         let correlation_id = headers
             .get(&X_REQUEST_ID)
@@ -66,7 +68,7 @@ impl Arrival {
             event_id,
             correlation_id,
             method: method.clone(),
-            path: truncate(path).into_owned(),
+            uri: uri.clone(),
             traceparent: header(&TRACEPARENT),
             tracestate: header(&TRACESTATE),
             span: None,
@@ -118,7 +120,7 @@ impl Arrival {
         let client = self.client;
         r.object_with("http", |http| {
             http.str("method", self.method.as_str());
-            http.str("path", &self.path);
+            http.str("path", &truncate(self.uri.path()));
             if let Some(client) = client {
                 http.member("peer_ip", |buf| write_ip(client.peer.ip(), buf));
                 http.int("peer_port", client.peer.port());

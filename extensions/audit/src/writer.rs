@@ -414,21 +414,8 @@ impl Writer {
     /// due, and takes what is queued. Also says whether the batch was gathered up to the interval
     /// sync (then it is written and synced together).
     fn next_batch(&mut self) -> (Vec<Queued>, bool, bool) {
-        if self.shared.stats.queued() == 0 {
-            // idle: the spare records of a busy spell go back to the allocator (freed outside
-            // the lock)
-            let surplus = {
-                let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
-                let keep = spare.len().min(SPARE);
-                let surplus = spare.split_off(keep);
-                if !surplus.is_empty() {
-                    spare.shrink_to_fit();
-                }
-                surplus
-            };
-            drop(surplus);
-        }
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = false;
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
             q.wait = Wait::Idle;
@@ -436,6 +423,7 @@ impl Writer {
             q = guard;
             q.wait = Wait::Busy;
             if timeout.timed_out() {
+                idle = q.items.is_empty();
                 break;
             }
         }
@@ -455,6 +443,19 @@ impl Writer {
         let n = q.items.len().min(BATCH);
         let batch = (q.items.drain(..n).collect(), q.closing && q.items.is_empty(), sync_due);
         drop(q);
+        if idle {
+            // nothing came for a while: the spare records of a busy spell go back to the allocator
+            let surplus = {
+                let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                let keep = spare.len().min(SPARE);
+                let surplus = spare.split_off(keep);
+                if !surplus.is_empty() {
+                    spare.shrink_to_fit();
+                }
+                surplus
+            };
+            drop(surplus);
+        }
         self.last_write = std::time::Instant::now();
         batch
     }

@@ -47,22 +47,35 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
 }
 
 /// Whether `bytes` hold a quote, a backslash or a control character (what JSON escapes). Never
-/// wrong when it says no; a yes sends the string to the byte-by-byte writer.
+/// wrong when it says no; a yes sends the string to the byte-by-byte writer. Eight bytes at a
+/// time; the tail is the last eight bytes again (overlapping), a short string two overlapping
+/// four-byte words.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     // a byte of `x` is zero (or, with `n`, below `n`): the word-at-a-time tests, exact for "any"
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
-            return true;
-        }
+    let escapes =
+        |x: u64| below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let n = bytes.len();
+    if n >= 8 {
+        let whole = n / 8 * 8;
+        (0..whole).step_by(8).any(|at| escapes(word(at))) || (whole < n && escapes(word(n - 8)))
+    } else if n >= 4 {
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        escapes(half(0) | (half(n - 4) << 32))
+    } else {
+        bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// An object's canonical members, each serialised once — so the object can be written with some
@@ -573,7 +586,25 @@ mod tests {
             mcp_enterprise_core::canonical::write_string(s, &mut core);
             assert_eq!(fast, core, "{s:?}");
         }
-        // every byte value at every position of a word
+        // every byte value at every position of strings of every length up to three words
+        for len in 1..=24 {
+            for b in 0u8..=0x7f {
+                for at in 0..len {
+                    let mut text = vec![b'x'; len];
+                    text[at] = b;
+                    let s = std::str::from_utf8(&text).expect("ascii");
+                    let (mut fast, mut core) = (Vec::new(), Vec::new());
+                    write_string(s, &mut fast);
+                    mcp_enterprise_core::canonical::write_string(s, &mut core);
+                    assert_eq!(fast, core, "byte {b:#x} at {at} of {len}");
+                    assert_eq!(
+                        needs_escape(&text),
+                        b < 0x20 || b == b'"' || b == b'\\',
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
         for b in 0u8..=0x7f {
             for at in 0..17 {
                 let mut text = vec![b'x'; 17];

@@ -111,9 +111,8 @@ impl Arrival {
         let denial = ext.get::<Denial>();
         let status = response.status();
         // nested objects are written straight into the record, their members in canonical order
+        // (members written roughly in canonical order: the writer's sort has less to move)
         let mut r = record;
-        r.int("v", 1);
-        r.str("type", "mcp");
         r.str("event_id", self.event_id.as_str());
         r.member("occurred_at", |buf| write_rfc3339_millis(self.now, buf));
         r.str("correlation_id", self.correlation_id.as_deref().unwrap_or(self.event_id.as_str()));
@@ -175,6 +174,8 @@ impl Arrival {
                 (if status.is_client_error() || status.is_server_error() { "error" } else { "allowed" }, None)
             }
         };
+        r.str("type", "mcp");
+        r.int("v", 1);
         let sse = response
             .headers()
             .get(http::header::CONTENT_TYPE)

@@ -46,6 +46,17 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Writes `"key":` for one of the record's fixed keys: a literal of the code, with nothing to
+/// escape (checked in debug builds), so not looked at (keys a client chose go through
+/// [`write_string`]).
+fn write_fixed_key(key: &str, out: &mut Vec<u8>) {
+    debug_assert!(!needs_escape(key.as_bytes()), "a fixed key needs escaping: {key:?}");
+    out.reserve(key.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
 /// Whether `bytes` hold a quote, a backslash or a control character (what JSON escapes). Never
 /// wrong when it says no; a yes sends the string to the byte-by-byte writer. Eight bytes at a
 /// time; the tail is the last eight bytes again (overlapping), a short string two overlapping
@@ -143,6 +154,17 @@ impl<'a> Members<'a> {
         let start = self.buf.len();
         write_string(&key, &mut self.buf);
         self.buf.push(b':');
+        self.push(key, start, value);
+    }
+
+    /// [`member`](Self::member) of one of the record's fixed keys (a literal: written as is).
+    fn fixed(&mut self, key: &'static str, value: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write_fixed_key(key, &mut self.buf);
+        self.push(Cow::Borrowed(key), start, value);
+    }
+
+    fn push(&mut self, key: Cow<'a, str>, start: usize, value: impl FnOnce(&mut Vec<u8>)) {
         value(&mut self.buf);
         self.sorted &= self.members.last().is_none_or(|(last, _, _)| last.as_bytes() < key.as_bytes());
         let order = prefix(&key);
@@ -150,47 +172,47 @@ impl<'a> Members<'a> {
     }
 
     /// A string member.
-    pub(crate) fn str(&mut self, key: &'a str, value: &str) {
-        self.member(key, |buf| write_string(value, buf));
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
+        self.fixed(key, |buf| write_string(value, buf));
     }
 
     /// A string member, `null` when absent.
     #[cfg(test)]
-    pub(crate) fn opt_str(&mut self, key: &'a str, value: Option<&str>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_string(v, buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// An integer member.
-    pub(crate) fn int(&mut self, key: &'a str, value: impl Into<i128>) {
-        self.member(key, |buf| write_int(value.into(), buf));
+    pub(crate) fn int(&mut self, key: &'static str, value: impl Into<i128>) {
+        self.fixed(key, |buf| write_int(value.into(), buf));
     }
 
     /// An integer member, `null` when absent.
-    pub(crate) fn opt_int(&mut self, key: &'a str, value: Option<impl Into<i128>>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_int(&mut self, key: &'static str, value: Option<impl Into<i128>>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_int(v.into(), buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// A literal member: `true`, `false` or `null`.
-    pub(crate) fn literal(&mut self, key: &'a str, value: &'static str) {
-        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    pub(crate) fn literal(&mut self, key: &'static str, value: &'static str) {
+        self.fixed(key, |buf| buf.extend_from_slice(value.as_bytes()));
     }
 
     /// A member holding any JSON value.
-    pub(crate) fn value(&mut self, key: &'a str, value: &Value) {
-        self.member(key, |buf| write(value, buf));
+    pub(crate) fn value(&mut self, key: &'static str, value: &Value) {
+        self.fixed(key, |buf| write(value, buf));
     }
 
     /// A member holding a nested object built the same way.
     #[cfg(test)]
-    pub(crate) fn object(&mut self, key: &'a str, mut object: Members<'_>) {
+    pub(crate) fn object(&mut self, key: &'static str, mut object: Members<'_>) {
         object.sort();
-        self.member(key, |buf| object.write(&[], &[], buf));
+        self.fixed(key, |buf| object.write(&[], &[], buf));
     }
 
     /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
@@ -219,8 +241,8 @@ impl<'a> Members<'a> {
 
     /// A member holding a nested object written straight into this object's bytes by `build`
     /// (no buffer of its own; see [`Object`]).
-    pub(crate) fn object_with<'k>(&mut self, key: &'a str, build: impl FnOnce(&mut Object<'_, 'k>)) {
-        self.member(key, |buf| {
+    pub(crate) fn object_with<'k>(&mut self, key: &'static str, build: impl FnOnce(&mut Object<'_, 'k>)) {
+        self.fixed(key, |buf| {
             let mut object = Object::open(buf);
             build(&mut object);
             object.close();
@@ -400,13 +422,26 @@ impl<'b, 'k> Object<'b, 'k> {
 
     /// Adds member `key` (not already present) whose value `value` writes.
     pub(crate) fn member(&mut self, key: &'k str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.push(key, false, value);
+    }
+
+    /// [`member`](Self::member) of one of the record's fixed keys (a literal: written as is).
+    fn fixed(&mut self, key: &'static str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.push(key, true, value);
+    }
+
+    fn push(&mut self, key: &'k str, fixed: bool, value: impl FnOnce(&mut Vec<u8>)) {
         let last = self.last_key();
         if last.is_some() {
             self.buf.push(b',');
         }
         let at = self.buf.len();
-        write_string(key, self.buf);
-        self.buf.push(b':');
+        if fixed {
+            write_fixed_key(key, self.buf);
+        } else {
+            write_string(key, self.buf);
+            self.buf.push(b':');
+        }
         value(self.buf);
         self.sorted &= last.is_none_or(|l| l.as_bytes() < key.as_bytes());
         let span = (key, at, self.buf.len());
@@ -419,26 +454,26 @@ impl<'b, 'k> Object<'b, 'k> {
     }
 
     /// A string member.
-    pub(crate) fn str(&mut self, key: &'k str, value: &str) {
-        self.member(key, |buf| write_string(value, buf));
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
+        self.fixed(key, |buf| write_string(value, buf));
     }
 
     /// A string member, `null` when absent.
-    pub(crate) fn opt_str(&mut self, key: &'k str, value: Option<&str>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_string(v, buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// An integer member.
-    pub(crate) fn int(&mut self, key: &'k str, value: impl Into<i128>) {
-        self.member(key, |buf| write_int(value.into(), buf));
+    pub(crate) fn int(&mut self, key: &'static str, value: impl Into<i128>) {
+        self.fixed(key, |buf| write_int(value.into(), buf));
     }
 
     /// A literal member: `true`, `false` or `null`.
-    pub(crate) fn literal(&mut self, key: &'k str, value: &'static str) {
-        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    pub(crate) fn literal(&mut self, key: &'static str, value: &'static str) {
+        self.fixed(key, |buf| buf.extend_from_slice(value.as_bytes()));
     }
 
     /// A member holding any JSON value.
@@ -447,8 +482,8 @@ impl<'b, 'k> Object<'b, 'k> {
     }
 
     /// A member holding a nested object built the same way.
-    pub(crate) fn object<'j>(&mut self, key: &'k str, build: impl FnOnce(&mut Object<'_, 'j>)) {
-        self.member(key, |buf| {
+    pub(crate) fn object<'j>(&mut self, key: &'static str, build: impl FnOnce(&mut Object<'_, 'j>)) {
+        self.fixed(key, |buf| {
             let mut object = Object::open(buf);
             build(&mut object);
             object.close();

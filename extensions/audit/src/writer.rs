@@ -180,6 +180,12 @@ impl Shared {
         self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(Members::new)
     }
 
+    /// Spare records held now.
+    #[cfg(test)]
+    pub(crate) fn spare_len(&self) -> usize {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
     /// Hands a record to the writer; the permit reserved its place in the queue.
     pub(crate) fn push(&self, record: Members<'static>, permit: Option<OwnedSemaphorePermit>) {
         let mut q = self.queue.lock().unwrap_or_else(PoisonError::into_inner);

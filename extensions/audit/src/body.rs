@@ -24,7 +24,9 @@ pub(crate) struct Pending {
     pub(crate) permit: Option<OwnedSemaphorePermit>,
     pub(crate) bytes: u64,
     pub(crate) tail: Vec<u8>,
-    pub(crate) result_mac: Option<hmac::Context>,
+    /// Boxed: an HMAC context is ~700 bytes, which every call's body would otherwise carry and
+    /// move whether results are digested or not.
+    pub(crate) result_mac: Option<Box<hmac::Context>>,
     /// The span the call was served in (the enqueueing's parent in a trace).
     pub(crate) span: tracing::Span,
 }
@@ -70,7 +72,7 @@ impl Pending {
         };
         let Pending { departure, recorder, permit, bytes, tail: _, result_mac, span } = self;
         let _enqueue = mcp_enterprise_core::trace::step(&span, "audit").entered();
-        let digest = result_mac.map(|mac| recorder.redaction.digest_bytes(mac));
+        let digest = result_mac.map(|mac| recorder.redaction.digest_bytes(*mac));
         let record = departure.finish(bytes, code, aborted, digest);
         recorder.shared.push(record, permit);
     }
@@ -186,7 +188,7 @@ impl Answer {
 fn error_code(tail: &[u8], sse: bool, id: Option<&JsonRpcId>) -> Option<i64> {
     if !sse {
         // most answers are results: no `"error"` member, nothing to parse
-        if !tail.windows(7).any(|w| w == b"\"error\"") {
+        if !tail.windows(7).any(|w| w[0] == b'"' && w[6] == b'"' && w == b"\"error\"") {
             return None;
         }
         return serde_json::from_slice::<Answer>(tail).ok()?.code();

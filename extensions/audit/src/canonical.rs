@@ -9,8 +9,28 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use mcp_enterprise_core::canonical::write_int;
 pub use mcp_enterprise_core::canonical::{to_vec, write};
+
+/// Writes `n` in decimal, byte for byte as `core::canonical::write_int` does (its `Display`),
+/// without the formatting machinery.
+pub(crate) fn write_int(n: i128, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 40];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        digits[at] = b'-';
+    }
+    out.extend_from_slice(&digits[at..]);
+}
 
 /// Writes `s` as a JSON string, byte for byte as `core::canonical::write_string` does; a string
 /// with nothing to escape (nearly every key and value of a record) is found so eight bytes at a
@@ -26,23 +46,47 @@ pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Writes `"key":` for one of the record's fixed keys: a literal of the code, with nothing to
+/// escape (checked in debug builds), so not looked at (keys a client chose go through
+/// [`write_string`]).
+fn write_fixed_key(key: &str, out: &mut Vec<u8>) {
+    debug_assert!(!needs_escape(key.as_bytes()), "a fixed key needs escaping: {key:?}");
+    out.reserve(key.len() + 3);
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
 /// Whether `bytes` hold a quote, a backslash or a control character (what JSON escapes). Never
-/// wrong when it says no; a yes sends the string to the byte-by-byte writer.
+/// wrong when it says no; a yes sends the string to the byte-by-byte writer. Eight bytes at a
+/// time; the tail is the last eight bytes again (overlapping), a short string two overlapping
+/// four-byte words.
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
     // a byte of `x` is zero (or, with `n`, below `n`): the word-at-a-time tests, exact for "any"
     let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        if below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0 {
-            return true;
-        }
+    let escapes =
+        |x: u64| below(x, 0x20) | below(x ^ (ONES * u64::from(b'"')), 1) | below(x ^ (ONES * u64::from(b'\\')), 1) != 0;
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let n = bytes.len();
+    if n >= 8 {
+        let whole = n / 8 * 8;
+        (0..whole).step_by(8).any(|at| escapes(word(at))) || (whole < n && escapes(word(n - 8)))
+    } else if n >= 4 {
+        let half = |at: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[at..at + 4]);
+            u64::from(u32::from_le_bytes(w))
+        };
+        escapes(half(0) | (half(n - 4) << 32))
+    } else {
+        bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
     }
-    chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// An object's canonical members, each serialised once — so the object can be written with some
@@ -110,6 +154,17 @@ impl<'a> Members<'a> {
         let start = self.buf.len();
         write_string(&key, &mut self.buf);
         self.buf.push(b':');
+        self.push(key, start, value);
+    }
+
+    /// [`member`](Self::member) of one of the record's fixed keys (a literal: written as is).
+    fn fixed(&mut self, key: &'static str, value: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.buf.len();
+        write_fixed_key(key, &mut self.buf);
+        self.push(Cow::Borrowed(key), start, value);
+    }
+
+    fn push(&mut self, key: Cow<'a, str>, start: usize, value: impl FnOnce(&mut Vec<u8>)) {
         value(&mut self.buf);
         self.sorted &= self.members.last().is_none_or(|(last, _, _)| last.as_bytes() < key.as_bytes());
         let order = prefix(&key);
@@ -117,47 +172,47 @@ impl<'a> Members<'a> {
     }
 
     /// A string member.
-    pub(crate) fn str(&mut self, key: &'a str, value: &str) {
-        self.member(key, |buf| write_string(value, buf));
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
+        self.fixed(key, |buf| write_string(value, buf));
     }
 
     /// A string member, `null` when absent.
     #[cfg(test)]
-    pub(crate) fn opt_str(&mut self, key: &'a str, value: Option<&str>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_string(v, buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// An integer member.
-    pub(crate) fn int(&mut self, key: &'a str, value: impl Into<i128>) {
-        self.member(key, |buf| write_int(value.into(), buf));
+    pub(crate) fn int(&mut self, key: &'static str, value: impl Into<i128>) {
+        self.fixed(key, |buf| write_int(value.into(), buf));
     }
 
     /// An integer member, `null` when absent.
-    pub(crate) fn opt_int(&mut self, key: &'a str, value: Option<impl Into<i128>>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_int(&mut self, key: &'static str, value: Option<impl Into<i128>>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_int(v.into(), buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// A literal member: `true`, `false` or `null`.
-    pub(crate) fn literal(&mut self, key: &'a str, value: &'static str) {
-        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    pub(crate) fn literal(&mut self, key: &'static str, value: &'static str) {
+        self.fixed(key, |buf| buf.extend_from_slice(value.as_bytes()));
     }
 
     /// A member holding any JSON value.
-    pub(crate) fn value(&mut self, key: &'a str, value: &Value) {
-        self.member(key, |buf| write(value, buf));
+    pub(crate) fn value(&mut self, key: &'static str, value: &Value) {
+        self.fixed(key, |buf| write(value, buf));
     }
 
     /// A member holding a nested object built the same way.
     #[cfg(test)]
-    pub(crate) fn object(&mut self, key: &'a str, mut object: Members<'_>) {
+    pub(crate) fn object(&mut self, key: &'static str, mut object: Members<'_>) {
         object.sort();
-        self.member(key, |buf| object.write(&[], &[], buf));
+        self.fixed(key, |buf| object.write(&[], &[], buf));
     }
 
     /// Puts the members in canonical order (once); a repeated key is a bug of the builder.
@@ -186,8 +241,8 @@ impl<'a> Members<'a> {
 
     /// A member holding a nested object written straight into this object's bytes by `build`
     /// (no buffer of its own; see [`Object`]).
-    pub(crate) fn object_with<'k>(&mut self, key: &'a str, build: impl FnOnce(&mut Object<'_, 'k>)) {
-        self.member(key, |buf| {
+    pub(crate) fn object_with<'k>(&mut self, key: &'static str, build: impl FnOnce(&mut Object<'_, 'k>)) {
+        self.fixed(key, |buf| {
             let mut object = Object::open(buf);
             build(&mut object);
             object.close();
@@ -222,13 +277,18 @@ impl<'a> Members<'a> {
         let mut at = [usize::MAX; N];
         out.push(b'{');
         let mut first = true;
-        for (key, range, _) in &self.members {
-            for (mark, at) in marks.iter().zip(at.iter_mut()) {
-                if *at == usize::MAX && mark.as_bytes() < key.as_bytes() {
+        let order = marks.map(prefix);
+        for (key, range, key_order) in &self.members {
+            let mut marked = false;
+            for ((mark, order), at) in marks.iter().zip(&order).zip(at.iter_mut()) {
+                // the keys' first eight bytes decide, but for keys that share them
+                let cmp = order.cmp(key_order).then_with(|| mark.as_bytes().cmp(key.as_bytes()));
+                if *at == usize::MAX && cmp.is_lt() {
                     *at = out.len();
                 }
+                marked |= cmp.is_eq();
             }
-            if marks.contains(&key.as_ref()) {
+            if marked {
                 continue;
             }
             if !std::mem::take(&mut first) {
@@ -362,13 +422,26 @@ impl<'b, 'k> Object<'b, 'k> {
 
     /// Adds member `key` (not already present) whose value `value` writes.
     pub(crate) fn member(&mut self, key: &'k str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.push(key, false, value);
+    }
+
+    /// [`member`](Self::member) of one of the record's fixed keys (a literal: written as is).
+    fn fixed(&mut self, key: &'static str, value: impl FnOnce(&mut Vec<u8>)) {
+        self.push(key, true, value);
+    }
+
+    fn push(&mut self, key: &'k str, fixed: bool, value: impl FnOnce(&mut Vec<u8>)) {
         let last = self.last_key();
         if last.is_some() {
             self.buf.push(b',');
         }
         let at = self.buf.len();
-        write_string(key, self.buf);
-        self.buf.push(b':');
+        if fixed {
+            write_fixed_key(key, self.buf);
+        } else {
+            write_string(key, self.buf);
+            self.buf.push(b':');
+        }
         value(self.buf);
         self.sorted &= last.is_none_or(|l| l.as_bytes() < key.as_bytes());
         let span = (key, at, self.buf.len());
@@ -381,26 +454,26 @@ impl<'b, 'k> Object<'b, 'k> {
     }
 
     /// A string member.
-    pub(crate) fn str(&mut self, key: &'k str, value: &str) {
-        self.member(key, |buf| write_string(value, buf));
+    pub(crate) fn str(&mut self, key: &'static str, value: &str) {
+        self.fixed(key, |buf| write_string(value, buf));
     }
 
     /// A string member, `null` when absent.
-    pub(crate) fn opt_str(&mut self, key: &'k str, value: Option<&str>) {
-        self.member(key, |buf| match value {
+    pub(crate) fn opt_str(&mut self, key: &'static str, value: Option<&str>) {
+        self.fixed(key, |buf| match value {
             Some(v) => write_string(v, buf),
             None => buf.extend_from_slice(b"null"),
         });
     }
 
     /// An integer member.
-    pub(crate) fn int(&mut self, key: &'k str, value: impl Into<i128>) {
-        self.member(key, |buf| write_int(value.into(), buf));
+    pub(crate) fn int(&mut self, key: &'static str, value: impl Into<i128>) {
+        self.fixed(key, |buf| write_int(value.into(), buf));
     }
 
     /// A literal member: `true`, `false` or `null`.
-    pub(crate) fn literal(&mut self, key: &'k str, value: &'static str) {
-        self.member(key, |buf| buf.extend_from_slice(value.as_bytes()));
+    pub(crate) fn literal(&mut self, key: &'static str, value: &'static str) {
+        self.fixed(key, |buf| buf.extend_from_slice(value.as_bytes()));
     }
 
     /// A member holding any JSON value.
@@ -409,8 +482,8 @@ impl<'b, 'k> Object<'b, 'k> {
     }
 
     /// A member holding a nested object built the same way.
-    pub(crate) fn object<'j>(&mut self, key: &'k str, build: impl FnOnce(&mut Object<'_, 'j>)) {
-        self.member(key, |buf| {
+    pub(crate) fn object<'j>(&mut self, key: &'static str, build: impl FnOnce(&mut Object<'_, 'j>)) {
+        self.fixed(key, |buf| {
             let mut object = Object::open(buf);
             build(&mut object);
             object.close();
@@ -508,6 +581,23 @@ mod tests {
     }
 
     #[test]
+    fn integers_are_written_as_core_writes_them() {
+        let mut cases =
+            vec![0i128, 1, -1, 9, 10, -10, 99, 100, i128::from(i64::MIN), i128::from(u64::MAX), i128::MIN, i128::MAX];
+        let mut x = 1i128;
+        for _ in 0..38 {
+            cases.extend([x - 1, x, x + 1, -x, 7 * x / 3]);
+            x *= 10;
+        }
+        for n in cases {
+            let (mut fast, mut core) = (Vec::new(), Vec::new());
+            write_int(n, &mut fast);
+            mcp_enterprise_core::canonical::write_int(n, &mut core);
+            assert_eq!(fast, core, "{n}");
+        }
+    }
+
+    #[test]
     fn strings_are_written_as_core_writes_them() {
         let cases = [
             "",
@@ -531,7 +621,25 @@ mod tests {
             mcp_enterprise_core::canonical::write_string(s, &mut core);
             assert_eq!(fast, core, "{s:?}");
         }
-        // every byte value at every position of a word
+        // every byte value at every position of strings of every length up to three words
+        for len in 1..=24 {
+            for b in 0u8..=0x7f {
+                for at in 0..len {
+                    let mut text = vec![b'x'; len];
+                    text[at] = b;
+                    let s = std::str::from_utf8(&text).expect("ascii");
+                    let (mut fast, mut core) = (Vec::new(), Vec::new());
+                    write_string(s, &mut fast);
+                    mcp_enterprise_core::canonical::write_string(s, &mut core);
+                    assert_eq!(fast, core, "byte {b:#x} at {at} of {len}");
+                    assert_eq!(
+                        needs_escape(&text),
+                        b < 0x20 || b == b'"' || b == b'\\',
+                        "byte {b:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
         for b in 0u8..=0x7f {
             for at in 0..17 {
                 let mut text = vec![b'x'; 17];

@@ -194,7 +194,7 @@ where
                         permit: permit.take(),
                         bytes: 0,
                         tail: Vec::new(),
-                        result_mac: (r.results == ResultMode::Digest).then(|| r.redaction.context()),
+                        result_mac: (r.results == ResultMode::Digest).then(|| Box::new(r.redaction.context())),
                         // the parent of the enqueueing's step span, when step spans are kept
                         span: if tracing::enabled!(target: mcp_enterprise_core::trace::TARGET, tracing::Level::TRACE) {
                             tracing::Span::current()

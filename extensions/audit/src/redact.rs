@@ -181,26 +181,36 @@ impl Redaction {
             Name,
         }
         let rule = tool.and_then(|t| self.tools.get(t));
-        // each argument's fate decided once; the objects are then written in canonical order
-        let fates: Vec<Fate> = arguments
-            .keys()
-            .map(|name| {
-                if is_secret_name(name)
-                    || (!self.drop_names.is_empty() && self.drop_names.contains(name))
-                    || rule.is_some_and(|r| r.drop.contains(name))
-                {
-                    Fate::Dropped
-                } else if rule.is_some_and(|r| r.clear.contains(name)) {
-                    Fate::Clear
-                } else {
-                    match self.mode {
-                        ArgumentMode::Digest => Fate::Digest,
-                        ArgumentMode::NamesOnly => Fate::Name,
-                    }
+        let fate = |name: &str| {
+            if is_secret_name(name)
+                || (!self.drop_names.is_empty() && self.drop_names.contains(name))
+                || rule.is_some_and(|r| r.drop.contains(name))
+            {
+                Fate::Dropped
+            } else if rule.is_some_and(|r| r.clear.contains(name)) {
+                Fate::Clear
+            } else {
+                match self.mode {
+                    ArgumentMode::Digest => Fate::Digest,
+                    ArgumentMode::NamesOnly => Fate::Name,
                 }
-            })
-            .collect();
-        let with = |fate: Fate| arguments.iter().zip(&fates).filter(move |(_, f)| **f == fate).map(|(kv, _)| kv);
+            }
+        };
+        // each argument's fate decided once (on the stack for the usual few arguments); the
+        // objects are then written in canonical order
+        const INLINE: usize = 16;
+        let mut inline = [Fate::Dropped; INLINE];
+        let spilled: Vec<Fate>;
+        let fates: &[Fate] = if arguments.len() <= INLINE {
+            for (slot, name) in inline.iter_mut().zip(arguments.keys()) {
+                *slot = fate(name);
+            }
+            &inline[..arguments.len()]
+        } else {
+            spilled = arguments.keys().map(|name| fate(name)).collect();
+            &spilled
+        };
+        let with = |fate: Fate| arguments.iter().zip(fates).filter(move |(_, f)| **f == fate).map(|(kv, _)| kv);
         let any = |fate: Fate| fates.contains(&fate);
         if any(Fate::Clear) {
             out.object("clear", |clear| {
@@ -217,25 +227,38 @@ impl Redaction {
                     canonical::write(value, &mut bytes);
                     let tag = hmac::sign(&self.key, &bytes);
                     digests.member(name, |buf| {
-                        buf.extend_from_slice(b"\"hmac-sha256:");
                         let mut encoded = [0u8; 22];
                         let n = URL_SAFE_NO_PAD.encode_slice(&tag.as_ref()[..16], &mut encoded).unwrap_or(0);
+                        buf.reserve(n + 14);
+                        buf.extend_from_slice(b"\"hmac-sha256:");
                         buf.extend_from_slice(&encoded[..n]);
                         buf.push(b'"');
                     });
                 }
             });
         }
-        let list = |fate: Fate| Value::Array(with(fate).map(|(name, _)| Value::from(name.as_str())).collect());
+        // an array of the names, as `canonical::write` writes an array of strings
+        let list = |fate: Fate| {
+            move |buf: &mut Vec<u8>| {
+                buf.push(b'[');
+                for (i, (name, _)) in with(fate).enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    canonical::write_string(name, buf);
+                }
+                buf.push(b']');
+            }
+        };
         if any(Fate::Dropped) {
-            out.value("dropped", &list(Fate::Dropped));
+            out.member("dropped", list(Fate::Dropped));
         }
         if any(Fate::Digest) {
             out.str("key_id", &self.key_id);
         }
         out.str("mode", self.mode.as_str());
         if any(Fate::Name) {
-            out.value("names", &list(Fate::Name));
+            out.member("names", list(Fate::Name));
         }
     }
 
@@ -258,17 +281,34 @@ pub fn is_secret_name(name: &str) -> bool {
             folded[len] = b.to_ascii_lowercase();
             len += 1;
         }
-        let folded = &folded[..len];
-        return SECRET_NAME_PARTS.iter().any(|part| match *part {
-            "otp" | "pin" | "ssn" | "cvv" => folded == part.as_bytes(),
-            _ => folded.windows(part.len()).any(|w| w == part.as_bytes()),
-        });
+        return folded_is_secret(&folded[..len]);
     }
     let folded: String = name.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
     SECRET_NAME_PARTS.iter().any(|part| match *part {
         // short parts only as whole names, so "spinner" or "options" keep their values
         "otp" | "pin" | "ssn" | "cvv" => folded == *part,
         _ => folded.contains(part),
+    })
+}
+
+/// [`is_secret_name`] of a folded ASCII name: the whole-name parts compared once, the others
+/// (`SECRET_NAME_PARTS` longer than three bytes, by their first byte) looked for only where a
+/// byte starts one of them.
+fn folded_is_secret(folded: &[u8]) -> bool {
+    if matches!(folded, b"otp" | b"pin" | b"ssn" | b"cvv") {
+        return true;
+    }
+    (0..folded.len()).any(|i| {
+        let rest = &folded[i..];
+        let at = |part: &[u8]| rest.starts_with(part);
+        match rest[0] {
+            b'a' => at(b"apikey") || at(b"authorization"),
+            b'c' => at(b"credential") || at(b"cookie") || at(b"creditcard") || at(b"cardnumber"),
+            b'p' => at(b"password") || at(b"passwd") || at(b"passphrase") || at(b"privatekey"),
+            b's' => at(b"secret") || at(b"sessionid"),
+            b't' => at(b"token"),
+            _ => false,
+        }
     })
 }
 
@@ -318,6 +358,35 @@ mod tests {
         let r = Redaction::new(b"k").mode(ArgumentMode::NamesOnly);
         let out = r.arguments(None, json!({"a": 1, "token": "t"}).as_object().expect("obj"));
         assert_eq!(out, json!({"mode": "names_only", "names": ["a"], "dropped": ["token"]}));
+    }
+
+    /// The definition [`is_secret_name`] implements faster: the folded name contains a part (the
+    /// short parts only as the whole name).
+    fn secret_by_definition(name: &str) -> bool {
+        let folded: String = name.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect();
+        SECRET_NAME_PARTS.iter().any(|part| match *part {
+            "otp" | "pin" | "ssn" | "cvv" => folded == *part,
+            _ => folded.contains(part),
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn secret_names_as_defined(
+            name in "[a-zA-Z_-]{0,12}(?i:pass(word|wd|phrase)|secret|token|api_?key|authori[sz]ation|credential|private_?key|cookie|session_?id|otp|pin|ssn|credit_?card|card_?number|cvv)?[a-zA-Z0-9_-]{0,12}",
+            other in "\\PC{0,70}",
+        ) {
+            proptest::prop_assert_eq!(is_secret_name(&name), secret_by_definition(&name), "{}", name);
+            proptest::prop_assert_eq!(is_secret_name(&other), secret_by_definition(&other), "{}", other);
+        }
+    }
+
+    #[test]
+    fn every_part_is_looked_for() {
+        for part in SECRET_NAME_PARTS {
+            assert!(folded_is_secret(part.as_bytes()), "{part}");
+            assert!(is_secret_name(&format!("my_{}_x", part.to_uppercase())) == (part.len() > 3), "{part}");
+        }
     }
 
     #[test]

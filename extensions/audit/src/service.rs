@@ -57,7 +57,7 @@ where
         if recorder.skip_prefixes.iter().any(|p| req.uri().path().starts_with(p.as_str())) {
             return ResponseFuture::unrecorded(self.inner.call(req), recorder);
         }
-        let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri().path(), req.headers())
+        let arrival = Arrival::new(recorder.clock.now(), req.method(), req.uri(), req.headers())
             .with_client(req.extensions().get::<mcp_enterprise_core::ClientAddress>().copied())
             .with_span(req.extensions().get::<mcp_enterprise_core::trace::SpanIds>().copied());
         // the auth layers inside say who it was, even if no response comes back

@@ -656,6 +656,35 @@ async fn a_failing_disk_holds_records_and_the_policy_decides() {
     }
 }
 
+/// The writer hands the buffers of written records back to the request path — as many as a batch
+/// held, so a busy trail allocates none per record — and gives all but 256 of them back to the
+/// allocator once it has been idle through a whole wait.
+#[tokio::test]
+async fn spare_records_cover_a_batch_and_shrink_when_idle() {
+    let t = start_with(|b| b.fsync(FsyncPolicy::Os));
+    let shared = t.layer.recorder.shared.clone();
+    // 600 records queued at once (nobody takes a spare record meanwhile): batches of up to 600
+    for i in 0..600 {
+        let mut record = shared.record();
+        record.str("type", "mcp");
+        record.int("n", i);
+        shared.push(record, None);
+    }
+    wait_written(&t, 600).await;
+    assert_eq!(shared.spare_len(), 600, "every written record's buffers kept for reuse");
+    let built = shared.record();
+    assert_eq!(shared.spare_len(), 599, "a record is built in a spare one");
+    drop(built);
+    // idle: nothing queued through a whole wait (at most a second) leaves 256
+    for _ in 0..300 {
+        if shared.spare_len() == 256 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shared.spare_len(), 256, "the spare records of a busy spell go back once idle");
+}
+
 #[tokio::test]
 async fn a_full_queue_waits_or_refuses_per_policy() {
     for policy in [QueueFullPolicy::Backpressure, QueueFullPolicy::FailClosed] {

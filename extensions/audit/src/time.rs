@@ -3,11 +3,33 @@
 
 use std::time::Duration;
 
-/// [`rfc3339_millis`] as a JSON string appended to `buf`.
+/// [`rfc3339_millis`] as a JSON string appended to `buf` (the same text, written in place).
 pub(crate) fn write_rfc3339_millis(since_epoch: Duration, buf: &mut Vec<u8>) {
-    buf.push(b'"');
-    buf.extend_from_slice(rfc3339_millis(since_epoch).as_bytes());
-    buf.push(b'"');
+    let secs = since_epoch.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days);
+    if y > 9999 {
+        buf.push(b'"');
+        buf.extend_from_slice(rfc3339_millis(since_epoch).as_bytes());
+        buf.push(b'"');
+        return;
+    }
+    // fixed width: `"YYYY-MM-DDTHH:MM:SS.mmmZ"`
+    let mut text = *b"\"0000-00-00T00:00:00.000Z\"";
+    let mut digits = |at: usize, width: usize, mut n: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(1, 4, y);
+    digits(6, 2, m);
+    digits(9, 2, d);
+    digits(12, 2, rem / 3600);
+    digits(15, 2, rem % 3600 / 60);
+    digits(18, 2, rem % 60);
+    digits(21, 3, u64::from(since_epoch.subsec_millis()));
+    buf.extend_from_slice(&text);
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-25T09:30:00.123Z`.
@@ -19,22 +41,10 @@ pub(crate) fn rfc3339_millis(since_epoch: Duration) -> String {
     if y > 9999 {
         return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, rem % 3600 / 60, rem % 60);
     }
-    // fixed width: digits written directly (this runs once per record)
-    fn digits(out: &mut String, n: u64, width: u32) {
-        for i in (0..width).rev() {
-            out.push(char::from(b'0' + u8::try_from(n / 10u64.pow(i) % 10).unwrap_or(0)));
-        }
-    }
-    let mut out = String::with_capacity(24);
-    digits(&mut out, y, 4);
-    for (value, sep) in [(m, '-'), (d, '-'), (rem / 3600, 'T'), (rem % 3600 / 60, ':'), (rem % 60, ':')] {
-        out.push(sep);
-        digits(&mut out, value, 2);
-    }
-    out.push('.');
-    digits(&mut out, u64::from(millis), 3);
-    out.push('Z');
-    out
+    let mut quoted = Vec::with_capacity(26);
+    write_rfc3339_millis(since_epoch, &mut quoted);
+    // digits and separators only
+    String::from_utf8(quoted[1..quoted.len() - 1].to_vec()).unwrap_or_default()
 }
 
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar.
@@ -118,9 +128,10 @@ fn random_10() -> [u8; 10] {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
+    let mut out = vec![0u8; bytes.len() * 2];
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0xf)];
     }
     // hex digits only
     String::from_utf8(out).unwrap_or_default()
@@ -136,6 +147,24 @@ mod tests {
         assert_eq!(rfc3339_millis(Duration::from_millis(951_782_400_007)), "2000-02-29T00:00:00.007Z");
         assert_eq!(rfc3339_millis(Duration::from_millis(1_795_599_045_123)), "2026-11-25T09:30:45.123Z");
         assert_eq!(rfc3339_millis(Duration::from_secs(4_102_444_799)), "2099-12-31T23:59:59.000Z");
+        assert_eq!(rfc3339_millis(Duration::from_secs(253_402_300_800)), "10000-01-01T00:00:00.000Z");
+        // the record's writer, against the formatter
+        for ms in (0..400u64).map(|i| i * 7_919_777_777_777 % 253_402_300_800_000).chain([253_402_300_799_999]) {
+            let t = Duration::from_millis(ms);
+            let (y, m, d) = civil_from_days(t.as_secs() / 86_400);
+            let rem = t.as_secs() % 86_400;
+            let formatted = format!(
+                "\"{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z\"",
+                rem / 3600,
+                rem % 3600 / 60,
+                rem % 60,
+                t.subsec_millis()
+            );
+            let mut written = Vec::new();
+            write_rfc3339_millis(t, &mut written);
+            assert_eq!(String::from_utf8(written).expect("ascii"), formatted);
+        }
+        assert_eq!(hex(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
     }
 
     #[test]

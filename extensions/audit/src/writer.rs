@@ -157,9 +157,13 @@ pub(crate) struct Shared {
     /// Emptied records the writer hands back: the request path builds the next ones in their
     /// buffers instead of allocating (and the writer thread freeing) two per record.
     spare: Mutex<Vec<Members<'static>>>,
+    /// Spare records kept while records flow: one batch's worth (the queue's capacity, at most
+    /// [`BATCH`]), so a record costs no allocation however many a batch gathers.
+    spare_limit: usize,
 }
 
-/// Emptied records kept for reuse, at most.
+/// Emptied records kept for reuse while the writer is idle, at most (while records flow, up to
+/// [`Shared::spare_limit`]: the records of one batch, which the queue held a moment before).
 const SPARE: usize = 256;
 /// Largest record buffers kept for reuse (bytes); a larger record's are freed.
 const SPARE_BYTES: usize = 4096;
@@ -174,6 +178,12 @@ impl Shared {
     /// An empty record to build, in the buffers of one already written when there is one.
     pub(crate) fn record(&self) -> Members<'static> {
         self.spare.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_else(Members::new)
+    }
+
+    /// Spare records held now.
+    #[cfg(test)]
+    pub(crate) fn spare_len(&self) -> usize {
+        self.spare.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 
     /// Hands a record to the writer; the permit reserved its place in the queue.
@@ -248,6 +258,7 @@ impl AuditTrail {
             closed: AtomicBool::new(false),
             wake_at: (settings.capacity / 2).clamp(1, BATCH),
             spare: Mutex::new(Vec::new()),
+            spare_limit: settings.capacity.clamp(1, BATCH),
         });
         let public_key = signer.as_ref().map(CheckpointSigner::public_key);
         let mut writer = Writer {
@@ -410,6 +421,7 @@ impl Writer {
     /// sync (then it is written and synced together).
     fn next_batch(&mut self) -> (Vec<Queued>, bool, bool) {
         let mut q = self.shared.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = false;
         while q.items.is_empty() && !q.closing {
             let wait = self.next_deadline();
             q.wait = Wait::Idle;
@@ -417,6 +429,7 @@ impl Writer {
             q = guard;
             q.wait = Wait::Busy;
             if timeout.timed_out() {
+                idle = q.items.is_empty();
                 break;
             }
         }
@@ -436,6 +449,19 @@ impl Writer {
         let n = q.items.len().min(BATCH);
         let batch = (q.items.drain(..n).collect(), q.closing && q.items.is_empty(), sync_due);
         drop(q);
+        if idle {
+            // nothing came for a while: the spare records of a busy spell go back to the allocator
+            let surplus = {
+                let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
+                let keep = spare.len().min(SPARE);
+                let surplus = spare.split_off(keep);
+                if !surplus.is_empty() {
+                    spare.shrink_to_fit();
+                }
+                surplus
+            };
+            drop(surplus);
+        }
         self.last_write = std::time::Instant::now();
         batch
     }
@@ -591,7 +617,7 @@ impl Writer {
         }
         {
             let mut spare = self.shared.spare.lock().unwrap_or_else(PoisonError::into_inner);
-            let room = SPARE.saturating_sub(spare.len());
+            let room = self.shared.spare_limit.saturating_sub(spare.len());
             spare.extend(spent.drain(..).take(room));
         }
         let mut backoff = Duration::from_millis(50);

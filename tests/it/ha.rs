@@ -488,17 +488,28 @@ async fn three_replicas_one_tls_redis_with_acl() {
     assert_eq!(workload_call(&b.url, &workload, "tools/list", 203).await, StatusCode::UNAUTHORIZED);
 
     // one replica killed with SIGKILL under load: the others keep serving; a client that
-    // retries at the next replica succeeds; what each replica acknowledged is in its trail
+    // retries at the next replica succeeds; what each replica acknowledged is in its trail —
+    // for the killed one, all it acknowledged before the audit writer's last chance to write
+    // (`fsync = "interval"`: records gather up to `fsync_interval_ms` before one write; a kill
+    // loses what is still queued, docs/deployment.md)
     const WORKERS: usize = 4;
-    const CALLS: usize = 30;
+    const MAX_CALLS: usize = 400;
+    const BEFORE_KILL: Duration = Duration::from_millis(1200);
+    // the writer's interval (10 ms) and room for a loaded machine's scheduling
+    const MAY_BE_QUEUED: Duration = Duration::from_millis(500);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..WORKERS)
         .map(|w| {
             let (urls, client, token, nonce) = (urls.clone(), client.clone(), token.clone(), nonce.clone());
+            let stop = stop.clone();
             tokio::spawn(async move {
-                // (replica, JSON-RPC id) of every call answered with 200
+                // (replica, JSON-RPC id, when) of every call answered with 200
                 let mut acknowledged = Vec::new();
-                for i in 0..CALLS {
-                    let id = (1000 + w * CALLS + i) as i64;
+                for i in 0..MAX_CALLS {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = (1000 + w * MAX_CALLS + i) as i64;
                     let mut served = false;
                     // round robin; on a connection failure retry at the next replica
                     for attempt in 0..urls.len() {
@@ -508,7 +519,7 @@ async fn three_replicas_one_tls_redis_with_acl() {
                         let result = tokio::spawn(async move { dpop_list(&url, &token, &proof, id).await }).await;
                         if let Ok(status) = result {
                             assert_eq!(status, StatusCode::OK);
-                            acknowledged.push((replica, id));
+                            acknowledged.push((replica, id, std::time::Instant::now()));
                             served = true;
                             break;
                         }
@@ -520,14 +531,20 @@ async fn three_replicas_one_tls_redis_with_acl() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(BEFORE_KILL).await;
+    let killed_at = std::time::Instant::now();
     let b_dir = b.kill().await;
+    // the others serve on for a while after the kill
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acknowledged = Vec::new();
     for worker in load {
         acknowledged.extend(worker.await.unwrap());
     }
-    assert_eq!(acknowledged.len(), WORKERS * CALLS, "every call was served by a live replica");
-    assert!(acknowledged.iter().any(|(r, _)| *r == 1), "B served some calls before it was killed");
+    let after_kill = acknowledged.iter().filter(|(_, _, at)| *at > killed_at + Duration::from_millis(50)).count();
+    assert!(after_kill > 0, "calls were served by the live replicas after the kill");
+    let checked = acknowledged.iter().filter(|(r, _, at)| *r == 1 && *at + MAY_BE_QUEUED < killed_at).count();
+    assert!(checked > 0, "B served calls well before it was killed");
     for url in [&a.url, &c.url] {
         let proof = client.proof("POST", RESOURCE, Some(&token), Some(&nonce)).unwrap();
         assert_eq!(dpop_list(url, &token, &proof, 500).await, StatusCode::OK, "{url} keeps serving");
@@ -542,7 +559,9 @@ async fn three_replicas_one_tls_redis_with_acl() {
     for (i, trail) in trails.iter().enumerate() {
         // every call the replica acknowledged is in its own trail, answered with 200
         let records = common::call_records(trail);
-        for (_, id) in acknowledged.iter().filter(|(r, _)| *r == i) {
+        let durable =
+            |(r, _, at): &&(usize, i64, std::time::Instant)| *r == i && (i != 1 || *at + MAY_BE_QUEUED < killed_at);
+        for (_, id, _) in acknowledged.iter().filter(durable) {
             assert!(
                 records.iter().any(|r| r["jsonrpc"]["id"] == *id && r["http"]["status"] == 200),
                 "replica {i} acknowledged call {id}, which is not in its trail"
@@ -671,7 +690,7 @@ address = "127.0.0.1:0"
 [[rate_limits]]
 name = "global"
 requests = 1000
-per_secs = 1
+per_secs = 600
 methods = ["tools/call"]
 [redis]
 url = "redis://ha-master"

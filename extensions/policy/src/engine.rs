@@ -333,7 +333,7 @@ impl Catalog {
             if !self.tools.contains_key(&info.name) && self.tools.len() >= MAX_CATALOG_ENTRIES {
                 break;
             }
-            let same = self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments);
+            let same = self.tools.get(&info.name).is_some_and(|old| old.decides_as(&info));
             changed |= !same;
             self.tools.insert(info.name.clone(), Arc::new(info));
         }
@@ -348,7 +348,7 @@ impl Catalog {
             if !self.prompts.contains_key(&info.name) && self.prompts.len() >= MAX_CATALOG_ENTRIES {
                 break;
             }
-            let same = self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments);
+            let same = self.prompts.get(&info.name).is_some_and(|old| old.decides_as(&info));
             changed |= !same;
             self.prompts.insert(info.name.clone(), Arc::new(info));
         }
@@ -360,21 +360,19 @@ impl Catalog {
     pub fn knows_listing(&self, key: &str, result: &Value) -> bool {
         let mut items = result.get(key).and_then(Value::as_array).into_iter().flatten();
         // an entry listed exactly as before is known without being read again (the usual case:
-        // the same listing passing again); any other is read and its arguments compared
+        // the same listing passing again); any other is read, and compared as decisions read it
         match key {
             "tools" => items.all(|item| {
                 let known = item.get("name").and_then(Value::as_str).and_then(|n| self.tools.get(n));
                 known.is_some_and(|old| old.listed() == item)
-                    || ToolInfo::from_listing(item).is_none_or(|info| {
-                        self.tools.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
-                    })
+                    || ToolInfo::from_listing(item)
+                        .is_none_or(|info| self.tools.get(&info.name).is_some_and(|old| old.decides_as(&info)))
             }),
             "prompts" => items.all(|item| {
                 let known = item.get("name").and_then(Value::as_str).and_then(|n| self.prompts.get(n));
                 known.is_some_and(|old| old.listed() == item)
-                    || PromptInfo::from_listing(item).is_none_or(|info| {
-                        self.prompts.get(&info.name).is_some_and(|old| old.arguments == info.arguments)
-                    })
+                    || PromptInfo::from_listing(item)
+                        .is_none_or(|info| self.prompts.get(&info.name).is_some_and(|old| old.decides_as(&info)))
             }),
             _ => true,
         }

@@ -1,7 +1,8 @@
 //! List filtering: `tools/list`, `resources/list`, `resources/templates/list` and `prompts/list`
 //! results lose the items the caller could not use with any arguments, in JSON and SSE
 //! responses. `nextCursor` is left as the upstream sent it, so paging keeps working (a page may
-//! come back shorter, or empty, with a cursor to the next). The JSON and SSE rewriting itself is
+//! come back shorter, or empty, with a cursor to the next). A filtered list's `cacheScope` (SEP-2549)
+//! becomes `"private"`: what it holds depends on the caller. The JSON and SSE rewriting itself is
 //! core's [`list`](mcp_enterprise_core::list) machinery.
 
 use std::sync::Arc;
@@ -92,6 +93,13 @@ impl ListFilter {
         });
         if items.len() != before {
             tracing::debug!(list = self.kind.method(), hidden = before - items.len(), "list filtered by policy");
+        }
+        // what is left depends on the caller, whether or not this caller lost an item: a cache
+        // shared between users (SEP-2549's "public") could hand one caller another's list
+        if let Some(scope) = result.get_mut("cacheScope")
+            && scope.as_str() != Some("private")
+        {
+            *scope = Value::from("private");
         }
         true
     }

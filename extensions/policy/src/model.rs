@@ -140,6 +140,14 @@ impl ToolInfo {
         &self.entity
     }
 
+    /// Whether decisions read the same of `other` as of this entry: its argument types and its
+    /// entity (title, annotations). A change of either must be learned, or cached decisions and
+    /// validations would keep what the upstream no longer says (a tool newly marked destructive).
+    /// `deep_eq`: a Cedar entity's `==` compares only its uid.
+    pub(crate) fn decides_as(&self, other: &Self) -> bool {
+        self.arguments == other.arguments && self.entity.deep_eq(&other.entity)
+    }
+
     /// The entry as it was listed.
     pub(crate) fn listed(&self) -> &Value {
         &self.listed
@@ -193,6 +201,11 @@ impl PromptInfo {
 
     pub(crate) fn entity(&self) -> &Entity {
         &self.entity
+    }
+
+    /// Whether decisions read the same of `other` as of this entry (arguments and title).
+    pub(crate) fn decides_as(&self, other: &Self) -> bool {
+        self.arguments == other.arguments && self.entity.deep_eq(&other.entity)
     }
 
     /// The entry as it was listed.

@@ -190,6 +190,59 @@ fn shown_tools(layer: &PolicyLayer, p: Option<&Principal>, context: &CallContext
 }
 
 #[test]
+fn a_listing_changing_only_annotations_is_learned_and_a_filtered_list_is_private() {
+    let alice = user(&["analysts"], &[]);
+    let layer = layer();
+    let mut listing = tools_listing();
+    listing["ttlMs"] = json!(60_000);
+    listing["cacheScope"] = json!("public");
+    // `echo` is read-only: shown and allowed (the second time from the caches)
+    for _ in 0..2 {
+        assert!(shown_tools(&layer, Some(&alice), &ctx(), &listing).contains(&"echo".to_owned()));
+        assert!(decide(&layer, Some(&alice), "echo", json!({})).is_allowed());
+    }
+    // the upstream now says `echo` writes: same arguments, other annotations. Learned: the cached
+    // entity and decisions are dropped, so it is hidden and a call is denied
+    listing["tools"][2]["annotations"] = json!({"readOnlyHint": false});
+    for _ in 0..2 {
+        assert!(!shown_tools(&layer, Some(&alice), &ctx(), &listing).contains(&"echo".to_owned()));
+        assert_eq!(decide(&layer, Some(&alice), "echo", json!({})).reasons(), [Reason::NoPermitMatched]);
+    }
+    // a prompt's title is part of its entity too: a retitled prompt is learned
+    let prompts = |title: &str| json!({"prompts": [{"name": "summary", "title": title}]});
+    let catalog = Catalog::from_listing(&prompts("Summary"));
+    let titled = r#"@id("titled") permit(principal, action, resource is Mcp::Prompt) when { resource has title && resource.title == "Summary" };"#;
+    let layer_p = PolicyLayer::builder(policies(titled)).catalog(catalog).build().expect("ok");
+    let get = |l: &PolicyLayer| {
+        l.decide(Some(&alice), Call { action: Action::PromptsGet, target: "summary", arguments: None }, &ctx())
+    };
+    assert!(get(&layer_p).is_allowed());
+    layer_p.engine().learn("prompts/list", &prompts("Other"));
+    assert!(!get(&layer_p).is_allowed());
+    // the list filtered for one caller is private to it, whether or not this caller lost an item
+    // (another may); the other caching hint is kept
+    let filtered = |listing: &Value| -> Value {
+        let body = json!({"jsonrpc": "2.0", "id": 1, "result": listing}).to_string();
+        let out = crate::filter_list_body(layer.engine(), Some(&alice), "tools/list", &ctx(), body.as_bytes());
+        serde_json::from_slice(&out.expect("a list")).expect("json")
+    };
+    let admin = user(&[], &["admin"]);
+    let body = json!({"jsonrpc": "2.0", "id": 1, "result": listing}).to_string();
+    let all = crate::filter_list_body(layer.engine(), Some(&admin), "tools/list", &ctx(), body.as_bytes());
+    let all: Value = serde_json::from_slice(&all.expect("a list")).expect("json");
+    assert_eq!(names(&all, "tools").len(), 4, "the admin lost nothing");
+    assert_eq!(all["result"]["cacheScope"], "private");
+    let out = filtered(&listing);
+    assert_eq!((&out["result"]["cacheScope"], &out["result"]["ttlMs"]), (&json!("private"), &json!(60_000)));
+    // a list without the hint gets none (an older protocol's answer); an empty list is the same
+    // for everyone and passes as it came
+    listing.as_object_mut().expect("object").remove("cacheScope");
+    assert!(filtered(&listing)["result"].get("cacheScope").is_none());
+    let empty = json!({"tools": [], "ttlMs": 0, "cacheScope": "public"});
+    assert_eq!(filtered(&empty)["result"]["cacheScope"], "public");
+}
+
+#[test]
 fn cached_decisions_follow_the_principal_the_catalog_and_the_context_they_depend_on() {
     let fp = mcp_enterprise_core::TokenFingerprint::from_sha256(&[2; 32]);
     let with = |groups: &[&str]| {

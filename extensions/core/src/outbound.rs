@@ -310,10 +310,20 @@ impl Service<Uri> for EgressConnector {
 }
 
 /// A connector whose every attempt ends within a timeout.
-#[derive(Clone, Debug)]
+///
+/// The connector is shared: hyper-util's client clones its connector for every request (the
+/// connection it would open races the pool's idle one), so a clone is one reference count here,
+/// and the connector is cloned only when a connection is really opened.
+#[derive(Debug)]
 pub struct TimeoutConnector<C> {
-    inner: C,
+    inner: Arc<C>,
     timeout: Duration,
+}
+
+impl<C> Clone for TimeoutConnector<C> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner), timeout: self.timeout }
+    }
 }
 
 impl<C> Service<Uri> for TimeoutConnector<C>
@@ -327,14 +337,15 @@ where
     type Error = BoxError;
     type Future = BoxFuture<C::Response>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // the shared connector is made ready on its own clone, inside the attempt (and its time)
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
         let timeout = self.timeout;
         let host = dst.host().unwrap_or_default().to_owned();
-        let fut = self.inner.call(dst);
+        let fut = C::clone(&self.inner).oneshot(dst);
         Box::pin(async move {
             match tokio::time::timeout(timeout, fut).await {
                 Ok(result) => result.map_err(Into::into),
@@ -377,7 +388,7 @@ pub fn connector(
     } else {
         builder.enable_http1().wrap_connector(inner)
     };
-    Ok(TimeoutConnector { inner: https, timeout: connect_timeout })
+    Ok(TimeoutConnector { inner: Arc::new(https), timeout: connect_timeout })
 }
 
 /// An error and its sources, joined with `: ` (for messages and logs; never holds secrets).

@@ -75,14 +75,20 @@ impl MetadataContribution {
     }
 }
 
-/// A protected resource metadata document.
+/// A protected resource metadata document. Cheap to clone (one shared allocation): the layer
+/// serving it is cloned with the rest of the stack for every request.
 #[derive(Debug, Clone)]
 pub struct ProtectedResourceMetadata {
-    resource: Arc<str>,
-    metadata_url: Arc<str>,
-    paths: Arc<[String]>,
+    document: Arc<Document>,
+}
+
+#[derive(Debug)]
+struct Document {
+    resource: String,
+    metadata_url: String,
+    paths: Vec<String>,
     json: Bytes,
-    value: Arc<Value>,
+    value: Value,
 }
 
 impl ProtectedResourceMetadata {
@@ -115,26 +121,26 @@ impl ProtectedResourceMetadata {
 
     /// The canonical resource URI.
     pub fn resource(&self) -> &str {
-        &self.resource
+        &self.document.resource
     }
 
     /// The URL of this document (path-suffixed form), for `resource_metadata` in challenges.
     pub fn metadata_url(&self) -> &str {
-        &self.metadata_url
+        &self.document.metadata_url
     }
 
     /// The paths it is served at: the path-suffixed well-known URI and the root one.
     pub fn paths(&self) -> &[String] {
-        &self.paths
+        &self.document.paths
     }
 
     /// The document.
     pub fn to_json(&self) -> &Value {
-        &self.value
+        &self.document.value
     }
 
     pub(crate) fn body(&self) -> Bytes {
-        self.json.clone()
+        self.document.json.clone()
     }
 }
 
@@ -193,11 +199,13 @@ impl ProtectedResourceMetadataBuilder {
         let authority = self.uri.authority().map(|a| a.as_str()).unwrap_or_default();
         let value = Value::Object(doc);
         ProtectedResourceMetadata {
-            resource: Arc::from(self.resource),
-            metadata_url: Arc::from(format!("{scheme}://{authority}{suffixed}")),
-            paths: Arc::from(paths),
-            json: Bytes::from(value.to_string()),
-            value: Arc::new(value),
+            document: Arc::new(Document {
+                resource: self.resource,
+                metadata_url: format!("{scheme}://{authority}{suffixed}"),
+                paths,
+                json: Bytes::from(value.to_string()),
+                value,
+            }),
         }
     }
 }

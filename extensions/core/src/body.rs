@@ -2,8 +2,9 @@
 //!
 //! Layers stay generic over the inner body `B`. A layer that answers by itself (a rejection, a
 //! metadata document) or hands on a body it had to read (the inspected request) uses the `full`
-//! form; a layer that rewrites a response (capability negotiation) uses a streaming rewriter; every
-//! other body passes through untouched.
+//! form; every other body passes through untouched. A layer that rewrites a response (capability
+//! negotiation) boxes its streaming rewriter into a [`PackBody`] once, so `McpBody` stays as small
+//! as its inner body: every request of the stack is moved with it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
@@ -12,13 +13,11 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use crate::negotiate::rewrite::{JsonRewrite, SseRewrite};
-
 /// The boxed error type of [`McpBody`].
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pin_project! {
-    /// A body that is either the inner body, a buffered one, or a rewritten stream.
+    /// A body that is either the inner body or a buffered one.
     #[derive(Debug)]
     pub struct McpBody<B> {
         #[pin]
@@ -32,8 +31,6 @@ pin_project! {
     enum Kind<B> {
         Full { data: Option<Bytes> },
         Inner { #[pin] body: B },
-        Json { #[pin] body: JsonRewrite<B> },
-        Sse { #[pin] body: SseRewrite<B> },
     }
 }
 
@@ -60,14 +57,6 @@ impl<B> McpBody<B> {
     pub fn empty() -> Self {
         Self { kind: Kind::Full { data: None } }
     }
-
-    pub(crate) fn json_rewrite(body: JsonRewrite<B>) -> Self {
-        Self { kind: Kind::Json { body } }
-    }
-
-    pub(crate) fn sse_rewrite(body: SseRewrite<B>) -> Self {
-        Self { kind: Kind::Sse { body } }
-    }
 }
 
 impl<B> From<Bytes> for McpBody<B> {
@@ -92,8 +81,6 @@ where
                 Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
                 None => Poll::Ready(None),
             },
-            KindProj::Json { body } => body.poll_frame(cx),
-            KindProj::Sse { body } => body.poll_frame(cx),
         }
     }
 
@@ -101,7 +88,6 @@ where
         match &self.kind {
             Kind::Full { data } => data.is_none(),
             Kind::Inner { body } => body.is_end_stream(),
-            Kind::Json { .. } | Kind::Sse { .. } => false,
         }
     }
 
@@ -109,7 +95,6 @@ where
         match &self.kind {
             Kind::Full { data } => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
             Kind::Inner { body } => body.size_hint(),
-            Kind::Json { .. } | Kind::Sse { .. } => SizeHint::default(),
         }
     }
 }
@@ -174,6 +159,15 @@ impl PackBody {
         Self { kind: PackKind::Full((!data.is_empty()).then_some(data)) }
     }
 
+    /// Boxes a body of the pack's own error type as it is (a streaming rewriter: one box, no
+    /// `McpBody` around it).
+    pub(crate) fn boxed<B>(body: B) -> Self
+    where
+        B: Body<Data = Bytes, Error = BoxError> + Send + 'static,
+    {
+        Self { kind: PackKind::Boxed(Box::pin(body)) }
+    }
+
     /// An empty body.
     pub fn empty() -> Self {
         Self { kind: PackKind::Full(None) }
@@ -224,6 +218,21 @@ impl Body for PackBody {
 #[cfg(test)]
 mod pack_body_tests {
     use super::*;
+
+    #[test]
+    fn an_mcp_body_is_as_small_as_its_inner_body() {
+        // every request of a stack is moved with its body: no rewriter state inline
+        type Inner = http_body_util::Full<Bytes>;
+        assert!(std::mem::size_of::<McpBody<Inner>>() <= std::mem::size_of::<Option<Bytes>>() + 8);
+        assert!(std::mem::size_of::<McpBody<PackBody>>() <= std::mem::size_of::<PackBody>() + 8);
+    }
+
+    #[test]
+    fn a_rewriter_is_boxed_once() {
+        let boxed = PackBody::boxed(McpBody::<PackBody>::full("rewritten"));
+        assert!(matches!(boxed.kind, PackKind::Boxed(_)));
+        assert_eq!(boxed.size_hint().exact(), Some(9));
+    }
 
     #[test]
     fn a_pack_body_is_not_boxed_twice() {

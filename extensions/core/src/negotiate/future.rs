@@ -8,7 +8,7 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 
 use super::rewrite::{Injector, JsonRewrite, SseRewrite};
-use crate::body::{BoxError, McpBody, PackBody};
+use crate::body::{BoxError, PackBody};
 use crate::error::Rejection;
 
 pin_project! {
@@ -65,12 +65,12 @@ where
                     .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
                 let (mut parts, body) = response.into_parts();
                 let body = match content_type.as_deref() {
-                    Some("application/json") => McpBody::<ResB>::json_rewrite(JsonRewrite::new(body, injector, *limit)),
-                    Some("text/event-stream") => McpBody::<ResB>::sse_rewrite(SseRewrite::new(body, injector, *limit)),
+                    Some("application/json") => PackBody::boxed(JsonRewrite::new(body, injector, *limit)),
+                    Some("text/event-stream") => PackBody::boxed(SseRewrite::new(body, injector, *limit)),
                     _ => return Poll::Ready(Ok(Response::from_parts(parts, PackBody::new(body)))),
                 };
                 parts.headers.remove(header::CONTENT_LENGTH);
-                Poll::Ready(Ok(Response::from_parts(parts, PackBody::new(body))))
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
         }
     }

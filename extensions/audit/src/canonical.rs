@@ -226,7 +226,10 @@ impl<'a> Members<'a> {
 
     /// The serialised value of member `key`.
     pub(crate) fn raw(&self, key: &str) -> Option<&[u8]> {
-        let (k, range, _) = self.members.iter().find(|(k, _, _)| k == key)?;
+        // from the end (the members a writer looks up, `type` and the marks, are written late or
+        // sort late), by the keys' first eight bytes before the keys themselves
+        let order = prefix(key);
+        let (k, range, _) = self.members.iter().rev().find(|(k, _, o)| *o == order && k == key)?;
         // past `"key":` (a key without quotes, backslashes or control characters is written as is)
         let plain = k.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
         let written = if plain {
@@ -551,6 +554,31 @@ mod tests {
         assert_eq!(m.raw("type"), Some(br#""mcp""#.as_slice()));
         assert_eq!(m.raw("code"), Some(b"-32602".as_slice()));
         assert_eq!(m.raw("missing"), None);
+    }
+
+    /// `raw` looks members up from the end and by the keys' first eight bytes first: keys that
+    /// share those bytes (or are a prefix of another) are still told apart, before and after the
+    /// sort, and a key that needed escaping is found past its escaped form.
+    #[test]
+    fn raw_tells_apart_keys_sharing_their_first_eight_bytes() {
+        let mut m = Members::new();
+        m.int("response_bytes", 7);
+        m.literal("response_aborted", "true");
+        m.str("response", "r");
+        m.str("type", "mcp");
+        m.member("ty\"pe", |buf| buf.extend_from_slice(b"1"));
+        m.int("typ", 2);
+        for sorted in [false, true] {
+            assert_eq!(m.raw("response_bytes"), Some(b"7".as_slice()), "sorted: {sorted}");
+            assert_eq!(m.raw("response_aborted"), Some(b"true".as_slice()));
+            assert_eq!(m.raw("response"), Some(br#""r""#.as_slice()));
+            assert_eq!(m.raw("type"), Some(br#""mcp""#.as_slice()));
+            assert_eq!(m.raw("ty\"pe"), Some(b"1".as_slice()));
+            assert_eq!(m.raw("typ"), Some(b"2".as_slice()));
+            assert_eq!(m.raw("response_"), None);
+            assert_eq!(m.raw("types"), None);
+            m.sort();
+        }
     }
 
     #[test]

@@ -87,8 +87,8 @@ pub(crate) fn seal_into(
     members.int("seq", seq);
     members.str("prev_hash", &head.hash);
     let (hash, signature) = members.write_sealed(out, |members, hash| {
-        let checkpoint = members.raw("type") == Some(br#""checkpoint""#.as_slice());
-        signer.filter(|_| checkpoint).map(|s| s.sign(hash))
+        // only a checkpoint is signed (the type is looked up only when there is a key)
+        signer.filter(|_| members.raw("type") == Some(br#""checkpoint""#.as_slice())).map(|s| s.sign(hash))
     });
     out.push(b'\n');
     (ChainHead { seq, hash }, signature)

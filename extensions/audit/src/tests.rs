@@ -685,6 +685,30 @@ async fn spare_records_cover_a_batch_and_shrink_when_idle() {
     assert_eq!(shared.spare_len(), 256, "the spare records of a busy spell go back once idle");
 }
 
+/// The writer keeps its batch buffer from one batch to the next: each batch's lines are written
+/// once, none of an earlier batch again, and the chain runs through them all.
+#[tokio::test]
+async fn batches_written_from_a_kept_buffer_hold_each_record_once() {
+    let mut t = start_with(|b| b.fsync(FsyncPolicy::Os));
+    let shared = t.layer.recorder.shared.clone();
+    let mut n = 0;
+    for round in 1..=6 {
+        // batches of different sizes, each written before the next is queued
+        for _ in 0..round * 7 {
+            let mut record = shared.record();
+            record.str("type", "mcp");
+            record.int("n", n);
+            shared.push(record, None);
+            n += 1;
+        }
+        wait_written(&t, u64::try_from(n).expect("n")).await;
+    }
+    t.stop();
+    assert!(t.verify().is_ok(), "{}", t.verify());
+    let seen: Vec<i64> = t.calls().iter().map(|r| r["n"].as_i64().expect("n")).collect();
+    assert_eq!(seen, (0..n).collect::<Vec<_>>(), "every record once, in order");
+}
+
 #[tokio::test]
 async fn a_full_queue_waits_or_refuses_per_policy() {
     for policy in [QueueFullPolicy::Backpressure, QueueFullPolicy::FailClosed] {

@@ -275,6 +275,7 @@ impl AuditTrail {
             last_write: std::time::Instant::now(),
             dirty: false,
             calls_in_file: 0,
+            line: Vec::new(),
         };
         // the first record says where this run picks up the chain; written before serving
         let start = writer.start_record(recovery.as_ref());
@@ -342,7 +343,14 @@ struct Writer {
     last_write: std::time::Instant,
     dirty: bool,
     calls_in_file: u64,
+    /// The sealed lines of a batch, kept from one batch to the next (up to [`LINE_KEEP`] bytes):
+    /// a fresh buffer per batch is fresh pages from the allocator, faulted in and zeroed by the
+    /// kernel for every batch.
+    line: Vec<u8>,
 }
+
+/// Largest batch buffer kept for the next batch (bytes); a larger one is freed after its write.
+const LINE_KEEP: usize = 1024 * 1024;
 
 /// Most records taken from the queue at once.
 const BATCH: usize = 4096;
@@ -601,7 +609,9 @@ impl Writer {
     /// Gives up only when closing. Returns how many call records were written.
     fn write_batch(&mut self, records: Vec<Members<'static>>) -> io::Result<u64> {
         let mut head = self.head.clone();
-        let mut buf = Vec::with_capacity(records.len() * 900);
+        let mut buf = std::mem::take(&mut self.line);
+        buf.clear();
+        buf.reserve(records.len() * 900);
         let mut sealed = Vec::with_capacity(records.len());
         let mut spent = Vec::with_capacity(records.len());
         for mut record in records {
@@ -665,6 +675,9 @@ impl Writer {
         self.calls_in_file += calls;
         self.head = head;
         self.dirty = true;
+        if buf.capacity() <= LINE_KEEP {
+            self.line = buf;
+        }
         Ok(calls)
     }
 

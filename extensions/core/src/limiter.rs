@@ -4,7 +4,6 @@
 //! and the gateway's rate limits. The GCRA step is governor's own (`Gcra::test_and_update`),
 //! applied at a time the caller may read once for several checks ([`KeyedLimiter::check_at`]).
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::hash::Hash;
 use std::num::NonZeroU32;
@@ -13,8 +12,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor::nanos::Nanos;
+use governor::state::StateStore;
 use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::{NotKeyed, StateStore};
 
 use crate::clock::Clock;
 
@@ -58,8 +57,8 @@ impl Clock for MonotonicClock {
 }
 
 /// A key of a [`KeyedLimiter`] held inline: up to [`LimitKey::CAPACITY`] bytes, no allocation
-/// per check (a key is built on the stack and looked up by its bytes; a new key is stored as its
-/// bytes, [`Key::Stored`], allocated once). Equal keys are equal byte strings.
+/// per check (a lookup copies the bytes onto the stack; a new key is stored in the table's own
+/// memory). Equal keys are equal byte strings.
 #[derive(Clone, Copy)]
 pub struct LimitKey {
     len: u8,
@@ -130,59 +129,15 @@ impl fmt::Debug for LimitKey {
     }
 }
 
-/// What a [`KeyedLimiter`] can be keyed by: a value built on the stack per check (no allocation),
-/// looked up in the table by reference ([`Key::Lookup`]) and stored in the table's compact form
-/// ([`Key::Stored`]) only when the key is new.
-pub trait Key: Send + Sync + 'static {
-    /// What a lookup compares and hashes: a stored key borrows as it, with the same hash.
-    type Lookup: Hash + Eq + ?Sized;
-    /// How the table holds a key.
-    type Stored: Borrow<Self::Lookup> + Hash + Eq + Clone + Send + Sync + 'static;
+/// What a [`KeyedLimiter`] can be keyed by: a fixed-size value (no allocation per check).
+pub trait Key: Hash + Eq + Clone + Send + Sync + 'static {}
 
-    /// The key as a lookup sees it.
-    fn lookup(&self) -> &Self::Lookup;
-
-    /// The key as the table holds it (built once, when the key is new).
-    fn stored(&self) -> Self::Stored;
-}
-
-/// A [`LimitKey`] is held as its bytes on the heap (16 bytes in the table's slot, not 129):
-/// the tables of many callers stay small enough for the CPU's caches, and a lookup compares the
-/// bytes by reference.
-impl Key for LimitKey {
-    type Lookup = [u8];
-    type Stored = Box<[u8]>;
-
-    #[inline]
-    fn lookup(&self) -> &[u8] {
-        self.as_bytes()
-    }
-
-    fn stored(&self) -> Box<[u8]> {
-        self.as_bytes().into()
-    }
-}
-
-/// A 16-byte key (an address) is held as it is.
-impl Key for [u8; 16] {
-    type Lookup = [u8; 16];
-    type Stored = [u8; 16];
-
-    #[inline]
-    fn lookup(&self) -> &[u8; 16] {
-        self
-    }
-
-    fn stored(&self) -> [u8; 16] {
-        *self
-    }
-}
+impl<T: Hash + Eq + Clone + Send + Sync + 'static> Key for T {}
 
 /// The table's hasher: keyed at random per process (keys are partly chosen by callers).
 type Hasher = ahash::RandomState;
 
-/// governor's keyed state store (a `DashMap` of its atomic GCRA state), keyed by the stored form.
-type Store<K> = DashMapStateStore<<K as Key>::Stored, Hasher>;
+type Store<K> = DashMapStateStore<K, Hasher>;
 
 /// How many checks pass between two sweeps of idle keys.
 pub const SWEEP_EVERY: u64 = 4096;
@@ -194,6 +149,7 @@ const LEN_EVERY: u64 = 64;
 /// GCRA per key with at most `max_keys` keys: `burst` at once, then one per `interval`. Idle keys
 /// (whose state is that of a fresh key) are swept every [`SWEEP_EVERY`] checks and whenever the
 /// table is full.
+#[derive(Debug)]
 pub struct KeyedLimiter<K: Key = LimitKey> {
     /// Each key's theoretical arrival time (ns since `start`), governor's atomic state.
     store: Store<K>,
@@ -214,18 +170,6 @@ pub struct KeyedLimiter<K: Key = LimitKey> {
     last_full_sweep: AtomicU64,
 }
 
-impl<K: Key> fmt::Debug for KeyedLimiter<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // the keys may name callers: their number only
-        f.debug_struct("KeyedLimiter")
-            .field("keys", &self.store.len())
-            .field("interval_ns", &self.t)
-            .field("tolerance_ns", &self.tau)
-            .field("max_keys", &self.max_keys)
-            .finish_non_exhaustive()
-    }
-}
-
 impl<K: Key> KeyedLimiter<K> {
     /// One request per `interval` sustained (a zero interval counts as 1 ns), `burst` at once, at
     /// most `max_keys` keys, on `clock`.
@@ -233,7 +177,7 @@ impl<K: Key> KeyedLimiter<K> {
         // as governor's quota: t = max(interval, 1 ns), tau = t × (burst − 1)
         let t = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX).max(1);
         Self {
-            store: Store::<K>::with_hasher(Hasher::new()),
+            store: Store::with_hasher(Hasher::new()),
             start: clock.now(),
             clock,
             t,
@@ -274,8 +218,7 @@ impl<K: Key> KeyedLimiter<K> {
             len = self.store.len();
             self.known_len.store(len, Ordering::Relaxed);
         }
-        let lookup = key.lookup();
-        if len >= self.max_keys && !self.store.contains_key(lookup) {
+        if len >= self.max_keys && !self.store.contains_key(key) {
             let room = self.make_room(now);
             self.known_len.store(self.store.len(), Ordering::Relaxed);
             if !room {
@@ -285,17 +228,11 @@ impl<K: Key> KeyedLimiter<K> {
         // governor's GCRA step (`Gcra::test_and_update`) on its atomic per-key state
         let t0 = self.since_start(now);
         let (t, tau) = (self.t, self.tau);
-        let gcra = |tat: Option<Nanos>| {
+        let outcome = self.store.measure_and_replace(key, |tat: Option<Nanos>| {
             let tat = tat.map_or(t0, Nanos::as_u64);
             let earliest = tat.saturating_sub(tau);
             if t0 < earliest { Err(earliest - t0) } else { Ok(((), Nanos::from(tat.max(t0).saturating_add(t)))) }
-        };
-        // governor's `DashMapStateStore::measure_and_replace`, with the lookup by reference: an
-        // existing key under the shard's read lock, a new one stored (in its compact form) first
-        let outcome = match self.store.get(lookup) {
-            Some(state) => state.measure_and_replace(&NotKeyed::NonKey, gcra),
-            None => self.store.entry(key.stored()).or_default().measure_and_replace(&NotKeyed::NonKey, gcra),
-        };
+        });
         match outcome {
             Ok(()) => Verdict::Allowed,
             Err(wait) => Verdict::Limited(Duration::from_nanos(wait)),

@@ -343,4 +343,42 @@ mod tests {
         assert!(matches!(limit.check(&[1; 16]), Verdict::Limited(_)));
         assert_eq!(limit.check(&[2; 16]), Verdict::Allowed);
     }
+
+    proptest::proptest! {
+        /// Decisions equal governor's own keyed limiter (its `RateLimiter` on its `DashMap`
+        /// store, keyed by the whole `LimitKey`, on a fake clock advanced in step), for any
+        /// sequence of keys and arrival times: the GCRA step and the lookup by borrowed bytes
+        /// in the compact table decide as governor does.
+        #[test]
+        fn decisions_equal_governors_keyed_limiter(
+            interval_ms in 1u64..2_000,
+            burst in 1u32..6,
+            steps in proptest::collection::vec((0usize..6, 0u64..3_000), 1..200),
+        ) {
+            use governor::clock::FakeRelativeClock;
+            let interval = Duration::from_millis(interval_ms);
+            let (ours, clock) = limiter(interval, burst, 1_000);
+            let fake = FakeRelativeClock::default();
+            let quota = governor::Quota::with_period(interval)
+                .expect("non-zero")
+                .allow_burst(NonZeroU32::new(burst).expect("non-zero"));
+            let theirs: governor::RateLimiter<LimitKey, _, FakeRelativeClock, _> =
+                governor::RateLimiter::dashmap_with_clock(quota, fake.clone());
+            // keys of different lengths, one the prefix of another
+            let keys = ["a", "ab", "https://idp\0alice", "https://idp\0alice\0search", "", "b"].map(key);
+            for (k, advance) in steps {
+                clock.advance(Duration::from_millis(advance));
+                fake.advance(Duration::from_millis(advance));
+                let expected = match theirs.check_key(&keys[k]) {
+                    Ok(()) => Verdict::Allowed,
+                    Err(not_until) => {
+                        use governor::clock::Clock as _;
+                        Verdict::Limited(not_until.wait_time_from(fake.now()))
+                    }
+                };
+                proptest::prop_assert_eq!(ours.check(&keys[k]), expected);
+            }
+            proptest::prop_assert!(ours.len() <= 6);
+        }
+    }
 }

@@ -20,6 +20,10 @@ seconds="${FUZZ_SECONDS:-20}"
 # address sanitizer by default; FUZZ_SANITIZER=none where ASan is not available
 sanitizer="${FUZZ_SANITIZER:-address}"
 export RUSTC_BOOTSTRAP=1
+# Optimisation of the fuzz build (cargo-fuzz builds the `release` profile). A smoke run of seconds
+# needs the build quickly more than the fastest code, so it builds at opt-level 1 (build times and
+# executions per second at 1 and 3: docs/testing.md, "Fuzzing"). Longer runs: FUZZ_OPT_LEVEL=3.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL="${FUZZ_OPT_LEVEL:-1}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "== installing cargo-fuzz (cargo install cargo-fuzz --locked)"

@@ -93,9 +93,13 @@ rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/mcp-enterprise*
 # Its own target directory, removed afterwards: cargo verifies each package with that package's
 # own feature set, so almost nothing is shared with the test build, and a small CI disk must not
 # hold both at once.
+# A packaged crate carries no `[profile]` of the workspace, so the verification would build with
+# cargo's default `dev` profile, full debug info included: it is not needed here and only makes the
+# build slower and the directory bigger.
 publish_target="target/publish-dry-run"
 rm -rf "$publish_target"
-CARGO_TARGET_DIR="$publish_target" CARGO_INCREMENTAL=0 cargo publish --workspace --dry-run --locked
+CARGO_TARGET_DIR="$publish_target" CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false \
+  cargo publish --workspace --dry-run --locked
 rm -rf "$publish_target"
 echo "== cargo deny"
 if ! command -v cargo-deny >/dev/null 2>&1; then

@@ -246,8 +246,10 @@ fn dockerfile_builds_its_binary_the_way_the_test_does() {
         assert!(!ignore.lines().any(|l| l.trim_end_matches('/') == needed), ".dockerignore drops {needed}");
     }
     // build exactly that: same command, profile, package and features. Only the profile's
-    // whole-program optimisation is switched off here (fat LTO with one codegen unit takes tens
-    // of minutes on a two-core CI machine; it changes how the code is optimised, not what builds)
+    // optimisation is switched off here: fat LTO with one codegen unit takes tens of minutes on a
+    // two-core CI machine, and even `opt-level = 3` without it was the longest step of the test
+    // run. Both change how the code is optimised, not what builds: `debug-assertions` and
+    // `overflow-checks` (which do change `cfg`s and code) keep the profile's values.
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -255,7 +257,8 @@ fn dockerfile_builds_its_binary_the_way_the_test_does() {
         .current_dir(root())
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_PROFILE_DIST_LTO", "off")
-        .env("CARGO_PROFILE_DIST_CODEGEN_UNITS", "16");
+        .env("CARGO_PROFILE_DIST_CODEGEN_UNITS", "256")
+        .env("CARGO_PROFILE_DIST_OPT_LEVEL", "0");
     run(&mut cmd);
     let bin = target.join("dist/mcp-enterprise");
     let version = run(Command::new(&bin).arg("--version"));

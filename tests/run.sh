@@ -90,21 +90,20 @@ echo "== cargo publish --dry-run (every publishable crate packages and builds al
 # (in CARGO_HOME) are keyed by name and version only, so after a change a second run would build
 # against the first run's: remove them first.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/mcp-enterprise*
-# Its own target directory, removed afterwards: cargo verifies each package with that package's
-# own feature set, so almost nothing is shared with the test build, and a small CI disk must not
-# hold both at once.
+# The verification builds in the same target directory as the tests: each package is built with
+# its own feature set, but every dependency whose features and profile come out the same is built
+# once for both (on a two-core machine: 617 s cold in a directory of its own, 374 s in the tests'
+# directory after their build).
 # A packaged crate carries no `[profile]` of the workspace, so the verification would build with
-# cargo's default `dev` profile, full debug info included: it is not needed here and only makes the
-# build slower and the directory bigger.
-publish_target="target/publish-dry-run"
-rm -rf "$publish_target"
-CARGO_TARGET_DIR="$publish_target" CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false \
-  cargo publish --workspace --dry-run --locked
-rm -rf "$publish_target"
+# cargo's default `dev` profile, full debug info included; without it, its dependencies match the
+# workspace's (`[profile.dev.package."*"] debug = false`) and the build is smaller.
+CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=false cargo publish --workspace --dry-run --locked
 echo "== cargo deny"
 if ! command -v cargo-deny >/dev/null 2>&1; then
-  echo "== installing cargo-deny (cargo install cargo-deny --locked)"
-  cargo install cargo-deny --locked
+  # unoptimised: it builds in 92 s instead of ≈ 220 s on two cores, and the check still takes
+  # seconds (2.7 s against 1.5 s)
+  echo "== installing cargo-deny (cargo install cargo-deny --locked --debug)"
+  cargo install cargo-deny --locked --debug
 fi
 # The RustSec advisory database is a git repository on GitHub; where it cannot be fetched (this
 # project's CI has no route to GitHub) advisories are skipped with a notice: docs/security.md.

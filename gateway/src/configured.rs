@@ -394,6 +394,7 @@ fn stdio_bridge(config: &PackConfig) -> Option<crate::stdio::StdioBridge> {
         idle_timeout: std::time::Duration::from_secs(settings.idle_timeout_secs),
         max_line_bytes: settings.max_line_bytes,
         input_timeout: std::time::Duration::from_secs(settings.input_timeout_secs),
+        spare_children: settings.spare_children,
     };
     let route =
         config.resource.parse::<http::Uri>().map(|u| u.path().to_owned()).unwrap_or_else(|_| config.resource.clone());
@@ -670,5 +671,21 @@ mod tests {
         std::fs::write(&key, "two").expect("write");
         assert_ne!(a, fingerprint(&section), "a changed key file is a changed section");
         assert_ne!(fingerprint(&serde_json::json!({"x": 2})), fingerprint(&serde_json::json!({"x": 1})));
+    }
+
+    #[test]
+    fn a_stdio_upstreams_bounds_reach_its_bridge() {
+        let text = "version = 1\nresource = \"http://127.0.0.1:8787/mcp\"\n[upstream]\ncommand = [\"cat\"]\n\
+                    [upstream.stdio]\nmax_sessions = 5\nspare_children = 2\ninput_timeout_secs = 9\n";
+        let loaded = mcp_enterprise_config::Loader::new()
+            .text("gw.toml", mcp_enterprise_config::Format::Toml, text)
+            .env(Vec::<(String, String)>::new())
+            .load()
+            .expect("loads");
+        let bridge = stdio_bridge(loaded.config()).expect("a stdio upstream");
+        let shown = format!("{bridge:?}");
+        for part in ["route: \"/mcp\"", "max_sessions: 5", "spare_children: 2", "input_timeout: 9s"] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
     }
 }

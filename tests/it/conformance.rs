@@ -333,7 +333,10 @@ async fn assert_transparent(
             (gateway_url, proxied)
         }
         Front::Stdio => {
-            let limits = StdioLimits { max_sessions: 256, ..StdioLimits::default() };
+            // the suite gives some calls 600 ms for their first message (SEP-2575's stream checks),
+            // and the first call of new capabilities needs a child of its own: a node process
+            // that takes 300-800 ms to load on two busy cores; a loaded spare answers in ~100 ms
+            let limits = StdioLimits { max_sessions: 256, spare_children: 2, ..StdioLimits::default() };
             let bridge = StdioBridge::new("/mcp", common::server_everything_stdio(peers), limits);
             let running = common::stdio_gateway(bridge.clone()).await;
             let gateway_url = running.mcp_url();

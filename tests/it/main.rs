@@ -40,6 +40,7 @@ mod siem_export;
 mod sso;
 mod stdio;
 mod stdio_modern;
+mod stdio_spare;
 mod token_exchange;
 mod tools_cli;
 mod traces;

@@ -24,7 +24,7 @@ pub(crate) fn bridge(peers: &Peers, limits: StdioLimits) -> StdioBridge {
     StdioBridge::new("/mcp", common::server_everything_stdio(peers), limits)
 }
 
-async fn post(url: &str, session: Option<&str>, body: &Value) -> http::Response<Incoming> {
+pub(crate) async fn post(url: &str, session: Option<&str>, body: &Value) -> http::Response<Incoming> {
     let mut req = Request::post(url)
         .header("content-type", "application/json")
         .header("accept", ACCEPT)
@@ -81,7 +81,7 @@ impl Events {
 }
 
 /// Opens a session (initialize + initialized); returns its id.
-async fn open_session(url: &str) -> String {
+pub(crate) async fn open_session(url: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}});
     let response = post(url, None, &init).await;
@@ -109,11 +109,11 @@ fn call(id: i64, tool: &str, arguments: Value, progress: Option<&str>) -> Value 
 }
 
 /// Whether process `pid` exists (a zombie counts: it is not reaped).
-fn exists(pid: i32) -> bool {
+pub(crate) fn exists(pid: i32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-async fn gone(pid: i32) -> bool {
+pub(crate) async fn gone(pid: i32) -> bool {
     let deadline = Instant::now() + Duration::from_secs(5);
     while exists(pid) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -396,7 +396,7 @@ async fn a_crash_loop_is_reported_by_readiness() {
 }
 
 /// The diagnostics of a document that must not load.
-fn errors(path: &std::path::Path) -> Vec<String> {
+pub(crate) fn errors(path: &std::path::Path) -> Vec<String> {
     match mcp_enterprise_config::Loader::new().file(path).env(Vec::<(String, String)>::new()).load() {
         Ok(loaded) => panic!("expected errors, loaded {loaded:?}"),
         Err(e) => e.diagnostics().iter().map(ToString::to_string).collect(),

@@ -29,7 +29,7 @@ fn meta(caps: &Value) -> Value {
 }
 
 /// A 2026-07-28 request with `_meta` for `caps`.
-fn request(id: Value, method: &str, mut params: Value, caps: &Value) -> Value {
+pub(crate) fn request(id: Value, method: &str, mut params: Value, caps: &Value) -> Value {
     let mut m = meta(caps);
     if let Some(extra) = params.get("_meta").and_then(Value::as_object) {
         for (k, v) in extra {
@@ -41,7 +41,7 @@ fn request(id: Value, method: &str, mut params: Value, caps: &Value) -> Value {
 }
 
 /// POSTs `body` with the 2026-07-28 headers taken from it (override with `headers`).
-async fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> http::Response<Incoming> {
+pub(crate) async fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> http::Response<Incoming> {
     let mut req = Request::post(url)
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
@@ -61,7 +61,7 @@ async fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> http::Respon
 }
 
 /// The answer to a modern request (SSE or JSON).
-async fn answer(response: http::Response<Incoming>) -> Value {
+pub(crate) async fn answer(response: http::Response<Incoming>) -> Value {
     let sse = response
         .headers()
         .get("content-type")

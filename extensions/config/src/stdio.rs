@@ -33,6 +33,13 @@ pub struct StdioConfig {
     /// call is abandoned at the child and its `requestState` refused. Default: 120.
     #[serde(default = "default_input_timeout")]
     pub input_timeout_secs: u64,
+    /// Children started ahead of need, 0 to 16 and below `max_sessions`: a new session (or a
+    /// restart, or a new pool of 2026-07-28 clients) takes a spare that has already loaded
+    /// instead of waiting for a process to start (hundreds of milliseconds for `node`/`python`
+    /// servers). Spares count against `max_sessions` and get no client's data until taken.
+    /// Default: 0 (a child starts when it is needed).
+    #[serde(default)]
+    pub spare_children: usize,
 }
 
 impl Default for StdioConfig {
@@ -43,6 +50,7 @@ impl Default for StdioConfig {
             max_line_bytes: default_max_line_bytes(),
             inherit_env: default_inherit_env(),
             input_timeout_secs: default_input_timeout(),
+            spare_children: 0,
         }
     }
 }

@@ -27,6 +27,10 @@
 //!   (default `PATH`, `HOME`, `LANG`, `TZ`, `TMPDIR`) and the configured `env`: it never inherits
 //!   the gateway's secrets, and the caller's token is never given to it. Its stderr is logged at
 //!   debug level with the route's name.
+//! - **Spares** (`spare_children`, default none). Children started ahead of need, with nothing
+//!   written to them: a session (or pooled child, or restart) that needs a child takes a spare
+//!   that has already loaded, and another is started in the background. Spares count against
+//!   `max_sessions`; one that exited before it was taken is discarded. See `spare.rs`.
 //! - **Bounded.** Lines from the child are capped (`max_line_bytes`, longer ones dropped with a
 //!   warning); every queue is bounded (a slow client slows its own child only); output that is
 //!   not JSON is logged and dropped.
@@ -36,6 +40,7 @@ mod modern;
 mod mrtr;
 mod pool;
 mod session;
+mod spare;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -111,6 +116,9 @@ pub struct StdioLimits {
     /// How long a 2026-07-28 call waits, parked at its child, for the client to retry it with the
     /// input it was asked for (`input_required`); then it is abandoned.
     pub input_timeout: Duration,
+    /// Children started ahead of need: a session that needs a child takes one instead of waiting
+    /// for a process to start. They count against `max_sessions`. Default: 0.
+    pub spare_children: usize,
 }
 
 impl Default for StdioLimits {
@@ -120,6 +128,7 @@ impl Default for StdioLimits {
             idle_timeout: Duration::from_secs(600),
             max_line_bytes: 4 * 1024 * 1024,
             input_timeout: Duration::from_secs(120),
+            spare_children: 0,
         }
     }
 }
@@ -138,6 +147,8 @@ pub(crate) struct Inner {
     next_call: AtomicU64,
     /// 2026-07-28 calls parked for input, by `requestState`.
     parked: Mutex<HashMap<String, mrtr::Parked>>,
+    /// Children started ahead of need, not yet taken.
+    spares: Mutex<Vec<spare::Spare>>,
 }
 
 impl Inner {
@@ -222,6 +233,7 @@ impl StdioBridge {
             metrics: std::sync::RwLock::new(None),
             next_call: AtomicU64::new(1),
             parked: Mutex::new(HashMap::new()),
+            spares: Mutex::new(Vec::new()),
         });
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(reap_idle(Arc::downgrade(&inner)));
@@ -249,9 +261,14 @@ impl StdioBridge {
         self.inner.parked().len()
     }
 
-    /// The process ids of the running children.
+    /// The process ids of the running children of sessions (spares not included).
     pub fn child_pids(&self) -> Vec<i32> {
         self.inner.sessions().values().filter_map(|s| s.child_pid()).collect()
+    }
+
+    /// The process ids of the spare children (started ahead of need, not yet taken).
+    pub fn spare_pids(&self) -> Vec<i32> {
+        self.inner.spare_pids()
     }
 
     /// Readiness: an error while the route's children are in a crash loop.
@@ -276,7 +293,9 @@ impl StdioBridge {
 
     fn close_all(&self) -> Vec<Arc<child::Child>> {
         let sessions: Vec<Arc<Session>> = self.inner.sessions().drain().map(|(_, s)| s).collect();
-        sessions.iter().filter_map(|s| s.close()).collect()
+        let mut children: Vec<_> = sessions.iter().filter_map(|s| s.close()).collect();
+        children.extend(self.inner.drain_spares());
+        children
     }
 
     /// Ends every session and waits (up to 5 s) until every child has exited and been reaped.
@@ -685,6 +704,8 @@ pub struct StdioRoute {
 impl StdioBridge {
     /// This bridge serving at `path`; its streams end when `drain` says so (a gateway's stop).
     pub fn at(&self, path: &str, drain: Drain) -> StdioRoute {
+        // served from now on: its spares are started
+        self.inner.fill_spares();
         StdioRoute { bridge: self.clone(), path: Arc::from(path), drain }
     }
 

@@ -75,17 +75,33 @@ impl Checker<'_> {
         {
             self.invalid("upstream.cwd", "an existing directory (the child's working directory)");
         }
-        let ranges: [(&str, u64, u64, &str); 4] = [
+        let ranges: [(&str, u64, u64, &str); 5] = [
             ("upstream.stdio.max_sessions", 1, 10_000, "a number of sessions from 1 to 10000"),
             ("upstream.stdio.idle_timeout_secs", 1, 86_400, "a number of seconds from 1 to 86400"),
             ("upstream.stdio.max_line_bytes", 1024, 64 * 1024 * 1024, "a number of bytes from 1024 to 67108864"),
             ("upstream.stdio.input_timeout_secs", 1, 3_600, "a number of seconds from 1 to 3600"),
+            ("upstream.stdio.spare_children", 0, 16, "a number of spare children from 0 to 16"),
         ];
         for (path, min, max, expected) in ranges {
             if let Some(n) = self.get(path).and_then(Value::as_u64)
                 && !(min..=max).contains(&n)
             {
                 self.invalid(path, expected);
+            }
+        }
+        // spares count against the children's bound: as many as it would leave no session
+        if let Some(spares) = self.get("upstream.stdio.spare_children").and_then(Value::as_u64)
+            && (1..=16).contains(&spares)
+        {
+            let max = self
+                .get("upstream.stdio.max_sessions")
+                .and_then(Value::as_u64)
+                .unwrap_or(crate::stdio::StdioConfig::default().max_sessions as u64);
+            if spares >= max && (1..=10_000).contains(&max) {
+                self.invalid(
+                    "upstream.stdio.spare_children",
+                    format!("fewer spare children than `upstream.stdio.max_sessions` ({max})"),
+                );
             }
         }
         if let Some(mode) = self.str("upstream.propagation.mode")

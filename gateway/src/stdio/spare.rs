@@ -29,28 +29,41 @@ pub(crate) struct Spare {
 
 impl Inner {
     /// Starts spares until `spare_children` are kept or the sessions leave no room. Needs a
-    /// tokio runtime (does nothing without one).
+    /// tokio runtime (does nothing without one). Processes are started outside the locks (a
+    /// request of the route never waits for a `fork`); one that finds no room left when it is
+    /// ready (a concurrent fill took it) is killed.
     pub(crate) fn fill_spares(&self) {
         if self.limits.spare_children == 0 || tokio::runtime::Handle::try_current().is_err() {
             return;
         }
+        let room = |sessions: usize, spares: &mut Vec<Spare>| {
+            spares.retain(|s| !s.child.has_exited());
+            let room = self.limits.max_sessions.saturating_sub(sessions + spares.len());
+            self.limits.spare_children.saturating_sub(spares.len()).min(room)
+        };
         // sessions, then spares: the order every path takes both locks in
-        let sessions = self.sessions();
-        let mut spares = self.spares();
-        spares.retain(|s| !s.child.has_exited());
-        while spares.len() < self.limits.spare_children && sessions.len() + spares.len() < self.limits.max_sessions {
+        let wanted = {
+            let sessions = self.sessions();
+            room(sessions.len(), &mut self.spares())
+        };
+        for _ in 0..wanted {
             let (tx, events) = mpsc::channel::<Event>(STREAM_QUEUE);
-            match Child::spawn(&self.command, self.route.clone(), self.limits.max_line_bytes, tx) {
-                Ok(child) => {
-                    tracing::debug!(route = %self.route, pid = child.pid(), "spare stdio server started");
-                    spares.push(Spare { child: Arc::new(child), events });
-                }
+            let child = match Child::spawn(&self.command, self.route.clone(), self.limits.max_line_bytes, tx) {
+                Ok(child) => Arc::new(child),
                 Err(e) => {
                     // a session's own start reports it (at warn) when it tries
                     tracing::debug!(route = %self.route, program = %self.command.program, error = %e, "a spare stdio server cannot be started");
-                    break;
+                    return;
                 }
+            };
+            let sessions = self.sessions();
+            let mut spares = self.spares();
+            if room(sessions.len(), &mut spares) == 0 {
+                // dropped: its process group is killed
+                return;
             }
+            tracing::debug!(route = %self.route, pid = child.pid(), "spare stdio server started");
+            spares.push(Spare { child, events });
         }
     }
 

@@ -29,7 +29,7 @@
 //!   debug level with the route's name.
 //! - **Spares** (`spare_children`, default none). Children started ahead of need, with nothing
 //!   written to them: a session (or pooled child, or restart) that needs a child takes a spare
-//!   that has already loaded, and another is started in the background. Spares count against
+//!   that has already loaded, and another is started in its place. Spares count against
 //!   `max_sessions`; one that exited before it was taken is discarded. See `spare.rs`.
 //! - **Bounded.** Lines from the child are capped (`max_line_bytes`, longer ones dropped with a
 //!   warning); every queue is bounded (a slow client slows its own child only); output that is

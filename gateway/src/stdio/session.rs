@@ -341,15 +341,10 @@ impl Session {
         let inner = self.inner.upgrade().ok_or(SendError::Closed)?;
         let (child, events_rx) = match inner.take_spare() {
             Some(spare) => spare,
-            None => {
-                let (events_tx, events_rx) = mpsc::channel::<Event>(STREAM_QUEUE);
-                let child = Child::spawn(&inner.command, inner.route.clone(), inner.limits.max_line_bytes, events_tx)
-                    .map_err(|e| {
-                        tracing::warn!(route = %inner.route, program = %inner.command.program, error = %e, "the stdio server cannot be started");
-                        SendError::Spawn
-                    })?;
-                (Arc::new(child), events_rx)
-            }
+            None => inner.start_child().map_err(|e| {
+                tracing::warn!(route = %inner.route, program = %inner.command.program, error = %e, "the stdio server cannot be started");
+                SendError::Spawn
+            })?,
         };
         let generation = {
             let mut state = self.lock();

@@ -47,9 +47,8 @@ impl Inner {
             room(sessions.len(), &mut self.spares())
         };
         for _ in 0..wanted {
-            let (tx, events) = mpsc::channel::<Event>(STREAM_QUEUE);
-            let child = match Child::spawn(&self.command, self.route.clone(), self.limits.max_line_bytes, tx) {
-                Ok(child) => Arc::new(child),
+            let (child, events) = match self.start_child() {
+                Ok(started) => started,
                 Err(e) => {
                     // a session's own start reports it (at warn) when it tries
                     tracing::debug!(route = %self.route, program = %self.command.program, error = %e, "a spare stdio server cannot be started");
@@ -65,6 +64,13 @@ impl Inner {
             tracing::debug!(route = %self.route, pid = child.pid(), "spare stdio server started");
             spares.push(Spare { child, events });
         }
+    }
+
+    /// Starts the route's command as a new child; with the receiver of its events.
+    pub(crate) fn start_child(&self) -> std::io::Result<(Arc<Child>, mpsc::Receiver<Event>)> {
+        let (tx, events) = mpsc::channel::<Event>(STREAM_QUEUE);
+        let child = Child::spawn(&self.command, self.route.clone(), self.limits.max_line_bytes, tx)?;
+        Ok((Arc::new(child), events))
     }
 
     /// A running spare and its events, if one is kept; the ones that exited are discarded.

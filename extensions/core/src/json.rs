@@ -93,17 +93,15 @@ impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
     }
 }
 
-#[cfg(feature = "dpop")]
+#[cfg(any(feature = "dpop", test))]
 /// Whether `error` is the refusal of a repeated member name (by [`Unambiguous`] or [`Checked`]).
 pub(crate) fn is_duplicate(error: &serde_json::Error) -> bool {
     error.to_string().starts_with(DUPLICATE)
 }
 
-#[cfg(feature = "dpop")]
 /// A member name, borrowed from the input when it has no escapes.
 pub(crate) struct Name<'de>(pub(crate) std::borrow::Cow<'de, str>);
 
-#[cfg(feature = "dpop")]
 impl<'de> serde::Deserialize<'de> for Name<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
@@ -126,7 +124,6 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
     }
 }
 
-#[cfg(feature = "dpop")]
 /// The member names of one object seen so far: a short list compared in turn, a hash set past
 /// [`Seen::FEW`] names (so an object of many members costs linear time, not quadratic).
 pub(crate) enum Seen<'de> {
@@ -134,7 +131,6 @@ pub(crate) enum Seen<'de> {
     Many(std::collections::HashSet<std::borrow::Cow<'de, str>>),
 }
 
-#[cfg(feature = "dpop")]
 impl<'de> Seen<'de> {
     const FEW: usize = 16;
 
@@ -168,22 +164,21 @@ impl<'de> Seen<'de> {
     }
 }
 
-#[cfg(feature = "dpop")]
-/// Any JSON value, checked like [`Unambiguous`] (no object at any depth repeats a member name)
-/// but not kept: for the members a reader does not look at.
-pub(crate) struct Checked;
+/// Any JSON value, checked like [`unambiguous_object`] (no object at any depth repeats a member
+/// name, every string, number and member name read as a `Value` would read it) but not kept: for
+/// the members a reader does not look at. `serde::de::IgnoredAny` is laxer: it skips numbers and
+/// escapes without checking their range or surrogates, and lets repeated names through.
+#[derive(Debug, Clone, Copy)]
+pub struct Checked;
 
-#[cfg(feature = "dpop")]
 impl<'de> serde::Deserialize<'de> for Checked {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(CheckedVisitor)
     }
 }
 
-#[cfg(feature = "dpop")]
 struct CheckedVisitor;
 
-#[cfg(feature = "dpop")]
 impl<'de> serde::de::Visitor<'de> for CheckedVisitor {
     type Value = Checked;
 
@@ -251,7 +246,6 @@ mod tests {
         assert!(ok["b"]["c"].is_f64());
     }
 
-    #[cfg(feature = "dpop")]
     #[test]
     fn checked_refuses_what_unambiguous_refuses() {
         let checked = |t: &str| match serde_json::from_str::<Checked>(t) {
@@ -277,5 +271,10 @@ mod tests {
             assert_eq!(checked(text), Ok(()), "{text}");
         }
         assert_eq!(checked(r#"{"a":"#), Err(ObjectError::NotAnObject));
+        // read as a `Value` would be: a lone surrogate, a number out of range
+        for text in [r#"{"a":"\ud800"}"#, r#"{"a":1e400}"#, r#"{"a":[-1e999]}"#] {
+            assert!(serde_json::from_str::<Value>(text).is_err(), "{text}");
+            assert_eq!(checked(text), Err(ObjectError::NotAnObject), "{text}");
+        }
     }
 }

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use mcp_enterprise_core::json::Checked;
 use mcp_enterprise_core::jsonrpc::codes;
 use mcp_enterprise_core::list::{ListRewrite, Unrewritable, is_response_to};
 use mcp_enterprise_core::{JsonRpcError, JsonRpcId, Principal};
@@ -153,8 +154,9 @@ pub fn filter_list_body(
 /// serde_json's grammar), with unescaped member names and no member named twice in the message
 /// or its `result` — where parsers could disagree on which one counts, the answer takes the
 /// full path (parsed and encoded again, the one reading every client then sees). What is not
-/// looked at is still read as a `Value` would be ([`Skip`]: numbers in range, no lone
-/// surrogates), so an answer passed as it came is one the full path would have accepted.
+/// looked at is still read as a `Value` would be (core's [`Checked`]: numbers in range, no lone
+/// surrogates, no member named twice at any depth), so an answer passed as it came is one the
+/// full path would have accepted.
 pub(crate) fn empty_answer(kind: ListKind, id: Option<&JsonRpcId>, body: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(body) else { return false };
     let mut de = serde_json::Deserializer::from_str(text);
@@ -204,7 +206,7 @@ impl<'de> serde::de::Visitor<'de> for Members<'_> {
                 }
                 (Level::Result, name) if name == self.key => empty = map.next_value::<EmptyList>()?.0,
                 _ => {
-                    map.next_value::<Skip>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }
@@ -236,54 +238,9 @@ impl<'de> serde::Deserialize<'de> for EmptyList {
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<EmptyList, A::Error> {
                 // an item: the rest is not read (the parse then fails: the answer takes the full path)
-                Ok(EmptyList(seq.next_element::<Skip>()?.is_none()))
+                Ok(EmptyList(seq.next_element::<Checked>()?.is_none()))
             }
         }
         deserializer.deserialize_seq(Items)
-    }
-}
-
-/// A JSON value read exactly as a `serde_json::Value` would be (every string, number and member
-/// name parsed and checked), but not kept. `IgnoredAny` is laxer: it skips numbers and escapes
-/// without checking their range or surrogates.
-struct Skip;
-
-impl<'de> serde::Deserialize<'de> for Skip {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(Skip)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Skip {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
-        while map.next_entry::<Skip, Skip>()?.is_some() {}
-        Ok(Skip)
     }
 }

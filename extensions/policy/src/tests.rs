@@ -584,6 +584,9 @@ fn only_a_plain_empty_answer_to_the_awaited_id_skips_the_parse() {
         r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"x"}],"tools":[]}}"#,
         r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]},"result":{"tools":[{"name":"x"}]}}"#,
         r#"{"jsonrpc":"2.0","id":7,"id":8,"result":{"tools":[]}}"#,
+        // ... also deeper, in members not looked at (the full path re-encodes one reading)
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"_meta":{"a":1,"a":2}}}"#,
+        r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"_meta":{"x":[{"b":1,"b":2}]}}}"#,
         // an escaped member name (\u0074ools is "tools")
         r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[],"\u0074ools":[{"name":"x"}]}}"#,
         // not strictly JSON

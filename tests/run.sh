@@ -116,7 +116,7 @@ fi
 cargo deny --locked check --hide-inclusion-graph "${deny_checks[@]}"
 echo "== cargo test"
 # the fault and hostile-input tests run the gateway binary as its own process
-cargo build --locked --bin mcp-enterprise
+cargo build --locked --bin mcp-enterprise --bin example-id-jag-client
 cargo test --workspace --locked
 echo "== fuzz smoke"
 bash fuzz/smoke.sh

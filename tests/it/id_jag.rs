@@ -513,19 +513,9 @@ async fn a_jti_is_single_use_across_replicas_sharing_redis() {
     );
 }
 
-/// The example client (`examples/id-jag-client`), built if needed.
+/// The example client (`examples/id-jag-client`), built before the tests (`tests/run.sh`).
 fn example_client() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "example-id-jag-client"])
-        .current_dir(&root)
-        .status()
-        .unwrap();
-    assert!(status.success(), "building example-id-jag-client");
-    // target/debug/deps/it-… → target/debug/example-id-jag-client
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(std::path::Path::parent).unwrap().join("example-id-jag-client")
+    mcp_enterprise_tests::gateway_process::example_id_jag_client().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

@@ -407,22 +407,10 @@ async fn the_tools_snapshot_matches_the_demo_server() {
     assert!(report.findings().is_empty(), "{report}");
 }
 
-/// The `mcp-enterprise` binary, built if needed.
-fn binary() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "-q", "-p", "mcp-enterprise", "--bin", "mcp-enterprise"])
-        .current_dir(repo())
-        .status()
-        .unwrap();
-    assert!(status.success(), "building mcp-enterprise");
-    // target/debug/deps/it-… → target/debug/mcp-enterprise
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().join("mcp-enterprise")
-}
-
+/// Runs the built `mcp-enterprise` binary (`tests/run.sh` builds it before the tests).
 fn run(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(binary()).args(args).current_dir(repo()).output().unwrap();
+    let binary = mcp_enterprise_tests::gateway_process::binary().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(binary).args(args).current_dir(repo()).output().unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 

@@ -3,8 +3,8 @@
 //! everything it logs (stderr, at any `RUST_LOG` level).
 //!
 //! The binary is the workspace's `target/<profile>/mcp-enterprise`; `tests/run.sh` builds it
-//! before the tests (`cargo build --bin mcp-enterprise`). A missing or stale binary fails the
-//! test with that command.
+//! before the tests ([`BUILD_COMMAND`]). A missing or stale binary fails the test with that
+//! command.
 
 use std::fs::{self, File};
 use std::io;
@@ -15,32 +15,41 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::peers::read_log;
 use crate::process::ChildGuard;
 
-/// The command that builds the binary.
-pub const BUILD_COMMAND: &str = "cargo build --bin mcp-enterprise";
+/// The command that builds the binaries the tests run as processes: the gateway and the example
+/// ID-JAG client (`tests/it/id_jag.rs`). One workspace build, before `cargo test`: a test that
+/// built them itself would wait for cargo's lock on the target directory behind other tests'
+/// builds, with other features than the workspace's.
+pub const BUILD_COMMAND: &str = "cargo build --bin mcp-enterprise --bin example-id-jag-client";
 
 /// How long the gateway may take to print its endpoint on a loaded machine.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The built gateway binary, checked to exist and to be newer than the sources it is built from.
 pub fn binary() -> Result<PathBuf, String> {
+    workspace_binary("mcp-enterprise", &["cli/src", "gateway/src", "stack/src", "examples/demo-server/src"])
+}
+
+/// The built example ID-JAG client (`examples/id-jag-client`), checked like [`binary`].
+pub fn example_id_jag_client() -> Result<PathBuf, String> {
+    workspace_binary("example-id-jag-client", &["examples/id-jag-client/src"])
+}
+
+/// `target/<profile>/<name>` of the workspace, checked to exist and to be newer than every file
+/// under `sources` (directories relative to the workspace root) and every extension's `src`.
+fn workspace_binary(name: &str, sources: &[&str]) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot locate the test binary: {e}"))?;
-    // target/<profile>/deps/it-<hash> → target/<profile>/mcp-enterprise
+    // target/<profile>/deps/it-<hash> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).ok_or("the test binary is not in target/<profile>/deps")?;
-    let bin = dir.join("mcp-enterprise");
+    let bin = dir.join(name);
     let built = fs::metadata(&bin)
         .and_then(|m| m.modified())
         .map_err(|e| format!("{} is not usable ({e}); build it with `{BUILD_COMMAND}`", bin.display()))?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut sources = vec![
-        root.join("cli/src"),
-        root.join("gateway/src"),
-        root.join("stack/src"),
-        root.join("examples/demo-server/src"),
-    ];
+    let mut dirs: Vec<PathBuf> = sources.iter().map(|s| root.join(s)).collect();
     if let Ok(entries) = fs::read_dir(root.join("extensions")) {
-        sources.extend(entries.flatten().map(|e| e.path().join("src")));
+        dirs.extend(entries.flatten().map(|e| e.path().join("src")));
     }
-    if let Some(newer) = sources.iter().find_map(|dir| newer_than(dir, built)) {
+    if let Some(newer) = dirs.iter().find_map(|dir| newer_than(dir, built)) {
         return Err(format!("{} is older than {}; rebuild it with `{BUILD_COMMAND}`", bin.display(), newer.display()));
     }
     Ok(bin)

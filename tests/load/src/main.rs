@@ -27,6 +27,31 @@ mod stdio;
 
 const ISSUER: &str = "https://idp.load.test";
 
+/// `--help`: what the harness does with which option (the comments in [`main`] say more).
+const USAGE: &str = "\
+usage: mcp-enterprise-load [ACTION] [OPTIONS]
+  (no action)            the whole report: throughput, latency, CPU, instructions, RSS, criterion
+                         tables; written to --out (run through `bash tests/load/run.sh`)
+actions:
+  --cost-only            the interleaved pack's-own-cost section only, written to --out
+  --instructions-only    the callgrind instruction counts only, printed (MCPE_LOAD_KEEP=1 keeps dumps)
+  --rss-only             the peak-RSS run only, printed
+  --metrics-cost         the bare gateway with and without metrics, printed
+  --traces-cost          the bearer pack without traces and with sampling 1.0 and 0.01, printed
+  --stdio-cost           the stdio bridge and an HTTPS upstream next to plain http, printed
+  --serve STACK          start one stack (e.g. FullPack), print its URL and wrk script, and wait
+  --es256-verify N       N verifications of one ES256 signature (what callgrind counts)
+options:
+  --only A,B             only these stacks (e.g. Bare,FullPack)
+  --duration SECONDS     seconds per measured cell (default 5)
+  --out FILE             the report's file (default docs/performance.md)
+  --rss-requests N       requests of the RSS run (default 1000000)
+  --rss-tokens N         distinct tokens of the RSS run (default 100000)
+  --worker-threads N     `[runtime] worker_threads` of every gateway started (default: one per CPU)
+  --no-instructions      skip the callgrind counts
+  --help                 this text
+";
+
 struct Opts {
     duration: u64,
     out: PathBuf,
@@ -102,7 +127,11 @@ fn main() -> anyhow::Result<()> {
             // the stdio bridge and an HTTPS upstream next to the plain-http route (server-everything
             // each way), printed
             "--stdio-cost" => action = Action::StdioCost,
-            other => bail!("unknown argument {other}"),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument {other} (--help lists them)"),
         }
     }
     match action {

@@ -5,7 +5,8 @@
 //!
 //! A layer implements [`ListRewrite`] (what to do with the one JSON-RPC response it waits for) and
 //! wraps the answer's body in a [`ListBody`]: a JSON answer is buffered up to the limit and
-//! rewritten; an SSE answer streams, only the event carrying the awaited response is re-encoded
+//! rewritten ([`json_answer`] does the same before the answer's head is sent, which then carries
+//! the exact length); an SSE answer streams, only the event carrying the awaited response is re-encoded
 //! (an event larger than the limit is refused),
 //! and everything after it passes through untouched. A list that cannot be rewritten — too large,
 //! not JSON, or a stream cut inside the response — is never passed on as it came: it is replaced
@@ -49,7 +50,7 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use serde_json::Value;
 
-use crate::body::BoxError;
+use crate::body::{BoxError, PackBody};
 use crate::jsonrpc::JsonRpcId;
 
 /// A list operation whose answer can be rewritten.
@@ -170,19 +171,102 @@ impl<B, F> ListBody<B, F> {
     }
 }
 
-fn rewrite_json<F: ListRewrite>(rewrite: &F, body: BytesMut) -> Bytes {
+fn rewrite_json<F: ListRewrite>(rewrite: &F, body: Bytes) -> Bytes {
     if rewrite.unchanged(&body) {
-        return body.freeze();
+        return body;
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(mut message) => {
             if rewrite.apply(&mut message) {
                 Bytes::from(message.to_string())
             } else {
-                body.freeze()
+                body
             }
         }
         Err(_) => rewrite.refusal(Unrewritable::NotJson),
+    }
+}
+
+/// A JSON list answer read whole and rewritten before its head is sent, so that it goes out in
+/// one piece with its exact `Content-Length` (a [`ListBody::json`] answer's length is only known
+/// once the list is read, after its head went out, so it is sent chunked). What is rewritten,
+/// refused (too large, not JSON) and passed as it came is exactly what [`ListBody::json`] does;
+/// an answer that came in one frame and passes as it came is not copied. An upstream body that
+/// fails fails this answer's body the same way; trailers follow the data.
+pub async fn json_answer<B, F>(response: http::Response<B>, rewrite: F, limit: usize) -> http::Response<PackBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    F: ListRewrite,
+{
+    let (mut parts, body) = response.into_parts();
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let mut body = std::pin::pin!(body);
+    // the first frame as it came; later ones joined in `more`
+    let (mut first, mut more) = (None::<Bytes>, BytesMut::new());
+    let mut trailers = None;
+    let out = loop {
+        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    let len = first.as_ref().map_or(0, Bytes::len) + more.len() + data.len();
+                    if len > limit {
+                        // a list passed on as it came would defeat the rewriting
+                        tracing::warn!(limit, "list answer too large to rewrite; refused");
+                        break rewrite.refusal(Unrewritable::TooLarge);
+                    }
+                    match first.take() {
+                        None if more.is_empty() => first = Some(data),
+                        held => {
+                            more.extend_from_slice(&held.unwrap_or_default());
+                            more.extend_from_slice(&data);
+                        }
+                    }
+                }
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok();
+                    break rewrite_json(&rewrite, first.take().unwrap_or_else(|| more.split().freeze()));
+                }
+            },
+            Some(Err(e)) => {
+                let failed = Whole { data: None, last: Some(Err(e.into())) };
+                return http::Response::from_parts(parts, PackBody::boxed(failed));
+            }
+            None => break rewrite_json(&rewrite, first.take().unwrap_or_else(|| more.split().freeze())),
+        }
+    };
+    parts.headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(out.len()));
+    let body = match trailers {
+        None => PackBody::full(out),
+        Some(trailers) => PackBody::boxed(Whole { data: Some(out), last: Some(Ok(trailers)) }),
+    };
+    http::Response::from_parts(parts, body)
+}
+
+/// An answer read whole: its data, then its trailers or the error that ended it.
+struct Whole {
+    data: Option<Bytes>,
+    last: Option<Result<http::HeaderMap, BoxError>>,
+}
+
+impl Body for Whole {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(data) = this.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(this.last.take().map(|last| last.map(Frame::trailers)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.last.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.as_ref().map_or(0, |d| d.len() as u64))
     }
 }
 
@@ -307,14 +391,14 @@ where
                         }
                         Err(frame) => {
                             *this.trailers = frame.into_trailers().ok().map(Frame::trailers);
-                            let out = rewrite_json(rewrite, this.buf.split());
+                            let out = rewrite_json(rewrite, this.buf.split().freeze());
                             *this.rewrite = None;
                             return Poll::Ready(Some(Ok(Frame::data(out))));
                         }
                     },
                     Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
                     None => {
-                        let out = rewrite_json(rewrite, this.buf.split());
+                        let out = rewrite_json(rewrite, this.buf.split().freeze());
                         *this.rewrite = None;
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
@@ -440,6 +524,80 @@ mod tests {
         assert!(out.contains("notifications/progress"));
         assert!(out.contains(r#""tools":[]"#) && !out.contains(r#""name":"a""#), "{out}");
         assert!(out.ends_with("data: after\n\n"));
+    }
+
+    /// A body of these frames (data, then trailers or an error), polled in turn.
+    struct Frames(std::collections::VecDeque<Result<Frame<Bytes>, BoxError>>);
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.get_mut().0.pop_front())
+        }
+    }
+
+    fn answer<B>(body: B) -> http::Response<B> {
+        http::Response::builder().header("content-length", "999").body(body).expect("response")
+    }
+
+    async fn whole(response: http::Response<PackBody>) -> (Option<String>, Bytes, Option<http::HeaderMap>) {
+        let length = response.headers().get("content-length").map(|v| v.to_str().expect("ascii").to_owned());
+        let collected = response.into_body().collect().await.expect("body");
+        let trailers = collected.trailers().cloned();
+        (length, collected.to_bytes(), trailers)
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_is_rewritten_whole_and_sent_with_its_length() {
+        let list = r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"a"}]}}"#;
+        let (length, out, _) =
+            whole(json_answer(answer(Full::new(Bytes::from(list))), Empty(Some(JsonRpcId::Number(7))), 1024).await)
+                .await;
+        assert_eq!(out, r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#);
+        assert_eq!(length, Some(out.len().to_string()), "the upstream's length is replaced by the answer's");
+        // another response passes as it came, the same bytes (not copied when they came in one frame)
+        let other = Bytes::from(r#"{"jsonrpc":"2.0","id":8,"result":{"tools":[{"name":"a"}]}}"#);
+        let response = json_answer(answer(Full::new(other.clone())), Empty(Some(JsonRpcId::Number(7))), 1024).await;
+        assert!(response.body().size_hint().exact() == Some(other.len() as u64));
+        let (length, out, _) = whole(response).await;
+        assert_eq!((out.as_ptr(), out.len()), (other.as_ptr(), other.len()));
+        assert_eq!(length, Some(other.len().to_string()));
+        // in several frames: joined, then rewritten; trailers follow
+        let mut trailer = http::HeaderMap::new();
+        trailer.insert("x-end", http::HeaderValue::from_static("1"));
+        let frames = Frames(
+            [&list[..10], &list[10..30], &list[30..]]
+                .map(|part| Ok(Frame::data(Bytes::copy_from_slice(part.as_bytes()))))
+                .into_iter()
+                .chain([Ok(Frame::trailers(trailer.clone()))])
+                .collect(),
+        );
+        let (length, out, trailers) =
+            whole(json_answer(answer(frames), Empty(Some(JsonRpcId::Number(7))), 1024).await).await;
+        assert_eq!(out, r#"{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}"#);
+        assert_eq!(length, Some(out.len().to_string()));
+        assert_eq!(trailers, Some(trailer));
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_too_large_not_json_or_failing_is_never_passed_as_it_came() {
+        let big = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{{"name":"{}"}}]}}}}"#, "x".repeat(100));
+        // too large, in one frame or past the limit in a later one
+        let (length, out, _) =
+            whole(json_answer(answer(Full::new(Bytes::from(big.clone()))), Empty(None), 50).await).await;
+        assert_eq!((length.as_deref(), &out[..]), (Some("16"), &b"refused TooLarge"[..]));
+        let frames =
+            Frames([&big[..40], &big[40..]].map(|p| Ok(Frame::data(Bytes::copy_from_slice(p.as_bytes())))).into());
+        assert_eq!(whole(json_answer(answer(frames), Empty(None), 50).await).await.1, "refused TooLarge");
+        let (_, out, _) = whole(json_answer(answer(Full::new(Bytes::from("nope"))), Empty(None), 50).await).await;
+        assert_eq!(out, "refused NotJson");
+        // an upstream body that fails fails the answer's body, with no length claimed
+        let failing =
+            Frames([Ok(Frame::data(Bytes::from_static(b"{\"jsonrpc\""))), Err("upstream reset".into())].into());
+        let response = json_answer(answer(failing), Empty(None), 1024).await;
+        assert!(response.headers().get("content-length").is_none());
+        let err = response.into_body().collect().await.expect_err("the body fails");
+        assert_eq!(err.to_string(), "upstream reset");
     }
 
     #[tokio::test]

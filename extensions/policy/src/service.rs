@@ -15,7 +15,7 @@ use crate::filter::{ListFilter, ListKind};
 use crate::future::ResponseFuture;
 use crate::layer::PolicyLayer;
 use crate::model::{Action, CallContext};
-use mcp_enterprise_core::list::{ListBody, is_sse};
+use mcp_enterprise_core::list::{ListBody, is_sse, json_answer};
 
 /// The service made by [`PolicyLayer`].
 #[derive(Clone, Debug)]
@@ -142,22 +142,17 @@ where
         ResponseFuture::new(async move {
             let response = service.call(req).await?;
             let Some(filter) = filter else { return Ok(response.map(PackBody::new)) };
-            let sse = is_sse(response.headers());
-            // any other successful answer is read as JSON: a list is never passed on unfiltered
-            let json = !sse && response.status().is_success();
-            let (mut parts, body) = response.into_parts();
-            if sse || json {
+            if is_sse(response.headers()) {
+                let (mut parts, body) = response.into_parts();
                 // the length changes with filtering
                 parts.headers.remove(header::CONTENT_LENGTH);
+                return Ok(Response::from_parts(parts, PackBody::new(ListBody::sse(body, filter, limit))));
             }
-            let body = if sse {
-                PackBody::new(ListBody::sse(body, filter, limit))
-            } else if json {
-                PackBody::new(ListBody::json(body, filter, limit))
-            } else {
-                PackBody::new(body)
-            };
-            Ok(Response::from_parts(parts, body))
+            // any other successful answer is read as JSON: a list is never passed on unfiltered
+            if response.status().is_success() {
+                return Ok(json_answer(response, filter, limit).await);
+            }
+            Ok(response.map(PackBody::new))
         })
     }
 }

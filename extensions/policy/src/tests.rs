@@ -743,3 +743,30 @@ fn principal_entity_shape() {
     assert_eq!(anonymous.uid().to_string(), r#"Mcp::Principal::"""#);
     let _ = Arc::new(anonymous);
 }
+
+#[tokio::test]
+async fn a_filtered_json_list_goes_out_whole_with_its_own_length() {
+    let listing = json!({"jsonrpc": "2.0", "id": 7, "result": tools_listing()}).to_string();
+    let sent = listing.len();
+    let upstream = service_fn(move |_: Request<McpBody<http_body_util::Full<Bytes>>>| {
+        let (a, b) = listing.split_at(listing.len() / 2);
+        let chunks = vec![Bytes::copy_from_slice(a.as_bytes()), Bytes::copy_from_slice(b.as_bytes())];
+        let mut res = Response::new(Chunks(chunks.into()));
+        res.headers_mut().insert("content-type", "application/json".parse().expect("hv"));
+        res.headers_mut().insert("content-length", listing.len().into());
+        async move { Ok::<_, Infallible>(res) }
+    });
+    let svc = ServiceBuilder::new().layer(InspectLayer::new()).layer(layer()).service(upstream);
+    let req = Request::post("/mcp")
+        .body(http_body_util::Full::new(Bytes::from(list_request("tools/list", None).to_string())))
+        .expect("req");
+    let res = svc.oneshot(req).await.expect("infallible");
+    let length: usize = res.headers()["content-length"].to_str().expect("ascii").parse().expect("a number");
+    assert_eq!(res.body().size_hint().exact(), Some(length as u64), "known before the body is read");
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(bytes.len(), length);
+    let body: Value = serde_json::from_slice(&bytes).expect("json");
+    // anonymous: nothing is read-only for them, no permit: every tool hidden
+    assert_eq!(body["result"]["tools"], json!([]));
+    assert!(length < sent, "the upstream's length is not kept: {length} vs {sent}");
+}

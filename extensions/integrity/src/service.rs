@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use http_body::Body;
 use http_body_util::BodyExt;
 use mcp_enterprise_core::jsonrpc::codes;
-use mcp_enterprise_core::list::{ListBody, ListKind, is_sse};
+use mcp_enterprise_core::list::{ListBody, ListKind, is_sse, json_answer};
 use mcp_enterprise_core::wiring;
 use mcp_enterprise_core::{BoxError, Denial, JsonRpcError, McpRequest, MessageKind, PackBody};
 use serde_json::json;
@@ -100,15 +100,22 @@ where
                     response.map(PackBody::new)
                 });
             };
-            // any other successful answer is read as JSON: a list is never passed on unchecked
-            if !sse && !response.status().is_success() {
-                return Ok(response.map(PackBody::new));
+            let events = check.events.clone();
+            if !sse {
+                // any other successful answer is read as JSON: a list is never passed on unchecked
+                if !response.status().is_success() {
+                    return Ok(response.map(PackBody::new));
+                }
+                // read whole and checked before its head goes out: the events travel in it
+                let mut response = json_answer(response, check, limit).await;
+                for event in events.lock().unwrap_or_else(PoisonError::into_inner).take().unwrap_or_default() {
+                    event.attach(&mut response);
+                }
+                return Ok(response);
             }
             let (mut parts, body) = response.into_parts();
             parts.headers.remove(header::CONTENT_LENGTH);
-            let events = check.events.clone();
-            let mut body =
-                Box::pin(if sse { ListBody::sse(body, check, limit) } else { ListBody::json(body, check, limit) });
+            let mut body = Box::pin(ListBody::sse(body, check, limit));
             // read ahead until the answer is checked, so its events travel in the response head
             let mut prefix = VecDeque::new();
             let mut held = 0;
@@ -136,11 +143,7 @@ where
             }
             let rest = (!ended).then_some(body);
             let body = Prefixed { prefix, rest };
-            Ok(if sse {
-                response.map(|()| PackBody::new(Watch::new(body, shared)))
-            } else {
-                response.map(|()| PackBody::new(body))
-            })
+            Ok(response.map(|()| PackBody::new(Watch::new(body, shared))))
         })
     }
 }

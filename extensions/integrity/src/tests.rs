@@ -102,6 +102,8 @@ fn request(method: &str, params: Value, headers: &[&str]) -> Request<Full<Bytes>
 
 struct Answer {
     status: StatusCode,
+    /// The `Content-Length` of a JSON answer (checked against its body).
+    length: Option<usize>,
     body: Value,
     events: Vec<mcp_enterprise_core::AuditEvent>,
     denial: Option<Denial>,
@@ -115,7 +117,9 @@ async fn send(svc: &Svc, req: Request<Full<Bytes>>) -> Answer {
     let denial = res.extensions().get::<Denial>().cloned();
     let denied = res.extensions().get::<IntegrityDenied>().cloned();
     let sse = mcp_enterprise_core::list::is_sse(res.headers());
+    let length = res.headers().get("content-length").map(|v| v.to_str().expect("ascii").parse().expect("a number"));
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    assert!(length.is_none_or(|l| l == bytes.len()), "Content-Length {length:?} for {} bytes", bytes.len());
     let body = if sse {
         // the last event's data is the answer
         let text = String::from_utf8(bytes.to_vec()).expect("utf8");
@@ -124,7 +128,7 @@ async fn send(svc: &Svc, req: Request<Full<Bytes>>) -> Answer {
     } else {
         serde_json::from_slice(&bytes).expect("json")
     };
-    Answer { status, body, events, denial, denied }
+    Answer { status, length, body, events, denial, denied }
 }
 
 fn names(answer: &Answer) -> Vec<&str> {
@@ -143,6 +147,8 @@ async fn deny_removes_changed_and_new_tools_and_refuses_their_calls() {
         let listed = send(&svc, request("tools/list", json!({}), headers)).await;
         assert_eq!(listed.status, StatusCode::OK);
         assert_eq!(names(&listed), ["add"], "{headers:?}");
+        // a JSON list is read and checked whole: it goes out with its own length, not chunked
+        assert_eq!(listed.length.is_some(), headers.is_empty(), "{headers:?}");
     }
     let changed = call(&svc, "echo").await;
     assert_eq!(changed.status, StatusCode::FORBIDDEN);

@@ -3,19 +3,18 @@
 //! layers that filter or check lists share (policy filters by authorization, integrity by pinned
 //! definitions).
 //!
-//! A layer implements [`ListRewrite`] (what to do with the one JSON-RPC response it waits for) and
-//! wraps the answer's body in a [`ListBody`]: a JSON answer is buffered up to the limit and
-//! rewritten ([`json_answer`] does the same before the answer's head is sent, which then carries
-//! the exact length); an SSE answer streams, only the event carrying the awaited response is re-encoded
-//! (an event larger than the limit is refused),
-//! and everything after it passes through untouched. A list that cannot be rewritten — too large,
-//! not JSON, or a stream cut inside the response — is never passed on as it came: it is replaced
-//! by the layer's JSON-RPC error ([`ListRewrite::refusal`]).
+//! A layer implements [`ListRewrite`] (what to do with the one JSON-RPC response it waits for).
+//! A JSON answer is read whole, up to the limit, and rewritten before its head goes out
+//! ([`json_answer`]: it then carries its exact length). An SSE answer streams through a
+//! [`ListBody`]: only the event carrying the awaited response is re-encoded (an event larger than
+//! the limit is refused), and everything after it passes through untouched. A list that cannot be
+//! rewritten — too large, not JSON, or a stream cut inside the response — is never passed on as it
+//! came: it is replaced by the layer's JSON-RPC error ([`ListRewrite::refusal`]).
 //!
 //! ```
 //! use bytes::Bytes;
 //! use http_body_util::{BodyExt, Full};
-//! use mcp_enterprise_core::list::{ListBody, ListKind, ListRewrite, Unrewritable};
+//! use mcp_enterprise_core::list::{ListKind, ListRewrite, Unrewritable, json_answer};
 //! use serde_json::Value;
 //!
 //! /// Drops every tool whose name starts with `admin_`.
@@ -35,8 +34,8 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! assert_eq!(ListKind::from_method("tools/list"), Some(ListKind::Tools));
 //! let upstream = Full::new(Bytes::from(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"admin_x"},{"name":"echo"}]}}"#));
-//! let body = ListBody::json(upstream, NoAdmin, 1 << 20);
-//! let out = body.collect().await.expect("body").to_bytes();
+//! let answer = json_answer(http::Response::new(upstream), NoAdmin, 1 << 20).await;
+//! let out = answer.into_body().collect().await.expect("body").to_bytes();
 //! let v: Value = serde_json::from_slice(&out).expect("json");
 //! assert_eq!(v["result"]["tools"].as_array().map(Vec::len), Some(1));
 //! # }
@@ -140,7 +139,7 @@ pub trait ListRewrite {
 }
 
 pin_project! {
-    /// A list answer's body, rewritten by `F` (see the [module docs](self)).
+    /// An SSE list answer's body, its awaited response rewritten by `F` (see the [module docs](self)).
     #[derive(Debug)]
     pub struct ListBody<B, F> {
         #[pin]
@@ -149,25 +148,15 @@ pin_project! {
         limit: usize,
         rewrite: Option<F>,
         trailers: Option<Frame<Bytes>>,
-        sse: bool,
         ended: bool,
     }
 }
 
 impl<B, F> ListBody<B, F> {
-    /// A JSON answer: buffered up to `limit` bytes, then rewritten.
-    pub fn json(body: B, rewrite: F, limit: usize) -> Self {
-        Self::new(body, rewrite, limit, false)
-    }
-
     /// An SSE answer: events stream; the one carrying the response (at most `limit` bytes) is
     /// rewritten.
     pub fn sse(body: B, rewrite: F, limit: usize) -> Self {
-        Self::new(body, rewrite, limit, true)
-    }
-
-    fn new(body: B, rewrite: F, limit: usize, sse: bool) -> Self {
-        Self { body, buf: BytesMut::new(), limit, rewrite: Some(rewrite), trailers: None, sse, ended: false }
+        Self { body, buf: BytesMut::new(), limit, rewrite: Some(rewrite), trailers: None, ended: false }
     }
 }
 
@@ -187,12 +176,10 @@ fn rewrite_json<F: ListRewrite>(rewrite: &F, body: Bytes) -> Bytes {
     }
 }
 
-/// A JSON list answer read whole and rewritten before its head is sent, so that it goes out in
-/// one piece with its exact `Content-Length` (a [`ListBody::json`] answer's length is only known
-/// once the list is read, after its head went out, so it is sent chunked). What is rewritten,
-/// refused (too large, not JSON) and passed as it came is exactly what [`ListBody::json`] does;
-/// an answer that came in one frame and passes as it came is not copied. An upstream body that
-/// fails fails this answer's body the same way; trailers follow the data.
+/// A JSON list answer read whole (up to `limit` bytes) and rewritten before its head is sent, so
+/// that it goes out in one piece with its exact `Content-Length`. Too large or not JSON: the
+/// layer's refusal instead. An answer that came in one frame and passes as it came is not copied.
+/// An upstream body that fails fails this answer's body; trailers follow the data.
 pub async fn json_answer<B, F>(response: http::Response<B>, rewrite: F, limit: usize) -> http::Response<PackBody>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -205,36 +192,37 @@ where
     // the first frame as it came; later ones joined in `more`
     let (mut first, mut more) = (None::<Bytes>, BytesMut::new());
     let mut trailers = None;
-    let out = loop {
+    let refused = loop {
         match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
-                    let len = first.as_ref().map_or(0, Bytes::len) + more.len() + data.len();
-                    if len > limit {
+                    if first.as_ref().map_or(0, Bytes::len) + more.len() + data.len() > limit {
                         // a list passed on as it came would defeat the rewriting
                         tracing::warn!(limit, "list answer too large to rewrite; refused");
-                        break rewrite.refusal(Unrewritable::TooLarge);
+                        break Some(rewrite.refusal(Unrewritable::TooLarge));
                     }
-                    match first.take() {
-                        None if more.is_empty() => first = Some(data),
-                        held => {
-                            more.extend_from_slice(&held.unwrap_or_default());
-                            more.extend_from_slice(&data);
+                    if first.is_none() && more.is_empty() {
+                        first = Some(data);
+                    } else {
+                        if let Some(held) = first.take() {
+                            more.extend_from_slice(&held);
                         }
+                        more.extend_from_slice(&data);
                     }
                 }
                 Err(frame) => {
                     trailers = frame.into_trailers().ok();
-                    break rewrite_json(&rewrite, first.take().unwrap_or_else(|| more.split().freeze()));
+                    break None;
                 }
             },
             Some(Err(e)) => {
                 let failed = Whole { data: None, last: Some(Err(e.into())) };
                 return http::Response::from_parts(parts, PackBody::boxed(failed));
             }
-            None => break rewrite_json(&rewrite, first.take().unwrap_or_else(|| more.split().freeze())),
+            None => break None,
         }
     };
+    let out = refused.unwrap_or_else(|| rewrite_json(&rewrite, first.unwrap_or_else(|| more.freeze())));
     parts.headers.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(out.len()));
     let body = match trailers {
         None => PackBody::full(out),
@@ -373,38 +361,6 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if !*this.sse {
-            loop {
-                let Some(rewrite) = this.rewrite.as_ref() else { return Poll::Ready(this.trailers.take().map(Ok)) };
-                match ready!(this.body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => {
-                            this.buf.extend_from_slice(&data);
-                            if this.buf.len() > *this.limit {
-                                // a list passed on as it came would defeat the rewriting
-                                this.buf.clear();
-                                tracing::warn!(limit = *this.limit, "list answer too large to rewrite; refused");
-                                let out = rewrite.refusal(Unrewritable::TooLarge);
-                                *this.rewrite = None;
-                                return Poll::Ready(Some(Ok(Frame::data(out))));
-                            }
-                        }
-                        Err(frame) => {
-                            *this.trailers = frame.into_trailers().ok().map(Frame::trailers);
-                            let out = rewrite_json(rewrite, this.buf.split().freeze());
-                            *this.rewrite = None;
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                    },
-                    Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                    None => {
-                        let out = rewrite_json(rewrite, this.buf.split().freeze());
-                        *this.rewrite = None;
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
-                    }
-                }
-            }
-        }
         loop {
             // complete events first
             if let Some(rewrite) = this.rewrite.as_ref() {
@@ -601,12 +557,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn over_limit_and_cut_answers_are_refused() {
+    async fn over_limit_and_cut_sse_answers_are_refused() {
         let big = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{{"name":"{}"}}]}}}}"#, "x".repeat(100));
-        assert_eq!(
-            collect(ListBody::json(Full::new(Bytes::from(big.clone())), Empty(None), 50)).await,
-            "refused TooLarge"
-        );
         // an SSE event past the limit, complete or not
         let sse = format!("data: {big}\n\n");
         assert!(
@@ -618,6 +570,5 @@ mod tests {
         );
         let cut = "data: {\"jsonrpc\":\"2.0\",\"id\":1";
         assert!(collect(ListBody::sse(Full::new(Bytes::from(cut)), Empty(None), 500)).await.contains("refused Cut"));
-        assert_eq!(collect(ListBody::json(Full::new(Bytes::from("nope")), Empty(None), 50)).await, "refused NotJson");
     }
 }
